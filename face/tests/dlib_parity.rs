@@ -1,0 +1,101 @@
+//! The pipeline against dlib itself, on numbers written by
+//! `tests/reference/make_reference.py` (dlib-bin, pinned) from LFW images.
+//! The images come from `../shared` (or `$FACEGATE_LFW_DIR`); without them
+//! the LFW cases skip loudly. The synthetic cases always run.
+
+use facegate_face::chip::face_chip;
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::{Embedder, LandmarkModel, Point, Precision, Rect};
+use image::{Rgb, RgbImage};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn reference() -> Value {
+    let path = workspace().join("tests/reference/dlib_reference.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn lfw() -> Option<facegate_lfw::Dataset> {
+    match facegate_lfw::locate(&workspace()) {
+        Some((images, _)) => Some(facegate_lfw::Dataset::open(&images).unwrap()),
+        None => {
+            eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); dlib parity on LFW not checked");
+            None
+        }
+    }
+}
+
+fn points(v: &Value) -> Vec<Point> {
+    v.as_array().unwrap().iter().map(|p| Point::new(p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect()
+}
+
+fn chip_sha(chip: &RgbImage) -> String {
+    facegate_face::embed::hex(&Sha256::digest(chip.as_raw()))
+}
+
+fn synthetic(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let (x, y) = (x as u64, y as u64);
+        Rgb([((x * 7 + y * 13) % 256) as u8, ((x * x + 3 * y) % 256) as u8, ((x ^ y) % 256) as u8])
+    })
+}
+
+#[test]
+fn chips_match_dlib_on_rotated_and_pyramid_cases() {
+    let r = reference();
+    let cases = r["synthetic_chips"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    for case in cases {
+        let img = synthetic(case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
+        let lm: [Point; 5] = points(&case["landmarks"]).try_into().unwrap();
+        let chip = face_chip(&img, &lm);
+        let sums: Vec<u64> = (0..3).map(|c| chip.pixels().map(|p| p.0[c] as u64).sum()).collect();
+        let want: Vec<u64> = case["chip_sums"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(sums, want, "channel sums for {case}");
+        assert_eq!(chip_sha(&chip), case["chip_sha256"].as_str().unwrap(), "chip pixels for {case}");
+        let b: Vec<i64> = case["box"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let lm = LandmarkModel::from_bytes(&std::fs::read(workspace().join("models/landmarks_5.fgsp")).unwrap()).unwrap();
+        let ours = lm.predict(&img, Rect::new(b[0], b[1], b[2], b[3]));
+        assert_eq!(ours.to_vec(), points(&case["landmarks_from_box"]), "landmarks for {case}");
+    }
+}
+
+#[test]
+fn landmarks_chips_and_descriptors_match_dlib_on_lfw() {
+    let Some(data) = lfw() else { return };
+    let models = workspace().join("models");
+    let lm_model = LandmarkModel::from_bytes(&std::fs::read(models.join("landmarks_5.fgsp")).unwrap()).unwrap();
+    let f32_net = Embedder::load(&models, Precision::F32).unwrap();
+    let int8_net = Embedder::load(&models, Precision::Int8).unwrap();
+    let r = reference();
+    let images = r["images"].as_array().unwrap();
+    assert!(images.len() >= 40);
+    let (mut worst_f32, mut worst_int8) = (0f32, 0f32);
+    for rec in images {
+        let name = rec["image"].as_str().unwrap();
+        let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+        // The reference was computed on these exact pixels; a decoder change shows here first.
+        assert_eq!(chip_sha(&img), rec["pixels_sha256"].as_str().unwrap(), "decoded pixels of {name}");
+        let b: Vec<i64> = rec["fixed_box"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let ours = lm_model.predict(&img, Rect::new(b[0], b[1], b[2], b[3]));
+        let want = points(&rec["landmarks_fixed_box"]);
+        assert_eq!(ours.to_vec(), want, "landmarks of {name}");
+        let chip = face_chip(&img, &ours);
+        assert_eq!(chip_sha(&chip), rec["chip_sha256"].as_str().unwrap(), "chip of {name}");
+        let want: Vec<f32> = rec["descriptor"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let d32 = f32_net.embed(&chip).unwrap();
+        let d8 = int8_net.embed(&chip).unwrap();
+        for i in 0..128 {
+            worst_f32 = worst_f32.max((d32[i] - want[i]).abs());
+            worst_int8 = worst_int8.max((d8[i] - want[i]).abs());
+        }
+    }
+    eprintln!("descriptor max |Δ| vs dlib over {} faces: f32 {worst_f32:.2e}, int8 {worst_int8:.2e}", images.len());
+    assert!(worst_f32 <= 1e-4, "f32 descriptors differ from dlib by {worst_f32}");
+    assert!(worst_int8 <= 0.03, "int8 descriptors differ from dlib by {worst_int8}");
+}

@@ -1,0 +1,151 @@
+//! LFW for tests and benchmarks: read images from the official `lfw.tgz` or an
+//! unpacked directory, parse `pairs.txt`, and score distances with the View 2
+//! protocol (threshold chosen on nine folds, applied to the tenth).
+//!
+//! Images stay where the user keeps them; nothing here writes them anywhere.
+
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use protocol::{evaluate, Evaluation};
+
+/// Errors while reading LFW.
+#[derive(Debug, thiserror::Error)]
+pub enum LfwError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// pairs.txt is not in the official format.
+    #[error("pairs.txt line {line}: {why}")]
+    Pairs {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// An image named by pairs.txt is not in the dataset.
+    #[error("image {0} is not in the dataset")]
+    Missing(String),
+}
+
+/// One pair of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Relative path of the first image, `Name/Name_0001.jpg`.
+    pub a: String,
+    /// Relative path of the second image.
+    pub b: String,
+    /// Same person?
+    pub same: bool,
+    /// Fold index 0..folds.
+    pub fold: usize,
+}
+
+/// Relative image path for person `name`, image number `n` (1-based).
+pub fn image_path(name: &str, n: u32) -> String {
+    format!("{name}/{name}_{n:04}.jpg")
+}
+
+/// Parses the official pairs.txt (first line: folds and pairs per half-fold).
+pub fn parse_pairs(text: &str) -> Result<Vec<Pair>, LfwError> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or(LfwError::Pairs { line: 1, why: "empty file".into() })?;
+    let nums: Vec<usize> = header.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let [folds, per] = nums[..] else { return Err(LfwError::Pairs { line: 1, why: "expected `folds pairs`".into() }) };
+    let mut pairs = Vec::with_capacity(folds * per * 2);
+    for (i, (ln, line)) in lines.enumerate() {
+        let bad = |why: &str| LfwError::Pairs { line: ln + 1, why: why.to_string() };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |s: &str| s.parse::<u32>().map_err(|_| bad("image number is not a number"));
+        let fold = i / (2 * per);
+        let same = i % (2 * per) < per;
+        let pair = match (same, f.len()) {
+            (true, 3) => Pair { a: image_path(f[0], num(f[1])?), b: image_path(f[0], num(f[2])?), same, fold },
+            (false, 4) => Pair { a: image_path(f[0], num(f[1])?), b: image_path(f[2], num(f[3])?), same, fold },
+            _ => return Err(bad(if same { "expected `name i j`" } else { "expected `name1 i name2 j`" })),
+        };
+        pairs.push(pair);
+    }
+    if pairs.len() != folds * per * 2 {
+        return Err(LfwError::Pairs {
+            line: 1,
+            why: format!("header promises {} pairs, file has {}", folds * per * 2, pairs.len()),
+        });
+    }
+    Ok(pairs)
+}
+
+/// The LFW images, from a directory (containing `Name/…jpg`, or `lfw/Name/…`) or `lfw.tgz`.
+pub enum Dataset {
+    /// Unpacked directory.
+    Dir(PathBuf),
+    /// Archive read into memory once: relative path → JPEG bytes.
+    Archive(HashMap<String, Vec<u8>>),
+}
+
+impl Dataset {
+    /// Opens a directory or a `.tgz`.
+    pub fn open(path: &Path) -> Result<Self, LfwError> {
+        let io = |source| LfwError::Io { path: path.to_path_buf(), source };
+        if path.is_dir() {
+            let inner = path.join("lfw");
+            return Ok(Dataset::Dir(if inner.is_dir() { inner } else { path.to_path_buf() }));
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+        let mut images = HashMap::new();
+        for entry in archive.entries().map_err(io)? {
+            let mut entry = entry.map_err(io)?;
+            let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
+            if let Some(rel) = name.strip_prefix("lfw/").filter(|r| r.ends_with(".jpg")) {
+                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut bytes).map_err(io)?;
+                images.insert(rel.to_string(), bytes);
+            }
+        }
+        Ok(Dataset::Archive(images))
+    }
+
+    /// The bytes of one image by relative path.
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>, LfwError> {
+        match self {
+            Dataset::Dir(dir) => std::fs::read(dir.join(rel)).map_err(|_| LfwError::Missing(rel.to_string())),
+            Dataset::Archive(map) => map.get(rel).cloned().ok_or_else(|| LfwError::Missing(rel.to_string())),
+        }
+    }
+}
+
+/// Where the shared LFW copy is: `$FACEGATE_LFW_DIR`, else `<workspace>/../shared/datasets/lfw`.
+/// Returns the `(images, pairs.txt)` paths, or `None` when absent.
+pub fn locate(workspace: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os("FACEGATE_LFW_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("../shared/datasets/lfw"));
+    let pairs = dir.join("pairs.txt");
+    let images = if dir.join("lfw.tgz").is_file() { dir.join("lfw.tgz") } else { dir.join("lfw") };
+    (pairs.is_file() && images.exists()).then_some((images, pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_follow_the_official_layout() {
+        let text = "2\t1\nA\t1\t2\nB\t1\tC\t3\nD\t2\t4\nE\t1\tF\t1\n";
+        let p = parse_pairs(text).unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0], Pair { a: "A/A_0001.jpg".into(), b: "A/A_0002.jpg".into(), same: true, fold: 0 });
+        assert!(!p[1].same && p[1].b == "C/C_0003.jpg");
+        assert_eq!((p[2].fold, p[2].same), (1, true));
+        assert!(parse_pairs("2\t1\nA\t1\t2\n").is_err(), "too few pairs");
+        assert!(parse_pairs("1\t1\nA\tx\t2\nB\t1\tC\t1\n").is_err(), "bad number");
+    }
+}

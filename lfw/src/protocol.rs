@@ -1,0 +1,135 @@
+//! LFW View 2 scoring: 10-fold threshold selection and ROC figures.
+
+/// Results of the protocol on pair distances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean of the ten fold accuracies, percent.
+    pub accuracy_mean: f64,
+    /// Standard deviation of the fold accuracies (population), percent.
+    pub accuracy_std: f64,
+    /// Per-fold accuracy, percent.
+    pub fold_accuracy: Vec<f64>,
+    /// Per-fold threshold chosen on the other folds.
+    pub fold_threshold: Vec<f32>,
+    /// Threshold maximising accuracy over all pairs.
+    pub threshold: f32,
+    /// Equal error rate, percent.
+    pub eer: f64,
+    /// True-accept rate at a false-accept rate of at most 1e-3, percent.
+    pub tar_at_far_1e3: f64,
+    /// True-accept rate at a false-accept rate of at most 1e-4, percent.
+    pub tar_at_far_1e4: f64,
+}
+
+/// Accuracy of "same when distance < t" over the selected pairs.
+fn accuracy(scores: &[(f32, bool)], t: f32) -> f64 {
+    let right = scores.iter().filter(|(d, same)| (*d < t) == *same).count();
+    right as f64 / scores.len().max(1) as f64
+}
+
+/// The threshold with the best accuracy: midpoints between sorted distances.
+pub fn best_threshold(scores: &[(f32, bool)]) -> f32 {
+    let mut d: Vec<f32> = scores.iter().map(|s| s.0).collect();
+    d.sort_by(f32::total_cmp);
+    d.dedup();
+    let mut best = (f64::MIN, 0.0f32);
+    let candidates = d.windows(2).map(|w| (w[0] + w[1]) / 2.0).chain(d.last().map(|v| v + 1e-3));
+    for t in candidates {
+        let a = accuracy(scores, t);
+        if a > best.0 {
+            best = (a, t);
+        }
+    }
+    best.1
+}
+
+/// Smallest false-accept-limited true-accept rate: the best TAR with FAR ≤ `far`.
+fn tar_at_far(same: &[f32], diff: &[f32], far: f64) -> f64 {
+    // Accepting distances < t; the largest t with at most far·|diff| impostors below it.
+    let allowed = (far * diff.len() as f64).floor() as usize;
+    let t = if allowed >= diff.len() { f32::INFINITY } else { diff[allowed] };
+    same.iter().filter(|d| **d < t).count() as f64 / same.len().max(1) as f64
+}
+
+fn eer(same: &[f32], diff: &[f32]) -> f64 {
+    // Sweep thresholds at every distance; EER where FRR and FAR cross.
+    let mut best = (f64::MAX, 0.0);
+    for t in same.iter().chain(diff) {
+        let frr = same.iter().filter(|d| *d >= t).count() as f64 / same.len() as f64;
+        let far = diff.iter().filter(|d| *d < t).count() as f64 / diff.len() as f64;
+        if (frr - far).abs() < best.0 {
+            best = ((frr - far).abs(), (frr + far) / 2.0);
+        }
+    }
+    best.1
+}
+
+/// Runs the protocol on `(distance, same, fold)` triples.
+pub fn evaluate(pairs: &[(f32, bool, usize)]) -> Evaluation {
+    let folds = pairs.iter().map(|p| p.2 + 1).max().unwrap_or(0);
+    let mut fold_accuracy = Vec::with_capacity(folds);
+    let mut fold_threshold = Vec::with_capacity(folds);
+    for k in 0..folds {
+        let train: Vec<(f32, bool)> = pairs.iter().filter(|p| p.2 != k).map(|p| (p.0, p.1)).collect();
+        let test: Vec<(f32, bool)> = pairs.iter().filter(|p| p.2 == k).map(|p| (p.0, p.1)).collect();
+        let t = best_threshold(if folds > 1 { &train } else { &test });
+        fold_threshold.push(t);
+        fold_accuracy.push(100.0 * accuracy(&test, t));
+    }
+    let mean = fold_accuracy.iter().sum::<f64>() / folds.max(1) as f64;
+    let var = fold_accuracy.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / folds.max(1) as f64;
+    let all: Vec<(f32, bool)> = pairs.iter().map(|p| (p.0, p.1)).collect();
+    let mut same: Vec<f32> = pairs.iter().filter(|p| p.1).map(|p| p.0).collect();
+    let mut diff: Vec<f32> = pairs.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    same.sort_by(f32::total_cmp);
+    diff.sort_by(f32::total_cmp);
+    Evaluation {
+        accuracy_mean: mean,
+        accuracy_std: var.sqrt(),
+        fold_accuracy,
+        fold_threshold,
+        threshold: best_threshold(&all),
+        eer: 100.0 * eer(&same, &diff),
+        tar_at_far_1e3: 100.0 * tar_at_far(&same, &diff, 1e-3),
+        tar_at_far_1e4: 100.0 * tar_at_far(&same, &diff, 1e-4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_scores_give_full_accuracy_and_a_threshold_between() {
+        let mut pairs = Vec::new();
+        for fold in 0..10 {
+            for i in 0..30 {
+                pairs.push((0.3 + i as f32 * 0.001, true, fold));
+                pairs.push((0.7 + i as f32 * 0.001, false, fold));
+            }
+        }
+        let e = evaluate(&pairs);
+        assert_eq!(e.accuracy_mean, 100.0);
+        assert_eq!(e.accuracy_std, 0.0);
+        assert!(e.threshold > 0.33 && e.threshold < 0.7, "{}", e.threshold);
+        assert_eq!(e.eer, 0.0);
+        assert_eq!(e.tar_at_far_1e3, 100.0);
+    }
+
+    #[test]
+    fn one_overlapping_impostor_costs_accuracy_in_its_fold_only() {
+        let mut pairs = Vec::new();
+        for fold in 0..10 {
+            for i in 0..10 {
+                pairs.push((0.2 + i as f32 * 0.01, true, fold));
+                pairs.push((0.8 + i as f32 * 0.01, false, fold));
+            }
+        }
+        pairs.push((0.1, false, 3)); // an impostor closer than every genuine pair
+        let e = evaluate(&pairs);
+        assert!((e.fold_accuracy[3] - 100.0 * 20.0 / 21.0).abs() < 1e-9);
+        assert!(e.fold_accuracy.iter().enumerate().all(|(k, a)| k == 3 || *a == 100.0));
+        // FAR ≤ 1e-3 of 101 impostors allows none: the impostor at 0.1 forces t ≤ 0.1, TAR 0.
+        assert_eq!(e.tar_at_far_1e3, 0.0);
+    }
+}

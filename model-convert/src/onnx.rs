@@ -1,0 +1,154 @@
+//! A small builder for ONNX graphs on top of tract's protobuf types.
+
+use tract_onnx::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// Opset the graphs target (per-axis DequantizeLinear needs ≥ 13).
+pub const OPSET: i64 = 13;
+
+/// Accumulates nodes and initializers; names are generated, deterministic.
+#[derive(Default)]
+pub struct GraphBuilder {
+    graph: GraphProto,
+    counter: usize,
+}
+
+/// A node attribute value.
+pub enum Attr {
+    /// Integer.
+    Int(i64),
+    /// Integer list.
+    Ints(Vec<i64>),
+    /// String.
+    Str(&'static str),
+}
+
+impl GraphBuilder {
+    /// A fresh value name with the given prefix.
+    pub fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}_{}", self.counter)
+    }
+
+    /// Adds an f32 constant and returns its name.
+    pub fn f32_const(&mut self, prefix: &str, dims: &[i64], data: &[f32]) -> String {
+        let name = self.fresh(prefix);
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_init(&name, dims, DataType::Float, raw);
+        name
+    }
+
+    /// Adds an i8 constant and returns its name.
+    pub fn i8_const(&mut self, prefix: &str, dims: &[i64], data: &[i8]) -> String {
+        let name = self.fresh(prefix);
+        let raw = data.iter().map(|v| *v as u8).collect();
+        self.push_init(&name, dims, DataType::Int8, raw);
+        name
+    }
+
+    /// Adds an i64 constant and returns its name.
+    pub fn i64_const(&mut self, prefix: &str, dims: &[i64], data: &[i64]) -> String {
+        let name = self.fresh(prefix);
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_init(&name, dims, DataType::Int64, raw);
+        name
+    }
+
+    fn push_init(&mut self, name: &str, dims: &[i64], ty: DataType, raw: Vec<u8>) {
+        self.graph.initializer.push(TensorProto {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            data_type: ty as i32,
+            raw_data: raw,
+            ..Default::default()
+        });
+    }
+
+    /// Adds a node with one output and returns the output's name.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        let attribute = attrs
+            .into_iter()
+            .map(|(name, value)| {
+                let mut a = AttributeProto { name: name.to_string(), ..Default::default() };
+                match value {
+                    Attr::Int(i) => {
+                        a.i = i;
+                        a.r#type = AttributeType::Int as i32;
+                    }
+                    Attr::Ints(v) => {
+                        a.ints = v;
+                        a.r#type = AttributeType::Ints as i32;
+                    }
+                    Attr::Str(s) => {
+                        a.s = s.as_bytes().to_vec();
+                        a.r#type = AttributeType::String as i32;
+                    }
+                }
+                a
+            })
+            .collect();
+        self.graph.node.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name: out.clone(),
+            op_type: op.to_string(),
+            attribute,
+            ..Default::default()
+        });
+        out
+    }
+
+    /// Declares a float input with a symbolic first dimension.
+    pub fn input(&mut self, name: &str, batch: &str, dims: &[i64]) {
+        self.graph.input.push(value_info(name, batch, dims));
+    }
+
+    /// Renames `value` to `name` through an Identity node and declares it an output.
+    pub fn output(&mut self, value: &str, name: &str, batch: &str, dims: &[i64]) {
+        self.graph.node.push(NodeProto {
+            input: vec![value.to_string()],
+            output: vec![name.to_string()],
+            name: name.to_string(),
+            op_type: "Identity".into(),
+            ..Default::default()
+        });
+        self.graph.output.push(value_info(name, batch, dims));
+    }
+
+    /// Wraps the graph in a model with metadata.
+    pub fn finish(mut self, graph_name: &str, metadata: &[(&str, String)]) -> ModelProto {
+        self.graph.name = graph_name.to_string();
+        ModelProto {
+            ir_version: 7,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            producer_name: "facegate model-convert".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(self.graph),
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+fn value_info(name: &str, batch: &str, dims: &[i64]) -> ValueInfoProto {
+    use tensor_shape_proto::dimension::Value;
+    let mut dim = vec![tensor_shape_proto::Dimension { value: Some(Value::DimParam(batch.into())), ..Default::default() }];
+    dim.extend(dims.iter().map(|d| tensor_shape_proto::Dimension { value: Some(Value::DimValue(*d)), ..Default::default() }));
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
