@@ -5,6 +5,7 @@
 //! the three face model files into plain Rust structs; it knows nothing about
 //! ONNX or inference. See `docs/dlib-format.md` for the byte layout.
 
+pub mod hog_detector;
 mod reader;
 pub mod resnet;
 pub mod shape_predictor;

@@ -31,3 +31,15 @@ fn shape_predictor_has_15_cascades_of_500_trees() {
         assert!(c.trees.iter().all(|t| t.splits.len() == 15 && t.leaves.len() == 16));
     }
 }
+
+#[test]
+fn hog_detector_has_five_10x10_filters() {
+    let Some(dir) = std::env::var_os("FACEGATE_DLIB_HOG") else {
+        eprintln!("SKIPPED: FACEGATE_DLIB_HOG not set");
+        return;
+    };
+    let det = facegate_dlib::hog_detector::parse(&std::fs::read(dir).unwrap()).unwrap();
+    assert_eq!(det.filters.len(), 5);
+    assert!(det.filters.iter().all(|f| f.len() == 3101));
+    assert_eq!((det.cell_size, det.padding, det.window), (8, 0, [80, 80]));
+}

@@ -17,6 +17,10 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, FaceError
     if reader.format().is_none() {
         return Err(FaceError::Decode("unknown or unsupported image format".into()));
     }
+    let mut reader = reader;
+    // Our own budget is checked below; the decoder's default limit would
+    // reject a huge header with a less specific error first.
+    reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(|e| FaceError::Decode(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     let (width, height) = (w as u64, h as u64);
@@ -89,7 +93,17 @@ mod tests {
         png.extend_from_slice(&[8, 2, 0, 0, 0]);
         let crc = crc32(&png[12..]);
         png.extend_from_slice(&crc.to_be_bytes());
-        assert!(matches!(decode_image(&png, DEFAULT_MAX_PIXELS), Err(FaceError::TooLarge { width: 100_000, .. })));
+        // A few bytes of image data and the end marker: small file, huge promise.
+        for (kind, body) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]), (&b"IEND"[..], &[][..])] {
+            png.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            let start = png.len();
+            png.extend_from_slice(kind);
+            png.extend_from_slice(body);
+            let crc = crc32(&png[start..]);
+            png.extend_from_slice(&crc.to_be_bytes());
+        }
+        let r = decode_image(&png, DEFAULT_MAX_PIXELS);
+        assert!(matches!(r, Err(FaceError::TooLarge { width: 100_000, .. })), "{r:?}");
     }
 
     fn crc32(data: &[u8]) -> u32 {

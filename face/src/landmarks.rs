@@ -7,6 +7,7 @@
 //! deltas f32 × 2F, and per tree splits (u16, u16, f32) × S and leaves
 //! f32 × 2L × (S + 1).
 
+use crate::bytes::{ByteReader, ByteWriter};
 use crate::geometry::{round_half_up, Point, Rect};
 use crate::FaceError;
 use image::RgbImage;
@@ -56,44 +57,11 @@ pub struct LandmarkModel {
 /// left eye outer, left eye inner, nose base (subject's left/right).
 pub type Landmarks = [Point; LANDMARKS];
 
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FaceError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or_else(|| bad("file ends early"))?;
-        let s = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32, FaceError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn u16(&mut self) -> Result<u16, FaceError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
-    }
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, FaceError> {
-        let raw = self.take(n.checked_mul(4).ok_or_else(|| bad("size overflow"))?)?;
-        Ok(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-    }
-}
-
-fn bad(why: &str) -> FaceError {
-    FaceError::Model(format!("landmark model: {why}"))
-}
-
 impl LandmarkModel {
     /// Parses the compact format, checking every index.
     pub fn from_bytes(data: &[u8]) -> Result<Self, FaceError> {
-        let mut r = Bytes { data, pos: 0 };
-        if r.take(4)? != MAGIC {
-            return Err(bad("not an FGSP file"));
-        }
-        if r.u32()? != VERSION {
-            return Err(bad("unsupported version"));
-        }
+        let mut r = ByteReader::new(data, "landmark model");
+        r.header(MAGIC, VERSION)?;
         let landmarks = r.u32()? as usize;
         let cascades = r.u32()? as usize;
         let trees = r.u32()? as usize;
@@ -101,7 +69,7 @@ impl LandmarkModel {
         let features = r.u32()? as usize;
         if landmarks != LANDMARKS || cascades > 64 || trees > 4096 || !(splits_per_tree + 1).is_power_of_two() || features > 4096
         {
-            return Err(bad("implausible header"));
+            return Err(r.bad("implausible header"));
         }
         let initial_shape: [f32; 2 * LANDMARKS] = r.f32s(2 * LANDMARKS)?.try_into().expect("10 values");
         let leaf_len = (splits_per_tree + 1) * 2 * LANDMARKS;
@@ -109,16 +77,16 @@ impl LandmarkModel {
         for _ in 0..cascades {
             let anchors = r.take(features)?.to_vec();
             if anchors.iter().any(|a| *a as usize >= LANDMARKS) {
-                return Err(bad("anchor out of range"));
+                return Err(r.bad("anchor out of range"));
             }
             let deltas = r.f32s(2 * features)?.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
             let mut splits = Vec::with_capacity(trees * splits_per_tree);
             let mut leaves = Vec::with_capacity(trees * leaf_len);
             for _ in 0..trees {
                 for _ in 0..splits_per_tree {
-                    let s = Split { a: r.u16()?, b: r.u16()?, threshold: f32::from_le_bytes(r.take(4)?.try_into().expect("4")) };
+                    let s = Split { a: r.u16()?, b: r.u16()?, threshold: r.f32()? };
                     if s.a as usize >= features || s.b as usize >= features {
-                        return Err(bad("split feature out of range"));
+                        return Err(r.bad("split feature out of range"));
                     }
                     splits.push(s);
                 }
@@ -126,9 +94,7 @@ impl LandmarkModel {
             }
             out.push(Cascade { anchors, deltas, splits, leaves });
         }
-        if r.pos != data.len() {
-            return Err(bad("trailing bytes"));
-        }
+        r.finish()?;
         Ok(LandmarkModel { initial_shape, splits_per_tree, cascades: out })
     }
 
@@ -136,31 +102,26 @@ impl LandmarkModel {
     pub fn to_bytes(&self) -> Vec<u8> {
         let features = self.cascades.first().map_or(0, |c| c.anchors.len());
         let trees = self.cascades.first().map_or(0, |c| c.splits.len() / self.splits_per_tree.max(1));
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        for v in
-            [VERSION, LANDMARKS as u32, self.cascades.len() as u32, trees as u32, self.splits_per_tree as u32, features as u32]
-        {
-            out.extend_from_slice(&v.to_le_bytes());
+        let mut w = ByteWriter::default();
+        w.bytes(MAGIC);
+        for v in [VERSION as usize, LANDMARKS, self.cascades.len(), trees, self.splits_per_tree, features] {
+            w.u32(v);
         }
-        let f32s = |out: &mut Vec<u8>, vs: &[f32]| vs.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        f32s(&mut out, &self.initial_shape);
+        w.f32s(&self.initial_shape);
         let leaf_len = (self.splits_per_tree + 1) * 2 * LANDMARKS;
         for c in &self.cascades {
-            out.extend_from_slice(&c.anchors);
-            for d in &c.deltas {
-                f32s(&mut out, d);
-            }
+            w.bytes(&c.anchors);
+            c.deltas.iter().for_each(|d| w.f32s(d));
             for (splits, leaves) in c.splits.chunks(self.splits_per_tree).zip(c.leaves.chunks(leaf_len)) {
                 for s in splits {
-                    out.extend_from_slice(&s.a.to_le_bytes());
-                    out.extend_from_slice(&s.b.to_le_bytes());
-                    out.extend_from_slice(&s.threshold.to_le_bytes());
+                    w.u16(s.a);
+                    w.u16(s.b);
+                    w.f32s(&[s.threshold]);
                 }
-                f32s(&mut out, leaves);
+                w.f32s(leaves);
             }
         }
-        out
+        w.0
     }
 
     /// Predicts the landmarks of the face in `rect` (a HOG-like face box).

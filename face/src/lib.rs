@@ -4,12 +4,15 @@
 //! (alignment) → [`embed`] → [`matching`]. Each step is a plain function or a
 //! small type so the device and the host tool can use any part on its own.
 
+mod bytes;
 pub mod chip;
 pub mod decode;
+pub mod detect;
 pub mod embed;
 pub mod geometry;
 pub mod landmarks;
 pub mod matching;
+pub mod resize;
 
 pub use embed::{Embedder, Embedding, Precision, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};

