@@ -12,11 +12,13 @@ pub mod embed;
 pub mod geometry;
 pub mod landmarks;
 pub mod matching;
+pub mod pipeline;
 pub mod resize;
 
 pub use embed::{Embedder, Embedding, Precision, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};
 pub use landmarks::{LandmarkModel, Landmarks};
+pub use pipeline::{Face, Pipeline, PipelineConfig};
 
 /// Everything that can go wrong in the face pipeline.
 #[derive(Debug, thiserror::Error)]

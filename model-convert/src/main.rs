@@ -11,7 +11,7 @@ mod resnet;
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use facegate_face::detect::fhog::PLANES;
-use facegate_face::detect::hog::{HogDetector, HogFilter};
+use facegate_face::detect::hog::{HogDetector, HogFilter, SeparableTerm};
 use facegate_face::landmarks::{Cascade, LandmarkModel, Split};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -141,6 +141,59 @@ fn dlib_models(file: &'static str, sha256: &'static str) -> Source {
     }
 }
 
+/// A plane's weights as a sum of rank-1 terms, as dlib's `build_fhog_filterbank`
+/// does: SVD, singular values below max(1e-4, 0.1 % of the largest) dropped,
+/// each kept term split as √σ·u (column) and √σ·v (row).
+fn separable_terms(plane: &[f64], rows: usize, cols: usize) -> Vec<SeparableTerm> {
+    // One-sided Jacobi SVD: rotate column pairs of A until orthogonal; then
+    // A·V = U·Σ with the column norms as singular values.
+    let mut a: Vec<Vec<f64>> = (0..cols).map(|j| (0..rows).map(|i| plane[i * cols + j]).collect()).collect();
+    let mut v: Vec<Vec<f64>> = (0..cols).map(|j| (0..cols).map(|i| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+    let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>();
+    for _sweep in 0..100 {
+        let mut rotated = false;
+        for p in 0..cols {
+            for q in p + 1..cols {
+                let (alpha, beta, gamma) = (dot(&a[p], &a[p]), dot(&a[q], &a[q]), dot(&a[p], &a[q]));
+                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for m in [&mut a, &mut v] {
+                    for k in 0..m[p].len() {
+                        let (x, y) = (m[p][k], m[q][k]);
+                        m[p][k] = c * x - s * y;
+                        m[q][k] = s * x + c * y;
+                    }
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let sigma: Vec<f64> = a.iter().map(|col| dot(col, col).sqrt()).collect();
+    let largest = sigma.iter().copied().fold(0.0, f64::max);
+    let threshold = (largest * 0.001).max(1e-4);
+    let mut order: Vec<usize> = (0..cols).filter(|k| sigma[*k] >= threshold).collect();
+    order.sort_by(|x, y| sigma[*y].total_cmp(&sigma[*x]));
+    order
+        .into_iter()
+        .map(|k| {
+            let root = sigma[k].sqrt();
+            // u_k = a_k / σ_k, so √σ·u_k = a_k / √σ.
+            SeparableTerm {
+                col: a[k].iter().map(|x| (x / root) as f32).collect(),
+                row: v[k].iter().map(|x| (x * root) as f32).collect(),
+            }
+        })
+        .collect()
+}
+
 struct Output {
     file: &'static str,
     source: Source,
@@ -162,7 +215,21 @@ fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDet
         .iter()
         .map(|w| {
             ensure!(w.len() == dims + 1, "filter has {} weights, expected {}", w.len(), dims + 1);
-            Ok(HogFilter { weights: w[..dims].iter().map(|v| *v as f32).collect(), threshold: w[dims] })
+            let planes: Vec<Vec<SeparableTerm>> =
+                w[..dims].chunks(rows * cols).map(|plane| separable_terms(plane, rows, cols)).collect();
+            // The terms must rebuild the plane (dlib's filters are exactly low rank).
+            for (plane, terms) in w[..dims].chunks(rows * cols).zip(&planes) {
+                let scale = plane.iter().fold(0f64, |m, v| m.max(v.abs()));
+                for (idx, want) in plane.iter().enumerate() {
+                    let got: f64 = terms.iter().map(|t| t.col[idx / cols] as f64 * t.row[idx % cols] as f64).sum();
+                    ensure!(
+                        (got - want).abs() <= 1e-5 * scale.max(1e-12),
+                        "separable terms miss weight {idx}: {got} vs {want} ({} terms)",
+                        terms.len()
+                    );
+                }
+            }
+            Ok(HogFilter { planes, threshold: w[dims] })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(HogDetector {
@@ -288,6 +355,27 @@ fn main() -> Result<()> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_terms_reconstruct_a_low_rank_plane() {
+        // rank 2: outer(a, b) + outer(c, d)
+        let (a, b) = ([1.0, -2.0, 0.5], [0.3, 0.1, -0.7, 2.0]);
+        let (c, d) = ([0.0, 1.0, 1.0], [1.0, 1.0, 0.0, -1.0]);
+        let plane: Vec<f64> = (0..3).flat_map(|i| (0..4).map(move |j| a[i] * b[j] + c[i] * d[j])).collect();
+        let terms = separable_terms(&plane, 3, 4);
+        assert_eq!(terms.len(), 2);
+        for i in 0..3 {
+            for j in 0..4 {
+                let v: f64 = terms.iter().map(|t| t.col[i] as f64 * t.row[j] as f64).sum();
+                assert!((v - plane[i * 4 + j]).abs() < 1e-6, "{v} vs {}", plane[i * 4 + j]);
+            }
         }
     }
 }

@@ -1,11 +1,15 @@
 //! dlib's HOG face detector (5 fHOG filters on a pyramid_down<6> image
 //! pyramid), in facegate's own model format, with boxes matching dlib's.
 //!
-//! Format (`FGHD` v1, little-endian): magic, version u32, cell size u32,
+//! Each filter plane is stored as dlib runs it: a sum of separable terms
+//! (column vector ⊗ row vector, from its SVD), ~2 per plane instead of 100
+//! weights, which makes filtering about 2.5× cheaper.
+//!
+//! Format (`FGHD` v2, little-endian): magic, version u32, cell size u32,
 //! filter rows u32, filter cols u32, padding u32, min pyramid layer w/h u32,
 //! max pyramid levels u32, NMS iou f64, NMS covered f64, filter count u32;
-//! then per filter 31 × rows × cols f32 weights (plane-major) and an f64
-//! threshold.
+//! then per filter an f64 threshold and, per plane (31), a term count u32 and
+//! the terms: row vector (cols f32) then column vector (rows f32).
 
 use super::fhog::{self, FhogImage, PLANES};
 use super::Detection;
@@ -16,13 +20,22 @@ use crate::FaceError;
 use image::RgbImage;
 
 const MAGIC: &[u8; 4] = b"FGHD";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// One rank-1 part of a filter plane: `weight[i][j] = col[i] · row[j]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeparableTerm {
+    /// Horizontal factor (filter columns long).
+    pub row: Vec<f32>,
+    /// Vertical factor (filter rows long).
+    pub col: Vec<f32>,
+}
 
 /// One linear filter over fHOG features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HogFilter {
-    /// Weights, plane-major: `[plane][row][col]`.
-    pub weights: Vec<f32>,
+    /// Per feature plane, the separable terms whose sum is the plane's weights.
+    pub planes: Vec<Vec<SeparableTerm>>,
     /// Detection when the filter response reaches this value.
     pub threshold: f64,
 }
@@ -101,8 +114,19 @@ impl HogDetector {
         }
         let mut filters = Vec::with_capacity(count);
         for _ in 0..count {
-            let weights = r.f32s(PLANES * filter_rows * filter_cols)?;
-            filters.push(HogFilter { weights, threshold: r.f64()? });
+            let threshold = r.f64()?;
+            let mut planes = Vec::with_capacity(PLANES);
+            for _ in 0..PLANES {
+                let terms = r.u32()? as usize;
+                if terms > filter_rows.min(filter_cols) {
+                    return Err(r.bad("more separable terms than the filter's rank allows"));
+                }
+                let plane = (0..terms)
+                    .map(|_| Ok(SeparableTerm { row: r.f32s(filter_cols)?, col: r.f32s(filter_rows)? }))
+                    .collect::<Result<Vec<_>, FaceError>>()?;
+                planes.push(plane);
+            }
+            filters.push(HogFilter { planes, threshold });
         }
         r.finish()?;
         Ok(HogDetector {
@@ -139,8 +163,14 @@ impl HogDetector {
         w.f64(self.nms_covered);
         w.u32(self.filters.len());
         for f in &self.filters {
-            w.f32s(&f.weights);
             w.f64(f.threshold);
+            for plane in &f.planes {
+                w.u32(plane.len());
+                for t in plane {
+                    w.f32s(&t.row);
+                    w.f32s(&t.col);
+                }
+            }
         }
         w.0
     }
@@ -166,29 +196,12 @@ impl HogDetector {
             return;
         }
         let (out_rows, out_cols) = (feats.rows - fr + 1, feats.cols - fc + 1);
-        let mut saliency = vec![0f32; out_rows * out_cols];
         let box_w = (fc - 2 * self.padding) as i64;
         let box_h = (fr - 2 * self.padding) as i64;
+        let mut saliency = vec![0f32; out_rows * out_cols];
+        let mut scratch = vec![0f32; feats.rows * out_cols];
         for (index, filter) in self.filters.iter().enumerate() {
-            saliency.iter_mut().for_each(|v| *v = 0.0);
-            for p in 0..PLANES {
-                let plane = &feats.data[p * feats.rows * feats.cols..(p + 1) * feats.rows * feats.cols];
-                for i in 0..fr {
-                    for j in 0..fc {
-                        let k = filter.weights[(p * fr + i) * fc + j];
-                        if k == 0.0 {
-                            continue;
-                        }
-                        for r in 0..out_rows {
-                            let src = &plane[(r + i) * feats.cols + j..][..out_cols];
-                            let dst = &mut saliency[r * out_cols..][..out_cols];
-                            for (d, s) in dst.iter_mut().zip(src) {
-                                *d += k * s;
-                            }
-                        }
-                    }
-                }
-            }
+            correlate(feats, filter, fr, fc, &mut scratch, &mut saliency);
             let thresh = filter.threshold + adjust;
             for r in 0..out_rows {
                 for c in 0..out_cols {
@@ -266,6 +279,65 @@ impl HogDetector {
     }
 }
 
+/// `dst[i] += k · src[i]`, fused where the target has FMA.
+#[inline(always)]
+fn axpy<const FMA: bool>(dst: &mut [f32], src: &[f32], k: f32) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = if FMA { s.mul_add(k, *d) } else { *d + k * s };
+    }
+}
+
+/// Filter response on the valid area: per plane and term, a horizontal pass
+/// into `scratch` (all rows), then a vertical pass added into `saliency`.
+#[inline(always)]
+fn correlate_with<const FMA: bool>(
+    feats: &FhogImage,
+    filter: &HogFilter,
+    fr: usize,
+    fc: usize,
+    scratch: &mut [f32],
+    saliency: &mut [f32],
+) {
+    let (rows, cols) = (feats.rows, feats.cols);
+    let (out_rows, out_cols) = (rows - fr + 1, cols - fc + 1);
+    saliency.fill(0.0);
+    for (p, terms) in filter.planes.iter().enumerate() {
+        let plane = &feats.data[p * rows * cols..(p + 1) * rows * cols];
+        for term in terms {
+            scratch.fill(0.0);
+            for r in 0..rows {
+                let dst = &mut scratch[r * out_cols..(r + 1) * out_cols];
+                let src = &plane[r * cols..(r + 1) * cols];
+                for (j, k) in term.row.iter().enumerate() {
+                    axpy::<FMA>(dst, &src[j..j + out_cols], *k);
+                }
+            }
+            for r in 0..out_rows {
+                let dst = &mut saliency[r * out_cols..(r + 1) * out_cols];
+                for (i, k) in term.col.iter().enumerate() {
+                    axpy::<FMA>(dst, &scratch[(r + i) * out_cols..(r + i + 1) * out_cols], *k);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn correlate_avx2(feats: &FhogImage, filter: &HogFilter, fr: usize, fc: usize, scratch: &mut [f32], saliency: &mut [f32]) {
+    correlate_with::<true>(feats, filter, fr, fc, scratch, saliency)
+}
+
+/// Picks the widest vector unit the CPU has (AVX2+FMA on x86-64, NEON on aarch64).
+fn correlate(feats: &FhogImage, filter: &HogFilter, fr: usize, fc: usize, scratch: &mut [f32], saliency: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { correlate_avx2(feats, filter, fr, fc, scratch, saliency) };
+    }
+    correlate_with::<{ cfg!(target_arch = "aarch64") }>(feats, filter, fr, fc, scratch, saliency)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +362,10 @@ mod tests {
             max_pyramid_levels: 1000,
             nms_iou: 0.33,
             nms_covered: 0.79,
-            filters: vec![HogFilter { weights: vec![0.0; 3100], threshold: 0.0 }],
+            filters: vec![HogFilter {
+                planes: vec![vec![SeparableTerm { row: vec![0.5; 10], col: vec![2.0; 10] }]; PLANES],
+                threshold: 0.0,
+            }],
         };
         // 250 → 208 → 173 → 144 → 120 → 100 → 83 → 69 → (57 < 64): 8 levels.
         assert_eq!(d.levels(250, 250), 8);

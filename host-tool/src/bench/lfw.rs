@@ -1,0 +1,181 @@
+//! `host-tool bench lfw`: the LFW View 2 protocol on the full pipeline.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::detect::Detection;
+use facegate_face::matching::distance;
+use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
+use facegate_lfw::{evaluate, parse_pairs, Dataset};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Arguments of `bench lfw`.
+#[derive(Args)]
+pub struct LfwArgs {
+    /// LFW images: lfw.tgz or an unpacked directory.
+    #[arg(long)]
+    lfw: PathBuf,
+    /// The official pairs.txt.
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Embedding precision.
+    #[arg(long, default_value = "int8", value_parser = crate::parse_precision)]
+    precision: Precision,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only the first N folds (a quick regression slice); thresholds then come from those folds.
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No mirror averaging of embeddings.
+    #[arg(long)]
+    no_mirror: bool,
+    /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
+    #[arg(long)]
+    distances_csv: Option<PathBuf>,
+}
+
+/// The box used when no face is found: LFW's faces are centred and about 46 % of
+/// the image wide (the mean HOG box on LFW is (67,67)–(182,182) on 250×250).
+fn fallback_box(width: u32, height: u32) -> Rect {
+    let (w, h) = (width as f64, height as f64);
+    Rect::new((0.268 * w) as i64, (0.268 * h) as i64, (0.728 * w) as i64, (0.728 * h) as i64)
+}
+
+/// The detection nearest the image centre (LFW labels the centred face).
+fn centred(dets: &[Detection], width: u32, height: u32) -> Option<Detection> {
+    let (cx, cy) = (width as f64 / 2.0, height as f64 / 2.0);
+    let off = |d: &Detection| {
+        let (x, y) = ((d.rect.left + d.rect.right) as f64 / 2.0, (d.rect.top + d.rect.bottom) as f64 / 2.0);
+        (x - cx).powi(2) + (y - cy).powi(2)
+    };
+    dets.iter().copied().min_by(|a, b| off(a).total_cmp(&off(b)))
+}
+
+struct ImageResult {
+    embedding: Embedding,
+    detected: bool,
+    seconds: f64,
+}
+
+fn embed_image(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<ImageResult> {
+    let start = Instant::now();
+    let img = decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
+    let found = centred(&pipeline.detect(&img), img.width(), img.height());
+    let detection = found.unwrap_or(Detection { rect: fallback_box(img.width(), img.height()), score: 0.0, filter: 0 });
+    let face = pipeline.align(&img, detection);
+    let embedding = pipeline.embed(&face)?;
+    Ok(ImageResult { embedding, detected: found.is_some(), seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Runs the benchmark and prints the result.
+pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.pairs).with_context(|| format!("reading {}", args.pairs.display()))?;
+    let mut pairs = parse_pairs(&text)?;
+    if let Some(n) = args.folds {
+        pairs.retain(|p| p.fold < n);
+    }
+    if pairs.is_empty() {
+        bail!("no pairs selected");
+    }
+    let data = Dataset::open(&args.lfw).with_context(|| format!("opening {}", args.lfw.display()))?;
+    let config = PipelineConfig { mirror: !args.no_mirror, ..PipelineConfig::default() };
+    let pipeline = Pipeline::load(models, args.precision, config).context("loading models")?;
+    let names: Vec<&str> = {
+        let mut set: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
+        set.sort_unstable();
+        set.dedup();
+        set
+    };
+    let bar = ProgressBar::new(names.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} embedding LFW [{bar:40}] {pos}/{len} images, {per_sec}, eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    let results: Mutex<BTreeMap<&str, ImageResult>> = Mutex::new(BTreeMap::new());
+    let next = AtomicUsize::new(0);
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let wall = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { return Ok(()) };
+                        let r = embed_image(&pipeline, &data, name)?;
+                        results.lock().expect("no worker panicked").insert(name, r);
+                        bar.inc(1);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker thread")?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let results = results.into_inner().expect("no worker panicked");
+    let scored: Vec<(f32, bool, usize)> = pairs
+        .iter()
+        .map(|p| (distance(&results[p.a.as_str()].embedding, &results[p.b.as_str()].embedding), p.same, p.fold))
+        .collect();
+    if let Some(path) = &args.distances_csv {
+        let mut csv = String::from("fold,same,distance,a,b\n");
+        for (p, (d, _, _)) in pairs.iter().zip(&scored) {
+            csv += &format!("{},{},{d},{},{}\n", p.fold, p.same as u8, p.a, p.b);
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let e = evaluate(&scored);
+    let undetected: Vec<&str> = results.iter().filter(|(_, r)| !r.detected).map(|(n, _)| *n).collect();
+    let ms_per_image = 1000.0 * results.values().map(|r| r.seconds).sum::<f64>() / results.len() as f64;
+    let json = serde_json::json!({
+        "accuracy_mean": e.accuracy_mean,
+        "accuracy_std": e.accuracy_std,
+        "threshold": e.threshold,
+        "fold_thresholds": e.fold_threshold,
+        "fold_accuracy": e.fold_accuracy,
+        "eer": e.eer,
+        "tar_at_far_1e3": e.tar_at_far_1e3,
+        "tar_at_far_1e4": e.tar_at_far_1e4,
+        "images": results.len(),
+        "pairs": pairs.len(),
+        "undetected": undetected.len(),
+        "undetected_images": undetected,
+        "ms_per_image": ms_per_image,
+        "wall_seconds": wall.elapsed().as_secs_f64(),
+        "threads": threads,
+        "precision": args.precision.as_str(),
+        "mirror": !args.no_mirror,
+        "model_id": pipeline.embedder.model_id(),
+    });
+    if args.json {
+        println!("{json}");
+    } else {
+        println!("LFW View 2, {} pairs, {} images, precision {}", pairs.len(), results.len(), args.precision.as_str());
+        println!("  accuracy      {:.2} % ± {:.2}", e.accuracy_mean, e.accuracy_std);
+        println!("  threshold     {:.4} (all folds)", e.threshold);
+        println!("  EER           {:.2} %", e.eer);
+        println!("  TAR@FAR=1e-3  {:.2} %", e.tar_at_far_1e3);
+        println!("  TAR@FAR=1e-4  {:.2} %", e.tar_at_far_1e4);
+        println!("  undetected    {} images (fallback box used)", undetected.len());
+        println!(
+            "  time          {ms_per_image:.1} ms per image per core, {:.0} s wall on {threads} threads",
+            wall.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! `host-tool bench …`: accuracy and speed of the face pipeline.
+
+pub mod lfw;
+pub mod speed;

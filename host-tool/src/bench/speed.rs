@@ -1,0 +1,175 @@
+//! `host-tool bench speed`: per-stage timings on one core, median of repeated runs,
+//! with dlib itself measured on the same frame when a Python with dlib-bin is given.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use facegate_face::chip::face_chip;
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::{Embedder, Pipeline, PipelineConfig, Precision};
+use image::{imageops, Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `bench speed`.
+#[derive(Args)]
+pub struct SpeedArgs {
+    /// LFW (lfw.tgz or directory) to take a face from; default ../shared/datasets/lfw.
+    #[arg(long)]
+    lfw: Option<PathBuf>,
+    /// Runs per stage (the median is reported).
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Precision of the `frame_ms` pipeline.
+    #[arg(long, default_value = "int8", value_parser = crate::parse_precision)]
+    precision: Precision,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// A Python interpreter with dlib-bin: measures dlib on the same frame for the ratio.
+    #[arg(long)]
+    dlib_python: Option<PathBuf>,
+    /// Directory with dlib's .dat files (for --dlib-python).
+    #[arg(long)]
+    dlib_models: Option<PathBuf>,
+}
+
+/// The face image used: the first image of LFW's pairs.
+const FACE: &str = "Abel_Pacheco/Abel_Pacheco_0001.jpg";
+
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut last = f(); // warm-up (plans, caches)
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = std::hint::black_box(f());
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], last)
+}
+
+/// A 640×480 door-camera-like frame: the LFW photo scaled ×1.5 on a grey background.
+fn door_frame(face: &RgbImage) -> RgbImage {
+    let mut frame = RgbImage::from_pixel(640, 480, Rgb([118, 118, 118]));
+    let scaled = imageops::resize(face, face.width() * 3 / 2, face.height() * 3 / 2, imageops::FilterType::Triangle);
+    imageops::overlay(&mut frame, &scaled, (640 - scaled.width() as i64) / 2, (480 - scaled.height() as i64) / 2);
+    frame
+}
+
+const DLIB_SCRIPT: &str = r#"
+import dlib, json, sys, time
+import numpy as np
+from PIL import Image
+img = np.array(Image.open(sys.argv[1]).convert("RGB"))
+runs = int(sys.argv[3])
+det = dlib.get_frontal_face_detector()
+sp = dlib.shape_predictor(sys.argv[2] + "/shape_predictor_5_face_landmarks.dat")
+fr = dlib.face_recognition_model_v1(sys.argv[2] + "/dlib_face_recognition_resnet_model_v1.dat")
+def med(f):
+    f(); ts = []
+    for _ in range(runs):
+        t = time.perf_counter(); f(); ts.append((time.perf_counter() - t) * 1000)
+    return sorted(ts)[len(ts) // 2]
+box = det(img, 0)[0]
+shape = sp(img, box)
+out = {"detect_ms": med(lambda: det(img, 0)), "landmarks_ms": med(lambda: sp(img, box)),
+       "descriptor_ms": med(lambda: fr.compute_face_descriptor(img, shape))}
+print(json.dumps(out))
+"#;
+
+fn measure_dlib(python: &Path, models: &Path, frame: &RgbImage, runs: usize) -> Result<serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("facegate-speed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let frame_path = dir.join("frame.png");
+    frame.save(&frame_path)?;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(DLIB_SCRIPT)
+        .arg(&frame_path)
+        .arg(models)
+        .arg(runs.to_string())
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!("dlib reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Runs the benchmark and prints the result.
+pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
+    if args.runs < 1 {
+        bail!("--runs must be at least 1");
+    }
+    let lfw = match args.lfw {
+        Some(p) => p,
+        None => facegate_lfw::locate(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .map(|(images, _)| images)
+            .context("no LFW found: pass --lfw <lfw.tgz|dir> (a face photo is needed for a realistic frame)")?,
+    };
+    let data = facegate_lfw::Dataset::open(&lfw)?;
+    let face = decode_image(&data.read(FACE)?, DEFAULT_MAX_PIXELS)?;
+    let frame = door_frame(&face);
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    frame.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+    let jpeg = jpeg.into_inner();
+
+    // The door configuration: native resolution (faces ≥ 80 px), one network run per face.
+    let config = PipelineConfig { upsample: 0, min_face: 80, retry_threshold: None, mirror: false, ..PipelineConfig::default() };
+    let pipeline = Pipeline::load(models, args.precision, config)?;
+    let other = Embedder::load(models, if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 })?;
+    let n = args.runs;
+    let (decode_ms, _) = median_ms(n, || decode_image(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes"));
+    let (detect_ms, dets) = median_ms(n, || pipeline.detect(&frame));
+    let Some(det) = dets.first().copied() else { bail!("no face found in the benchmark frame") };
+    let (landmarks_ms, landmarks) = median_ms(n, || pipeline.landmarks.predict(&frame, det.rect));
+    let (chip_ms, chip) = median_ms(n, || face_chip(&frame, &landmarks));
+    let (embed_default, _) = median_ms(n, || pipeline.embedder.embed(&chip).expect("embeds"));
+    let (embed_other, _) = median_ms(n, || other.embed(&chip).expect("embeds"));
+    let (embed_f32, embed_int8) =
+        if args.precision == Precision::Int8 { (embed_other, embed_default) } else { (embed_default, embed_other) };
+    let (frame_ms, _) = median_ms(n, || {
+        let faces = pipeline.faces(&frame);
+        faces.iter().map(|f| pipeline.embed(f).expect("embeds")).count()
+    });
+    let mut json = serde_json::json!({
+        "decode_ms": decode_ms,
+        "detect_ms_640x480": detect_ms,
+        "landmarks_ms": landmarks_ms,
+        "chip_ms": chip_ms,
+        "embed_ms_f32": embed_f32,
+        "embed_ms_int8": embed_int8,
+        "frame_ms": frame_ms,
+        "precision": args.precision.as_str(),
+        "runs": n,
+        "face_box_px": det.rect.width(),
+    });
+    if let Some(py) = &args.dlib_python {
+        let dat = args.dlib_models.as_deref().context("--dlib-python needs --dlib-models DIR")?;
+        let d = measure_dlib(py, dat, &frame, n)?;
+        let get = |k: &str| d[k].as_f64().unwrap_or(f64::NAN);
+        let dlib_face = get("landmarks_ms") + get("descriptor_ms");
+        let ours_face = landmarks_ms + chip_ms + embed_default;
+        json["dlib"] = d.clone();
+        json["speedup_per_face_vs_dlib"] = (dlib_face / ours_face).into();
+        json["speedup_frame_vs_dlib"] = ((get("detect_ms") + dlib_face) / frame_ms).into();
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        println!("one core, median of {n} runs, 640×480 frame with one {} px face", det.rect.width());
+        for key in ["decode_ms", "detect_ms_640x480", "landmarks_ms", "chip_ms", "embed_ms_f32", "embed_ms_int8", "frame_ms"] {
+            println!("  {key:<20} {:>8.2}", json[key].as_f64().unwrap_or(f64::NAN));
+        }
+        if let Some(r) = json.get("speedup_per_face_vs_dlib") {
+            println!(
+                "  per face vs dlib-bin  {:.1}×   whole frame vs dlib-bin  {:.1}×",
+                r.as_f64().unwrap_or(f64::NAN),
+                json["speedup_frame_vs_dlib"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}
