@@ -56,6 +56,18 @@ pub struct ChipPlacement {
     pub angle: f64,
 }
 
+impl ChipPlacement {
+    /// The same chip moved by (`dx`, `dy`) chip widths, scaled by `scale` and
+    /// turned by `dangle` radians: test-time jitter around the aligned face.
+    pub fn jittered(&self, dx: f64, dy: f64, scale: f64, dangle: f64) -> ChipPlacement {
+        let side = self.rect.r - self.rect.l + 1.0;
+        let c = self.rect.center();
+        let (cx, cy) = (c.x + dx * side, c.y + dy * side);
+        let half = (side * scale - 1.0) / 2.0;
+        ChipPlacement { rect: DRect { l: cx - half, t: cy - half, r: cx + half, b: cy + half }, angle: self.angle + dangle }
+    }
+}
+
 fn rotate(center: Point, p: Point, angle: f64) -> Point {
     let (s, c) = angle.sin_cos();
     let (x, y) = (p.x - center.x, p.y - center.y);

@@ -1,6 +1,6 @@
 //! The whole path from an image to face embeddings, with its settings.
 
-use crate::chip::face_chip;
+use crate::chip::{chip_placement, extract_chip, face_chip};
 use crate::detect::hog::HogDetector;
 use crate::detect::Detection;
 use crate::embed::{Embedder, Embedding, Precision};
@@ -28,11 +28,18 @@ pub struct PipelineConfig {
     pub retry_threshold: Option<f64>,
     /// Average the embedding with the mirrored chip's (two network runs per face).
     pub mirror: bool,
+    /// Extra chips cut with small shifts, scales and rotations, averaged in
+    /// (0 = none; at most [`JITTERS`]`.len() - 1`). Each costs one or two network runs.
+    pub jitter: usize,
 }
+
+/// Test-time jitter: (dx, dy) in chip widths, scale, rotation in degrees; the first is the plain chip.
+pub const JITTERS: [(f64, f64, f64, f64); 5] =
+    [(0.0, 0.0, 1.0, 0.0), (0.02, 0.0, 0.98, 3.0), (-0.02, 0.0, 0.98, -3.0), (0.0, 0.02, 1.02, 0.0), (0.0, -0.02, 1.02, 0.0)];
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { upsample: 1, min_face: 40, adjust_threshold: 0.0, retry_threshold: Some(-0.6), mirror: true }
+        PipelineConfig { upsample: 1, min_face: 40, adjust_threshold: 0.0, retry_threshold: Some(-0.6), mirror: true, jitter: 0 }
     }
 }
 
@@ -79,10 +86,10 @@ impl Pipeline {
         let c = &self.config;
         let big_enough = |d: &Detection| d.rect.width() >= c.min_face as i64;
         let mut found: Vec<Detection> =
-            self.detector.detect(img, c.upsample, c.adjust_threshold).into_iter().filter(big_enough).collect();
+            self.detector.detect_min(img, c.upsample, c.adjust_threshold, c.min_face).into_iter().filter(big_enough).collect();
         if found.is_empty() {
             if let Some(t) = c.retry_threshold {
-                found = self.detector.detect(img, c.upsample, t).into_iter().filter(big_enough).collect();
+                found = self.detector.detect_min(img, c.upsample, t, c.min_face).into_iter().filter(big_enough).collect();
             }
         }
         found
@@ -99,13 +106,33 @@ impl Pipeline {
         self.detect(img).into_iter().map(|d| self.align(img, d)).collect()
     }
 
-    /// The embedding of an aligned face (mirror-averaged when configured).
+    /// The embedding of an aligned face (mirror-averaged when configured; no jitter).
     pub fn embed(&self, face: &Face) -> Result<Embedding, FaceError> {
-        if !self.config.mirror {
-            return self.embedder.embed(&face.chip);
+        self.embed_chips(vec![face.chip.clone()])
+    }
+
+    /// The embedding of a face with the configured jitter, cut again from `img`.
+    pub fn embed_jittered(&self, img: &RgbImage, face: &Face) -> Result<Embedding, FaceError> {
+        let n = self.config.jitter.min(JITTERS.len() - 1);
+        if n == 0 {
+            return self.embed(face);
         }
-        let mirrored = image::imageops::flip_horizontal(&face.chip);
-        let both = self.embedder.embed_batch(&[face.chip.clone(), mirrored])?;
-        Ok(std::array::from_fn(|i| (both[0][i] + both[1][i]) / 2.0))
+        let base = chip_placement(&face.landmarks);
+        let chips = JITTERS[..=n]
+            .iter()
+            .map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians())))
+            .collect();
+        self.embed_chips(chips)
+    }
+
+    /// Mean embedding of the chips (and their mirror images when configured), in one batch.
+    fn embed_chips(&self, mut chips: Vec<RgbImage>) -> Result<Embedding, FaceError> {
+        if self.config.mirror {
+            let mirrored: Vec<RgbImage> = chips.iter().map(image::imageops::flip_horizontal).collect();
+            chips.extend(mirrored);
+        }
+        let all = self.embedder.embed_batch(&chips)?;
+        let n = all.len() as f32;
+        Ok(std::array::from_fn(|i| all.iter().map(|e| e[i]).sum::<f32>() / n))
     }
 }

@@ -11,57 +11,67 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     if out_w == 0 || out_h == 0 || in_w == 0 || in_h == 0 {
         return out;
     }
-    let raw = src.as_raw();
-    let px = |r: i64, c: i64, ch: usize| raw[((r * in_w + c) * 3) as usize + ch];
+    let (out_w, out_h) = (out_w as usize, out_h as usize);
     let x_scale = (in_w - 1) as f64 / (out_w as i64 - 1).max(1) as f64;
     let y_scale = (in_h - 1) as f64 / (out_h as i64 - 1).max(1) as f64;
+    // Column positions are the same on every row: dlib recomputes them per row,
+    // we compute them once. Four-column groups use f32 lanes stepping by 4·x_scale
+    // (dlib's SSE path); the remaining columns use f64 (its scalar tail).
+    let step = (4.0 * x_scale) as f32;
+    let x0 = -4.0 * x_scale;
+    let mut lanes = [x0 as f32, (x0 + x_scale) as f32, (x0 + 2.0 * x_scale) as f32, (x0 + 3.0 * x_scale) as f32];
+    let mut simd_cols: Vec<(usize, f32)> = Vec::with_capacity(out_w);
+    while simd_cols.len() + 4 <= out_w {
+        for l in &mut lanes {
+            *l += step;
+        }
+        let left = lanes.map(|v| v as i32 as i64); // truncation, as _mm_cvttps_epi32
+        if left[3] + 1 >= in_w {
+            break;
+        }
+        for lane in 0..4 {
+            simd_cols.push((left[lane] as usize, lanes[lane] - left[lane] as f32));
+        }
+    }
+    let first_tail = simd_cols.len();
+    let mut x = -x_scale + first_tail as f64 * x_scale;
+    let tail_cols: Vec<(usize, usize, f64)> = (first_tail..out_w)
+        .map(|_| {
+            x += x_scale;
+            let left = x.floor() as i64;
+            (left as usize, (left + 1).min(in_w - 1) as usize, x - left as f64)
+        })
+        .collect();
+    let raw = src.as_raw();
+    let row_len = in_w as usize * 3;
     let dst = out.as_mut();
     let mut y = -y_scale;
-    for r in 0..out_h as usize {
+    for r in 0..out_h {
         y += y_scale;
         let top = y.floor() as i64;
         let bottom = (top + 1).min(in_h - 1);
         let tb = y - top as f64;
         let (tb_f, inv_tb_f) = (tb as f32, (1.0 - tb) as f32);
-        let step = (4.0 * x_scale) as f32;
-        let x0 = -4.0 * x_scale;
-        let mut lanes = [x0 as f32, (x0 + x_scale) as f32, (x0 + 2.0 * x_scale) as f32, (x0 + 3.0 * x_scale) as f32];
-        let mut c = 0usize;
-        loop {
-            for l in &mut lanes {
-                *l += step;
-            }
-            let left = lanes.map(|v| v as i32 as i64); // truncation, as _mm_cvttps_epi32
-            if left[3] + 1 >= in_w || c + 4 > out_w as usize {
-                break;
-            }
-            for lane in 0..4 {
-                let lr = lanes[lane] - left[lane] as f32;
-                let inv_lr = 1.0 - lr;
-                let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
-                let (l, rr) = (left[lane], left[lane] + 1);
-                for ch in 0..3 {
-                    let v = tlf * px(top, l, ch) as f32
-                        + trf * px(top, rr, ch) as f32
-                        + blf * px(bottom, l, ch) as f32
-                        + brf * px(bottom, rr, ch) as f32;
-                    dst[(r * out_w as usize + c + lane) * 3 + ch] = v as i32 as u8;
-                }
-            }
-            c += 4;
-        }
-        let mut x = -x_scale + c as f64 * x_scale;
-        while c < out_w as usize {
-            x += x_scale;
-            let left = x.floor() as i64;
-            let right = (left + 1).min(in_w - 1);
-            let lr = x - left as f64;
+        let top_row = &raw[top as usize * row_len..][..row_len];
+        let bottom_row = &raw[bottom as usize * row_len..][..row_len];
+        let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
+        for (c, &(l, lr)) in simd_cols.iter().enumerate() {
+            let inv_lr = 1.0 - lr;
+            let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
             for ch in 0..3 {
-                let v = (1.0 - tb) * ((1.0 - lr) * px(top, left, ch) as f64 + lr * px(top, right, ch) as f64)
-                    + tb * ((1.0 - lr) * px(bottom, left, ch) as f64 + lr * px(bottom, right, ch) as f64);
-                dst[(r * out_w as usize + c) * 3 + ch] = v.clamp(0.0, 255.0) as u8;
+                let (i, j) = (l * 3 + ch, l * 3 + 3 + ch);
+                let v = tlf * top_row[i] as f32 + trf * top_row[j] as f32 + blf * bottom_row[i] as f32 + brf * bottom_row[j] as f32;
+                out_row[c * 3 + ch] = v as i32 as u8;
             }
-            c += 1;
+        }
+        for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {
+            let c = first_tail + k;
+            for ch in 0..3 {
+                let (i, j) = (l * 3 + ch, rr * 3 + ch);
+                let v = (1.0 - tb) * ((1.0 - lr) * top_row[i] as f64 + lr * top_row[j] as f64)
+                    + tb * ((1.0 - lr) * bottom_row[i] as f64 + lr * bottom_row[j] as f64);
+                out_row[c * 3 + ch] = v.clamp(0.0, 255.0) as u8;
+            }
         }
     }
     out

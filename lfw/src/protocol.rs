@@ -133,3 +133,86 @@ mod tests {
         assert_eq!(e.tar_at_far_1e3, 0.0);
     }
 }
+
+/// A threshold read off the impostor distribution at a target false-accept rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OperatingPoint {
+    /// Target false-accept rate (share of impostor pairs accepted).
+    pub far: f64,
+    /// Accept when distance < threshold.
+    pub threshold: f32,
+    /// Share of genuine pairs accepted at that threshold.
+    pub tar: f64,
+}
+
+/// Operating points over *all* pairs of the given embeddings (every
+/// cross-identity pair is an impostor attempt), which resolves far smaller
+/// false-accept rates than the 3,000 impostor pairs of pairs.txt.
+/// `labels[i]` is the identity of item i; `dist(i, j)` their distance.
+/// Returns the points and the numbers of genuine and impostor pairs.
+pub fn operating_points(labels: &[usize], dist: impl Fn(usize, usize) -> f32, fars: &[f64]) -> (Vec<OperatingPoint>, usize, usize) {
+    let n = labels.len();
+    let total = n * n.saturating_sub(1) / 2;
+    let mut genuine = Vec::new();
+    let genuine_pairs_estimate: usize = {
+        let mut counts = std::collections::HashMap::new();
+        labels.iter().for_each(|l| *counts.entry(l).or_insert(0usize) += 1);
+        counts.values().map(|c| c * (c - 1) / 2).sum()
+    };
+    let impostors = total - genuine_pairs_estimate;
+    // Keep the k smallest impostor distances, k for the loosest target.
+    let k_max = fars.iter().map(|f| (f * impostors as f64).floor() as usize + 1).max().unwrap_or(1);
+    let mut smallest = std::collections::BinaryHeap::with_capacity(k_max + 1);
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = dist(i, j);
+            if labels[i] == labels[j] {
+                genuine.push(d);
+            } else if smallest.len() < k_max {
+                smallest.push(OrdF32(d));
+            } else if d < smallest.peek().map_or(f32::INFINITY, |m: &OrdF32| m.0) {
+                smallest.pop();
+                smallest.push(OrdF32(d));
+            }
+        }
+    }
+    let sorted: Vec<f32> = smallest.into_sorted_vec().into_iter().map(|v| v.0).collect();
+    let points = fars
+        .iter()
+        .map(|far| {
+            // Accepting d < t with t the (k+1)-th smallest impostor distance accepts at most k impostors.
+            let k = (far * impostors as f64).floor() as usize;
+            let threshold = sorted.get(k).copied().unwrap_or(f32::INFINITY);
+            let tar = genuine.iter().filter(|d| **d < threshold).count() as f64 / genuine.len().max(1) as f64;
+            OperatingPoint { far: *far, threshold, tar }
+        })
+        .collect();
+    (points, genuine.len(), impostors)
+}
+
+#[derive(PartialEq, PartialOrd)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod operating_point_tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_follow_the_impostor_distribution() {
+        // Four people on a line: same person at distance 0.1, people 1.0 apart.
+        let pos = [0.0f32, 0.1, 1.0, 1.1, 2.0, 2.1, 3.0, 3.1];
+        let labels = [0, 0, 1, 1, 2, 2, 3, 3];
+        let (points, genuine, impostors) = operating_points(&labels, |i, j| (pos[i] - pos[j]).abs(), &[0.0, 0.2]);
+        assert_eq!((genuine, impostors), (4, 24));
+        // FAR 0: threshold at the smallest impostor distance (0.9), everything genuine below it.
+        assert!((points[0].threshold - 0.9).abs() < 1e-6 && points[0].tar == 1.0);
+        // FAR 0.2 allows 4 of 24 impostors: the 5th smallest impostor distance.
+        assert!((points[1].threshold - 1.0).abs() < 1e-6, "{points:?}");
+    }
+}

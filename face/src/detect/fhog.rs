@@ -35,14 +35,15 @@ impl FhogImage {
     }
 }
 
-/// The strongest colour channel's gradient at (x, y); ties go to the earlier
-/// channel (`earlier_wins`, dlib's scalar path) or the later one (its SIMD path).
-fn gradient(raw: &[u8], width: usize, x: usize, y: usize, earlier_wins: bool) -> (i32, i32, i32) {
-    let at = |xx: usize, yy: usize, ch: usize| raw[(yy * width + xx) * 3 + ch] as i32;
+/// The strongest colour channel's gradient at column `x` of the row `cur`;
+/// ties go to the earlier channel (`earlier_wins`, dlib's scalar path) or the
+/// later one (its SIMD path).
+#[inline(always)]
+fn gradient(prev: &[u8], cur: &[u8], next: &[u8], x: usize, earlier_wins: bool) -> (i32, i32, i32) {
     let mut best = (0, 0, -1);
     for ch in 0..3 {
-        let gx = at(x + 1, y, ch) - at(x - 1, y, ch);
-        let gy = at(x, y + 1, ch) - at(x, y - 1, ch);
+        let gx = cur[(x + 1) * 3 + ch] as i32 - cur[(x - 1) * 3 + ch] as i32;
+        let gy = next[x * 3 + ch] as i32 - prev[x * 3 + ch] as i32;
         let len = gx * gx + gy * gy;
         if len > best.2 || (!earlier_wins && len == best.2) {
             best = (gx, gy, len);
@@ -51,19 +52,34 @@ fn gradient(raw: &[u8], width: usize, x: usize, y: usize, earlier_wins: bool) ->
     best
 }
 
-fn orientation(gx: f32, gy: f32) -> usize {
-    let (mut best_dot, mut best_o) = (0f32, 0usize);
+/// dlib's orientation bin (0..18) of a gradient, by its f32 dot products.
+fn orientation_exact(gx: f32, gy: f32) -> u8 {
+    let (mut best_dot, mut best_o) = (0f32, 0u8);
     for (o, d) in DIRECTIONS.iter().enumerate() {
         let dot = d[0] * gx + d[1] * gy;
         if dot > best_dot {
             best_dot = dot;
-            best_o = o;
+            best_o = o as u8;
         } else if -dot > best_dot {
             best_dot = -dot;
-            best_o = o + 9;
+            best_o = o as u8 + 9;
         }
     }
     best_o
+}
+
+/// Orientation bins of every integer gradient (−255..=255)², computed once with
+/// the exact f32 procedure: a table look-up instead of nine dot products per pixel.
+fn orientation_table() -> &'static [u8] {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (-255..=255i32).flat_map(|gy| (-255..=255i32).map(move |gx| orientation_exact(gx as f32, gy as f32))).collect()
+    })
+}
+
+#[inline(always)]
+fn orientation(table: &[u8], gx: i32, gy: i32) -> usize {
+    table[((gy + 255) * 511 + gx + 255) as usize] as usize
 }
 
 /// Sum of four lanes in the order SSE's horizontal add uses.
@@ -88,25 +104,31 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
     let visible_nr = (cells_nr * cell).min(nr) - 1;
     let visible_nc = (cells_nc * cell).min(nc) - 1;
     let cell_f = cell as f32;
+    let table = orientation_table();
+    let row_len = nc * 3;
     for y in 1..visible_nr {
         let yp = ((y as f64 + 0.5) / cell as f64 - 0.5) as f32;
         let iyp = yp.floor() as i64;
         let vy0 = yp - iyp as f32;
         let vy1 = 1.0 - vy0;
         let row0 = (iyp + 1) as usize;
+        let (prev, cur, next) = (&raw[(y - 1) * row_len..][..row_len], &raw[y * row_len..][..row_len], &raw[(y + 1) * row_len..][..row_len]);
+        let (upper, lower) = hist.split_at_mut((row0 + 1) * hist_cols * 18);
+        let upper = &mut upper[row0 * hist_cols * 18..];
+        let lower = &mut lower[..hist_cols * 18];
         let mut vote = |ix: usize, o: usize, w: [f32; 4]| {
-            hist[(row0 * hist_cols + ix) * 18 + o] += w[0];
-            hist[((row0 + 1) * hist_cols + ix) * 18 + o] += w[1];
-            hist[(row0 * hist_cols + ix + 1) * 18 + o] += w[2];
-            hist[((row0 + 1) * hist_cols + ix + 1) * 18 + o] += w[3];
+            upper[ix * 18 + o] += w[0];
+            lower[ix * 18 + o] += w[1];
+            upper[(ix + 1) * 18 + o] += w[2];
+            lower[(ix + 1) * 18 + o] += w[3];
         };
         let mut x = 1;
         // dlib's 8-wide SIMD loop: later channel wins ties, weights as vy·(vx·v).
         while x + 7 < visible_nc {
             for xx in x..x + 8 {
-                let (gx, gy, len) = gradient(raw, nc, xx, y, false);
+                let (gx, gy, len) = gradient(prev, cur, next, xx, false);
                 let v = (len as f32).sqrt();
-                let o = orientation(gx as f32, gy as f32);
+                let o = orientation(table, gx, gy);
                 let xp = (xx as f32 + 0.5) / cell_f + 0.5;
                 let ixp = xp as i32;
                 let vx0 = xp - ixp as f32;
@@ -118,8 +140,8 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
         }
         // Scalar tail: earlier channel wins ties, weights as (vy·vx)·v.
         while x < visible_nc {
-            let (gx, gy, len) = gradient(raw, nc, x, y, true);
-            let o = orientation(gx as f32, gy as f32);
+            let (gx, gy, len) = gradient(prev, cur, next, x, true);
+            let o = orientation(table, gx, gy);
             let v = (len as f32).sqrt();
             let xp = ((x as f64 + 0.5) / cell as f64 - 0.5) as f32;
             let ixp = xp.floor() as i64;

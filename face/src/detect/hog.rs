@@ -235,10 +235,24 @@ impl HogDetector {
         Rect::new(map(r.left, pc), map(r.top, pr), map(r.right, pc), map(r.bottom, pr))
     }
 
+    /// Width in pixels of the boxes found at pyramid `level` (before upsampling is undone).
+    fn box_width_at(&self, level: usize) -> i64 {
+        let (w, h) = ((self.filter_cols - 2 * self.padding) as i64, (self.filter_rows - 2 * self.padding) as i64);
+        let (c, r) = (4 * self.filter_cols as i64, 4 * self.filter_rows as i64); // any position away from the border
+        rect_up_6_5(&self.feats_to_image(&Rect::new(c - w / 2, r - h / 2, c - w / 2 + w - 1, r - h / 2 + h - 1)), level).width()
+    }
+
     /// Runs the detector on `img` (dlib's `detector(img, upsample)` with
     /// `adjust_threshold`); every face box with its score and filter index,
     /// best first, after non-max suppression.
     pub fn detect(&self, img: &RgbImage, upsample: u32, adjust_threshold: f64) -> Vec<Detection> {
+        self.detect_min(img, upsample, adjust_threshold, 0)
+    }
+
+    /// As [`detect`](Self::detect), skipping the pyramid levels whose boxes are
+    /// narrower than `min_width` pixels: large levels cost the most, and a door
+    /// camera does not need faces smaller than a person standing at the door.
+    pub fn detect_min(&self, img: &RgbImage, upsample: u32, adjust_threshold: f64, min_width: u32) -> Vec<Detection> {
         let mut scaled = None;
         for _ in 0..upsample {
             scaled = Some(pyramid_up_2(scaled.as_ref().unwrap_or(img)));
@@ -251,6 +265,9 @@ impl HogDetector {
             for level in 0..levels {
                 if level > 0 {
                     level_img = Some(pyramid_down_5_6(level_img.as_ref().unwrap_or(base)));
+                }
+                if self.box_width_at(level) >> upsample < min_width as i64 {
+                    continue;
                 }
                 let feats = fhog::extract(level_img.as_ref().unwrap_or(base), self.cell_size, self.filter_rows, self.filter_cols);
                 self.respond(&feats, &mut raw, adjust_threshold, level);
@@ -369,6 +386,9 @@ mod tests {
         };
         // 250 → 208 → 173 → 144 → 120 → 100 → 83 → 69 → (57 < 64): 8 levels.
         assert_eq!(d.levels(250, 250), 8);
+        // Level boxes grow by 6/5 per level from the 80-pixel window.
+        let widths: Vec<i64> = (0..4).map(|l| d.box_width_at(l)).collect();
+        assert!(widths[0] >= 72 && widths[0] <= 82 && widths.windows(2).all(|w| w[1] > w[0]), "{widths:?}");
         assert_eq!(HogDetector::from_bytes(&d.to_bytes()).unwrap(), d);
         assert!(HogDetector::from_bytes(&d.to_bytes()[..100]).is_err());
     }

@@ -6,7 +6,7 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
 use facegate_face::matching::distance;
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
-use facegate_lfw::{evaluate, parse_pairs, Dataset};
+use facegate_lfw::{evaluate, operating_points, parse_pairs, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,26 +38,27 @@ pub struct LfwArgs {
     /// No mirror averaging of embeddings.
     #[arg(long)]
     no_mirror: bool,
+    /// Extra jittered chips per face, averaged in (0–4).
+    #[arg(long, default_value_t = 0)]
+    jitter: usize,
+    /// Also report the accuracy on the selected pairs at this fixed threshold.
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
     #[arg(long)]
     distances_csv: Option<PathBuf>,
 }
 
-/// The box used when no face is found: LFW's faces are centred and about 46 % of
-/// the image wide (the mean HOG box on LFW is (67,67)–(182,182) on 250×250).
-fn fallback_box(width: u32, height: u32) -> Rect {
-    let (w, h) = (width as f64, height as f64);
-    Rect::new((0.268 * w) as i64, (0.268 * h) as i64, (0.728 * w) as i64, (0.728 * h) as i64)
-}
-
-/// The detection nearest the image centre (LFW labels the centred face).
-fn centred(dets: &[Detection], width: u32, height: u32) -> Option<Detection> {
-    let (cx, cy) = (width as f64 / 2.0, height as f64 / 2.0);
-    let off = |d: &Detection| {
-        let (x, y) = ((d.rect.left + d.rect.right) as f64 / 2.0, (d.rect.top + d.rect.bottom) as f64 / 2.0);
-        (x - cx).powi(2) + (y - cy).powi(2)
-    };
-    dets.iter().copied().min_by(|a, b| off(a).total_cmp(&off(b)))
+/// The face LFW labels: the detection nearest the centre, else the documented fallback box.
+pub fn lfw_face(dets: &[Detection], width: u32, height: u32) -> (Detection, bool) {
+    let boxes = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom));
+    match facegate_lfw::centred_box(boxes, width, height) {
+        Some(i) => (dets[i], true),
+        None => {
+            let (l, t, r, b) = facegate_lfw::fallback_box(width, height);
+            (Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 }, false)
+        }
+    }
 }
 
 struct ImageResult {
@@ -69,11 +70,10 @@ struct ImageResult {
 fn embed_image(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<ImageResult> {
     let start = Instant::now();
     let img = decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
-    let found = centred(&pipeline.detect(&img), img.width(), img.height());
-    let detection = found.unwrap_or(Detection { rect: fallback_box(img.width(), img.height()), score: 0.0, filter: 0 });
+    let (detection, detected) = lfw_face(&pipeline.detect(&img), img.width(), img.height());
     let face = pipeline.align(&img, detection);
-    let embedding = pipeline.embed(&face)?;
-    Ok(ImageResult { embedding, detected: found.is_some(), seconds: start.elapsed().as_secs_f64() })
+    let embedding = pipeline.embed_jittered(&img, &face)?;
+    Ok(ImageResult { embedding, detected, seconds: start.elapsed().as_secs_f64() })
 }
 
 /// Runs the benchmark and prints the result.
@@ -87,7 +87,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         bail!("no pairs selected");
     }
     let data = Dataset::open(&args.lfw).with_context(|| format!("opening {}", args.lfw.display()))?;
-    let config = PipelineConfig { mirror: !args.no_mirror, ..PipelineConfig::default() };
+    let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter, ..PipelineConfig::default() };
     let pipeline = Pipeline::load(models, args.precision, config).context("loading models")?;
     let names: Vec<&str> = {
         let mut set: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
@@ -140,6 +140,23 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
     let e = evaluate(&scored);
+    // Open-set operating points over all pairs of the embedded images.
+    let person_ids: BTreeMap<&str, usize> = {
+        let mut ids = BTreeMap::new();
+        for n in results.keys() {
+            let next_id = ids.len();
+            ids.entry(n.split('/').next().unwrap_or(n)).or_insert(next_id);
+        }
+        ids
+    };
+    let embeddings: Vec<&Embedding> = results.values().map(|r| &r.embedding).collect();
+    let labels: Vec<usize> = results.keys().map(|n| person_ids[n.split('/').next().unwrap_or(n)]).collect();
+    let (points, genuine_all, impostor_all) =
+        operating_points(&labels, |i, j| distance(embeddings[i], embeddings[j]), &[1e-3, 1e-4, 1e-5]);
+    let at_threshold = args.threshold.map(|t| {
+        let right = scored.iter().filter(|(d, same, _)| (*d < t) == *same).count();
+        100.0 * right as f64 / scored.len() as f64
+    });
     let undetected: Vec<&str> = results.iter().filter(|(_, r)| !r.detected).map(|(n, _)| *n).collect();
     let ms_per_image = 1000.0 * results.values().map(|r| r.seconds).sum::<f64>() / results.len() as f64;
     let json = serde_json::json!({
@@ -151,6 +168,14 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "eer": e.eer,
         "tar_at_far_1e3": e.tar_at_far_1e3,
         "tar_at_far_1e4": e.tar_at_far_1e4,
+        "accuracy_at_threshold": at_threshold,
+        "fixed_threshold": args.threshold,
+        "operating_points": points.iter().map(|p| serde_json::json!({"far": p.far, "threshold": p.threshold, "tar": 100.0 * p.tar})).collect::<Vec<_>>(),
+        "threshold_at_far_1e3": points[0].threshold,
+        "threshold_at_far_1e4": points[1].threshold,
+        "threshold_at_far_1e5": points[2].threshold,
+        "genuine_pairs_all": genuine_all,
+        "impostor_pairs_all": impostor_all,
         "images": results.len(),
         "pairs": pairs.len(),
         "undetected": undetected.len(),
@@ -160,6 +185,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "threads": threads,
         "precision": args.precision.as_str(),
         "mirror": !args.no_mirror,
+        "jitter": args.jitter,
         "model_id": pipeline.embedder.model_id(),
     });
     if args.json {
@@ -172,6 +198,13 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         println!("  TAR@FAR=1e-3  {:.2} %", e.tar_at_far_1e3);
         println!("  TAR@FAR=1e-4  {:.2} %", e.tar_at_far_1e4);
         println!("  undetected    {} images (fallback box used)", undetected.len());
+        if let Some(a) = at_threshold {
+            println!("  accuracy at fixed threshold {:.4}: {a:.2} %", args.threshold.unwrap_or_default());
+        }
+        println!("  all {impostor_all} impostor / {genuine_all} genuine pairs of these images:");
+        for p in &points {
+            println!("    FAR {:.0e}: threshold {:.4}, TAR {:.2} %", p.far, p.threshold, 100.0 * p.tar);
+        }
         println!(
             "  time          {ms_per_image:.1} ms per image per core, {:.0} s wall on {threads} threads",
             wall.elapsed().as_secs_f64()

@@ -1,0 +1,70 @@
+//! Regression on one LFW fold (600 pairs): the shipped int8 pipeline must keep
+//! its accuracy at the default threshold, and int8 must decide like f32.
+//! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
+
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::detect::Detection;
+use facegate_face::matching::{distance, THRESHOLD_BALANCED};
+use facegate_face::{Embedder, Embedding, Pipeline, PipelineConfig, Precision, Rect};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[test]
+fn first_fold_accuracy_and_int8_agreement() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let Some((images, pairs_path)) = facegate_lfw::locate(workspace) else {
+        eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); LFW regression not run");
+        return;
+    };
+    let data = facegate_lfw::Dataset::open(&images).unwrap();
+    let pairs: Vec<_> = facegate_lfw::parse_pairs(&std::fs::read_to_string(pairs_path).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.fold == 0)
+        .collect();
+    assert_eq!(pairs.len(), 600);
+    let models = workspace.join("models");
+    let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
+    let f32_net = Embedder::load(&models, Precision::F32).unwrap();
+    let mut names: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
+    names.sort_unstable();
+    names.dedup();
+    let results: Mutex<BTreeMap<&str, (Embedding, Embedding, bool)>> = Mutex::new(BTreeMap::new());
+    let chunks: Vec<&[&str]> = names.chunks(names.len().div_ceil(2)).collect();
+    std::thread::scope(|s| {
+        for chunk in &chunks {
+            let (pipeline, f32_net, data, results) = (&pipeline, &f32_net, &data, &results);
+            s.spawn(move || {
+                for name in *chunk {
+                    let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+                    let dets = pipeline.detect(&img);
+                    let boxes = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom));
+                    let found = facegate_lfw::centred_box(boxes, img.width(), img.height()).map(|i| dets[i]);
+                    let (l, t, r, b) = facegate_lfw::fallback_box(img.width(), img.height());
+                    let fallback = Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 };
+                    let face = pipeline.align(&img, found.unwrap_or(fallback));
+                    let int8 = pipeline.embed(&face).unwrap();
+                    let mirrored = image::imageops::flip_horizontal(&face.chip);
+                    let both = f32_net.embed_batch(&[face.chip.clone(), mirrored]).unwrap();
+                    let f32e: Embedding = std::array::from_fn(|i| (both[0][i] + both[1][i]) / 2.0);
+                    results.lock().unwrap().insert(name, (int8, f32e, found.is_some()));
+                }
+            });
+        }
+    });
+    let r = results.into_inner().unwrap();
+    let (mut right, mut flips) = (0, 0);
+    for p in &pairs {
+        let (a, b) = (&r[p.a.as_str()], &r[p.b.as_str()]);
+        let (d8, d32) = (distance(&a.0, &b.0), distance(&a.1, &b.1));
+        right += ((d8 < THRESHOLD_BALANCED) == p.same) as usize;
+        flips += ((d8 < THRESHOLD_BALANCED) != (d32 < THRESHOLD_BALANCED)) as usize;
+    }
+    let undetected = r.values().filter(|v| !v.2).count();
+    let accuracy = 100.0 * right as f64 / pairs.len() as f64;
+    eprintln!("LFW fold 1: accuracy {accuracy:.2} % at {THRESHOLD_BALANCED}, int8/f32 decision flips {flips}, undetected {undetected} of {}", r.len());
+    assert!(accuracy >= 98.5, "fold-1 accuracy fell to {accuracy:.2} %");
+    assert!(flips <= 1, "int8 changed {flips} of 600 decisions");
+    assert!(undetected <= 2, "{undetected} fold-1 images without a detected face");
+}
