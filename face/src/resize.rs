@@ -60,7 +60,8 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
             let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
             for ch in 0..3 {
                 let (i, j) = (l * 3 + ch, l * 3 + 3 + ch);
-                let v = tlf * top_row[i] as f32 + trf * top_row[j] as f32 + blf * bottom_row[i] as f32 + brf * bottom_row[j] as f32;
+                let v =
+                    tlf * top_row[i] as f32 + trf * top_row[j] as f32 + blf * bottom_row[i] as f32 + brf * bottom_row[j] as f32;
                 out_row[c * 3 + ch] = v as i32 as u8;
             }
         }

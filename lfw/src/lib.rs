@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use protocol::{evaluate, operating_points, Evaluation, OperatingPoint};
+pub use protocol::{enrolment_study, evaluate, operating_points, Evaluation, OperatingPoint};
 
 /// Errors while reading LFW.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,21 @@ pub fn locate(workspace: &Path) -> Option<(PathBuf, PathBuf)> {
     (pairs.is_file() && images.exists()).then_some((images, pairs))
 }
 
+/// Index of the box (left, top, right, bottom) nearest the image centre:
+/// LFW labels the centred face when a photo shows several.
+pub fn centred_box(boxes: impl IntoIterator<Item = (i64, i64, i64, i64)>, width: u32, height: u32) -> Option<usize> {
+    let (cx, cy) = (width as f64 / 2.0, height as f64 / 2.0);
+    let off = |(l, t, r, b): (i64, i64, i64, i64)| ((l + r) as f64 / 2.0 - cx).powi(2) + ((t + b) as f64 / 2.0 - cy).powi(2);
+    boxes.into_iter().enumerate().min_by(|a, b| off(a.1).total_cmp(&off(b.1))).map(|(i, _)| i)
+}
+
+/// The box used when no face is found: LFW's faces are centred and about 46 % of
+/// the image wide (dlib's HOG box is typically (67,67)–(182,182) on 250×250).
+pub fn fallback_box(width: u32, height: u32) -> (i64, i64, i64, i64) {
+    let (w, h) = (width as f64, height as f64);
+    ((0.268 * w) as i64, (0.268 * h) as i64, (0.728 * w) as i64, (0.728 * h) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,19 +163,4 @@ mod tests {
         assert!(parse_pairs("2\t1\nA\t1\t2\n").is_err(), "too few pairs");
         assert!(parse_pairs("1\t1\nA\tx\t2\nB\t1\tC\t1\n").is_err(), "bad number");
     }
-}
-
-/// Index of the box (left, top, right, bottom) nearest the image centre:
-/// LFW labels the centred face when a photo shows several.
-pub fn centred_box(boxes: impl IntoIterator<Item = (i64, i64, i64, i64)>, width: u32, height: u32) -> Option<usize> {
-    let (cx, cy) = (width as f64 / 2.0, height as f64 / 2.0);
-    let off = |(l, t, r, b): (i64, i64, i64, i64)| ((l + r) as f64 / 2.0 - cx).powi(2) + ((t + b) as f64 / 2.0 - cy).powi(2);
-    boxes.into_iter().enumerate().min_by(|a, b| off(a.1).total_cmp(&off(b.1))).map(|(i, _)| i)
-}
-
-/// The box used when no face is found: LFW's faces are centred and about 46 % of
-/// the image wide (dlib's HOG box is typically (67,67)–(182,182) on 250×250).
-pub fn fallback_box(width: u32, height: u32) -> (i64, i64, i64, i64) {
-    let (w, h) = (width as f64, height as f64);
-    ((0.268 * w) as i64, (0.268 * h) as i64, (0.728 * w) as i64, (0.728 * h) as i64)
 }

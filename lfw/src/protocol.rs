@@ -95,45 +95,6 @@ pub fn evaluate(pairs: &[(f32, bool, usize)]) -> Evaluation {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn separable_scores_give_full_accuracy_and_a_threshold_between() {
-        let mut pairs = Vec::new();
-        for fold in 0..10 {
-            for i in 0..30 {
-                pairs.push((0.3 + i as f32 * 0.001, true, fold));
-                pairs.push((0.7 + i as f32 * 0.001, false, fold));
-            }
-        }
-        let e = evaluate(&pairs);
-        assert_eq!(e.accuracy_mean, 100.0);
-        assert_eq!(e.accuracy_std, 0.0);
-        assert!(e.threshold > 0.33 && e.threshold < 0.7, "{}", e.threshold);
-        assert_eq!(e.eer, 0.0);
-        assert_eq!(e.tar_at_far_1e3, 100.0);
-    }
-
-    #[test]
-    fn one_overlapping_impostor_costs_accuracy_in_its_fold_only() {
-        let mut pairs = Vec::new();
-        for fold in 0..10 {
-            for i in 0..10 {
-                pairs.push((0.2 + i as f32 * 0.01, true, fold));
-                pairs.push((0.8 + i as f32 * 0.01, false, fold));
-            }
-        }
-        pairs.push((0.1, false, 3)); // an impostor closer than every genuine pair
-        let e = evaluate(&pairs);
-        assert!((e.fold_accuracy[3] - 100.0 * 20.0 / 21.0).abs() < 1e-9);
-        assert!(e.fold_accuracy.iter().enumerate().all(|(k, a)| k == 3 || *a == 100.0));
-        // FAR ≤ 1e-3 of 101 impostors allows none: the impostor at 0.1 forces t ≤ 0.1, TAR 0.
-        assert_eq!(e.tar_at_far_1e3, 0.0);
-    }
-}
-
 /// A threshold read off the impostor distribution at a target false-accept rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OperatingPoint {
@@ -150,7 +111,11 @@ pub struct OperatingPoint {
 /// false-accept rates than the 3,000 impostor pairs of pairs.txt.
 /// `labels[i]` is the identity of item i; `dist(i, j)` their distance.
 /// Returns the points and the numbers of genuine and impostor pairs.
-pub fn operating_points(labels: &[usize], dist: impl Fn(usize, usize) -> f32, fars: &[f64]) -> (Vec<OperatingPoint>, usize, usize) {
+pub fn operating_points(
+    labels: &[usize],
+    dist: impl Fn(usize, usize) -> f32,
+    fars: &[f64],
+) -> (Vec<OperatingPoint>, usize, usize) {
     let n = labels.len();
     let total = n * n.saturating_sub(1) / 2;
     let mut genuine = Vec::new();
@@ -190,9 +155,19 @@ pub fn operating_points(labels: &[usize], dist: impl Fn(usize, usize) -> f32, fa
     (points, genuine.len(), impostors)
 }
 
-#[derive(PartialEq, PartialOrd)]
+/// f32 with a total order, for the heap.
 struct OrdF32(f32);
+impl PartialEq for OrdF32 {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for OrdF32 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
@@ -214,5 +189,86 @@ mod operating_point_tests {
         assert!((points[0].threshold - 0.9).abs() < 1e-6 && points[0].tar == 1.0);
         // FAR 0.2 allows 4 of 24 impostors: the 5th smallest impostor distance.
         assert!((points[1].threshold - 1.0).abs() < 1e-6, "{points:?}");
+    }
+}
+
+/// Enrolment study: people with at least `templates + 1` images enrol their
+/// first `templates` images; their other images are genuine probes, and every
+/// image of everyone else is an impostor probe. For a template rule `score`
+/// (person distance from probe-to-template distances), returns the threshold
+/// at the impostor false-accept rate `far` and the genuine accept rate there.
+pub fn enrolment_study(
+    labels: &[usize],
+    dist: impl Fn(usize, usize) -> f32,
+    templates: usize,
+    score: impl Fn(&[f32]) -> f32,
+    far: f64,
+) -> Option<OperatingPoint> {
+    let mut by_person: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    labels.iter().enumerate().for_each(|(i, l)| by_person.entry(*l).or_default().push(i));
+    let enrolled: Vec<&Vec<usize>> = by_person.values().filter(|v| v.len() > templates).collect();
+    if enrolled.is_empty() {
+        return None;
+    }
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    let mut buf = Vec::with_capacity(templates);
+    for person in &enrolled {
+        let gallery = &person[..templates];
+        for probe in 0..labels.len() {
+            buf.clear();
+            buf.extend(gallery.iter().map(|t| dist(probe, *t)));
+            let d = score(&buf);
+            if labels[probe] == labels[gallery[0]] {
+                if !gallery.contains(&probe) {
+                    genuine.push(d);
+                }
+            } else {
+                impostor.push(d);
+            }
+        }
+    }
+    impostor.sort_by(f32::total_cmp);
+    let k = (far * impostor.len() as f64).floor() as usize;
+    let threshold = impostor.get(k).copied().unwrap_or(f32::INFINITY);
+    let tar = genuine.iter().filter(|d| **d < threshold).count() as f64 / genuine.len().max(1) as f64;
+    Some(OperatingPoint { far, threshold, tar })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_scores_give_full_accuracy_and_a_threshold_between() {
+        let mut pairs = Vec::new();
+        for fold in 0..10 {
+            for i in 0..30 {
+                pairs.push((0.3 + i as f32 * 0.001, true, fold));
+                pairs.push((0.7 + i as f32 * 0.001, false, fold));
+            }
+        }
+        let e = evaluate(&pairs);
+        assert_eq!(e.accuracy_mean, 100.0);
+        assert_eq!(e.accuracy_std, 0.0);
+        assert!(e.threshold > 0.33 && e.threshold < 0.7, "{}", e.threshold);
+        assert_eq!(e.eer, 0.0);
+        assert_eq!(e.tar_at_far_1e3, 100.0);
+    }
+
+    #[test]
+    fn one_overlapping_impostor_costs_accuracy_in_its_fold_only() {
+        let mut pairs = Vec::new();
+        for fold in 0..10 {
+            for i in 0..10 {
+                pairs.push((0.2 + i as f32 * 0.01, true, fold));
+                pairs.push((0.8 + i as f32 * 0.01, false, fold));
+            }
+        }
+        pairs.push((0.1, false, 3)); // an impostor closer than every genuine pair
+        let e = evaluate(&pairs);
+        assert!((e.fold_accuracy[3] - 100.0 * 20.0 / 21.0).abs() < 1e-9);
+        assert!(e.fold_accuracy.iter().enumerate().all(|(k, a)| k == 3 || *a == 100.0));
+        // FAR ≤ 1e-3 of 101 impostors allows none: the impostor at 0.1 forces t ≤ 0.1, TAR 0.
+        assert_eq!(e.tar_at_far_1e3, 0.0);
     }
 }

@@ -112,7 +112,8 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
         let vy0 = yp - iyp as f32;
         let vy1 = 1.0 - vy0;
         let row0 = (iyp + 1) as usize;
-        let (prev, cur, next) = (&raw[(y - 1) * row_len..][..row_len], &raw[y * row_len..][..row_len], &raw[(y + 1) * row_len..][..row_len]);
+        let (prev, cur, next) =
+            (&raw[(y - 1) * row_len..][..row_len], &raw[y * row_len..][..row_len], &raw[(y + 1) * row_len..][..row_len]);
         let (upper, lower) = hist.split_at_mut((row0 + 1) * hist_cols * 18);
         let upper = &mut upper[row0 * hist_cols * 18..];
         let lower = &mut lower[..hist_cols * 18];

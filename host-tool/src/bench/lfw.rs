@@ -6,7 +6,7 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
 use facegate_face::matching::distance;
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
-use facegate_lfw::{evaluate, operating_points, parse_pairs, Dataset};
+use facegate_lfw::{enrolment_study, evaluate, operating_points, parse_pairs, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,13 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     let labels: Vec<usize> = results.keys().map(|n| person_ids[n.split('/').next().unwrap_or(n)]).collect();
     let (points, genuine_all, impostor_all) =
         operating_points(&labels, |i, j| distance(embeddings[i], embeddings[j]), &[1e-3, 1e-4, 1e-5]);
+    // Several templates per person: nearest template vs mean distance, 3 enrolment photos.
+    let dist = |i: usize, j: usize| distance(embeddings[i], embeddings[j]);
+    let min_rule = enrolment_study(&labels, dist, 3, |d| d.iter().copied().fold(f32::INFINITY, f32::min), 1e-3);
+    let mean_rule = enrolment_study(&labels, dist, 3, |d| d.iter().sum::<f32>() / d.len() as f32, 1e-3);
+    let rule_json = |p: Option<facegate_lfw::OperatingPoint>| {
+        p.map(|p| serde_json::json!({"far": p.far, "threshold": p.threshold, "tar": 100.0 * p.tar}))
+    };
     let at_threshold = args.threshold.map(|t| {
         let right = scored.iter().filter(|(d, same, _)| (*d < t) == *same).count();
         100.0 * right as f64 / scored.len() as f64
@@ -175,6 +182,8 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "threshold_at_far_1e4": points[1].threshold,
         "threshold_at_far_1e5": points[2].threshold,
         "genuine_pairs_all": genuine_all,
+        "templates3_min": rule_json(min_rule),
+        "templates3_mean": rule_json(mean_rule),
         "impostor_pairs_all": impostor_all,
         "images": results.len(),
         "pairs": pairs.len(),
@@ -204,6 +213,11 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         println!("  all {impostor_all} impostor / {genuine_all} genuine pairs of these images:");
         for p in &points {
             println!("    FAR {:.0e}: threshold {:.4}, TAR {:.2} %", p.far, p.threshold, 100.0 * p.tar);
+        }
+        for (rule, p) in [("nearest", min_rule), ("mean", mean_rule)] {
+            if let Some(p) = p {
+                println!("  3 templates, {rule} rule: FAR {:.0e} at {:.4}, TAR {:.2} %", p.far, p.threshold, 100.0 * p.tar);
+            }
         }
         println!(
             "  time          {ms_per_image:.1} ms per image per core, {:.0} s wall on {threads} threads",
