@@ -6,10 +6,27 @@ use image::RgbImage;
 /// `rgb_pixel` (its SSE path in f32 for groups of four columns, then a
 /// double-precision tail), so pyramid levels are pixel-identical to dlib's.
 pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
-    let mut out = RgbImage::new(out_w, out_h);
+    let mut out = RgbImage::new(0, 0);
+    resize_bilinear_into(src, out_w, out_h, &mut ResizeScratch::default(), &mut out);
+    out
+}
+
+/// Column tables reused between calls.
+#[derive(Debug, Default)]
+pub struct ResizeScratch {
+    simd_cols: Vec<(usize, f32)>,
+    tail_cols: Vec<(usize, usize, f64)>,
+}
+
+/// As [`resize_bilinear`], into `out`, reusing its pixel buffer and `scratch`.
+pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mut ResizeScratch, out: &mut RgbImage) {
+    let mut buf = std::mem::take(out).into_raw();
+    buf.clear();
+    buf.resize(out_w as usize * out_h as usize * 3, 0);
+    *out = RgbImage::from_raw(out_w, out_h, buf).expect("buffer sized for the image");
     let (in_w, in_h) = (src.width() as i64, src.height() as i64);
     if out_w == 0 || out_h == 0 || in_w == 0 || in_h == 0 {
-        return out;
+        return;
     }
     let (out_w, out_h) = (out_w as usize, out_h as usize);
     let x_scale = (in_w - 1) as f64 / (out_w as i64 - 1).max(1) as f64;
@@ -20,7 +37,8 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let step = (4.0 * x_scale) as f32;
     let x0 = -4.0 * x_scale;
     let mut lanes = [x0 as f32, (x0 + x_scale) as f32, (x0 + 2.0 * x_scale) as f32, (x0 + 3.0 * x_scale) as f32];
-    let mut simd_cols: Vec<(usize, f32)> = Vec::with_capacity(out_w);
+    let simd_cols = &mut scratch.simd_cols;
+    simd_cols.clear();
     while simd_cols.len() + 4 <= out_w {
         for l in &mut lanes {
             *l += step;
@@ -35,13 +53,13 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     }
     let first_tail = simd_cols.len();
     let mut x = -x_scale + first_tail as f64 * x_scale;
-    let tail_cols: Vec<(usize, usize, f64)> = (first_tail..out_w)
-        .map(|_| {
-            x += x_scale;
-            let left = x.floor() as i64;
-            (left as usize, (left + 1).min(in_w - 1) as usize, x - left as f64)
-        })
-        .collect();
+    let tail_cols = &mut scratch.tail_cols;
+    tail_cols.clear();
+    tail_cols.extend((first_tail..out_w).map(|_| {
+        x += x_scale;
+        let left = x.floor() as i64;
+        (left as usize, (left + 1).min(in_w - 1) as usize, x - left as f64)
+    }));
     let raw = src.as_raw();
     let row_len = in_w as usize * 3;
     let dst = out.as_mut();
@@ -75,7 +93,6 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
             }
         }
     }
-    out
 }
 
 /// One level of dlib's `pyramid_down<6>`: ⌊5n/6⌋ rows and columns, bilinear.
@@ -83,13 +100,19 @@ pub fn pyramid_down_5_6(src: &RgbImage) -> RgbImage {
     resize_bilinear(src, 5 * src.width() / 6, 5 * src.height() / 6)
 }
 
-/// dlib's `pyramid_up` with `pyramid_down<2>`: about twice the size, bilinear.
-pub fn pyramid_up_2(src: &RgbImage) -> RgbImage {
-    if src.width() == 0 || src.height() == 0 {
-        return RgbImage::new(0, 0);
+/// Output size of dlib's `pyramid_up` with `pyramid_down<2>` (about twice the size).
+pub fn pyramid_up_size(width: u32, height: u32) -> (u32, u32) {
+    if width == 0 || height == 0 {
+        return (0, 0);
     }
     // rect_up maps the last pixel p to 2p + (2.5, 1.5), rounded half up.
-    let w = ((2.0 * (src.width() - 1) as f64 + 2.5 + 0.5).floor() as u32) + 1;
-    let h = ((2.0 * (src.height() - 1) as f64 + 1.5 + 0.5).floor() as u32) + 1;
+    let w = ((2.0 * (width - 1) as f64 + 2.5 + 0.5).floor() as u32) + 1;
+    let h = ((2.0 * (height - 1) as f64 + 1.5 + 0.5).floor() as u32) + 1;
+    (w, h)
+}
+
+/// dlib's `pyramid_up` with `pyramid_down<2>`: about twice the size, bilinear.
+pub fn pyramid_up_2(src: &RgbImage) -> RgbImage {
+    let (w, h) = pyramid_up_size(src.width(), src.height());
     resize_bilinear(src, w, h)
 }

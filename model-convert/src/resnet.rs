@@ -216,7 +216,7 @@ pub fn build(net: &ResNet, precision: Precision, metadata: &[(&str, String)]) ->
     let flat = b.g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
     let Layer::FcNoBias { outputs, inputs, weights } = b.next()?.clone() else { bail!("expected fc_2") };
     ensure!(inputs == x.shape[0], "fc expects {inputs} inputs, gets {}", x.shape[0]);
-    let w = b.weights(&[inputs as i64, outputs as i64], &weights, 1);
+    let w = b.g.f32_const("w", &[inputs as i64, outputs as i64], &weights);
     let out = b.g.node("MatMul", &[&flat, &w], vec![]);
     ensure!(b.layers.next().is_none(), "records left after fc_2");
     b.g.output(&out, OUTPUT, "N", &[outputs as i64]);

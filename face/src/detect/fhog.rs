@@ -20,6 +20,7 @@ const DIRECTIONS: [[f32; 2]; 9] = [
 pub const PLANES: usize = 31;
 
 /// A feature image: 31 planes of `rows × cols`, zero-padded for the filters.
+#[derive(Debug, Clone, Default)]
 pub struct FhogImage {
     /// Rows of each plane.
     pub rows: usize,
@@ -29,10 +30,17 @@ pub struct FhogImage {
     pub data: Vec<f32>,
 }
 
-impl FhogImage {
-    fn empty() -> Self {
-        FhogImage { rows: 0, cols: 0, data: Vec::new() }
-    }
+/// Buffers reused between calls so extraction allocates nothing once warm.
+#[derive(Debug, Default)]
+pub struct FhogScratch {
+    hist: Vec<f32>,
+    norm: Vec<f32>,
+}
+
+/// `v` resized to `n` zeros, keeping its allocation.
+fn zeroed(v: &mut Vec<f32>, n: usize) {
+    v.clear();
+    v.resize(n, 0.0);
 }
 
 /// The strongest colour channel's gradient at column `x` of the row `cur`;
@@ -90,16 +98,34 @@ fn sum4(v: [f32; 4]) -> f32 {
 /// Extracts fHOG features with `cell` pixel cells, padded for a
 /// `filter_rows × filter_cols` filter (dlib's `extract_fhog_features`).
 pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usize) -> FhogImage {
+    let mut out = FhogImage::default();
+    extract_into(img, cell, filter_rows, filter_cols, &mut FhogScratch::default(), &mut out);
+    out
+}
+
+/// As [`extract`], into reused buffers.
+pub fn extract_into(
+    img: &RgbImage,
+    cell: usize,
+    filter_rows: usize,
+    filter_cols: usize,
+    scratch: &mut FhogScratch,
+    out: &mut FhogImage,
+) {
     let (nr, nc) = (img.height() as usize, img.width() as usize);
     let cells_nr = (nr as f32 / cell as f32 + 0.5) as usize;
     let cells_nc = (nc as f32 / cell as f32 + 0.5) as usize;
-    if cells_nr == 0 || cells_nc == 0 || cells_nr <= 2 || cells_nc <= 2 {
-        return FhogImage::empty();
+    if cells_nr <= 2 || cells_nc <= 2 {
+        out.rows = 0;
+        out.cols = 0;
+        out.data.clear();
+        return;
     }
     let (hog_nr, hog_nc) = (cells_nr - 2, cells_nc - 2);
     // Histograms with a one-cell border so the bilinear votes need no bounds checks.
     let hist_cols = cells_nc + 2;
-    let mut hist = vec![0f32; (cells_nr + 2) * hist_cols * 18];
+    let hist = &mut scratch.hist;
+    zeroed(hist, (cells_nr + 2) * hist_cols * 18);
     let raw = img.as_raw();
     let visible_nr = (cells_nr * cell).min(nr) - 1;
     let visible_nc = (cells_nc * cell).min(nc) - 1;
@@ -153,7 +179,8 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
         }
     }
     let h = |r: usize, c: usize, o: usize| hist[(r * hist_cols + c) * 18 + o];
-    let mut norm = vec![0f32; cells_nr * cells_nc];
+    let norm = &mut scratch.norm;
+    zeroed(norm, cells_nr * cells_nc);
     for r in 0..cells_nr {
         for c in 0..cells_nc {
             let mut s = 0f32;
@@ -167,7 +194,10 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
     let rows = hog_nr + filter_rows - 1;
     let cols = hog_nc + filter_cols - 1;
     let (off_r, off_c) = ((filter_rows - 1) / 2, (filter_cols - 1) / 2);
-    let mut data = vec![0f32; PLANES * rows * cols];
+    zeroed(&mut out.data, PLANES * rows * cols);
+    out.rows = rows;
+    out.cols = cols;
+    let data = &mut out.data;
     let n = |r: usize, c: usize| norm[r * cells_nc + c];
     let eps = 0.0001f32;
     for y in 0..hog_nr {
@@ -202,5 +232,4 @@ pub fn extract(img: &RgbImage, cell: usize, filter_rows: usize, filter_cols: usi
             }
         }
     }
-    FhogImage { rows, cols, data }
 }

@@ -15,9 +15,10 @@ use super::fhog::{self, FhogImage, PLANES};
 use super::Detection;
 use crate::bytes::{ByteReader, ByteWriter};
 use crate::geometry::Rect;
-use crate::resize::{pyramid_down_5_6, pyramid_up_2};
+use crate::resize::{pyramid_up_size, resize_bilinear_into, ResizeScratch};
 use crate::FaceError;
 use image::RgbImage;
+use std::cell::RefCell;
 
 const MAGIC: &[u8; 4] = b"FGHD";
 const VERSION: u32 = 2;
@@ -61,6 +62,23 @@ pub struct HogDetector {
     pub nms_covered: f64,
     /// The filters (frontal, left, right, rotated left, rotated right).
     pub filters: Vec<HogFilter>,
+}
+
+/// Per-thread buffers: detection allocates nothing once they have grown.
+#[derive(Default)]
+struct Scratch {
+    up: [RgbImage; 2],
+    levels: [RgbImage; 2],
+    resize: ResizeScratch,
+    fhog: fhog::FhogScratch,
+    feats: FhogImage,
+    saliency: Vec<f32>,
+    separable: Vec<f32>,
+    raw: Vec<(f64, usize, Rect)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// dlib's `test_box_overlap`: overlap relative to the boxes' bounding box, or coverage of either.
@@ -190,7 +208,15 @@ impl HogDetector {
     }
 
     /// Each filter's response over one feature image, where the filter fits whole.
-    fn respond(&self, feats: &FhogImage, out: &mut Vec<(f64, usize, Rect)>, adjust: f64, level: usize) {
+    fn respond(
+        &self,
+        feats: &FhogImage,
+        out: &mut Vec<(f64, usize, Rect)>,
+        adjust: f64,
+        level: usize,
+        saliency: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) {
         let (fr, fc) = (self.filter_rows, self.filter_cols);
         if feats.rows < fr || feats.cols < fc {
             return;
@@ -198,10 +224,11 @@ impl HogDetector {
         let (out_rows, out_cols) = (feats.rows - fr + 1, feats.cols - fc + 1);
         let box_w = (fc - 2 * self.padding) as i64;
         let box_h = (fr - 2 * self.padding) as i64;
-        let mut saliency = vec![0f32; out_rows * out_cols];
-        let mut scratch = vec![0f32; feats.rows * out_cols];
+        saliency.resize(out_rows * out_cols, 0.0);
+        scratch.resize(feats.rows * out_cols, 0.0);
+        let (saliency, scratch) = (&mut saliency[..out_rows * out_cols], &mut scratch[..feats.rows * out_cols]);
         for (index, filter) in self.filters.iter().enumerate() {
-            correlate(feats, filter, fr, fc, &mut scratch, &mut saliency);
+            correlate(feats, filter, fr, fc, scratch, saliency);
             let thresh = filter.threshold + adjust;
             for r in 0..out_rows {
                 for c in 0..out_cols {
@@ -253,29 +280,54 @@ impl HogDetector {
     /// narrower than `min_width` pixels: large levels cost the most, and a door
     /// camera does not need faces smaller than a person standing at the door.
     pub fn detect_min(&self, img: &RgbImage, upsample: u32, adjust_threshold: f64, min_width: u32) -> Vec<Detection> {
-        let mut scaled = None;
-        for _ in 0..upsample {
-            scaled = Some(pyramid_up_2(scaled.as_ref().unwrap_or(img)));
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let scratch = &mut *guard;
+            self.detect_with(img, upsample, adjust_threshold, min_width, scratch)
+        })
+    }
+
+    fn detect_with(
+        &self,
+        img: &RgbImage,
+        upsample: u32,
+        adjust_threshold: f64,
+        min_width: u32,
+        s: &mut Scratch,
+    ) -> Vec<Detection> {
+        // Upsampled copies and pyramid levels alternate between two buffers each.
+        let (mut up, mut up_spare) = (std::mem::take(&mut s.up[0]), std::mem::take(&mut s.up[1]));
+        for i in 0..upsample {
+            let (w, h) =
+                if i == 0 { pyramid_up_size(img.width(), img.height()) } else { pyramid_up_size(up.width(), up.height()) };
+            resize_bilinear_into(if i == 0 { img } else { &up }, w, h, &mut s.resize, &mut up_spare);
+            std::mem::swap(&mut up, &mut up_spare);
         }
-        let base = scaled.as_ref().unwrap_or(img);
-        let mut raw = Vec::new();
+        let base = if upsample > 0 { &up } else { img };
+        let (mut level_img, mut spare) = (std::mem::take(&mut s.levels[0]), std::mem::take(&mut s.levels[1]));
+        s.raw.clear();
         if base.width() > 0 && base.height() > 0 {
             let levels = self.levels(base.width(), base.height());
-            let mut level_img = None;
             for level in 0..levels {
                 if level > 0 {
-                    level_img = Some(pyramid_down_5_6(level_img.as_ref().unwrap_or(base)));
+                    let src = if level == 1 { base } else { &level_img };
+                    resize_bilinear_into(src, 5 * src.width() / 6, 5 * src.height() / 6, &mut s.resize, &mut spare);
+                    std::mem::swap(&mut level_img, &mut spare);
                 }
                 if self.box_width_at(level) >> upsample < min_width as i64 {
                     continue;
                 }
-                let feats = fhog::extract(level_img.as_ref().unwrap_or(base), self.cell_size, self.filter_rows, self.filter_cols);
-                self.respond(&feats, &mut raw, adjust_threshold, level);
+                let current = if level == 0 { base } else { &level_img };
+                fhog::extract_into(current, self.cell_size, self.filter_rows, self.filter_cols, &mut s.fhog, &mut s.feats);
+                self.respond(&s.feats, &mut s.raw, adjust_threshold, level, &mut s.saliency, &mut s.separable);
             }
         }
+        s.up = [up, up_spare];
+        s.levels = [level_img, spare];
+        let raw = &mut s.raw;
         raw.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut kept: Vec<Detection> = Vec::new();
-        for (score, filter, rect) in raw {
+        for &(score, filter, rect) in raw.iter() {
             if !kept.iter().any(|k| overlaps(&k.rect, &rect, self.nms_iou, self.nms_covered)) {
                 kept.push(Detection { rect, score, filter });
             }

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
-use facegate_face::matching::distance;
+use facegate_face::matching::{distance, THRESHOLD_BALANCED, THRESHOLD_DOOR};
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
 use facegate_lfw::{enrolment_study, evaluate, operating_points, parse_pairs, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,6 +41,9 @@ pub struct LfwArgs {
     /// Extra jittered chips per face, averaged in (0–4).
     #[arg(long, default_value_t = 0)]
     jitter: usize,
+    /// Also embed with the other precision and count the pair decisions that differ.
+    #[arg(long)]
+    compare_precision: bool,
     /// Also report the accuracy on the selected pairs at this fixed threshold.
     #[arg(long)]
     threshold: Option<f32>,
@@ -63,17 +66,21 @@ pub fn lfw_face(dets: &[Detection], width: u32, height: u32) -> (Detection, bool
 
 struct ImageResult {
     embedding: Embedding,
+    /// The same face with the other precision (with --compare-precision).
+    other: Option<Embedding>,
     detected: bool,
     seconds: f64,
 }
 
-fn embed_image(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<ImageResult> {
+fn embed_image(pipeline: &Pipeline, other: Option<&Pipeline>, data: &Dataset, name: &str) -> Result<ImageResult> {
     let start = Instant::now();
     let img = decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
     let (detection, detected) = lfw_face(&pipeline.detect(&img), img.width(), img.height());
     let face = pipeline.align(&img, detection);
     let embedding = pipeline.embed_jittered(&img, &face)?;
-    Ok(ImageResult { embedding, detected, seconds: start.elapsed().as_secs_f64() })
+    let seconds = start.elapsed().as_secs_f64();
+    let other = other.map(|p| p.embed_jittered(&img, &face)).transpose()?;
+    Ok(ImageResult { embedding, other, detected, seconds })
 }
 
 /// Runs the benchmark and prints the result.
@@ -88,7 +95,9 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     }
     let data = Dataset::open(&args.lfw).with_context(|| format!("opening {}", args.lfw.display()))?;
     let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter, ..PipelineConfig::default() };
-    let pipeline = Pipeline::load(models, args.precision, config).context("loading models")?;
+    let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
+    let other_precision = if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 };
+    let other = args.compare_precision.then(|| Pipeline::load(models, other_precision, config)).transpose()?;
     let names: Vec<&str> = {
         let mut set: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
         set.sort_unstable();
@@ -114,7 +123,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(name) = names.get(i) else { return Ok(()) };
-                        let r = embed_image(&pipeline, &data, name)?;
+                        let r = embed_image(&pipeline, other.as_ref(), &data, name)?;
                         results.lock().expect("no worker panicked").insert(name, r);
                         bar.inc(1);
                     }
@@ -140,6 +149,22 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
     let e = evaluate(&scored);
+    // Decisions that change with the other precision, at the shipped thresholds.
+    let flips = args.compare_precision.then(|| {
+        let other_d: Vec<f32> = pairs
+            .iter()
+            .map(|p| distance(results[p.a.as_str()].other.as_ref().expect("compared"), results[p.b.as_str()].other.as_ref().expect("compared")))
+            .collect();
+        let count = |t: f32| scored.iter().zip(&other_d).filter(|((d, _, _), o)| (*d < t) != (**o < t)).count();
+        let max_delta = scored.iter().zip(&other_d).map(|((d, _, _), o)| (d - o).abs()).fold(0f32, f32::max);
+        serde_json::json!({
+            "other_precision": other_precision.as_str(),
+            "flips_at_balanced": count(THRESHOLD_BALANCED),
+            "flips_at_door": count(THRESHOLD_DOOR),
+            "max_pair_distance_delta": max_delta,
+            "other_accuracy_mean": evaluate(&scored.iter().zip(&other_d).map(|((_, s, f), o)| (*o, *s, *f)).collect::<Vec<_>>()).accuracy_mean,
+        })
+    });
     // Open-set operating points over all pairs of the embedded images.
     let person_ids: BTreeMap<&str, usize> = {
         let mut ids = BTreeMap::new();
@@ -176,6 +201,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "tar_at_far_1e3": e.tar_at_far_1e3,
         "tar_at_far_1e4": e.tar_at_far_1e4,
         "accuracy_at_threshold": at_threshold,
+        "precision_comparison": flips,
         "fixed_threshold": args.threshold,
         "operating_points": points.iter().map(|p| serde_json::json!({"far": p.far, "threshold": p.threshold, "tar": 100.0 * p.tar})).collect::<Vec<_>>(),
         "threshold_at_far_1e3": points[0].threshold,
@@ -207,6 +233,12 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         println!("  TAR@FAR=1e-3  {:.2} %", e.tar_at_far_1e3);
         println!("  TAR@FAR=1e-4  {:.2} %", e.tar_at_far_1e4);
         println!("  undetected    {} images (fallback box used)", undetected.len());
+        if let Some(f) = &flips {
+            println!(
+                "  vs {}: {} decisions differ at {THRESHOLD_BALANCED}, {} at {THRESHOLD_DOOR}",
+                f["other_precision"], f["flips_at_balanced"], f["flips_at_door"]
+            );
+        }
         if let Some(a) = at_threshold {
             println!("  accuracy at fixed threshold {:.4}: {a:.2} %", args.threshold.unwrap_or_default());
         }

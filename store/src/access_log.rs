@@ -1,0 +1,274 @@
+//! The access log: a bounded ring of fixed-size, checksummed records.
+//!
+//! File (`FGAL` v1): a 32-byte header (magic, version, capacity, record size),
+//! then `capacity` slots of 64 bytes. Event number `seq` (from 1) lives in slot
+//! `(seq − 1) % capacity`, so the oldest event is overwritten when the ring is
+//! full. Each append writes one slot and syncs it: a power cut can only tear
+//! the slot being written, which its CRC then rejects; every earlier event
+//! stays readable.
+
+use crate::{io, Result, StoreError};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"FGAL";
+const VERSION: u32 = 1;
+const HEADER: u64 = 32;
+const RECORD: usize = 64;
+const NAME_BYTES: usize = 24;
+
+/// Default capacity: 100,000 events (6.4 MB).
+pub const DEFAULT_CAPACITY: u32 = 100_000;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// An enrolled person was recognised and the door unlocked.
+    Granted,
+    /// A recognised person was refused (e.g. outside their hours, or too few frames agreed).
+    Denied,
+    /// A face that matches nobody (a stranger): distance only, never an image.
+    Unknown,
+    /// The exit button unlocked the door.
+    Exit,
+    /// The door stayed open too long.
+    DoorHeld,
+    /// Something failed (camera, model, storage); the door stayed locked.
+    Error,
+    /// An authenticated remote unlock from the host tool.
+    RemoteUnlock,
+}
+
+impl EventKind {
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        use EventKind::*;
+        [Granted, Denied, Unknown, Exit, DoorHeld, Error, RemoteUnlock].get((c as usize).checked_sub(1)?).copied()
+    }
+    /// Lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Granted => "granted",
+            EventKind::Denied => "denied",
+            EventKind::Unknown => "unknown",
+            EventKind::Exit => "exit",
+            EventKind::DoorHeld => "door-held",
+            EventKind::Error => "error",
+            EventKind::RemoteUnlock => "remote-unlock",
+        }
+    }
+}
+
+/// One logged event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Sequence number, increasing, from 1 (set by [`AccessLog::append`]).
+    pub seq: u64,
+    /// Time, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Gallery id of the person concerned, if any.
+    pub person: Option<u32>,
+    /// Their name at the time (truncated to 24 bytes), if any.
+    pub name: Option<String>,
+    /// Best face distance, if a face was compared.
+    pub distance: Option<f32>,
+    /// Frames the decision used.
+    pub frames: u16,
+}
+
+impl Event {
+    /// An event of `kind` now-ish; fill the other fields as needed.
+    pub fn new(kind: EventKind, time_ms: i64) -> Self {
+        Event { seq: 0, time_ms, kind, person: None, name: None, distance: None, frames: 0 }
+    }
+
+    fn encode(&self) -> [u8; RECORD] {
+        let mut r = [0u8; RECORD];
+        r[0..8].copy_from_slice(&self.seq.to_le_bytes());
+        r[8..16].copy_from_slice(&self.time_ms.to_le_bytes());
+        r[16] = self.kind.code();
+        r[20..24].copy_from_slice(&self.person.unwrap_or(u32::MAX).to_le_bytes());
+        r[24..28].copy_from_slice(&self.distance.unwrap_or(f32::NAN).to_le_bytes());
+        r[28..30].copy_from_slice(&self.frames.to_le_bytes());
+        if let Some(name) = &self.name {
+            // Truncate on a character boundary.
+            let mut end = name.len().min(NAME_BYTES);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            r[32..32 + end].copy_from_slice(&name.as_bytes()[..end]);
+            r[31] = end as u8;
+        }
+        let crc = crc32fast::hash(&r[..RECORD - 4]);
+        r[RECORD - 4..].copy_from_slice(&crc.to_le_bytes());
+        r
+    }
+
+    fn decode(r: &[u8]) -> Option<Self> {
+        let crc = u32::from_le_bytes(r[RECORD - 4..].try_into().ok()?);
+        let seq = u64::from_le_bytes(r[0..8].try_into().ok()?);
+        if seq == 0 || crc32fast::hash(&r[..RECORD - 4]) != crc {
+            return None;
+        }
+        let person = u32::from_le_bytes(r[20..24].try_into().ok()?);
+        let distance = f32::from_le_bytes(r[24..28].try_into().ok()?);
+        let name_len = (r[31] as usize).min(NAME_BYTES);
+        Some(Event {
+            seq,
+            time_ms: i64::from_le_bytes(r[8..16].try_into().ok()?),
+            kind: EventKind::from_code(r[16])?,
+            person: (person != u32::MAX).then_some(person),
+            name: (name_len > 0).then(|| String::from_utf8_lossy(&r[32..32 + name_len]).into_owned()),
+            distance: (!distance.is_nan()).then_some(distance),
+            frames: u16::from_le_bytes(r[28..30].try_into().ok()?),
+        })
+    }
+}
+
+/// An open access log.
+pub struct AccessLog {
+    file: File,
+    path: PathBuf,
+    capacity: u32,
+    next_seq: u64,
+}
+
+impl AccessLog {
+    /// Opens the log, creating it with `capacity` slots when missing.
+    pub fn open(path: &Path, capacity: u32) -> Result<Self> {
+        let format = |why: &str| StoreError::Format { path: path.to_path_buf(), why: why.to_string() };
+        if capacity == 0 {
+            return Err(StoreError::Invalid("log capacity must be at least 1".into()));
+        }
+        let exists = path.exists();
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
+        if !exists || file.metadata().map_err(io(path))?.len() == 0 {
+            let mut header = [0u8; HEADER as usize];
+            header[..4].copy_from_slice(MAGIC);
+            header[4..8].copy_from_slice(&VERSION.to_le_bytes());
+            header[8..12].copy_from_slice(&capacity.to_le_bytes());
+            header[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
+            file.set_len(HEADER + capacity as u64 * RECORD as u64).map_err(io(path))?;
+            file.write_all_at(&header, 0).and_then(|_| file.sync_all()).map_err(io(path))?;
+            return Ok(AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 });
+        }
+        let mut header = [0u8; HEADER as usize];
+        file.read_exact_at(&mut header, 0).map_err(|_| format("shorter than its header"))?;
+        if &header[..4] != MAGIC {
+            return Err(format("not a facegate access log"));
+        }
+        if u32::from_le_bytes(header[4..8].try_into().expect("4")) != VERSION {
+            return Err(format("unsupported access log version"));
+        }
+        let capacity = u32::from_le_bytes(header[8..12].try_into().expect("4"));
+        if capacity == 0 || u32::from_le_bytes(header[12..16].try_into().expect("4")) != RECORD as u32 {
+            return Err(format("damaged header"));
+        }
+        let mut log = AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 };
+        log.next_seq = log.events_since(0)?.last().map_or(1, |e| e.seq + 1);
+        Ok(log)
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Appends an event durably (written and synced before returning); returns its sequence number.
+    pub fn append(&mut self, event: &Event) -> Result<u64> {
+        let mut e = event.clone();
+        e.seq = self.next_seq;
+        let slot = (e.seq - 1) % self.capacity as u64;
+        let path = &self.path;
+        self.file
+            .write_all_at(&e.encode(), HEADER + slot * RECORD as u64)
+            .and_then(|_| self.file.sync_data())
+            .map_err(io(path))?;
+        self.next_seq += 1;
+        Ok(e.seq)
+    }
+
+    /// Every readable event with `seq > after`, oldest first.
+    pub fn events_since(&self, after: u64) -> Result<Vec<Event>> {
+        let mut all = vec![0u8; self.capacity as usize * RECORD];
+        self.file.read_exact_at(&mut all, HEADER).map_err(io(&self.path))?;
+        let mut events: Vec<Event> = all.chunks_exact(RECORD).filter_map(Event::decode).filter(|e| e.seq > after).collect();
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// Erases every event (sequence numbers keep increasing).
+    pub fn clear(&mut self) -> Result<()> {
+        let zeros = vec![0u8; self.capacity as usize * RECORD];
+        self.file.write_all_at(&zeros, HEADER).and_then(|_| self.file.sync_data()).map_err(io(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: i64) -> Event {
+        Event {
+            seq: 0,
+            time_ms: 1_700_000_000_000 + i,
+            kind: if i % 2 == 0 { EventKind::Granted } else { EventKind::Unknown },
+            person: (i % 2 == 0).then_some(i as u32),
+            name: (i % 2 == 0).then(|| format!("person number {i} with a long name")),
+            distance: Some(0.3 + i as f32 / 1000.0),
+            frames: 3,
+        }
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_events_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = AccessLog::open(&path, 5).unwrap();
+        for i in 0..8 {
+            assert_eq!(log.append(&event(i)).unwrap(), i as u64 + 1);
+        }
+        drop(log);
+        let log = AccessLog::open(&path, 999).unwrap();
+        assert_eq!(log.capacity(), 5, "capacity comes from the file");
+        let events = log.events_since(0).unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
+        assert_eq!(events[1].kind, EventKind::Granted);
+        assert_eq!(events[1].name.as_deref(), Some("person number 4 with a l"), "truncated to 24 bytes");
+        assert_eq!(events[0].person, None);
+        assert_eq!(log.events_since(6).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_record_is_skipped_and_the_rest_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = AccessLog::open(&path, 10).unwrap();
+        for i in 0..4 {
+            log.append(&event(i)).unwrap();
+        }
+        drop(log);
+        // Tear the third record as a power cut mid-write would.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER as usize + 2 * RECORD + 10] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut log = AccessLog::open(&path, 10).unwrap();
+        assert_eq!(log.events_since(0).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 4]);
+        assert_eq!(log.append(&event(9)).unwrap(), 5, "numbering continues after the newest readable event");
+        log.clear().unwrap();
+        assert!(log.events_since(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"this is not a log at all, but it is long enough").unwrap();
+        assert!(matches!(AccessLog::open(&path, 10), Err(StoreError::Format { .. })));
+    }
+}

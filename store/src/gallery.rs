@@ -1,0 +1,370 @@
+//! The gallery: enrolled people and their face templates, in one checksummed file.
+//!
+//! Format (`FGGL` v1): magic, version u32, body length u64, CRC-32 of the body
+//! u32, then the body (postcard): model id, next person id, people.
+
+use crate::atomic::{replace, sibling};
+use crate::{io, Result, StoreError};
+use facegate_face::matching::{Identification, TemplateScore};
+use facegate_face::{Embedding, EMBEDDING_DIM};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const MAGIC: &[u8; 4] = b"FGGL";
+const VERSION: u32 = 1;
+const HEADER: usize = 4 + 4 + 8 + 4;
+
+/// Longest accepted name, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Most templates one person may have.
+pub const MAX_TEMPLATES: usize = 16;
+/// Most people in one gallery.
+pub const MAX_PEOPLE: usize = 100_000;
+
+/// One enrolled person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    /// Stable id (never reused).
+    pub id: u32,
+    /// Display name, unique in the gallery.
+    pub name: String,
+    /// Enrolment time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Face templates (embeddings).
+    pub templates: Vec<Embedding>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PersonRecord {
+    id: u32,
+    name: String,
+    created: u64,
+    templates: Vec<Vec<f32>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    model_id: String,
+    next_id: u32,
+    people: Vec<PersonRecord>,
+}
+
+/// The gallery in memory, with a flat copy of all templates for fast search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gallery {
+    model_id: String,
+    next_id: u32,
+    people: Vec<Person>,
+    /// All templates back to back, for a cache-friendly scan.
+    flat: Vec<f32>,
+    /// For each template in `flat`, the index of its person in `people`.
+    owner: Vec<u32>,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!("name must be 1–{MAX_NAME} bytes of printable text")));
+    }
+    Ok(())
+}
+
+fn check_templates(templates: &[Embedding]) -> Result<()> {
+    if templates.is_empty() || templates.len() > MAX_TEMPLATES {
+        return Err(StoreError::Invalid(format!("a person needs 1–{MAX_TEMPLATES} templates")));
+    }
+    if templates.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(StoreError::Invalid("template contains a non-finite value".into()));
+    }
+    Ok(())
+}
+
+impl Gallery {
+    /// An empty gallery for templates of `model_id`.
+    pub fn new(model_id: &str) -> Self {
+        Gallery { model_id: model_id.to_string(), next_id: 1, people: Vec::new(), flat: Vec::new(), owner: Vec::new() }
+    }
+
+    /// The embedding model the templates were made with.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Everyone enrolled, in enrolment order.
+    pub fn people(&self) -> &[Person] {
+        &self.people
+    }
+
+    /// Total number of templates.
+    pub fn template_count(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// The person with this name.
+    pub fn by_name(&self, name: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.name == name)
+    }
+
+    /// The person with this id.
+    pub fn by_id(&self, id: u32) -> Option<&Person> {
+        self.people.iter().find(|p| p.id == id)
+    }
+
+    fn reindex(&mut self) {
+        self.flat.clear();
+        self.owner.clear();
+        for (i, p) in self.people.iter().enumerate() {
+            for t in &p.templates {
+                self.flat.extend_from_slice(t);
+                self.owner.push(i as u32);
+            }
+        }
+    }
+
+    /// Enrols a new person; refuses templates of another model and duplicate names.
+    pub fn add_person(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str, created: u64) -> Result<u32> {
+        if model_id != self.model_id {
+            return Err(StoreError::ModelMismatch { expected: self.model_id.clone(), found: model_id.to_string() });
+        }
+        check_name(name)?;
+        check_templates(&templates)?;
+        if self.by_name(name).is_some() {
+            return Err(StoreError::Invalid(format!("{name:?} is already enrolled")));
+        }
+        if self.people.len() >= MAX_PEOPLE {
+            return Err(StoreError::Invalid(format!("the gallery is full ({MAX_PEOPLE} people)")));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.people.push(Person { id, name: name.to_string(), created, templates });
+        self.reindex();
+        Ok(id)
+    }
+
+    /// Removes a person by name; returns their id.
+    pub fn remove(&mut self, name: &str) -> Result<u32> {
+        let i = self
+            .people
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| StoreError::Invalid(format!("no one named {name:?}")))?;
+        let id = self.people.remove(i).id;
+        self.reindex();
+        Ok(id)
+    }
+
+    /// Renames a person.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        check_name(to)?;
+        if self.by_name(to).is_some() {
+            return Err(StoreError::Invalid(format!("{to:?} is already enrolled")));
+        }
+        let p = self
+            .people
+            .iter_mut()
+            .find(|p| p.name == from)
+            .ok_or_else(|| StoreError::Invalid(format!("no one named {from:?}")))?;
+        p.name = to.to_string();
+        Ok(())
+    }
+
+    /// 1:K search with the nearest-template rule; allocation-free.
+    /// The index in the result is into [`people`](Self::people).
+    pub fn identify(&self, probe: &Embedding, threshold: f32) -> Identification {
+        let (mut best, mut best_d2, mut second_d2) = (u32::MAX, f32::INFINITY, f32::INFINITY);
+        for (t, owner) in self.flat.chunks_exact(EMBEDDING_DIM).zip(&self.owner) {
+            let d2: f32 = t.iter().zip(probe).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d2 < best_d2 {
+                if *owner != best {
+                    second_d2 = best_d2;
+                }
+                best = *owner;
+                best_d2 = d2;
+            } else if *owner != best && d2 < second_d2 {
+                second_d2 = d2;
+            }
+        }
+        let (d, second) = (best_d2.sqrt(), second_d2.sqrt());
+        if d < threshold {
+            Identification::Known { index: best as usize, distance: d, margin: second - d }
+        } else {
+            Identification::Unknown { nearest: d }
+        }
+    }
+
+    /// 1:K search with any template rule (see [`TemplateScore`]).
+    pub fn identify_with(&self, probe: &Embedding, threshold: f32, score: TemplateScore) -> Identification {
+        match score {
+            TemplateScore::Min => self.identify(probe, threshold),
+            TemplateScore::Mean => {
+                facegate_face::matching::identify(probe, self.people.iter().map(|p| &p.templates[..]), threshold, score)
+            }
+        }
+    }
+
+    /// Serialises the gallery (header, checksum, body).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = Body {
+            model_id: self.model_id.clone(),
+            next_id: self.next_id,
+            people: self
+                .people
+                .iter()
+                .map(|p| PersonRecord {
+                    id: p.id,
+                    name: p.name.clone(),
+                    created: p.created,
+                    templates: p.templates.iter().map(|t| t.to_vec()).collect(),
+                })
+                .collect(),
+        };
+        let body = postcard::to_stdvec(&body).expect("in-memory serialisation cannot fail");
+        let mut out = Vec::with_capacity(HEADER + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Parses and validates a gallery file's bytes; `path` is for messages.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let format = |why: &str| StoreError::Format { path: path.to_path_buf(), why: why.to_string() };
+        let corrupt = |why: &str| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: why.to_string(),
+            backup: sibling(path, ".bak").display().to_string(),
+        };
+        if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+            return Err(if bytes.len() < HEADER && bytes.starts_with(&MAGIC[..bytes.len().min(4)]) {
+                corrupt("truncated header")
+            } else {
+                format("not a facegate gallery")
+            });
+        }
+        let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4"));
+        if version != VERSION {
+            return Err(format(&format!("gallery version {version}, this build reads {VERSION}")));
+        }
+        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8"));
+        let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4"));
+        let body = &bytes[HEADER..];
+        if body.len() as u64 != len {
+            return Err(corrupt(&format!("body is {} bytes, header says {len}", body.len())));
+        }
+        if crc32fast::hash(body) != crc {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let body: Body = postcard::from_bytes(body).map_err(|e| corrupt(&format!("undecodable body: {e}")))?;
+        let mut people = Vec::with_capacity(body.people.len());
+        for r in body.people {
+            let templates = r
+                .templates
+                .iter()
+                .map(|t| <[f32; EMBEDDING_DIM]>::try_from(&t[..]).map_err(|_| corrupt("template of the wrong length")))
+                .collect::<Result<Vec<_>>>()?;
+            people.push(Person { id: r.id, name: r.name, created: r.created, templates });
+        }
+        let mut g = Gallery { model_id: body.model_id, next_id: body.next_id, people, flat: Vec::new(), owner: Vec::new() };
+        g.reindex();
+        Ok(g)
+    }
+
+    /// Loads a gallery file. A damaged file is refused (never repaired or
+    /// overwritten here); its previous good copy is `<file>.bak`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Saves atomically, keeping the previous file as `<file>.bak`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        replace(path, &self.to_bytes(), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emb(seed: f32) -> Embedding {
+        std::array::from_fn(|i| ((i as f32 * 0.37 + seed).sin()) * 0.1)
+    }
+
+    fn sample() -> Gallery {
+        let mut g = Gallery::new("model-a");
+        g.add_person("Ada", vec![emb(1.0), emb(1.1)], "model-a", 10).unwrap();
+        g.add_person("Bob", vec![emb(5.0)], "model-a", 20).unwrap();
+        g
+    }
+
+    #[test]
+    fn round_trip_and_file_replacement_with_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gallery.fg");
+        let g = sample();
+        g.save(&path).unwrap();
+        assert_eq!(Gallery::load(&path).unwrap(), g);
+        let mut g2 = g.clone();
+        g2.remove("Bob").unwrap();
+        g2.save(&path).unwrap();
+        assert_eq!(Gallery::load(&path).unwrap(), g2);
+        assert_eq!(Gallery::load(&sibling(&path, ".bak")).unwrap(), g, "previous copy kept");
+    }
+
+    #[test]
+    fn damage_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g");
+        let bytes = sample().to_bytes();
+        for (what, damaged) in [
+            ("flipped bit", {
+                let mut b = bytes.clone();
+                b[HEADER + 5] ^= 0x10;
+                b
+            }),
+            ("truncated", bytes[..bytes.len() - 7].to_vec()),
+            ("short header", bytes[..10].to_vec()),
+        ] {
+            std::fs::write(&path, &damaged).unwrap();
+            let err = Gallery::load(&path).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{what}: {err}");
+            assert!(err.to_string().contains(".bak"), "{what}: message names the backup: {err}");
+        }
+        std::fs::write(&path, b"hello").unwrap();
+        assert!(matches!(Gallery::load(&path), Err(StoreError::Format { .. })));
+    }
+
+    #[test]
+    fn enrolment_rules() {
+        let mut g = sample();
+        assert!(matches!(g.add_person("Cy", vec![emb(9.0)], "model-b", 0), Err(StoreError::ModelMismatch { .. })));
+        assert!(g.add_person("Ada", vec![emb(9.0)], "model-a", 0).is_err(), "duplicate name");
+        assert!(g.add_person("", vec![emb(9.0)], "model-a", 0).is_err());
+        assert!(g.add_person("Eve", vec![], "model-a", 0).is_err());
+        let mut nan = emb(2.0);
+        nan[3] = f32::NAN;
+        assert!(g.add_person("Eve", vec![nan], "model-a", 0).is_err());
+        assert_eq!(g.people().len(), 2, "nothing changed");
+        g.rename("Bob", "Robert").unwrap();
+        assert!(g.by_name("Robert").is_some() && g.by_name("Bob").is_none());
+    }
+
+    #[test]
+    fn identify_finds_the_nearest_person_with_margin() {
+        let g = sample();
+        match g.identify(&emb(1.05), 0.6) {
+            Identification::Known { index, distance, margin } => {
+                assert_eq!(g.people()[index].name, "Ada");
+                assert!(distance < 0.2 && margin > 0.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Same answer as the generic implementation.
+        let generic =
+            facegate_face::matching::identify(&emb(1.05), g.people().iter().map(|p| &p.templates[..]), 0.6, TemplateScore::Min);
+        assert_eq!(g.identify(&emb(1.05), 0.6), generic);
+        assert!(matches!(g.identify(&emb(1.05), 0.0), Identification::Unknown { .. }));
+        assert!(matches!(Gallery::new("m").identify(&emb(1.0), 0.6), Identification::Unknown { .. }));
+    }
+}

@@ -1,0 +1,63 @@
+//! facegate's persistent state, shared by the device and the host tool:
+//! the [`gallery`] of enrolled people and the [`access_log`].
+//!
+//! Both survive power cuts: the gallery is replaced atomically (temporary file,
+//! fsync, rename, fsync of the directory) and keeps the previous good copy;
+//! the access log is a ring of checksummed fixed-size records.
+
+pub mod access_log;
+pub mod atomic;
+pub mod gallery;
+
+pub use access_log::{AccessLog, Event, EventKind};
+pub use gallery::{Gallery, Person};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing a file failed (disk full, permissions, …).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a facegate file of this kind, or of an unknown version.
+    #[error("{path}: {why}")]
+    Format {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The file is damaged (checksum mismatch, truncated).
+    #[error("{path} is damaged ({why}); the previous good copy is {backup}")]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+        /// Where the last good copy is.
+        backup: String,
+    },
+    /// Templates made with another embedding model cannot be compared.
+    #[error("templates were made with model {found}, this gallery uses {expected}")]
+    ModelMismatch {
+        /// The gallery's model id.
+        expected: String,
+        /// The offered model id.
+        found: String,
+    },
+    /// A request the gallery cannot satisfy.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
