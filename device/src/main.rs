@@ -1,1 +1,229 @@
-fn main() {}
+//! `device`: the program at the door.
+
+mod config;
+mod lock;
+mod policy;
+mod runner;
+mod source;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use config::Config;
+use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_store::{AccessLog, Gallery};
+use lock::{install_panic_release, Relay, SharedRelay, SimRelay};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+#[derive(Parser)]
+#[command(name = "device", version, about = "facegate door unit: recognise enrolled faces, drive the lock relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Configuration file (TOML); defaults apply to everything it leaves out.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Model directory (overrides paths.models).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Gallery file (overrides paths.gallery).
+    #[arg(long)]
+    gallery: Option<PathBuf>,
+    /// Frame source: `replay:DIR` (or `replay:LIST`), or a V4L2 device such as /dev/video0.
+    #[arg(long, default_value = "/dev/video0")]
+    source: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the door loop.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Lock: `sim` (records transitions) or `gpio` (relay pin from the config).
+        #[arg(long, default_value = "gpio")]
+        lock: String,
+        /// Access log file (overrides paths.log); `none` for no log.
+        #[arg(long)]
+        log: Option<String>,
+        /// Stop when a replay source ends.
+        #[arg(long)]
+        until_end: bool,
+        /// Print one JSON object per event and relay transition on stdout.
+        #[arg(long)]
+        events_json: bool,
+        /// Print fps and per-stage milliseconds at exit.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Validate the configuration, models, gallery and camera, then exit.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Models: --models, else the configured directory, else the workspace's models/ (development).
+fn models_dir(common: &Common, config: &Config) -> PathBuf {
+    if let Some(m) = &common.models {
+        return m.clone();
+    }
+    if common.config.is_some() || config.paths.models.is_dir() {
+        return config.paths.models.clone();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
+    let r = &config.recognition;
+    let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
+    let settings = PipelineConfig {
+        upsample: r.upsample,
+        min_face: r.min_face,
+        retry_threshold: None,
+        mirror: false,
+        ..PipelineConfig::default()
+    };
+    Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
+}
+
+fn load_gallery(path: &Path, model_id: &str) -> Result<Gallery> {
+    if !path.exists() {
+        tracing::warn!("no gallery at {}: nobody is enrolled, every face is a stranger", path.display());
+        return Ok(Gallery::new(model_id));
+    }
+    let g = Gallery::load(path).with_context(|| format!("loading gallery {}", path.display()))?;
+    if g.model_id() != model_id {
+        bail!(
+            "gallery {} holds templates of model {} but the device runs model {model_id}: re-enrol, or run the matching model",
+            path.display(),
+            g.model_id()
+        );
+    }
+    Ok(g)
+}
+
+fn open_source(spec: &str, config: &Config) -> Result<Box<dyn source::FrameSource>> {
+    if let Some(path) = spec.strip_prefix("replay:") {
+        return Ok(Box::new(source::ReplaySource::open(Path::new(path), config.camera.fps)?));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let cam = source::v4l2::V4l2Source::open(spec, config.camera.width, config.camera.height)?;
+        Ok(Box::new(cam))
+    }
+    #[cfg(not(target_os = "linux"))]
+    bail!("camera sources need Linux (V4L2); use replay:DIR")
+}
+
+type Hardware = (Box<dyn Relay>, Box<dyn lock::DoorInputs>);
+
+fn open_hardware(kind: &str, config: &Config) -> Result<Hardware> {
+    match kind {
+        "sim" => Ok((Box::new(SimRelay::default()), Box::new(lock::NoInputs))),
+        #[cfg(target_os = "linux")]
+        "gpio" => {
+            let l = &config.lock;
+            let relay = lock::gpio::GpioRelay::open(l.relay_pin, l.active_high)?;
+            let inputs = lock::gpio::GpioInputs::open(l.exit_button_pin, l.door_contact_pin)?;
+            Ok((Box::new(relay), Box::new(inputs)))
+        }
+        other => bail!("unknown lock {other:?}: use `sim` or `gpio`"),
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    match Cli::parse().command {
+        Command::Check { common } => {
+            let config = load_config(common.config.as_deref())?;
+            println!("config: ok");
+            let models = models_dir(&common, &config);
+            let pipeline = load_pipeline(&models, &config)?;
+            println!("models: ok ({}, model id {})", models.display(), pipeline.embedder.model_id());
+            let gallery_path = common.gallery.clone().unwrap_or(config.paths.gallery.clone());
+            let g = load_gallery(&gallery_path, pipeline.embedder.model_id())?;
+            println!("gallery: ok ({} people, {} templates)", g.people().len(), g.template_count());
+            let mut src = open_source(&common.source, &config)?;
+            match src.next_frame() {
+                Some(Ok(f)) => println!("source: ok ({}, first frame {}×{})", src.describe(), f.width(), f.height()),
+                Some(Err(e)) => bail!("source {}: {e}", src.describe()),
+                None => bail!("source {} gave no frame", src.describe()),
+            }
+            Ok(())
+        }
+        Command::Run { common, lock, log, until_end, events_json, stats } => {
+            let config = load_config(common.config.as_deref())?;
+            let (relay, inputs) = open_hardware(&lock, &config)?;
+            let relay: SharedRelay = Arc::new(Mutex::new(relay));
+            // Locked from the first moment, and again on any panic.
+            relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(false)?;
+            install_panic_release(relay.clone());
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+            let gallery =
+                load_gallery(&common.gallery.clone().unwrap_or(config.paths.gallery.clone()), pipeline.embedder.model_id())?;
+            let log_path = match log.as_deref() {
+                Some("none") => None,
+                Some(p) => Some(PathBuf::from(p)),
+                None => Some(config.paths.log.clone()),
+            };
+            let mut access_log = log_path
+                .map(|p| {
+                    AccessLog::open(&p, config.paths.log_capacity).with_context(|| format!("opening access log {}", p.display()))
+                })
+                .transpose()?;
+            let mut src = open_source(&common.source, &config)?;
+            tracing::info!(
+                "source: {}; lock: {}; gallery: {} people",
+                src.describe(),
+                relay.lock().unwrap_or_else(|p| p.into_inner()).describe(),
+                gallery.people().len()
+            );
+            let r = &config.recognition;
+            let mut door = runner::DoorLoop {
+                pipeline: &pipeline,
+                gallery: &gallery,
+                relay,
+                log: access_log.as_mut(),
+                policy: policy::Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
+                settings: runner::LoopSettings {
+                    threshold: r.threshold,
+                    pulse: std::time::Duration::from_millis(config.lock.pulse_ms),
+                    until_end,
+                    events_json,
+                    door_held: std::time::Duration::from_secs(config.lock.door_held_s),
+                },
+                inputs,
+                stop,
+                stats: runner::Stats::default(),
+            };
+            let result = door.run(src.as_mut());
+            if stats {
+                eprintln!("{}", door.stats.summary());
+            }
+            result
+        }
+    }
+}

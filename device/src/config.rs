@@ -1,0 +1,198 @@
+//! Device configuration (TOML), with defaults and validation.
+
+use facegate_face::matching::THRESHOLD_DOOR;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Everything the device can be told; every field has a default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Camera settings.
+    pub camera: Camera,
+    /// Recognition and decision settings.
+    pub recognition: Recognition,
+    /// Lock relay and door inputs.
+    pub lock: Lock,
+    /// Where files live.
+    pub paths: Paths,
+}
+
+/// Camera settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Camera {
+    /// Frame width to negotiate.
+    pub width: u32,
+    /// Frame height to negotiate.
+    pub height: u32,
+    /// Frames per second to ask for (and the replay rate; 0 = as fast as possible).
+    pub fps: u32,
+}
+
+/// Recognition and decision settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recognition {
+    /// Accept a frame's match when its distance is below this.
+    pub threshold: f32,
+    /// Ignore faces narrower than this (pixels).
+    pub min_face: u32,
+    /// Double the frame before detection this many times (small, far faces).
+    pub upsample: u32,
+    /// "f32" or "int8".
+    pub precision: String,
+    /// Grant when at least `frames_agree` of the last `frames_window` frames name the same person.
+    pub frames_agree: usize,
+    /// Size of that window.
+    pub frames_window: usize,
+    /// After a decision, ignore the same outcome for this long (ms).
+    pub cooldown_ms: u64,
+}
+
+/// Lock relay and door inputs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lock {
+    /// BCM GPIO pin driving the relay.
+    pub relay_pin: u8,
+    /// Relay energised (door unlocked) when the pin is high.
+    pub active_high: bool,
+    /// How long one unlock lasts (ms).
+    pub pulse_ms: u64,
+    /// Optional door contact input (closed door reads low).
+    pub door_contact_pin: Option<u8>,
+    /// Door open longer than this raises a door-held event (s).
+    pub door_held_s: u64,
+    /// Optional exit button input (pressed reads low).
+    pub exit_button_pin: Option<u8>,
+}
+
+/// Where files live.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Paths {
+    /// Model directory.
+    pub models: PathBuf,
+    /// Gallery file.
+    pub gallery: PathBuf,
+    /// Access log file.
+    pub log: PathBuf,
+    /// Access log capacity (events).
+    pub log_capacity: u32,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Camera { width: 640, height: 480, fps: 15 }
+    }
+}
+
+impl Default for Recognition {
+    fn default() -> Self {
+        Recognition {
+            threshold: THRESHOLD_DOOR,
+            min_face: 100,
+            upsample: 0,
+            precision: "int8".into(),
+            frames_agree: 3,
+            frames_window: 5,
+            cooldown_ms: 5000,
+        }
+    }
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock { relay_pin: 17, active_high: true, pulse_ms: 3000, door_contact_pin: None, door_held_s: 30, exit_button_pin: None }
+    }
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            models: PathBuf::from("/usr/share/facegate/models"),
+            gallery: PathBuf::from("/var/lib/facegate/gallery.fg"),
+            log: PathBuf::from("/var/lib/facegate/access.log"),
+            log_capacity: facegate_store::access_log::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML and validates it; errors name the offending key.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges and relations between settings.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let r = &self.recognition;
+        let mut problems = Vec::new();
+        if !(r.threshold > 0.0 && r.threshold < 2.0) {
+            problems.push(format!("recognition.threshold = {} must be between 0 and 2 (default {THRESHOLD_DOOR})", r.threshold));
+        }
+        if r.frames_window == 0 || r.frames_agree == 0 || r.frames_agree > r.frames_window {
+            problems.push(format!(
+                "recognition.frames_agree = {} must be between 1 and recognition.frames_window = {}",
+                r.frames_agree, r.frames_window
+            ));
+        }
+        if r.frames_window > 64 {
+            problems.push("recognition.frames_window must be at most 64".into());
+        }
+        if r.precision != "int8" && r.precision != "f32" {
+            problems.push(format!("recognition.precision = {:?} must be \"int8\" or \"f32\"", r.precision));
+        }
+        if r.upsample > 2 {
+            problems.push("recognition.upsample must be 0, 1 or 2".into());
+        }
+        if self.camera.width < 64 || self.camera.height < 64 || self.camera.width > 4096 || self.camera.height > 4096 {
+            problems.push("camera.width and camera.height must be between 64 and 4096".into());
+        }
+        if self.lock.pulse_ms == 0 || self.lock.pulse_ms > 60_000 {
+            problems.push("lock.pulse_ms must be between 1 and 60000".into());
+        }
+        let pins = [Some(self.lock.relay_pin), self.lock.door_contact_pin, self.lock.exit_button_pin];
+        if pins.iter().flatten().any(|p| *p > 27) {
+            problems.push("GPIO pins are BCM numbers 0–27".into());
+        }
+        let used: Vec<u8> = pins.iter().flatten().copied().collect();
+        if (1..used.len()).any(|i| used[..i].contains(&used[i])) {
+            problems.push("lock.relay_pin, lock.door_contact_pin and lock.exit_button_pin must differ".into());
+        }
+        if self.paths.log_capacity == 0 {
+            problems.push("paths.log_capacity must be at least 1".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_partial_files_fill_in() {
+        Config::default().validate().unwrap();
+        let c = Config::from_toml("[recognition]\nframes_agree = 2\n").unwrap();
+        assert_eq!(c.recognition.frames_agree, 2);
+        assert_eq!(c.recognition.frames_window, 5);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::from_toml("[recognition]\nframes_agree = 9\n").unwrap_err().to_string();
+        assert!(e.contains("frames_agree"), "{e}");
+        let e = Config::from_toml("[lock]\nrelay_pin = 4\nexit_button_pin = 4\n").unwrap_err().to_string();
+        assert!(e.contains("must differ"), "{e}");
+        let e = Config::from_toml("[recognition]\nthreshhold = 0.5\n").unwrap_err().to_string();
+        assert!(e.contains("threshhold"), "unknown keys are refused: {e}");
+    }
+}

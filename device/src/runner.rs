@@ -1,0 +1,314 @@
+//! The frame loop: camera → detect → align → embed → identify → decide → actuate,
+//! with the access log and the event stream beside it.
+
+use crate::lock::{now_ms, DoorInputs, SharedRelay};
+use crate::policy::{Decision, Observation, Policy};
+use crate::source::{FrameSource, SourceError};
+use facegate_face::detect::Detection;
+use facegate_face::matching::Identification;
+use facegate_face::Pipeline;
+use facegate_store::{AccessLog, Event, EventKind, Gallery};
+use image::RgbImage;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings of the loop itself.
+pub struct LoopSettings {
+    /// Per-frame match threshold.
+    pub threshold: f32,
+    /// How long an unlock lasts.
+    pub pulse: Duration,
+    /// Stop when the source ends (replays) instead of waiting for more.
+    pub until_end: bool,
+    /// Print one JSON object per event and relay transition on stdout.
+    pub events_json: bool,
+    /// Door open longer than this raises a door-held event.
+    pub door_held: Duration,
+}
+
+/// Per-stage timing totals, for `--stats`.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames with a usable face.
+    pub faces: u64,
+    /// Seconds spent per stage: detect, align, embed, identify.
+    pub stage_seconds: [f64; 4],
+    /// Wall time of the loop.
+    pub wall_seconds: f64,
+}
+
+impl Stats {
+    /// Human-readable summary.
+    pub fn summary(&self) -> String {
+        let per = |s: f64, n: u64| if n == 0 { 0.0 } else { 1000.0 * s / n as f64 };
+        format!(
+            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms",
+            self.frames,
+            self.faces,
+            self.wall_seconds,
+            self.frames as f64 / self.wall_seconds.max(1e-9),
+            per(self.stage_seconds[0], self.frames),
+            per(self.stage_seconds[1], self.faces),
+            per(self.stage_seconds[2], self.faces),
+            per(self.stage_seconds[3], self.faces),
+        )
+    }
+}
+
+/// The face to act on: the largest that is big enough and not cut by the frame edge.
+pub fn pick_face(dets: &[Detection], width: u32, height: u32, min_face: u32) -> Option<Detection> {
+    dets.iter()
+        .filter(|d| d.rect.width() >= min_face as i64)
+        .filter(|d| d.rect.left >= 0 && d.rect.top >= 0 && d.rect.right < width as i64 && d.rect.bottom < height as i64)
+        .max_by_key(|d| d.rect.area())
+        .copied()
+}
+
+/// ISO 8601 UTC time of a millisecond timestamp (no time-zone database needed).
+pub fn iso_time(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The running door unit.
+pub struct DoorLoop<'a> {
+    /// Face models and settings.
+    pub pipeline: &'a Pipeline,
+    /// Enrolled people.
+    pub gallery: &'a Gallery,
+    /// The relay.
+    pub relay: SharedRelay,
+    /// Where events go durably (optional in demos).
+    pub log: Option<&'a mut AccessLog>,
+    /// Decision policy.
+    pub policy: Policy,
+    /// Loop settings.
+    pub settings: LoopSettings,
+    /// Exit button and door contact.
+    pub inputs: Box<dyn DoorInputs + 'a>,
+    /// Set by SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+    /// Timings.
+    pub stats: Stats,
+}
+
+impl DoorLoop<'_> {
+    fn emit(&mut self, event: &Event) {
+        if let Some(log) = self.log.as_deref_mut() {
+            if let Err(e) = log.append(event) {
+                tracing::error!("access log: {e}");
+            }
+        }
+        match event.kind {
+            EventKind::Granted | EventKind::RemoteUnlock | EventKind::Exit => {
+                tracing::info!(kind = event.kind.as_str(), person = ?event.name, distance = ?event.distance, "event")
+            }
+            _ => tracing::warn!(kind = event.kind.as_str(), person = ?event.name, distance = ?event.distance, "event"),
+        }
+        if self.settings.events_json {
+            let line = serde_json::json!({
+                "kind": event.kind.as_str(),
+                "person": event.name,
+                "person_id": event.person,
+                "distance": event.distance,
+                "frames": event.frames,
+                "time": iso_time(event.time_ms),
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    /// Drives the relay and reports the transition; an error leaves the door locked.
+    fn set_relay(&mut self, unlocked: bool) -> anyhow::Result<()> {
+        let result = self.relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(unlocked);
+        if self.settings.events_json && result.is_ok() {
+            let line = serde_json::json!({"kind": "relay", "state": if unlocked { "unlocked" } else { "locked" }, "time": iso_time(now_ms())});
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        result
+    }
+
+    fn error_event(&mut self, why: &str) {
+        tracing::error!("{why}");
+        let mut e = Event::new(EventKind::Error, now_ms());
+        e.name = None;
+        self.emit(&e);
+    }
+
+    fn observe(&mut self, frame: &RgbImage) -> Observation {
+        let t0 = Instant::now();
+        let dets = self.pipeline.detect(frame);
+        let t1 = Instant::now();
+        self.stats.stage_seconds[0] += (t1 - t0).as_secs_f64();
+        let Some(det) = pick_face(&dets, frame.width(), frame.height(), self.pipeline.config.min_face) else {
+            return Observation::NoFace;
+        };
+        self.stats.faces += 1;
+        let face = self.pipeline.align(frame, det);
+        let t2 = Instant::now();
+        let embedding = match self.pipeline.embed(&face) {
+            Ok(e) => e,
+            Err(e) => {
+                self.error_event(&format!("embedding failed: {e}"));
+                return Observation::NoFace;
+            }
+        };
+        let t3 = Instant::now();
+        let id = self.gallery.identify(&embedding, self.settings.threshold);
+        let t4 = Instant::now();
+        self.stats.stage_seconds[1] += (t2 - t1).as_secs_f64();
+        self.stats.stage_seconds[2] += (t3 - t2).as_secs_f64();
+        self.stats.stage_seconds[3] += (t4 - t3).as_secs_f64();
+        tracing::debug!(
+            detect_ms = (t1 - t0).as_secs_f64() * 1e3,
+            align_ms = (t2 - t1).as_secs_f64() * 1e3,
+            embed_ms = (t3 - t2).as_secs_f64() * 1e3,
+            "frame"
+        );
+        match id {
+            Identification::Known { index, distance, .. } => {
+                Observation::Known { person: self.gallery.people()[index].id, distance }
+            }
+            Identification::Unknown { nearest } => Observation::Stranger { nearest },
+        }
+    }
+
+    fn act(&mut self, decision: Decision, unlock_until: &mut Option<Instant>) -> anyhow::Result<()> {
+        match decision {
+            Decision::Grant { person, distance, frames } => {
+                let mut e = Event::new(EventKind::Granted, now_ms());
+                e.person = Some(person);
+                e.name = self.gallery.by_id(person).map(|p| p.name.clone());
+                e.distance = Some(distance);
+                e.frames = frames;
+                self.emit(&e);
+                if unlock_until.is_none() {
+                    self.set_relay(true)?;
+                }
+                *unlock_until = Some(Instant::now() + self.settings.pulse);
+            }
+            Decision::Stranger { nearest, frames } => {
+                let mut e = Event::new(EventKind::Unknown, now_ms());
+                e.distance = nearest.is_finite().then_some(nearest);
+                e.frames = frames;
+                self.emit(&e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until the source ends (with `until_end`) or a stop signal; the relay is
+    /// released at start, on every error path and at the end.
+    pub fn run(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
+        self.set_relay(false)?;
+        let start = Instant::now();
+        let mut unlock_until: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(200);
+        let (mut exit_was_pressed, mut door_opened_at, mut held_reported) = (false, None::<Instant>, false);
+        let result = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            // Exit button: unlock on the press (not while held), logged.
+            let exit = self.inputs.exit_pressed();
+            if exit && !exit_was_pressed {
+                self.emit(&Event::new(EventKind::Exit, now_ms()));
+                if unlock_until.is_none() {
+                    if let Err(e) = self.set_relay(true) {
+                        break Err(e);
+                    }
+                }
+                unlock_until = Some(Instant::now() + self.settings.pulse);
+            }
+            exit_was_pressed = exit;
+            // Door contact: one door-held event per opening that lasts too long.
+            match self.inputs.door_open() {
+                Some(true) => {
+                    let since = *door_opened_at.get_or_insert_with(Instant::now);
+                    if !held_reported && since.elapsed() >= self.settings.door_held {
+                        held_reported = true;
+                        self.emit(&Event::new(EventKind::DoorHeld, now_ms()));
+                    }
+                }
+                _ => (door_opened_at, held_reported) = (None, false),
+            }
+            if unlock_until.is_some_and(|t| Instant::now() >= t) {
+                unlock_until = None;
+                if let Err(e) = self.set_relay(false) {
+                    break Err(e);
+                }
+            }
+            match source.next_frame() {
+                None if self.settings.until_end => break Ok(()),
+                None => std::thread::sleep(Duration::from_millis(50)),
+                Some(Err(SourceError::BadFrame { index, why })) => {
+                    self.stats.frames += 1;
+                    self.error_event(&format!("unusable frame {index}: {why}"));
+                }
+                Some(Err(SourceError::Camera(why))) => {
+                    // Door stays locked while the camera is away; retry with back-off.
+                    if unlock_until.take().is_some() {
+                        let _ = self.set_relay(false);
+                    }
+                    self.error_event(&format!("camera unavailable, retrying in {} ms: {why}", backoff.as_millis()));
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Some(Ok(frame)) => {
+                    backoff = Duration::from_millis(200);
+                    self.stats.frames += 1;
+                    let obs = self.observe(&frame);
+                    if let Some(decision) = self.policy.observe(obs, now_ms()) {
+                        if let Err(e) = self.act(decision, &mut unlock_until) {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        self.stats.wall_seconds = start.elapsed().as_secs_f64();
+        // Fail secure: whatever ended the loop, the door is locked.
+        let released = self.set_relay(false);
+        result.and(released)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_face::Rect;
+
+    #[test]
+    fn iso_time_is_utc() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_795_824_000_123), "2026-11-28T00:00:00.123Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_largest_whole_face_is_picked() {
+        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
+        let dets = [d(0, 0, 99, 99), d(200, 100, 399, 299), d(-10, 50, 300, 300), d(500, 10, 540, 50)];
+        assert_eq!(pick_face(&dets, 640, 480, 80), Some(dets[1]), "the bigger one is cut by the edge");
+        assert_eq!(pick_face(&dets[3..], 640, 480, 80), None, "too small");
+    }
+}

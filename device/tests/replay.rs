@@ -1,0 +1,139 @@
+//! The door end to end on LFW photos: enrol from 3 photos, replay other photos
+//! → one grant and one relay pulse; replay 200 strangers → no grant; damaged
+//! frames → error events, no crash, door locked at the end.
+//! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
+
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_store::Gallery;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn lfw() -> Option<(facegate_lfw::Dataset, Vec<String>)> {
+    let Some((images, pairs)) = facegate_lfw::locate(&workspace()) else {
+        eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); door replay test not run");
+        return None;
+    };
+    let names: Vec<String> = facegate_lfw::parse_pairs(&std::fs::read_to_string(pairs).unwrap())
+        .unwrap()
+        .into_iter()
+        .flat_map(|p| [p.a, p.b])
+        .collect();
+    Some((facegate_lfw::Dataset::open(&images).unwrap(), names))
+}
+
+/// Enrols `person` from their photos 1–3 with the device's own pipeline settings.
+fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
+    let pipeline = Pipeline::load(
+        &workspace().join("models"),
+        Precision::Int8,
+        PipelineConfig { mirror: false, ..PipelineConfig::default() },
+    )
+    .unwrap();
+    let templates = (1..=3)
+        .map(|i| {
+            let img = decode_image(&data.read(&facegate_lfw::image_path(person, i)).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+            let faces = pipeline.faces(&img);
+            pipeline.embed(&faces[0]).unwrap()
+        })
+        .collect();
+    let mut g = Gallery::new(pipeline.embedder.model_id());
+    g.add_person(person, templates, pipeline.embedder.model_id(), 0).unwrap();
+    g.save(gallery).unwrap();
+}
+
+fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_device"))
+        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
+        .arg(workspace().join("models"))
+        .arg("--gallery")
+        .arg(gallery)
+        .arg("--source")
+        .arg(format!("replay:{}", replay.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "device failed: {stderr}");
+    let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (events, stderr)
+}
+
+fn kinds(events: &[Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["kind"] == kind).count()
+}
+
+#[test]
+fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
+    let Some((data, names)) = lfw() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("gallery.fg");
+    let person = "Colin_Powell";
+    enrol(&data, person, &gallery);
+
+    // Other photos of the enrolled person: one approach, one grant, one pulse.
+    let approach = dir.path().join("approach");
+    std::fs::create_dir(&approach).unwrap();
+    for (k, i) in (10..15).enumerate() {
+        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(person, i)).unwrap()).unwrap();
+    }
+    let (events, stderr) = run_device(&approach, &gallery);
+    assert_eq!(kinds(&events, "granted"), 1, "{events:?}\n{stderr}");
+    let granted = events.iter().find(|e| e["kind"] == "granted").unwrap();
+    assert_eq!(granted["person"], person);
+    assert!(granted["distance"].as_f64().unwrap() < 0.53);
+    for key in ["kind", "person", "distance", "time"] {
+        assert!(granted.get(key).is_some(), "event lacks {key}");
+    }
+    let relay: Vec<&str> = events.iter().filter(|e| e["kind"] == "relay").map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(relay, vec!["locked", "unlocked", "locked"], "locked at start, one pulse, locked at the end");
+
+    // 200 strangers (one photo each of 200 other people), with damaged frames among them.
+    let strangers = dir.path().join("strangers");
+    std::fs::create_dir(&strangers).unwrap();
+    let mut people: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).filter(|p| *p != person).collect();
+    people.sort_unstable();
+    people.dedup();
+    for (k, p) in people.iter().take(200).enumerate() {
+        std::fs::write(strangers.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(p, 1)).unwrap()).unwrap();
+    }
+    std::fs::write(strangers.join("050b.jpg"), b"\xff\xd8\xff\xe0 this is not a whole jpeg").unwrap();
+    std::fs::write(strangers.join("150b.jpg"), b"").unwrap();
+    let (events, stderr) = run_device(&strangers, &gallery);
+    assert_eq!(kinds(&events, "granted"), 0, "a stranger was let in: {events:?}");
+    // Strangers are logged, at most once per cooldown (5 s), never with a name.
+    assert!(kinds(&events, "unknown") >= 1, "strangers are logged\n{stderr}");
+    assert!(events.iter().filter(|e| e["kind"] == "unknown").all(|e| e["person"].is_null()));
+    assert_eq!(kinds(&events, "error"), 2, "one error event per damaged frame");
+    let relay: Vec<&str> = events.iter().filter(|e| e["kind"] == "relay").map(|e| e["state"].as_str().unwrap()).collect();
+    assert!(relay.iter().all(|s| *s == "locked"), "never unlocked: {relay:?}");
+}
+
+#[test]
+fn a_damaged_gallery_is_refused_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("gallery.fg");
+    std::fs::write(&gallery, b"FGGL\x01\0\0\0garbage").unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    image::RgbImage::new(64, 64).save(frames.join("a.png")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_device"))
+        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
+        .arg(workspace().join("models"))
+        .arg("--gallery")
+        .arg(&gallery)
+        .arg("--source")
+        .arg(format!("replay:{}", frames.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gallery") && err.contains("damaged"), "{err}");
+    // The only relay transition is the lock at start.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("unlocked"), "{stdout}");
+}
