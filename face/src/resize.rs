@@ -73,14 +73,14 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
         let top_row = &raw[top as usize * row_len..][..row_len];
         let bottom_row = &raw[bottom as usize * row_len..][..row_len];
         let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
-        for (c, &(l, lr)) in simd_cols.iter().enumerate() {
+        for (px, &(l, lr)) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()) {
             let inv_lr = 1.0 - lr;
             let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
+            // One bounds check per pixel: the two neighbouring pixels of each row.
+            let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
             for ch in 0..3 {
-                let (i, j) = (l * 3 + ch, l * 3 + 3 + ch);
-                let v =
-                    tlf * top_row[i] as f32 + trf * top_row[j] as f32 + blf * bottom_row[i] as f32 + brf * bottom_row[j] as f32;
-                out_row[c * 3 + ch] = v as i32 as u8;
+                let v = tlf * t[ch] as f32 + trf * t[ch + 3] as f32 + blf * b[ch] as f32 + brf * b[ch + 3] as f32;
+                px[ch] = v as i32 as u8;
             }
         }
         for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {

@@ -258,7 +258,7 @@ fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
         (
             resnet::Precision::Int8,
             "face_resnet_int8.onnx",
-            "128-d face embedding, int8 per-output-channel symmetric weights (QDQ)",
+            "128-d face embedding, int8 per-output-channel symmetric conv weights (QDQ), final fc layer f32",
         ),
     ] {
         let meta = [
