@@ -71,15 +71,18 @@ impl DoorInputs for NoInputs {
     }
 }
 
-/// Releases the relay from a panic hook: the door locks even if the frame loop panics.
-pub fn install_panic_release(relay: SharedRelay) {
+/// Releases the relay from a panic hook: the door locks even if the frame loop
+/// panics. With `events_json`, the transition is reported like any other.
+pub fn install_panic_release(relay: SharedRelay, events_json: bool) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         // The loop never panics while holding the relay lock, so this cannot block;
         // a poisoned lock still holds a usable relay.
         let mut guard = relay.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = guard.set_unlocked(false) {
-            eprintln!("PANIC and the relay could not be released: {e}");
+        match guard.set_unlocked(false) {
+            Ok(()) if events_json => println!("{}", serde_json::json!({"kind": "relay", "state": "locked", "cause": "panic"})),
+            Ok(()) => {}
+            Err(e) => eprintln!("PANIC and the relay could not be released: {e}"),
         }
         drop(guard);
         previous(info);

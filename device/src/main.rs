@@ -176,7 +176,7 @@ fn main() -> Result<()> {
             let relay: SharedRelay = Arc::new(Mutex::new(relay));
             // Locked from the first moment, and again on any panic.
             relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(false)?;
-            install_panic_release(relay.clone());
+            install_panic_release(relay.clone(), events_json);
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;

@@ -224,6 +224,8 @@ impl DoorLoop<'_> {
         let mut unlock_until: Option<Instant> = None;
         let mut backoff = Duration::from_millis(200);
         let (mut exit_was_pressed, mut door_opened_at, mut held_reported) = (false, None::<Instant>, false);
+        // Test hook: prove that a panic in the pipeline releases the relay.
+        let panic_after: Option<u64> = std::env::var("FACEGATE_INJECT_PANIC_AFTER_FRAMES").ok().and_then(|v| v.parse().ok());
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
@@ -276,6 +278,9 @@ impl DoorLoop<'_> {
                 Some(Ok(frame)) => {
                     backoff = Duration::from_millis(200);
                     self.stats.frames += 1;
+                    if panic_after.is_some_and(|n| self.stats.frames > n) {
+                        panic!("injected panic after {} frames (FACEGATE_INJECT_PANIC_AFTER_FRAMES)", self.stats.frames - 1);
+                    }
                     let obs = self.observe(&frame);
                     if let Some(decision) = self.policy.observe(obs, now_ms()) {
                         if let Err(e) = self.act(decision, &mut unlock_until) {

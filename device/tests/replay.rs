@@ -48,7 +48,12 @@ fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
 }
 
 fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
+    run_device_with(replay, gallery, &[])
+}
+
+fn run_device_with(replay: &Path, gallery: &Path, env: &[(&str, &str)]) -> (Vec<Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_device"))
+        .envs(env.iter().copied())
         .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
         .arg(workspace().join("models"))
         .arg("--gallery")
@@ -58,7 +63,7 @@ fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "device failed: {stderr}");
+    assert!(out.status.success() || !env.is_empty(), "device failed: {stderr}");
     let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (events, stderr)
 }
@@ -91,6 +96,15 @@ fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
     }
     let relay: Vec<&str> = events.iter().filter(|e| e["kind"] == "relay").map(|e| e["state"].as_str().unwrap()).collect();
     assert_eq!(relay, vec!["locked", "unlocked", "locked"], "locked at start, one pulse, locked at the end");
+
+    // A panic in the pipeline while the door is open: the panic hook locks it.
+    let mut env = vec![("FACEGATE_INJECT_PANIC_AFTER_FRAMES", "4")];
+    let (events, stderr) = run_device_with(&approach, &gallery, &env);
+    let relay: Vec<(&str, Option<&str>)> =
+        events.iter().filter(|e| e["kind"] == "relay").map(|e| (e["state"].as_str().unwrap(), e["cause"].as_str())).collect();
+    assert_eq!(relay, vec![("locked", None), ("unlocked", None), ("locked", Some("panic"))], "{stderr}");
+    assert!(stderr.contains("injected panic"), "{stderr}");
+    env.clear();
 
     // 200 strangers (one photo each of 200 other people), with damaged frames among them.
     let strangers = dir.path().join("strangers");
