@@ -1,5 +1,6 @@
 //! `device`: the program at the door.
 
+mod bench;
 mod config;
 mod lock;
 mod policy;
@@ -15,6 +16,9 @@ use lock::{install_panic_release, Relay, SharedRelay, SimRelay};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+#[global_allocator]
+static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
 
 #[derive(Parser)]
 #[command(name = "device", version, about = "facegate door unit: recognise enrolled faces, drive the lock relay")]
@@ -60,6 +64,15 @@ enum Command {
         /// Print fps and per-stage milliseconds at exit.
         #[arg(long)]
         stats: bool,
+    },
+    /// Per-stage latency, identify time over 50,000 templates, peak memory with a
+    /// 10,000-person gallery, allocations per frame: run it on the unit itself.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Runs per figure (medians are reported).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
     },
     /// Validate the configuration, models, gallery and camera, then exit.
     Check {
@@ -168,6 +181,14 @@ fn main() -> Result<()> {
                 Some(Err(e)) => bail!("source {}: {e}", src.describe()),
                 None => bail!("source {} gave no frame", src.describe()),
             }
+            Ok(())
+        }
+        Command::Bench { common, runs } => {
+            let config = load_config(common.config.as_deref())?;
+            let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+            let mut src = open_source(&common.source, &config)?;
+            let figures = bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold)?;
+            println!("{figures}");
             Ok(())
         }
         Command::Run { common, lock, log, until_end, events_json, stats } => {
