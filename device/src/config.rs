@@ -187,6 +187,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let text = include_str!("../facegate.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = Config::from_toml("[recognition]\nframes_agree = 9\n").unwrap_err().to_string();
         assert!(e.contains("frames_agree"), "{e}");

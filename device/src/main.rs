@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod demo;
 mod lock;
 mod policy;
 mod runner;
@@ -74,6 +75,15 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// Demo without hardware: enrol an LFW person, replay photos, simulated lock.
+    Demo {
+        /// LFW images: lfw.tgz or an unpacked directory.
+        #[arg(long, default_value = "../shared/datasets/lfw/lfw.tgz")]
+        lfw: PathBuf,
+        /// Model directory.
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
     /// Validate the configuration, models, gallery and camera, then exit.
     Check {
         #[command(flatten)]
@@ -137,7 +147,7 @@ fn open_source(spec: &str, config: &Config) -> Result<Box<dyn source::FrameSourc
     }
     #[cfg(target_os = "linux")]
     {
-        let cam = source::v4l2::V4l2Source::open(spec, config.camera.width, config.camera.height)?;
+        let cam = source::v4l2::ReopeningCamera::open(spec, config.camera.width, config.camera.height)?;
         Ok(Box::new(cam))
     }
     #[cfg(not(target_os = "linux"))]
@@ -182,6 +192,12 @@ fn main() -> Result<()> {
                 None => bail!("source {} gave no frame", src.describe()),
             }
             Ok(())
+        }
+        Command::Demo { lfw, models } => {
+            let config = Config::default();
+            let common = Common { config: None, models, gallery: None, source: String::new() };
+            let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+            demo::run(&pipeline, &lfw, config.recognition.threshold)
         }
         Command::Bench { common, runs } => {
             let config = load_config(common.config.as_deref())?;

@@ -110,6 +110,42 @@ pub mod v4l2 {
     use v4l::video::Capture;
     use v4l::{Device, FourCC};
 
+    /// A camera that reopens itself after it disappears (unplugged, driver
+    /// reset): each failure is reported, and the next frame tries to reopen.
+    pub struct ReopeningCamera {
+        path: String,
+        width: u32,
+        height: u32,
+        camera: Option<V4l2Source>,
+    }
+
+    impl ReopeningCamera {
+        /// Opens the camera now; a failure here is an error (wrong path, no permission).
+        pub fn open(path: &str, width: u32, height: u32) -> Result<Self, SourceError> {
+            Ok(ReopeningCamera { path: path.to_string(), width, height, camera: Some(V4l2Source::open(path, width, height)?) })
+        }
+    }
+
+    impl FrameSource for ReopeningCamera {
+        fn next_frame(&mut self) -> Option<Result<RgbImage, SourceError>> {
+            if self.camera.is_none() {
+                match V4l2Source::open(&self.path, self.width, self.height) {
+                    Ok(c) => self.camera = Some(c),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let frame = self.camera.as_mut()?.next_frame()?;
+            if matches!(frame, Err(SourceError::Camera(_))) {
+                self.camera = None; // reopen on the next call (the caller backs off)
+            }
+            Some(frame)
+        }
+
+        fn describe(&self) -> String {
+            self.camera.as_ref().map_or_else(|| format!("{} (reopening)", self.path), |c| c.describe())
+        }
+    }
+
     /// An open camera stream.
     pub struct V4l2Source {
         path: String,
