@@ -108,7 +108,11 @@ impl Pipeline {
 
     /// The embedding of an aligned face (mirror-averaged when configured; no jitter).
     pub fn embed(&self, face: &Face) -> Result<Embedding, FaceError> {
-        self.embed_chips(vec![face.chip.clone()])
+        if self.config.mirror {
+            self.embed_chips(vec![face.chip.clone()])
+        } else {
+            self.embedder.embed(&face.chip) // the door's per-frame path: no copy
+        }
     }
 
     /// The embedding of a face with the configured jitter, cut again from `img`.
