@@ -49,17 +49,16 @@ struct Body {
     people: Vec<PersonRecord>,
 }
 
-/// The gallery in memory, with a flat copy of all templates for fast search.
+/// The gallery in memory, with an int8 copy of all templates for fast search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gallery {
     model_id: String,
     next_id: u32,
     people: Vec<Person>,
-    /// All templates back to back, for a cache-friendly scan.
-    flat: Vec<f32>,
-    /// For each template in `flat`, the index of its person in `people`.
-    owner: Vec<u32>,
-    /// int8 copy of `flat` (per-template scale) for a fast first pass.
+    /// For each template in search order: its person's index in `people` and its index there.
+    owner: Vec<(u32, u16)>,
+    /// int8 copies of all templates back to back (per-template scale), for a
+    /// cache-friendly first pass; exact distances come from `people`.
     coarse: Vec<i8>,
     /// Per template: scale/127 and Σq², for the int8 distance.
     coarse_terms: Vec<(f32, f32)>,
@@ -107,7 +106,6 @@ impl Gallery {
             model_id: model_id.to_string(),
             next_id: 1,
             people: Vec::new(),
-            flat: Vec::new(),
             owner: Vec::new(),
             coarse: Vec::new(),
             coarse_terms: Vec::new(),
@@ -140,20 +138,23 @@ impl Gallery {
     }
 
     fn reindex(&mut self) {
-        self.flat.clear();
         self.owner.clear();
         self.coarse.clear();
         self.coarse_terms.clear();
-        for (i, p) in self.people.iter().enumerate() {
-            for t in &p.templates {
-                self.flat.extend_from_slice(t);
-                self.owner.push(i as u32);
-                let mut q = [0i8; EMBEDDING_DIM];
-                let step = quantize(t, &mut q);
-                let q2 = dot_i8(&q, &q) as f32;
-                self.coarse.extend_from_slice(&q);
-                self.coarse_terms.push((step, q2));
-            }
+        for i in 0..self.people.len() {
+            self.index_person(i);
+        }
+    }
+
+    /// Appends person `i`'s templates to the search index.
+    fn index_person(&mut self, i: usize) {
+        for (k, t) in self.people[i].templates.iter().enumerate() {
+            self.owner.push((i as u32, k as u16));
+            let mut q = [0i8; EMBEDDING_DIM];
+            let step = quantize(t, &mut q);
+            let q2 = dot_i8(&q, &q) as f32;
+            self.coarse.extend_from_slice(&q);
+            self.coarse_terms.push((step, q2));
         }
     }
 
@@ -173,7 +174,7 @@ impl Gallery {
         let id = self.next_id;
         self.next_id += 1;
         self.people.push(Person { id, name: name.to_string(), created, templates });
-        self.reindex();
+        self.index_person(self.people.len() - 1);
         Ok(id)
     }
 
@@ -230,9 +231,9 @@ impl Gallery {
         let mut candidates = best;
         candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
         for (i, _) in candidates.iter().filter(|c| c.0 != usize::MAX) {
-            let t = &self.flat[i * EMBEDDING_DIM..(i + 1) * EMBEDDING_DIM];
+            let (owner, k) = self.owner[*i];
+            let t = &self.people[owner as usize].templates[k as usize];
             let d2: f32 = t.iter().zip(probe).map(|(a, b)| (a - b) * (a - b)).sum();
-            let owner = self.owner[*i];
             if d2 < best_d2 {
                 if owner != best_person {
                     second_d2 = best_d2;
