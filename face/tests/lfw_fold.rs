@@ -65,7 +65,8 @@ fn first_fold_accuracy_and_int8_agreement() {
     let accuracy = 100.0 * right as f64 / pairs.len() as f64;
     eprintln!("LFW fold 1: accuracy {accuracy:.2} % at {THRESHOLD_BALANCED}, int8/f32 decision flips {flips}, undetected {undetected} of {}", r.len());
     assert!(accuracy >= 98.5, "fold-1 accuracy fell to {accuracy:.2} %");
-    // On all 6,000 pairs int8 changes 3 decisions (0.05 %); one fold of 600 may hold 2 of them.
-    assert!(flips <= 2, "int8 changed {flips} of 600 decisions");
+    // On all 6,000 pairs int8 changes 3 decisions (0.05 %, `bench lfw --compare-precision`);
+    // this fold holds 2 of them. Allow one more for other CPUs' rounding, no more.
+    assert!(flips <= 3, "int8 changed {flips} of 600 decisions");
     assert!(undetected <= 2, "{undetected} fold-1 images without a detected face");
 }
