@@ -317,3 +317,68 @@ mod tests {
         assert_eq!(pick_face(&dets[3..], 640, 480, 80), None, "too small");
     }
 }
+
+#[cfg(test)]
+mod door_input_tests {
+    use super::*;
+    use crate::lock::{DoorInputs, SimRelay};
+    use crate::policy::Policy;
+    use crate::source::ReplaySource;
+    use facegate_face::{PipelineConfig, Precision};
+    use std::sync::Mutex;
+
+    /// Inputs that follow a script, one step per loop iteration.
+    struct Scripted {
+        step: usize,
+        exit_at: usize,
+        door_open_from: usize,
+    }
+
+    impl DoorInputs for Scripted {
+        fn exit_pressed(&mut self) -> bool {
+            self.step += 1;
+            self.step == self.exit_at
+        }
+        fn door_open(&mut self) -> Option<bool> {
+            Some(self.step >= self.door_open_from)
+        }
+    }
+
+    #[test]
+    fn exit_button_unlocks_and_a_held_door_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = dir.path().join("frames");
+        std::fs::create_dir(&frames).unwrap();
+        for i in 0..8 {
+            RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
+        }
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
+        let gallery = Gallery::new(pipeline.embedder.model_id());
+        let sim = SimRelay::default();
+        let mut log = AccessLog::open(&dir.path().join("log"), 100).unwrap();
+        let mut door = DoorLoop {
+            pipeline: &pipeline,
+            gallery: &gallery,
+            relay: Arc::new(Mutex::new(Box::new(sim.clone()))),
+            log: Some(&mut log),
+            policy: Policy::new(3, 5, 1000),
+            settings: LoopSettings {
+                threshold: 0.5,
+                pulse: Duration::from_secs(60),
+                until_end: true,
+                events_json: false,
+                door_held: Duration::ZERO,
+            },
+            inputs: Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
+            stop: Arc::new(AtomicBool::new(false)),
+            stats: Stats::default(),
+        };
+        door.run(&mut ReplaySource::open(&frames, 0).unwrap()).unwrap();
+        drop(door);
+        let kinds: Vec<EventKind> = log.events_since(0).unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld]);
+        let states: Vec<bool> = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
+        assert_eq!(states, vec![false, true, false], "locked, exit unlock, locked when the loop ends");
+    }
+}
