@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Reader for dlib's `.dat` serialization, limited to what face models need.
 //!
 //! dlib writes its models with its own portable encoding (variable-length

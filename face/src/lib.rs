@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! facegate's face pipeline: photo or frame → face embeddings → decisions.
 //!
 //! The data flows one way: [`decode`] → detect → [`landmarks`] → [`chip`]

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! LFW for tests and benchmarks: read images from the official `lfw.tgz` or an
 //! unpacked directory, parse `pairs.txt`, and score distances with the View 2
 //! protocol (threshold chosen on nine folds, applied to the tenth).

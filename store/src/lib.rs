@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! facegate's persistent state, shared by the device and the host tool:
 //! the [`gallery`] of enrolled people and the [`access_log`].
 //!
