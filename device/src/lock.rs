@@ -80,7 +80,9 @@ pub fn install_panic_release(relay: SharedRelay, events_json: bool) {
         // a poisoned lock still holds a usable relay.
         let mut guard = relay.lock().unwrap_or_else(|p| p.into_inner());
         match guard.set_unlocked(false) {
-            Ok(()) if events_json => println!("{}", serde_json::json!({"kind": "relay", "state": "locked", "cause": "panic"})),
+            Ok(()) if events_json => crate::runner::print_json_line(
+                &serde_json::json!({"kind": "relay", "state": "locked", "cause": "panic", "time": crate::runner::iso_time(now_ms())}),
+            ),
             Ok(()) => {}
             Err(e) => eprintln!("PANIC and the relay could not be released: {e}"),
         }

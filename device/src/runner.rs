@@ -59,6 +59,13 @@ impl Stats {
     }
 }
 
+/// Writes one JSON object as a line on stdout, flushed (the `--events-json` stream).
+pub fn print_json_line(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
 /// The face to act on: the largest that is big enough and not cut by the frame edge.
 pub fn pick_face(dets: &[Detection], width: u32, height: u32, min_face: u32) -> Option<Detection> {
     dets.iter()
@@ -129,9 +136,7 @@ impl DoorLoop<'_> {
                 "frames": event.frames,
                 "time": iso_time(event.time_ms),
             });
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            print_json_line(&line);
         }
     }
 
@@ -139,10 +144,9 @@ impl DoorLoop<'_> {
     fn set_relay(&mut self, unlocked: bool) -> anyhow::Result<()> {
         let result = self.relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(unlocked);
         if self.settings.events_json && result.is_ok() {
-            let line = serde_json::json!({"kind": "relay", "state": if unlocked { "unlocked" } else { "locked" }, "time": iso_time(now_ms())});
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            print_json_line(
+                &serde_json::json!({"kind": "relay", "state": if unlocked { "unlocked" } else { "locked" }, "time": iso_time(now_ms())}),
+            );
         }
         result
     }

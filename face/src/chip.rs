@@ -1,7 +1,7 @@
 //! Face alignment: the 150×150 chip dlib's ResNet expects, pixel-identical to
 //! `dlib.get_face_chip(img, shape, 150, 0.25)`.
 
-use crate::geometry::Point;
+use crate::geometry::{similarity, Point};
 use crate::landmarks::{Landmarks, LANDMARKS};
 use image::{Rgb, RgbImage};
 
@@ -72,23 +72,6 @@ fn rotate(center: Point, p: Point, angle: f64) -> Point {
     let (s, c) = angle.sin_cos();
     let (x, y) = (p.x - center.x, p.y - center.y);
     Point::new(c * x - s * y + center.x, s * x + c * y + center.y)
-}
-
-/// Least-squares similarity transform `from` → `to`: (a, b, tx, ty) with
-/// x' = a·x − b·y + tx, y' = b·x + a·y + ty.
-fn similarity(from: &[Point], to: &[Point]) -> [f64; 4] {
-    let n = from.len() as f64;
-    let mf = Point::new(from.iter().map(|p| p.x).sum::<f64>() / n, from.iter().map(|p| p.y).sum::<f64>() / n);
-    let mt = Point::new(to.iter().map(|p| p.x).sum::<f64>() / n, to.iter().map(|p| p.y).sum::<f64>() / n);
-    let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
-    for (f, t) in from.iter().zip(to) {
-        let (x, y, x2, y2) = (f.x - mf.x, f.y - mf.y, t.x - mt.x, t.y - mt.y);
-        dot += x * x2 + y * y2;
-        cross += x * y2 - y * x2;
-        norm += x * x + y * y;
-    }
-    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
-    [a, b, mt.x - (a * mf.x - b * mf.y), mt.y - (b * mf.x + a * mf.y)]
 }
 
 /// dlib's `get_face_chip_details(shape, 150, 0.25)`.

@@ -71,3 +71,20 @@ impl Rect {
 pub fn round_half_up(v: f64) -> i64 {
     (v + 0.5).floor() as i64
 }
+
+/// Least-squares similarity transform `from` → `to` (dlib's `find_similarity_transform`):
+/// (a, b, tx, ty) with x' = a·x − b·y + tx, y' = b·x + a·y + ty.
+pub fn similarity(from: &[Point], to: &[Point]) -> [f64; 4] {
+    let n = from.len() as f64;
+    let mf = Point::new(from.iter().map(|p| p.x).sum::<f64>() / n, from.iter().map(|p| p.y).sum::<f64>() / n);
+    let mt = Point::new(to.iter().map(|p| p.x).sum::<f64>() / n, to.iter().map(|p| p.y).sum::<f64>() / n);
+    let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
+    for (f, t) in from.iter().zip(to) {
+        let (x, y, x2, y2) = (f.x - mf.x, f.y - mf.y, t.x - mt.x, t.y - mt.y);
+        dot += x * x2 + y * y2;
+        cross += x * y2 - y * x2;
+        norm += x * x + y * y;
+    }
+    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
+    [a, b, mt.x - (a * mf.x - b * mf.y), mt.y - (b * mf.x + a * mf.y)]
+}

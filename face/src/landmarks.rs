@@ -170,21 +170,13 @@ impl LandmarkModel {
     }
 }
 
-/// 2×2 part of the least-squares similarity transform `from` → `to`
-/// (row-major a, −b, b, a), computed in f64 and used in f32 as dlib does.
+/// 2×2 part of the similarity transform `from` → `to` (row-major a, −b, b, a),
+/// computed in f64 and used in f32 as dlib does.
 fn similarity(from: &[f32; 2 * LANDMARKS], to: &[f32; 2 * LANDMARKS]) -> [f32; 4] {
-    let n = LANDMARKS as f64;
-    let mean = |s: &[f32; 2 * LANDMARKS], k: usize| (0..LANDMARKS).map(|i| s[2 * i + k] as f64).sum::<f64>() / n;
-    let (fx, fy, tx, ty) = (mean(from, 0), mean(from, 1), mean(to, 0), mean(to, 1));
-    let (mut dot, mut cross, mut norm) = (0f64, 0f64, 0f64);
-    for i in 0..LANDMARKS {
-        let (x, y) = (from[2 * i] as f64 - fx, from[2 * i + 1] as f64 - fy);
-        let (x2, y2) = (to[2 * i] as f64 - tx, to[2 * i + 1] as f64 - ty);
-        dot += x * x2 + y * y2;
-        cross += x * y2 - y * x2;
-        norm += x * x + y * y;
-    }
-    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
+    let points = |s: &[f32; 2 * LANDMARKS]| -> [Point; LANDMARKS] {
+        std::array::from_fn(|i| Point::new(s[2 * i] as f64, s[2 * i + 1] as f64))
+    };
+    let [a, b, _, _] = crate::geometry::similarity(&points(from), &points(to));
     [a as f32, -b as f32, b as f32, a as f32]
 }
 

@@ -95,11 +95,6 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     }
 }
 
-/// One level of dlib's `pyramid_down<6>`: ⌊5n/6⌋ rows and columns, bilinear.
-pub fn pyramid_down_5_6(src: &RgbImage) -> RgbImage {
-    resize_bilinear(src, 5 * src.width() / 6, 5 * src.height() / 6)
-}
-
 /// Output size of dlib's `pyramid_up` with `pyramid_down<2>` (about twice the size).
 pub fn pyramid_up_size(width: u32, height: u32) -> (u32, u32) {
     if width == 0 || height == 0 {
@@ -109,10 +104,4 @@ pub fn pyramid_up_size(width: u32, height: u32) -> (u32, u32) {
     let w = ((2.0 * (width - 1) as f64 + 2.5 + 0.5).floor() as u32) + 1;
     let h = ((2.0 * (height - 1) as f64 + 1.5 + 0.5).floor() as u32) + 1;
     (w, h)
-}
-
-/// dlib's `pyramid_up` with `pyramid_down<2>`: about twice the size, bilinear.
-pub fn pyramid_up_2(src: &RgbImage) -> RgbImage {
-    let (w, h) = pyramid_up_size(src.width(), src.height());
-    resize_bilinear(src, w, h)
 }

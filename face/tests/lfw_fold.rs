@@ -38,17 +38,15 @@ fn first_fold_accuracy_and_int8_agreement() {
             s.spawn(move || {
                 for name in *chunk {
                     let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
-                    let dets = pipeline.detect(&img);
-                    let boxes = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom));
-                    let found = facegate_lfw::centred_box(boxes, img.width(), img.height()).map(|i| dets[i]);
-                    let (l, t, r, b) = facegate_lfw::fallback_box(img.width(), img.height());
-                    let fallback = Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 };
-                    let face = pipeline.align(&img, found.unwrap_or(fallback));
+                    let boxes: Vec<_> =
+                        pipeline.detect(&img).iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom)).collect();
+                    let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, img.width(), img.height());
+                    let face = pipeline.align(&img, Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 });
                     let int8 = pipeline.embed(&face).unwrap();
                     let mirrored = image::imageops::flip_horizontal(&face.chip);
                     let both = f32_net.embed_batch(&[face.chip.clone(), mirrored]).unwrap();
                     let f32e: Embedding = std::array::from_fn(|i| (both[0][i] + both[1][i]) / 2.0);
-                    results.lock().unwrap().insert(name, (int8, f32e, found.is_some()));
+                    results.lock().unwrap().insert(name, (int8, f32e, detected));
                 }
             });
         }

@@ -142,6 +142,15 @@ pub fn centred_box(boxes: impl IntoIterator<Item = (i64, i64, i64, i64)>, width:
     boxes.into_iter().enumerate().min_by(|a, b| off(a.1).total_cmp(&off(b.1))).map(|(i, _)| i)
 }
 
+/// The face LFW labels, as a box: the detection nearest the centre, else the
+/// [`fallback_box`]; the flag says whether a detection was used.
+pub fn labelled_box(boxes: &[(i64, i64, i64, i64)], width: u32, height: u32) -> ((i64, i64, i64, i64), bool) {
+    match centred_box(boxes.iter().copied(), width, height) {
+        Some(i) => (boxes[i], true),
+        None => (fallback_box(width, height), false),
+    }
+}
+
 /// The box used when no face is found: LFW's faces are centred and about 46 % of
 /// the image wide (dlib's HOG box is typically (67,67)–(182,182) on 250×250).
 pub fn fallback_box(width: u32, height: u32) -> (i64, i64, i64, i64) {

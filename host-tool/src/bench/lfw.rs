@@ -52,16 +52,11 @@ pub struct LfwArgs {
     distances_csv: Option<PathBuf>,
 }
 
-/// The face LFW labels: the detection nearest the centre, else the documented fallback box.
+/// The face LFW labels (see [`facegate_lfw::labelled_box`]) and whether it was detected.
 pub fn lfw_face(dets: &[Detection], width: u32, height: u32) -> (Detection, bool) {
-    let boxes = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom));
-    match facegate_lfw::centred_box(boxes, width, height) {
-        Some(i) => (dets[i], true),
-        None => {
-            let (l, t, r, b) = facegate_lfw::fallback_box(width, height);
-            (Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 }, false)
-        }
-    }
+    let boxes: Vec<_> = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom)).collect();
+    let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, width, height);
+    (Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 }, detected)
 }
 
 struct ImageResult {
