@@ -36,17 +36,59 @@ pub enum EventKind {
     DoorHeld,
     /// Something failed (camera, model, storage); the door stayed locked.
     Error,
-    /// An authenticated remote unlock from the host tool.
+    /// An authenticated remote unlock from the host tool (name: the host).
     RemoteUnlock,
+    /// A host was paired in setup mode (name: the host).
+    Paired,
+    /// A host was unpaired (name: the host).
+    Unpaired,
+    /// A provisioning request was refused: bad MAC, replay, unpaired host (name: the host, if known).
+    Refused,
+    /// A person was enrolled or given more templates (name: the person).
+    Enrolled,
+    /// A person was removed (name: the person).
+    Removed,
+    /// A person was renamed (name: the new name).
+    Renamed,
+    /// A setting was changed (name: the key).
+    ConfigChanged,
+    /// The gallery was restored from a backup.
+    Restored,
+    /// The log was cleared (the first event of the new log).
+    LogCleared,
 }
 
+/// Every kind, in code order.
+const KINDS: [EventKind; 16] = {
+    use EventKind::*;
+    [
+        Granted,
+        Denied,
+        Unknown,
+        Exit,
+        DoorHeld,
+        Error,
+        RemoteUnlock,
+        Paired,
+        Unpaired,
+        Refused,
+        Enrolled,
+        Removed,
+        Renamed,
+        ConfigChanged,
+        Restored,
+        LogCleared,
+    ]
+};
+
 impl EventKind {
-    fn code(self) -> u8 {
+    /// Stable one-byte code (on disk and on the wire).
+    pub fn code(self) -> u8 {
         self as u8 + 1
     }
-    fn from_code(c: u8) -> Option<Self> {
-        use EventKind::*;
-        [Granted, Denied, Unknown, Exit, DoorHeld, Error, RemoteUnlock].get((c as usize).checked_sub(1)?).copied()
+    /// The kind of a code; `None` for codes this build does not know.
+    pub fn from_code(c: u8) -> Option<Self> {
+        KINDS.get((c as usize).checked_sub(1)?).copied()
     }
     /// Lower-case name used in JSON.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +100,15 @@ impl EventKind {
             EventKind::DoorHeld => "door-held",
             EventKind::Error => "error",
             EventKind::RemoteUnlock => "remote-unlock",
+            EventKind::Paired => "paired",
+            EventKind::Unpaired => "unpaired",
+            EventKind::Refused => "refused",
+            EventKind::Enrolled => "enrolled",
+            EventKind::Removed => "removed",
+            EventKind::Renamed => "renamed",
+            EventKind::ConfigChanged => "config-changed",
+            EventKind::Restored => "restored",
+            EventKind::LogCleared => "log-cleared",
         }
     }
 }
@@ -223,6 +274,17 @@ mod tests {
             distance: Some(0.3 + i as f32 / 1000.0),
             frames: 3,
         }
+    }
+
+    #[test]
+    fn kind_codes_round_trip_and_names_are_distinct() {
+        let names: std::collections::HashSet<_> = KINDS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), KINDS.len());
+        for k in KINDS {
+            assert_eq!(EventKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(EventKind::from_code(0), None);
+        assert_eq!(EventKind::from_code(KINDS.len() as u8 + 1), None);
     }
 
     #[test]

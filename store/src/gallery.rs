@@ -5,7 +5,7 @@
 
 use crate::atomic::{replace, sibling};
 use crate::{io, Result, StoreError};
-use facegate_face::matching::{Identification, TemplateScore};
+use facegate_face::matching::{quantize_i8, Identification, TemplateScore};
 use facegate_face::{Embedding, EMBEDDING_DIM};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -64,6 +64,15 @@ pub struct Gallery {
     coarse_terms: Vec<(f32, f32)>,
 }
 
+/// Outcome of [`Gallery::enroll`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The person's id.
+    pub id: u32,
+    /// They were already enrolled with exactly these templates.
+    pub unchanged: bool,
+}
+
 /// Templates re-checked exactly after the int8 pass.
 const RECHECK: usize = 16;
 
@@ -82,15 +91,6 @@ fn check_templates(templates: &[Embedding]) -> Result<()> {
         return Err(StoreError::Invalid("template contains a non-finite value".into()));
     }
     Ok(())
-}
-
-/// Symmetric int8 quantisation of one vector: values and step (max|v|/127).
-fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
-    let step = v.iter().fold(0f32, |m, x| m.max(x.abs())).max(f32::MIN_POSITIVE) / 127.0;
-    for (o, x) in out.iter_mut().zip(v) {
-        *o = (x / step).round().clamp(-127.0, 127.0) as i8;
-    }
-    step
 }
 
 /// Integer dot product (i8 × i8 → i32), which compilers turn into multiply-add SIMD.
@@ -151,7 +151,7 @@ impl Gallery {
         for (k, t) in self.people[i].templates.iter().enumerate() {
             self.owner.push((i as u32, k as u16));
             let mut q = [0i8; EMBEDDING_DIM];
-            let step = quantize(t, &mut q);
+            let step = quantize_i8(t, &mut q);
             let q2 = dot_i8(&q, &q) as f32;
             self.coarse.extend_from_slice(&q);
             self.coarse_terms.push((step, q2));
@@ -166,10 +166,10 @@ impl Gallery {
         check_name(name)?;
         check_templates(&templates)?;
         if self.by_name(name).is_some() {
-            return Err(StoreError::Invalid(format!("{name:?} is already enrolled")));
+            return Err(StoreError::AlreadyEnrolled(name.to_string()));
         }
         if self.people.len() >= MAX_PEOPLE {
-            return Err(StoreError::Invalid(format!("the gallery is full ({MAX_PEOPLE} people)")));
+            return Err(StoreError::Full);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -178,13 +178,52 @@ impl Gallery {
         Ok(id)
     }
 
+    /// Enrols `name`, idempotently: a repeated enrolment with the very same
+    /// templates (a retry after a lost reply) succeeds without change.
+    pub fn enroll(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str, created: u64) -> Result<Enrolled> {
+        if let Some(p) = self.by_name(name) {
+            if model_id == self.model_id && p.templates == templates {
+                return Ok(Enrolled { id: p.id, unchanged: true });
+            }
+        }
+        self.add_person(name, templates, model_id, created).map(|id| Enrolled { id, unchanged: false })
+    }
+
+    /// Adds templates to someone already enrolled (more photos); returns their count.
+    pub fn add_templates(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str) -> Result<usize> {
+        if model_id != self.model_id {
+            return Err(StoreError::ModelMismatch { expected: self.model_id.clone(), found: model_id.to_string() });
+        }
+        let i = self.people.iter().position(|p| p.name == name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let mut all = self.people[i].templates.clone();
+        all.extend(templates);
+        check_templates(&all)?;
+        let n = all.len();
+        self.people[i].templates = all;
+        self.reindex();
+        Ok(n)
+    }
+
+    /// The enrolled person nearest to any of `templates` when nearer than
+    /// `threshold`, other than `except`: enrolling the same face twice under two
+    /// names is almost always a mistake.
+    pub fn similar(&self, templates: &[Embedding], threshold: f32, except: Option<&str>) -> Option<(&Person, f32)> {
+        let mut best: Option<(&Person, f32)> = None;
+        for p in self.people.iter().filter(|p| Some(p.name.as_str()) != except) {
+            for t in templates {
+                if let Some(d) = facegate_face::matching::person_distance(t, &p.templates, TemplateScore::Min) {
+                    if d < threshold && best.is_none_or(|(_, b)| d < b) {
+                        best = Some((p, d));
+                    }
+                }
+            }
+        }
+        best
+    }
+
     /// Removes a person by name; returns their id.
     pub fn remove(&mut self, name: &str) -> Result<u32> {
-        let i = self
-            .people
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| StoreError::Invalid(format!("no one named {name:?}")))?;
+        let i = self.people.iter().position(|p| p.name == name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
         let id = self.people.remove(i).id;
         self.reindex();
         Ok(id)
@@ -194,13 +233,9 @@ impl Gallery {
     pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
         check_name(to)?;
         if self.by_name(to).is_some() {
-            return Err(StoreError::Invalid(format!("{to:?} is already enrolled")));
+            return Err(StoreError::AlreadyEnrolled(to.to_string()));
         }
-        let p = self
-            .people
-            .iter_mut()
-            .find(|p| p.name == from)
-            .ok_or_else(|| StoreError::Invalid(format!("no one named {from:?}")))?;
+        let p = self.people.iter_mut().find(|p| p.name == from).ok_or_else(|| StoreError::NotFound(from.to_string()))?;
         p.name = to.to_string();
         Ok(())
     }
@@ -214,7 +249,7 @@ impl Gallery {
     /// int8 error (≈1e-3 in distance) reorders more than 16 templates.
     pub fn identify(&self, probe: &Embedding, threshold: f32) -> Identification {
         let mut qp = [0i8; EMBEDDING_DIM];
-        let probe_step = quantize(probe, &mut qp);
+        let probe_step = quantize_i8(probe, &mut qp);
         let p2 = dot_i8(&qp, &qp) as f32 * probe_step * probe_step;
         // Keep the RECHECK smallest approximate distances (index, d²), unsorted.
         let mut best = [(usize::MAX, f32::INFINITY); RECHECK];
@@ -357,6 +392,24 @@ mod tests {
         g.add_person("Ada", vec![emb(1.0), emb(1.1)], "model-a", 10).unwrap();
         g.add_person("Bob", vec![emb(5.0)], "model-a", 20).unwrap();
         g
+    }
+
+    #[test]
+    fn enrolment_is_idempotent_and_typed() {
+        let mut g = sample();
+        let before = g.clone();
+        assert_eq!(g.enroll("Ada", vec![emb(1.0), emb(1.1)], "model-a", 99).unwrap(), Enrolled { id: 1, unchanged: true });
+        assert_eq!(g, before, "a retried enrolment changes nothing");
+        assert!(matches!(g.enroll("Ada", vec![emb(2.0)], "model-a", 99), Err(StoreError::AlreadyEnrolled(_))));
+        assert!(matches!(g.remove("Zed"), Err(StoreError::NotFound(_))));
+        assert!(matches!(g.enroll("Cy", vec![emb(2.0)], "model-b", 99), Err(StoreError::ModelMismatch { .. })));
+        assert_eq!(g, before);
+        assert_eq!(g.add_templates("Bob", vec![emb(5.1)], "model-a").unwrap(), 2);
+        assert!(g.add_templates("Bob", vec![emb(5.2); MAX_TEMPLATES], "model-a").is_err(), "cap on templates");
+        assert_eq!(g.by_name("Bob").unwrap().templates.len(), 2);
+        let (p, d) = g.similar(&[emb(5.0)], 0.1, None).unwrap();
+        assert_eq!((p.name.as_str(), d), ("Bob", 0.0));
+        assert!(g.similar(&[emb(5.0)], 0.1, Some("Bob")).is_none());
     }
 
     #[test]

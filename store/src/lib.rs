@@ -11,7 +11,7 @@ pub mod atomic;
 pub mod gallery;
 
 pub use access_log::{AccessLog, Event, EventKind};
-pub use gallery::{Gallery, Person};
+pub use gallery::{Enrolled, Gallery, Person};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +51,29 @@ pub enum StoreError {
         /// The offered model id.
         found: String,
     },
-    /// A request the gallery cannot satisfy.
+    /// Nobody of that name is enrolled.
+    #[error("no one named {0:?} is enrolled")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("{0:?} is already enrolled")]
+    AlreadyEnrolled(String),
+    /// The gallery holds its maximum number of people.
+    #[error("the gallery is full ({} people)", gallery::MAX_PEOPLE)]
+    Full,
+    /// A request the gallery cannot satisfy (bad name, bad templates, …).
     #[error("{0}")]
     Invalid(String),
 }
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// The disk (or quota) is full: nothing was changed, free space and retry.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull || source.raw_os_error() == Some(28))
+    }
+}
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
