@@ -1,11 +1,11 @@
 //! Device configuration (TOML), with defaults and validation.
 
 use facegate_face::matching::THRESHOLD_DOOR;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Everything the device can be told; every field has a default.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Camera settings.
@@ -14,12 +14,34 @@ pub struct Config {
     pub recognition: Recognition,
     /// Lock relay and door inputs.
     pub lock: Lock,
+    /// Provisioning link.
+    pub serial: Serial,
     /// Where files live.
     pub paths: Paths,
 }
 
+/// The provisioning link to the host tool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Serial {
+    /// Serial device (`/dev/serial0`, `/dev/ttyUSB0`), `pty` for a pseudo-terminal, or `none`.
+    pub port: String,
+    /// Line rate.
+    pub baud: u32,
+    /// Optional setup button: held (low) at start opens pairing.
+    pub setup_button_pin: Option<u8>,
+    /// How long pairing stays open after start in setup mode (s).
+    pub setup_window_s: u64,
+}
+
+impl Default for Serial {
+    fn default() -> Self {
+        Serial { port: "none".into(), baud: 115_200, setup_button_pin: None, setup_window_s: 600 }
+    }
+}
+
 /// Camera settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Camera {
     /// Frame width to negotiate.
@@ -31,7 +53,7 @@ pub struct Camera {
 }
 
 /// Recognition and decision settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recognition {
     /// Accept a frame's match when its distance is below this.
@@ -51,7 +73,7 @@ pub struct Recognition {
 }
 
 /// Lock relay and door inputs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lock {
     /// BCM GPIO pin driving the relay.
@@ -69,7 +91,7 @@ pub struct Lock {
 }
 
 /// Where files live.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Paths {
     /// Model directory.
@@ -80,6 +102,8 @@ pub struct Paths {
     pub log: PathBuf,
     /// Access log capacity (events).
     pub log_capacity: u32,
+    /// Device identity and paired hosts (secrets: kept 0600).
+    pub pairing: PathBuf,
 }
 
 impl Default for Camera {
@@ -115,6 +139,7 @@ impl Default for Paths {
             gallery: PathBuf::from("/var/lib/facegate/gallery.fg"),
             log: PathBuf::from("/var/lib/facegate/access.log"),
             log_capacity: facegate_store::access_log::DEFAULT_CAPACITY,
+            pairing: PathBuf::from("/var/lib/facegate/pairing.fg"),
         }
     }
 }
@@ -155,13 +180,19 @@ impl Config {
         if self.lock.pulse_ms == 0 || self.lock.pulse_ms > 60_000 {
             problems.push("lock.pulse_ms must be between 1 and 60000".into());
         }
-        let pins = [Some(self.lock.relay_pin), self.lock.door_contact_pin, self.lock.exit_button_pin];
+        let pins =
+            [Some(self.lock.relay_pin), self.lock.door_contact_pin, self.lock.exit_button_pin, self.serial.setup_button_pin];
         if pins.iter().flatten().any(|p| *p > 27) {
             problems.push("GPIO pins are BCM numbers 0–27".into());
         }
         let used: Vec<u8> = pins.iter().flatten().copied().collect();
         if (1..used.len()).any(|i| used[..i].contains(&used[i])) {
-            problems.push("lock.relay_pin, lock.door_contact_pin and lock.exit_button_pin must differ".into());
+            problems.push(
+                "lock.relay_pin, lock.door_contact_pin, lock.exit_button_pin and serial.setup_button_pin must differ".into(),
+            );
+        }
+        if !(1200..=4_000_000).contains(&self.serial.baud) {
+            problems.push("serial.baud must be between 1200 and 4000000".into());
         }
         if self.paths.log_capacity == 0 {
             problems.push("paths.log_capacity must be at least 1".into());
@@ -171,6 +202,54 @@ impl Config {
         } else {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
         }
+    }
+}
+
+/// Settings that the running loop picks up at once; everything else needs a restart.
+pub const LIVE_KEYS: &[&str] = &[
+    "recognition.threshold",
+    "recognition.frames_agree",
+    "recognition.frames_window",
+    "recognition.cooldown_ms",
+    "lock.pulse_ms",
+    "lock.door_held_s",
+];
+
+impl Config {
+    /// Every setting as `section.key` and its TOML value, in file order.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let value = toml::Value::try_from(self).expect("the configuration serialises");
+        let mut out = Vec::new();
+        if let toml::Value::Table(sections) = value {
+            for (section, table) in sections {
+                if let toml::Value::Table(keys) = table {
+                    out.extend(keys.into_iter().map(|(k, v)| (format!("{section}.{k}"), v.to_string())));
+                }
+            }
+        }
+        out
+    }
+
+    /// The configuration with `key` set to `value` (TOML syntax; a bare word is
+    /// taken as a string), validated. `text` is the current file, whose comments
+    /// and layout the returned text keeps.
+    pub fn with_setting(text: &str, key: &str, value: &str) -> anyhow::Result<(Config, String)> {
+        let (section, name) =
+            key.split_once('.').ok_or_else(|| anyhow::anyhow!("keys look like section.key, e.g. recognition.threshold"))?;
+        if !Config::default().entries().iter().any(|(k, _)| k == key) {
+            anyhow::bail!("unknown setting {key:?}; `config get` lists them");
+        }
+        let item: toml_edit::Value = match value.parse::<toml_edit::Value>() {
+            Ok(v) => v,
+            Err(_) => value.into(),
+        };
+        let mut doc: toml_edit::DocumentMut = text.parse()?;
+        if !doc.contains_table(section) {
+            doc[section] = toml_edit::table();
+        }
+        doc[section][name] = toml_edit::Item::Value(item);
+        let text = doc.to_string();
+        Ok((Config::from_toml(&text)?, text))
     }
 }
 
@@ -190,6 +269,22 @@ mod tests {
     fn the_shipped_example_is_the_defaults() {
         let text = include_str!("../facegate.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn settings_change_keeps_comments_and_is_validated() {
+        let text = "# my door\n[recognition]\nthreshold = 0.5 # strict\n";
+        let (c, out) = Config::with_setting(text, "recognition.frames_agree", "2").unwrap();
+        assert_eq!(c.recognition.frames_agree, 2);
+        assert!(out.contains("# my door") && out.contains("# strict"), "{out}");
+        let (c, _) = Config::with_setting("", "serial.port", "/dev/ttyUSB0").unwrap();
+        assert_eq!(c.serial.port, "/dev/ttyUSB0", "bare words are strings");
+        assert!(Config::with_setting(text, "recognition.threshold", "7").is_err());
+        assert!(Config::with_setting(text, "recognition.threshhold", "0.5").is_err());
+        assert!(Config::with_setting(text, "threshold", "0.5").is_err());
+        let keys: Vec<String> = Config::default().entries().into_iter().map(|(k, _)| k).collect();
+        assert!(LIVE_KEYS.iter().all(|k| keys.iter().any(|x| x == k)));
+        assert!(keys.contains(&"paths.pairing".to_string()));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use crate::lock::{SharedRelay, SimRelay};
 use crate::policy::Policy;
-use crate::runner::{DoorLoop, LoopSettings, Stats};
+use crate::runner::{DoorLoop, LoopSettings};
+use crate::shared::Shared;
 use crate::source::ReplaySource;
 use anyhow::{Context, Result};
 use facegate_face::Pipeline;
@@ -50,23 +51,22 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
             }
         }
         let relay: SharedRelay = Arc::new(Mutex::new(Box::new(SimRelay::default())));
-        let mut door = DoorLoop {
+        let shared = Shared::new(gallery, None, true);
+        let mut door = DoorLoop::new(
             pipeline,
-            gallery: &gallery,
+            &shared,
             relay,
-            log: None,
-            policy: Policy::new(3, 5, 2000),
-            settings: LoopSettings {
+            Policy::new(3, 5, 2000),
+            LoopSettings {
                 threshold,
                 pulse: std::time::Duration::from_millis(1500),
                 until_end: true,
                 events_json: true,
                 door_held: std::time::Duration::from_secs(30),
             },
-            inputs: Box::new(crate::lock::NoInputs),
-            stop: Arc::new(AtomicBool::new(false)),
-            stats: Stats::default(),
-        };
+            Box::new(crate::lock::NoInputs),
+            Arc::new(AtomicBool::new(false)),
+        );
         door.run(&mut ReplaySource::open(&frames, 5)?)?;
         eprintln!("{}", door.stats.summary());
         Ok(())

@@ -143,6 +143,14 @@ pub mod gpio {
         }
     }
 
+    /// Whether a button to ground on `bcm` is held now (internal pull-up).
+    pub fn button_held(bcm: u8) -> anyhow::Result<bool> {
+        let pin = Gpio::new()?.get(bcm)?.into_input_pullup();
+        // Let the pull-up settle before reading.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Ok(pin.is_low())
+    }
+
     impl super::DoorInputs for GpioInputs {
         fn exit_pressed(&mut self) -> bool {
             self.exit.as_ref().is_some_and(|p| p.is_low())

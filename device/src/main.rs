@@ -5,7 +5,10 @@ mod config;
 mod demo;
 mod lock;
 mod policy;
+mod provision;
 mod runner;
+mod serial;
+mod shared;
 mod source;
 
 use anyhow::{bail, Context, Result};
@@ -65,6 +68,30 @@ enum Command {
         /// Print fps and per-stage milliseconds at exit.
         #[arg(long)]
         stats: bool,
+        /// Provisioning link: a serial device, `pty` (prints `serial: /dev/pts/N` on stderr), or `none`
+        /// (overrides serial.port).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Serial line rate (overrides serial.baud).
+        #[arg(long)]
+        baud: Option<u32>,
+        /// Setup mode: hosts may pair (for serial.setup_window_s seconds).
+        #[arg(long)]
+        setup: bool,
+        /// Play a replay source over and over (demos, enrolment from the "camera").
+        #[arg(long)]
+        replay_loop: bool,
+        /// Pace the link's replies like a real line at this baud rate (benchmarks over a PTY).
+        #[arg(long, hide = true)]
+        emulate_baud: Option<u32>,
+    },
+    /// Forget paired hosts (device-side reset); they must pair again in setup mode.
+    Unpair {
+        #[command(flatten)]
+        common: Common,
+        /// Forget every host (required: there is no per-host reset here).
+        #[arg(long)]
+        all: bool,
     },
     /// Per-stage latency, identify time over 50,000 templates, peak memory with a
     /// 10,000-person gallery, allocations per frame: run it on the unit itself.
@@ -100,6 +127,45 @@ fn models_dir(common: &Common, config: &Config) -> PathBuf {
         return config.paths.models.clone();
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Where the gallery, log and pairing file are. With `--gallery` and no
+/// `--config`, the log and pairing file live beside the gallery, so a test or
+/// demo needs one writable directory and nothing under /var/lib.
+struct DataPaths {
+    gallery: PathBuf,
+    log: PathBuf,
+    pairing: PathBuf,
+}
+
+fn data_paths(common: &Common, config: &Config) -> DataPaths {
+    match (&common.gallery, &common.config) {
+        (Some(g), None) => {
+            let dir = g.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            DataPaths { gallery: g.clone(), log: dir.join("access.log"), pairing: dir.join("pairing.fg") }
+        }
+        _ => DataPaths {
+            gallery: common.gallery.clone().unwrap_or(config.paths.gallery.clone()),
+            log: config.paths.log.clone(),
+            pairing: config.paths.pairing.clone(),
+        },
+    }
+}
+
+/// Setup mode: `--setup`, or the setup button held at start (GPIO lock only).
+fn setup_requested(flag: bool, lock: &str, config: &Config) -> bool {
+    if flag {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if let (Some(pin), "gpio") = (config.serial.setup_button_pin, lock) {
+        return lock::gpio::button_held(pin).unwrap_or_else(|e| {
+            tracing::warn!("setup button on GPIO {pin}: {e}");
+            false
+        });
+    }
+    let _ = (lock, config);
+    false
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -141,9 +207,11 @@ fn load_gallery(path: &Path, model_id: &str) -> Result<Gallery> {
     Ok(g)
 }
 
-fn open_source(spec: &str, config: &Config) -> Result<Box<dyn source::FrameSource>> {
+fn open_source(spec: &str, config: &Config, replay_loop: bool) -> Result<Box<dyn source::FrameSource>> {
     if let Some(path) = spec.strip_prefix("replay:") {
-        return Ok(Box::new(source::ReplaySource::open(Path::new(path), config.camera.fps)?));
+        let mut replay = source::ReplaySource::open(Path::new(path), config.camera.fps)?;
+        replay.repeat = replay_loop;
+        return Ok(Box::new(replay));
     }
     #[cfg(target_os = "linux")]
     {
@@ -173,6 +241,7 @@ fn open_hardware(kind: &str, config: &Config) -> Result<Hardware> {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     match Cli::parse().command {
@@ -182,10 +251,9 @@ fn main() -> Result<()> {
             let models = models_dir(&common, &config);
             let pipeline = load_pipeline(&models, &config)?;
             println!("models: ok ({}, model id {})", models.display(), pipeline.embedder.model_id());
-            let gallery_path = common.gallery.clone().unwrap_or(config.paths.gallery.clone());
-            let g = load_gallery(&gallery_path, pipeline.embedder.model_id())?;
+            let g = load_gallery(&data_paths(&common, &config).gallery, pipeline.embedder.model_id())?;
             println!("gallery: ok ({} people, {} templates)", g.people().len(), g.template_count());
-            let mut src = open_source(&common.source, &config)?;
+            let mut src = open_source(&common.source, &config, false)?;
             match src.next_frame() {
                 Some(Ok(f)) => println!("source: ok ({}, first frame {}×{})", src.describe(), f.width(), f.height()),
                 Some(Err(e)) => bail!("source {}: {e}", src.describe()),
@@ -202,13 +270,27 @@ fn main() -> Result<()> {
         Command::Bench { common, runs } => {
             let config = load_config(common.config.as_deref())?;
             let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
-            let mut src = open_source(&common.source, &config)?;
+            let mut src = open_source(&common.source, &config, false)?;
             let figures = bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold)?;
             println!("{figures}");
             Ok(())
         }
-        Command::Run { common, lock, log, until_end, events_json, stats } => {
+        Command::Unpair { common, all } => {
+            if !all {
+                bail!("say `--all`: every paired host will have to pair again");
+            }
             let config = load_config(common.config.as_deref())?;
+            let path = data_paths(&common, &config).pairing;
+            let mut p = provision::load_pairings(&path).unwrap_or_else(facegate_protocol::server::Pairings::new_random);
+            let n = p.hosts.len();
+            p.hosts.clear();
+            provision::save_pairings(&path, &p).with_context(|| format!("writing {}", path.display()))?;
+            println!("forgot {n} paired host(s) in {}", path.display());
+            Ok(())
+        }
+        Command::Run { common, lock, log, until_end, events_json, stats, serial, baud, setup, replay_loop, emulate_baud } => {
+            let config = load_config(common.config.as_deref())?;
+            let paths = data_paths(&common, &config);
             let (relay, inputs) = open_hardware(&lock, &config)?;
             let relay: SharedRelay = Arc::new(Mutex::new(relay));
             // Locked from the first moment, and again on any panic.
@@ -219,33 +301,52 @@ fn main() -> Result<()> {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
-            let gallery =
-                load_gallery(&common.gallery.clone().unwrap_or(config.paths.gallery.clone()), pipeline.embedder.model_id())?;
+            let gallery = load_gallery(&paths.gallery, pipeline.embedder.model_id())?;
             let log_path = match log.as_deref() {
                 Some("none") => None,
                 Some(p) => Some(PathBuf::from(p)),
-                None => Some(config.paths.log.clone()),
+                None => Some(paths.log.clone()),
             };
-            let mut access_log = log_path
+            let access_log = log_path
                 .map(|p| {
                     AccessLog::open(&p, config.paths.log_capacity).with_context(|| format!("opening access log {}", p.display()))
                 })
                 .transpose()?;
-            let mut src = open_source(&common.source, &config)?;
+            let mut src = open_source(&common.source, &config, replay_loop)?;
             tracing::info!(
                 "source: {}; lock: {}; gallery: {} people",
                 src.describe(),
                 relay.lock().unwrap_or_else(|p| p.into_inner()).describe(),
                 gallery.people().len()
             );
+            let shared = Arc::new(shared::Shared::new(gallery, access_log, events_json));
+            let (commands_tx, commands_rx) = std::sync::mpsc::channel();
+            let serial_spec = serial::SerialSpec::parse(serial.as_deref().unwrap_or(&config.serial.port));
+            if serial_spec != serial::SerialSpec::None {
+                let pairings = provision::open_pairings(&paths.pairing)?;
+                let setup = setup_requested(setup, &lock, &config);
+                if setup {
+                    tracing::warn!("setup mode: hosts may pair for the next {} s", config.serial.setup_window_s);
+                }
+                let handler = provision::DeviceHandler::new(
+                    shared.clone(),
+                    paths.gallery.clone(),
+                    paths.pairing.clone(),
+                    config.clone(),
+                    common.config.clone(),
+                    commands_tx,
+                );
+                let window = setup.then(|| std::time::Duration::from_secs(config.serial.setup_window_s));
+                let server = facegate_protocol::server::Server::new(pairings, window, handler);
+                serial::start(serial_spec, baud.unwrap_or(config.serial.baud), emulate_baud, server, stop.clone())?;
+            }
             let r = &config.recognition;
-            let mut door = runner::DoorLoop {
-                pipeline: &pipeline,
-                gallery: &gallery,
+            let mut door = runner::DoorLoop::new(
+                &pipeline,
+                &shared,
                 relay,
-                log: access_log.as_mut(),
-                policy: policy::Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
-                settings: runner::LoopSettings {
+                policy::Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
+                runner::LoopSettings {
                     threshold: r.threshold,
                     pulse: std::time::Duration::from_millis(config.lock.pulse_ms),
                     until_end,
@@ -254,8 +355,8 @@ fn main() -> Result<()> {
                 },
                 inputs,
                 stop,
-                stats: runner::Stats::default(),
-            };
+            );
+            door.commands = Some(commands_rx);
             let result = door.run(src.as_mut());
             if stats {
                 eprintln!("{}", door.stats.summary());

@@ -3,14 +3,17 @@
 
 use crate::lock::{now_ms, DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
+use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
 use facegate_face::detect::Detection;
 use facegate_face::matching::Identification;
-use facegate_face::Pipeline;
-use facegate_store::{AccessLog, Event, EventKind, Gallery};
+use facegate_face::{Embedding, Pipeline};
+pub use facegate_store::access_log::iso_time;
+use facegate_store::{Event, EventKind};
 use image::RgbImage;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,33 +78,24 @@ pub fn pick_face(dets: &[Detection], width: u32, height: u32, min_face: u32) -> 
         .copied()
 }
 
-/// ISO 8601 UTC time of a millisecond timestamp (no time-zone database needed).
-pub fn iso_time(ms: i64) -> String {
-    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+/// An enrolment capture in progress.
+struct Capture {
+    frames: usize,
+    deadline: Instant,
+    reply: Sender<Vec<Embedding>>,
+    got: Vec<Embedding>,
 }
 
 /// The running door unit.
 pub struct DoorLoop<'a> {
     /// Face models and settings.
     pub pipeline: &'a Pipeline,
-    /// Enrolled people.
-    pub gallery: &'a Gallery,
+    /// Gallery, log and event stream (shared with the provisioning server).
+    pub shared: &'a Shared,
     /// The relay.
     pub relay: SharedRelay,
-    /// Where events go durably (optional in demos).
-    pub log: Option<&'a mut AccessLog>,
+    /// Commands from the provisioning server.
+    pub commands: Option<Receiver<LoopCommand>>,
     /// Decision policy.
     pub policy: Policy,
     /// Loop settings.
@@ -112,32 +106,36 @@ pub struct DoorLoop<'a> {
     pub stop: Arc<AtomicBool>,
     /// Timings.
     pub stats: Stats,
+    capture: Option<Capture>,
 }
 
-impl DoorLoop<'_> {
+impl<'a> DoorLoop<'a> {
+    /// A loop with no provisioning commands and fresh statistics.
+    pub fn new(
+        pipeline: &'a Pipeline,
+        shared: &'a Shared,
+        relay: SharedRelay,
+        policy: Policy,
+        settings: LoopSettings,
+        inputs: Box<dyn DoorInputs + 'a>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        DoorLoop {
+            pipeline,
+            shared,
+            relay,
+            commands: None,
+            policy,
+            settings,
+            inputs,
+            stop,
+            stats: Stats::default(),
+            capture: None,
+        }
+    }
+
     fn emit(&mut self, event: &Event) {
-        if let Some(log) = self.log.as_deref_mut() {
-            if let Err(e) = log.append(event) {
-                tracing::error!("access log: {e}");
-            }
-        }
-        match event.kind {
-            EventKind::Granted | EventKind::RemoteUnlock | EventKind::Exit => {
-                tracing::info!(kind = event.kind.as_str(), person = ?event.name, distance = ?event.distance, "event")
-            }
-            _ => tracing::warn!(kind = event.kind.as_str(), person = ?event.name, distance = ?event.distance, "event"),
-        }
-        if self.settings.events_json {
-            let line = serde_json::json!({
-                "kind": event.kind.as_str(),
-                "person": event.name,
-                "person_id": event.person,
-                "distance": event.distance,
-                "frames": event.frames,
-                "time": iso_time(event.time_ms),
-            });
-            print_json_line(&line);
-        }
+        self.shared.emit(event);
     }
 
     /// Drives the relay and reports the transition; an error leaves the door locked.
@@ -166,6 +164,8 @@ impl DoorLoop<'_> {
         let Some(det) = pick_face(&dets, frame.width(), frame.height(), self.pipeline.config.min_face) else {
             return Observation::NoFace;
         };
+        // Enrolment frames must show exactly one face, so nobody else is enrolled by mistake.
+        let capturing = self.capture.is_some() && dets.len() == 1;
         self.stats.faces += 1;
         let face = self.pipeline.align(frame, det);
         let t2 = Instant::now();
@@ -177,7 +177,13 @@ impl DoorLoop<'_> {
             }
         };
         let t3 = Instant::now();
-        let id = self.gallery.identify(&embedding, self.settings.threshold);
+        if capturing {
+            if let Some(c) = self.capture.as_mut() {
+                c.got.push(embedding);
+            }
+        }
+        let gallery = self.shared.gallery();
+        let id = gallery.identify(&embedding, self.settings.threshold);
         let t4 = Instant::now();
         self.stats.stage_seconds[1] += (t2 - t1).as_secs_f64();
         self.stats.stage_seconds[2] += (t3 - t2).as_secs_f64();
@@ -189,9 +195,7 @@ impl DoorLoop<'_> {
             "frame"
         );
         match id {
-            Identification::Known { index, distance, .. } => {
-                Observation::Known { person: self.gallery.people()[index].id, distance }
-            }
+            Identification::Known { index, distance, .. } => Observation::Known { person: gallery.people()[index].id, distance },
             Identification::Unknown { nearest } => Observation::Stranger { nearest },
         }
     }
@@ -201,7 +205,7 @@ impl DoorLoop<'_> {
             Decision::Grant { person, distance, frames } => {
                 let mut e = Event::new(EventKind::Granted, now_ms());
                 e.person = Some(person);
-                e.name = self.gallery.by_id(person).map(|p| p.name.clone());
+                e.name = self.shared.gallery().by_id(person).map(|p| p.name.clone());
                 e.distance = Some(distance);
                 e.frames = frames;
                 self.emit(&e);
@@ -215,6 +219,40 @@ impl DoorLoop<'_> {
                 e.distance = nearest.is_finite().then_some(nearest);
                 e.frames = frames;
                 self.emit(&e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies what the provisioning server asked for; also ends finished captures.
+    fn take_commands(&mut self, unlock_until: &mut Option<Instant>) -> anyhow::Result<()> {
+        while let Some(command) = self.commands.as_ref().and_then(|c| c.try_recv().ok()) {
+            match command {
+                LoopCommand::Unlock { by } => {
+                    let mut e = Event::new(EventKind::RemoteUnlock, now_ms());
+                    e.name = Some(by);
+                    self.emit(&e);
+                    if unlock_until.is_none() {
+                        self.set_relay(true)?;
+                    }
+                    *unlock_until = Some(Instant::now() + self.settings.pulse);
+                }
+                LoopCommand::Capture { frames, deadline, reply } => {
+                    self.capture = Some(Capture { frames, deadline, reply, got: Vec::new() });
+                }
+                LoopCommand::Settings(config) => {
+                    let r = &config.recognition;
+                    self.settings.threshold = r.threshold;
+                    self.settings.pulse = Duration::from_millis(config.lock.pulse_ms);
+                    self.settings.door_held = Duration::from_secs(config.lock.door_held_s);
+                    self.policy = Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms);
+                    tracing::info!("settings changed");
+                }
+            }
+        }
+        if self.capture.as_ref().is_some_and(|c| c.got.len() >= c.frames || Instant::now() >= c.deadline) {
+            if let Some(c) = self.capture.take() {
+                let _ = c.reply.send(c.got);
             }
         }
         Ok(())
@@ -257,6 +295,9 @@ impl DoorLoop<'_> {
                 }
                 _ => (door_opened_at, held_reported) = (None, false),
             }
+            if let Err(e) = self.take_commands(&mut unlock_until) {
+                break Err(e);
+            }
             if unlock_until.is_some_and(|t| Instant::now() >= t) {
                 unlock_until = None;
                 if let Err(e) = self.set_relay(false) {
@@ -268,6 +309,7 @@ impl DoorLoop<'_> {
                 None => std::thread::sleep(Duration::from_millis(50)),
                 Some(Err(SourceError::BadFrame { index, why })) => {
                     self.stats.frames += 1;
+                    self.shared.frames.fetch_add(1, Ordering::Relaxed);
                     self.error_event(&format!("unusable frame {index}: {why}"));
                 }
                 Some(Err(SourceError::Camera(why))) => {
@@ -282,6 +324,7 @@ impl DoorLoop<'_> {
                 Some(Ok(frame)) => {
                     backoff = Duration::from_millis(200);
                     self.stats.frames += 1;
+                    self.shared.frames.fetch_add(1, Ordering::Relaxed);
                     if panic_after.is_some_and(|n| self.stats.frames > n) {
                         panic!("injected panic after {} frames (FACEGATE_INJECT_PANIC_AFTER_FRAMES)", self.stats.frames - 1);
                     }
@@ -307,13 +350,6 @@ mod tests {
     use facegate_face::Rect;
 
     #[test]
-    fn iso_time_is_utc() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_time(1_795_824_000_123), "2026-11-28T00:00:00.123Z");
-        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
     fn the_largest_whole_face_is_picked() {
         let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
         let dets = [d(0, 0, 99, 99), d(200, 100, 399, 299), d(-10, 50, 300, 300), d(500, 10, 540, 50)];
@@ -329,6 +365,7 @@ mod door_input_tests {
     use crate::policy::Policy;
     use crate::source::ReplaySource;
     use facegate_face::{PipelineConfig, Precision};
+    use facegate_store::{AccessLog, Gallery};
     use std::sync::Mutex;
 
     /// Inputs that follow a script, one step per loop iteration.
@@ -360,26 +397,26 @@ mod door_input_tests {
         let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
         let gallery = Gallery::new(pipeline.embedder.model_id());
         let sim = SimRelay::default();
-        let mut log = AccessLog::open(&dir.path().join("log"), 100).unwrap();
-        let mut door = DoorLoop {
-            pipeline: &pipeline,
-            gallery: &gallery,
-            relay: Arc::new(Mutex::new(Box::new(sim.clone()))),
-            log: Some(&mut log),
-            policy: Policy::new(3, 5, 1000),
-            settings: LoopSettings {
+        let log = AccessLog::open(&dir.path().join("log"), 100).unwrap();
+        let shared = Shared::new(gallery, Some(log), false);
+        let mut door = DoorLoop::new(
+            &pipeline,
+            &shared,
+            Arc::new(Mutex::new(Box::new(sim.clone()))),
+            Policy::new(3, 5, 1000),
+            LoopSettings {
                 threshold: 0.5,
                 pulse: Duration::from_secs(60),
                 until_end: true,
                 events_json: false,
                 door_held: Duration::ZERO,
             },
-            inputs: Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
-            stop: Arc::new(AtomicBool::new(false)),
-            stats: Stats::default(),
-        };
+            Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
+            Arc::new(AtomicBool::new(false)),
+        );
         door.run(&mut ReplaySource::open(&frames, 0).unwrap()).unwrap();
         drop(door);
+        let log = shared.log.as_ref().unwrap().lock().unwrap();
         let kinds: Vec<EventKind> = log.events_since(0).unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld]);
         let states: Vec<bool> = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();

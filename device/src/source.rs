@@ -32,6 +32,8 @@ pub trait FrameSource {
 
 /// Image files played back in name order (or in the order of a list file) at a set rate.
 pub struct ReplaySource {
+    /// Start again after the last file.
+    pub repeat: bool,
     files: Vec<PathBuf>,
     next: usize,
     interval: Option<Duration>,
@@ -66,6 +68,7 @@ impl ReplaySource {
         }
         let interval = (fps > 0).then(|| Duration::from_secs_f64(1.0 / fps as f64));
         Ok(ReplaySource {
+            repeat: false,
             what: format!("replay of {} files from {}", files.len(), path.display()),
             files,
             next: 0,
@@ -77,6 +80,9 @@ impl ReplaySource {
 
 impl FrameSource for ReplaySource {
     fn next_frame(&mut self) -> Option<Result<RgbImage, SourceError>> {
+        if self.repeat && self.next >= self.files.len() {
+            self.next = 0;
+        }
         let file = self.files.get(self.next)?.clone();
         let index = self.next as u64;
         self.next += 1;

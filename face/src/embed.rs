@@ -75,6 +75,13 @@ impl Embedder {
         Self::from_bytes(&bytes, precision)
     }
 
+    /// The model id of `<models_dir>/<precision file>` without loading the network.
+    pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<String, FaceError> {
+        let path = models_dir.join(precision.file_name());
+        let bytes = std::fs::read(&path).map_err(|source| FaceError::Io { path: path.clone(), source })?;
+        Ok(hex(&Sha256::digest(&bytes)))
+    }
+
     /// Loads an ONNX model from memory.
     pub fn from_bytes(bytes: &[u8], precision: Precision) -> Result<Self, FaceError> {
         let model_id = hex(&Sha256::digest(bytes));

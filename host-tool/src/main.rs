@@ -1,15 +1,46 @@
-//! `host-tool`: provisions a facegate door unit and measures the face pipeline.
+//! `host-tool`: provisions a facegate door unit over its serial link (or a
+//! gallery file directly), and measures the face pipeline.
 
 mod bench;
+mod cmd;
+mod keys;
+mod output;
+mod photos;
+mod target;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use facegate_face::Precision;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "host-tool", version, about = "facegate host tool: provisioning and benchmarks")]
+#[command(
+    name = "host-tool",
+    version,
+    about = "facegate host tool: pair with a door unit, enrol people, read its log, back it up; benchmarks",
+    after_help = "A first session:\n  host-tool ports\n  host-tool --port /dev/ttyUSB0 pair            (device started with --setup)\n  host-tool --port /dev/ttyUSB0 enroll Ada a.jpg b.jpg c.jpg\n  host-tool --port /dev/ttyUSB0 log --follow"
+)]
 struct Cli {
+    /// Serial port of the device (e.g. /dev/ttyUSB0, or the /dev/pts/N a `device --serial pty` printed).
+    #[arg(long, global = true, env = "FACEGATE_PORT")]
+    port: Option<String>,
+    /// Line rate; must match the device's serial.baud.
+    #[arg(long, global = true, default_value_t = 115_200)]
+    baud: u32,
+    /// Work on a gallery file instead of a device (enroll, people, remove, rename, verify, identify, backup, restore).
+    #[arg(long, global = true, conflicts_with = "port")]
+    gallery: Option<PathBuf>,
+    /// Print JSON instead of tables and messages.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    timeout: f64,
+    /// Match threshold for verify and identify on a gallery file (the device uses its own setting).
+    #[arg(long, global = true, default_value_t = facegate_face::matching::THRESHOLD_DOOR)]
+    threshold: f32,
     /// Directory with the model files (default: the workspace's models/).
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
     models: Option<PathBuf>,
@@ -19,9 +50,104 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List serial ports.
+    Ports,
+    /// Device versions, model, gallery size, uptime and main settings.
+    Status,
+    /// Pair this host with a device in setup mode (stores a key, mode 0600).
+    Pair,
+    /// Unpair: the device forgets this host, and the key is deleted.
+    Unpair,
+    /// Enrol a person from photos (templates are computed here), or from the device's camera.
+    Enroll {
+        /// Their name (unique).
+        name: String,
+        /// Photos of them: one face each, at least 80 px wide, sharp. Three or more are best.
+        photos: Vec<PathBuf>,
+        /// Let the device capture this many frames from its camera instead.
+        #[arg(long, value_name = "N")]
+        on_device: Option<u8>,
+        /// Add the photos to someone already enrolled.
+        #[arg(long)]
+        add: bool,
+    },
+    /// List enrolled people.
+    People,
+    /// Remove a person.
+    Remove {
+        /// Their name.
+        name: String,
+    },
+    /// Rename a person.
+    Rename {
+        /// Current name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// 1:1: is the face in PHOTO the person NAME?
+    Verify {
+        /// Claimed person.
+        name: String,
+        /// Photo.
+        photo: PathBuf,
+    },
+    /// 1:K: who is the face in PHOTO (or "not enrolled")?
+    Identify {
+        /// Photo.
+        photo: PathBuf,
+    },
+    /// The device's access log (`log clear` erases it).
+    Log {
+        #[command(subcommand)]
+        action: Option<LogAction>,
+        /// Only events since a time (2026-11-28T08:00, UTC) or for an age (30m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events (JSON lines with --json).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Read or change the device's settings (the device validates them).
+    #[command(subcommand)]
+    Config(ConfigAction),
+    /// Download the gallery to FILE (checksummed, written atomically).
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Replace the device's gallery with FILE (checked first; atomic on the device).
+    Restore {
+        /// The backup.
+        file: PathBuf,
+    },
+    /// Unlock the door for one pulse (authenticated, logged).
+    Unlock,
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum LogAction {
+    /// Erase the log.
+    Clear,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print settings (all, or one).
+    Get {
+        /// `section.key`, e.g. recognition.threshold.
+        key: Option<String>,
+    },
+    /// Change a setting.
+    Set {
+        /// `section.key`.
+        key: String,
+        /// New value.
+        value: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -30,6 +156,8 @@ enum BenchCommand {
     Lfw(bench::lfw::LfwArgs),
     /// Per-stage timings on one core (median of repeated runs).
     Speed(bench::speed::SpeedArgs),
+    /// Sharpness of LFW face chips, plain and blurred: the data behind the blur check.
+    Blur(bench::blur::BlurArgs),
 }
 
 /// The models directory: --models, else `models/` next to the workspace this binary was built in.
@@ -42,11 +170,46 @@ pub fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse()
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let models = models_dir(cli.models);
+fn run(cli: Cli) -> Result<()> {
+    let g = cmd::Global {
+        port: cli.port,
+        baud: cli.baud,
+        json: cli.json,
+        gallery: cli.gallery,
+        models: models_dir(cli.models),
+        timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
+        threshold: cli.threshold,
+    };
     match cli.command {
-        Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&models, args),
-        Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&models, args),
+        Command::Ports => cmd::ports(&g),
+        Command::Status => cmd::status(&g),
+        Command::Pair => cmd::pair(&g),
+        Command::Unpair => cmd::unpair(&g),
+        Command::Enroll { name, photos, on_device, add } => cmd::enroll(&g, &name, &photos, on_device, add),
+        Command::People => cmd::people(&g),
+        Command::Remove { name } => cmd::remove(&g, &name),
+        Command::Rename { from, to } => cmd::rename(&g, &from, &to),
+        Command::Verify { name, photo } => cmd::verify(&g, &name, &photo),
+        Command::Identify { photo } => cmd::identify(&g, &photo),
+        Command::Log { action: Some(LogAction::Clear), .. } => cmd::log_clear(&g),
+        Command::Log { action: None, since, follow } => cmd::log(&g, since.as_deref(), follow),
+        Command::Config(ConfigAction::Get { key }) => cmd::config_get(&g, key.as_deref()),
+        Command::Config(ConfigAction::Set { key, value }) => cmd::config_set(&g, &key, &value),
+        Command::Backup { file } => cmd::backup(&g, &file),
+        Command::Restore { file } => cmd::restore(&g, &file),
+        Command::Unlock => cmd::unlock(&g),
+        Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models, args),
+        Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models, args),
+        Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models, args),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::report(&e);
+            ExitCode::FAILURE
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod client;
 pub mod frame;
 pub mod link;
 pub mod message;
+pub mod ops;
 pub mod server;
 
 pub use client::{Client, ClientError};

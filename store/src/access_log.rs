@@ -18,6 +18,45 @@ const HEADER: u64 = 32;
 const RECORD: usize = 64;
 const NAME_BYTES: usize = 24;
 
+/// ISO 8601 UTC time of a millisecond timestamp (no time-zone database needed).
+pub fn iso_time(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Milliseconds since the epoch of `YYYY-MM-DD[THH:MM[:SS]][Z]` (UTC).
+pub fn parse_iso_time(text: &str) -> Option<i64> {
+    let t = text.trim().trim_end_matches('Z');
+    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|v| v.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut h = time.splitn(3, ':').map(|v| v.parse::<f64>().ok());
+    let (hour, minute, second) = (h.next()?? as i64, h.next().flatten().unwrap_or(0.0) as i64, h.next().flatten().unwrap_or(0.0));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || !(0.0..61.0).contains(&second) {
+        return None;
+    }
+    // Days since the epoch of a civil date (H. Hinnant's algorithm, inverse of iso_time).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60) * 1000 + (second * 1000.0).round() as i64)
+}
+
 /// Default capacity: 100,000 events (6.4 MB).
 pub const DEFAULT_CAPACITY: u32 = 100_000;
 
@@ -253,6 +292,11 @@ impl AccessLog {
         Ok(events)
     }
 
+    /// Sequence number of the newest event (0 when none was ever logged).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
     /// Erases every event (sequence numbers keep increasing).
     pub fn clear(&mut self) -> Result<()> {
         let zeros = vec![0u8; self.capacity as usize * RECORD];
@@ -274,6 +318,20 @@ mod tests {
             distance: Some(0.3 + i as f32 / 1000.0),
             frames: 3,
         }
+    }
+
+    #[test]
+    fn iso_time_is_utc_and_parses_back() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_795_824_000_123), "2026-11-28T00:00:00.123Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        for ms in [0, 1_795_824_000_123, 951_782_400_000, 1_700_000_123_456] {
+            assert_eq!(parse_iso_time(&iso_time(ms)), Some(ms));
+        }
+        assert_eq!(parse_iso_time("2026-11-28"), Some(1_795_824_000_000));
+        assert_eq!(parse_iso_time("2026-11-28T01:02"), Some(1_795_824_000_000 + 3_720_000));
+        assert_eq!(parse_iso_time("2026-13-01"), None);
+        assert_eq!(parse_iso_time("yesterday"), None);
     }
 
     #[test]

@@ -17,9 +17,35 @@ fn fsync_dir(path: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(io(path))?;
+fn write_synced_mode(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(io(path))?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    }
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_synced_mode(path, bytes, false)
+}
+
+/// Like [`replace`] without a backup, for secrets: the file is readable by its owner only (0600).
+pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = sibling(path, ".tmp");
+    write_synced_mode(&tmp, bytes, true).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    fsync_dir(path)
 }
 
 /// Writes `bytes` to `path` atomically: temp file + fsync + rename + fsync of

@@ -78,7 +78,7 @@ const RECHECK: usize = 16;
 
 fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!("name must be 1–{MAX_NAME} bytes of printable text")));
+        return Err(StoreError::InvalidName(format!("names must be 1–{MAX_NAME} bytes of printable text")));
     }
     Ok(())
 }

@@ -60,7 +60,10 @@ pub enum StoreError {
     /// The gallery holds its maximum number of people.
     #[error("the gallery is full ({} people)", gallery::MAX_PEOPLE)]
     Full,
-    /// A request the gallery cannot satisfy (bad name, bad templates, …).
+    /// A name is empty, too long or has control characters.
+    #[error("{0}")]
+    InvalidName(String),
+    /// A request the gallery cannot satisfy (bad templates, …).
     #[error("{0}")]
     Invalid(String),
 }

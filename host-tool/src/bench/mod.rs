@@ -1,4 +1,5 @@
 //! `host-tool bench …`: accuracy and speed of the face pipeline.
 
+pub mod blur;
 pub mod lfw;
 pub mod speed;

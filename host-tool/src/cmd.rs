@@ -1,0 +1,607 @@
+//! The provisioning commands.
+
+use crate::keys::{hex, Keys};
+use crate::output::{iso_time, print_json, table};
+use crate::photos;
+use crate::target::{self, Target};
+use anyhow::{bail, Context, Result};
+use facegate_face::matching::{distance, THRESHOLD_BALANCED};
+use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision};
+use facegate_protocol::message::{model_from_hex, EnrollResult, MatchReply, NewPerson, WireTemplate};
+use facegate_protocol::ops::event_json;
+use facegate_protocol::{Request, Response, CHUNK};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options every command shares.
+pub struct Global {
+    /// Serial port.
+    pub port: Option<String>,
+    /// Line rate.
+    pub baud: u32,
+    /// JSON output.
+    pub json: bool,
+    /// Offline gallery file.
+    pub gallery: Option<PathBuf>,
+    /// Models directory.
+    pub models: PathBuf,
+    /// Answer time-out.
+    pub timeout: Duration,
+    /// Threshold for offline verify/identify.
+    pub threshold: f32,
+}
+
+impl Global {
+    fn port(&self) -> Result<&str> {
+        self.port.as_deref().context("no device given (hint: --port /dev/ttyUSB0, or --gallery FILE to work on a gallery file)")
+    }
+
+    /// The target of a gallery command.
+    pub fn target(&self) -> Result<Target> {
+        match (&self.gallery, &self.port) {
+            (Some(path), None) => {
+                let model = facegate_face::Embedder::model_id_of(&self.models, Precision::Int8)?;
+                Ok(Target::File(target::Offline::open(path, &model, self.threshold)?))
+            }
+            (None, Some(port)) => Ok(Target::Device(Box::new(target::connect_paired(port, self.baud, self.timeout)?))),
+            (Some(_), Some(_)) => bail!("give --port or --gallery, not both"),
+            (None, None) => bail!("no device given (hint: --port /dev/ttyUSB0, or --gallery FILE to work on a gallery file)"),
+        }
+    }
+}
+
+fn spinner(g: &Global, what: &str) -> ProgressBar {
+    if g.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn bar(g: &Global, len: u64, what: &str, bytes: bool) -> ProgressBar {
+    if g.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let template =
+        if bytes { "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}" } else { "{msg} [{bar:30}] {pos}/{len}" };
+    pb.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// `ports`.
+pub fn ports(g: &Global) -> Result<()> {
+    let ports = serialport::available_ports().context("listing serial ports")?;
+    let kind = |t: &serialport::SerialPortType| match t {
+        serialport::SerialPortType::UsbPort(u) => {
+            format!("USB {:04x}:{:04x} {}", u.vid, u.pid, u.product.clone().unwrap_or_default())
+        }
+        serialport::SerialPortType::PciPort => "PCI".into(),
+        serialport::SerialPortType::BluetoothPort => "Bluetooth".into(),
+        serialport::SerialPortType::Unknown => "unknown".into(),
+    };
+    if g.json {
+        print_json(&json!(ports.iter().map(|p| json!({"name": p.port_name, "type": kind(&p.port_type)})).collect::<Vec<_>>()));
+    } else if ports.is_empty() {
+        println!("no serial ports found (a USB serial adapter shows up as /dev/ttyUSB0 or /dev/ttyACM0)");
+    } else {
+        let rows: Vec<Vec<String>> = ports.iter().map(|p| vec![p.port_name.clone(), kind(&p.port_type)]).collect();
+        println!("{}", table(&["PORT", "TYPE"], &rows));
+    }
+    Ok(())
+}
+
+/// `pair`.
+pub fn pair(g: &Global) -> Result<()> {
+    let port = g.port()?;
+    let mut c = target::connect(port, g.baud, g.timeout)?;
+    let device = c.hello().device;
+    let user = std::env::var("USER").unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let name: String = format!("{user}@{host}").chars().filter(|c| !c.is_control()).take(64).collect();
+    let secret = c.pair(&name).map_err(crate::output::client_error)?;
+    let path = Keys::open()?.store(&device, &secret, port)?;
+    if g.json {
+        print_json(&json!({"device": hex(&device), "key_file": path, "host_name": name}));
+    } else {
+        println!("paired with device {} as {name}; key stored in {} (mode 0600)", hex(&device), path.display());
+    }
+    Ok(())
+}
+
+/// `unpair`.
+pub fn unpair(g: &Global) -> Result<()> {
+    let port = g.port()?;
+    let mut c = target::connect_paired(port, g.baud, g.timeout)?;
+    let device = c.hello().device;
+    c.call(&Request::Unpair).map_err(crate::output::client_error)?;
+    Keys::open()?.forget(&device)?;
+    if g.json {
+        print_json(&json!({"device": hex(&device), "unpaired": true}));
+    } else {
+        println!("unpaired from device {}; key deleted", hex(&device));
+    }
+    Ok(())
+}
+
+/// `status`.
+pub fn status(g: &Global) -> Result<()> {
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    let hello = c.hello().clone();
+    let Response::Status(s) = c.call(&Request::Status).map_err(crate::output::client_error)? else {
+        bail!("unexpected answer to status");
+    };
+    if g.json {
+        print_json(&json!({
+            "device": hex(&hello.device), "software": s.software, "protocol": s.protocol, "model": s.model,
+            "people": s.people, "templates": s.templates, "uptime_s": s.uptime_s, "frames": s.frames,
+            "last_event": s.last_event, "paired_hosts": s.paired_hosts, "setup_mode": hello.setup_mode,
+            "config": s.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        }));
+    } else {
+        println!("device    {}", hex(&hello.device));
+        println!("software  {} (protocol {})", s.software, s.protocol);
+        println!("model     {}", s.model);
+        println!("gallery   {} people, {} templates", s.people, s.templates);
+        println!("uptime    {} s, {} frames", s.uptime_s, s.frames);
+        println!("log       {} events so far", s.last_event);
+        println!("pairing   {} host(s){}", s.paired_hosts, if hello.setup_mode { ", setup mode open" } else { "" });
+        for (k, v) in &s.config {
+            println!("  {k} = {v}");
+        }
+    }
+    Ok(())
+}
+
+/// A pipeline whose model matches the target's (int8 or f32).
+pub fn pipeline_for(models: &Path, model_hex: &str) -> Result<Pipeline> {
+    for precision in [Precision::Int8, Precision::F32] {
+        if facegate_face::Embedder::model_id_of(models, precision).ok().as_deref() == Some(model_hex) {
+            return Pipeline::load(models, precision, PipelineConfig::default())
+                .with_context(|| format!("loading models from {}", models.display()));
+        }
+    }
+    bail!(
+        "no model in {} matches the target's model {model_hex} (hint: use the host-tool release that matches the device, or --models)",
+        models.display()
+    )
+}
+
+fn wire_model(model_hex: &str) -> Result<[u8; 32]> {
+    model_from_hex(model_hex).with_context(|| format!("model id {model_hex:?} is not a sha256"))
+}
+
+/// Templates from photos, each photo checked; refused photos are reported, not used.
+fn templates_from_photos(
+    g: &Global,
+    pipeline: &Pipeline,
+    photos_in: &[PathBuf],
+) -> Result<(Vec<Embedding>, Vec<serde_json::Value>)> {
+    let pb = bar(g, photos_in.len() as u64, "computing templates", false);
+    let mut found: Vec<(usize, photos::PhotoFace)> = Vec::new();
+    let mut report: Vec<serde_json::Value> = Vec::new();
+    for (i, path) in photos_in.iter().enumerate() {
+        match photos::photo(pipeline, path, photos::Use::Enrol)? {
+            Ok(face) => {
+                report.push(json!({"photo": path, "ok": true, "face_px": face.width, "sharpness": face.sharpness}));
+                found.push((i, face));
+            }
+            Err(problem) => {
+                pb.suspend(|| eprintln!("refused {}: {problem}", path.display()));
+                report.push(json!({"photo": path, "ok": false, "reason": problem.to_string()}));
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    // Photos of one person agree; one that matches none of the others is probably someone else.
+    if found.len() >= 2 {
+        let odd: Vec<usize> = (0..found.len())
+            .filter(|&a| {
+                (0..found.len())
+                    .filter(|&b| b != a)
+                    .all(|b| distance(&found[a].1.embedding, &found[b].1.embedding) > THRESHOLD_BALANCED)
+            })
+            .collect();
+        for &k in odd.iter().rev() {
+            let (i, _) = found.remove(k);
+            eprintln!("refused {}: does not look like the same person as the other photos", photos_in[i].display());
+            report[i] =
+                json!({"photo": photos_in[i], "ok": false, "reason": "does not look like the same person as the other photos"});
+        }
+    }
+    Ok((found.into_iter().map(|(_, f)| f.embedding).collect(), report))
+}
+
+fn print_enrolled(g: &Global, results: &[EnrollResult], photos: serde_json::Value) -> Result<()> {
+    let mut failed = None;
+    let mut out = Vec::new();
+    for r in results {
+        if let Some((other, d)) = &r.similar {
+            eprintln!("warning: {} resembles {other}, who is already enrolled (distance {d:.3}); is it the same person?", r.name);
+        }
+        match &r.outcome {
+            Ok(id) => {
+                if !g.json {
+                    println!("{} {} (id {id})", if r.unchanged { "already enrolled:" } else { "enrolled" }, r.name);
+                }
+            }
+            Err(e) => failed = Some(crate::output::wire_error(e.clone()).context(format!("enrolling {}", r.name))),
+        }
+        out.push(json!({
+            "name": r.name, "id": r.outcome.as_ref().ok(), "error": r.outcome.as_ref().err().map(|e| e.to_string()),
+            "unchanged": r.unchanged, "similar": r.similar.as_ref().map(|(n, d)| json!({"name": n, "distance": d})),
+            "photos": photos,
+        }));
+    }
+    if g.json {
+        print_json(&if out.len() == 1 { out.remove(0) } else { json!(out) });
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// `enroll NAME PHOTO…` and `enroll NAME --on-device N`.
+pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u8>, add: bool) -> Result<()> {
+    let mut t = g.target()?;
+    if let Some(frames) = on_device {
+        if !photos_in.is_empty() {
+            bail!("give photos or --on-device, not both");
+        }
+        let pb = spinner(g, &format!("look at the camera: capturing {frames} frames of {name}"));
+        let r = t.request_slow(
+            Request::EnrollOnDevice { name: name.to_string(), frames, timeout_ms: 30_000 },
+            Duration::from_secs(40),
+        );
+        pb.finish_and_clear();
+        let Response::Enrolled(results) = r? else { bail!("unexpected answer to enroll") };
+        return print_enrolled(g, &results, json!([]));
+    }
+    if photos_in.is_empty() {
+        bail!("give at least one photo (hint: three or more photos, in different light, make the best templates)");
+    }
+    let model = t.model();
+    let pipeline = pipeline_for(&g.models, &model)?;
+    let (templates, report) = templates_from_photos(g, &pipeline, photos_in)?;
+    if templates.is_empty() {
+        bail!(
+            "none of the photos is usable; nothing was enrolled (hint: one well-lit face per photo, at least {} px wide)",
+            photos::MIN_FACE_PX
+        );
+    }
+    let person = NewPerson { name: name.to_string(), templates: templates.iter().map(WireTemplate::from_embedding).collect() };
+    let Response::Enrolled(results) = t.request(Request::Enroll { model: wire_model(&model)?, add, people: vec![person] })?
+    else {
+        bail!("unexpected answer to enroll");
+    };
+    print_enrolled(g, &results, json!(report))
+}
+
+/// `people`.
+pub fn people(g: &Global) -> Result<()> {
+    let mut t = g.target()?;
+    let mut all = Vec::new();
+    loop {
+        let Response::People { people, total } = t.request(Request::People { start: all.len() as u32 })? else {
+            bail!("unexpected answer to people");
+        };
+        let done = people.is_empty();
+        all.extend(people);
+        if done || all.len() as u32 >= total {
+            break;
+        }
+    }
+    if g.json {
+        print_json(&json!(all
+            .iter()
+            .map(|p| json!({"id": p.id, "name": p.name, "templates": p.templates, "created": iso_time(p.created as i64 * 1000)}))
+            .collect::<Vec<_>>()));
+    } else if all.is_empty() {
+        println!("nobody is enrolled");
+    } else {
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.name.clone(),
+                    p.templates.to_string(),
+                    iso_time(p.created as i64 * 1000)[..10].to_string(),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["ID", "NAME", "TEMPLATES", "ENROLLED"], &rows));
+        println!("{} people", all.len());
+    }
+    Ok(())
+}
+
+/// `remove NAME`.
+pub fn remove(g: &Global, name: &str) -> Result<()> {
+    g.target()?.request(Request::Remove { name: name.to_string() })?;
+    if g.json {
+        print_json(&json!({"removed": name}));
+    } else {
+        println!("removed {name}");
+    }
+    Ok(())
+}
+
+/// `rename FROM TO`.
+pub fn rename(g: &Global, from: &str, to: &str) -> Result<()> {
+    g.target()?.request(Request::Rename { from: from.to_string(), to: to.to_string() })?;
+    if g.json {
+        print_json(&json!({"renamed": from, "to": to}));
+    } else {
+        println!("renamed {from} to {to}");
+    }
+    Ok(())
+}
+
+fn probe(g: &Global, t: &Target, photo: &Path) -> Result<(WireTemplate, [u8; 32])> {
+    let model = t.model();
+    let pipeline = pipeline_for(&g.models, &model)?;
+    let face = photos::photo(&pipeline, photo, photos::Use::Probe)?.map_err(|p| anyhow::anyhow!("{}: {p}", photo.display()))?;
+    Ok((WireTemplate::from_embedding(&face.embedding), wire_model(&model)?))
+}
+
+fn print_match(g: &Global, m: &MatchReply, claimed: Option<&str>) {
+    if g.json {
+        print_json(&json!({
+            "name": m.name, "person": if m.accepted { m.name.clone() } else { None },
+            "distance": m.distance.is_finite().then_some(m.distance), "accepted": m.accepted, "threshold": m.threshold,
+        }));
+        return;
+    }
+    match (claimed, &m.name) {
+        (Some(n), _) if m.accepted => println!("match: this is {n} (distance {:.3} < {:.3})", m.distance, m.threshold),
+        (Some(n), _) => println!("no match: this is not {n} (distance {:.3} ≥ {:.3})", m.distance, m.threshold),
+        (None, Some(n)) if m.accepted => println!("{n} (distance {:.3} < {:.3})", m.distance, m.threshold),
+        (None, Some(n)) => println!("not enrolled (nearest: {n} at {:.3} ≥ {:.3})", m.distance, m.threshold),
+        (None, None) => println!("not enrolled (the gallery is empty)"),
+    }
+}
+
+/// `verify NAME PHOTO`.
+pub fn verify(g: &Global, name: &str, photo: &Path) -> Result<()> {
+    let mut t = g.target()?;
+    let (probe, model) = probe(g, &t, photo)?;
+    let Response::Match(m) = t.request(Request::Verify { name: name.to_string(), model, probe })? else {
+        bail!("unexpected answer to verify");
+    };
+    print_match(g, &m, Some(name));
+    Ok(())
+}
+
+/// `identify PHOTO`.
+pub fn identify(g: &Global, photo: &Path) -> Result<()> {
+    let mut t = g.target()?;
+    let (probe, model) = probe(g, &t, photo)?;
+    let Response::Match(m) = t.request(Request::Identify { model, probe })? else {
+        bail!("unexpected answer to identify");
+    };
+    print_match(g, &m, None);
+    Ok(())
+}
+
+/// Milliseconds since the epoch of `--since`: an ISO date/time, or an age such as 30m, 2h, 7d.
+pub fn parse_since(text: &str) -> Result<i64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let unit = |c: char| match c {
+        's' => Some(1_000),
+        'm' => Some(60_000),
+        'h' => Some(3_600_000),
+        'd' => Some(86_400_000),
+        _ => None,
+    };
+    if let Some(u) = text.chars().last().and_then(unit) {
+        if let Ok(n) = text[..text.len() - 1].parse::<i64>() {
+            return Ok(now - n * u);
+        }
+    }
+    facegate_store::access_log::parse_iso_time(text)
+        .with_context(|| format!("--since {text:?}: give a time such as 2026-11-28T08:00 (UTC) or an age such as 30m, 2h, 7d"))
+}
+
+/// `log [--since T] [--follow]`.
+pub fn log(g: &Global, since: Option<&str>, follow: bool) -> Result<()> {
+    let since_ms = since.map(parse_since).transpose()?;
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    let mut after = 0;
+    let mut printed_any = false;
+    let mut collected = Vec::new();
+    loop {
+        let Response::Log { events, more } =
+            c.call(&Request::LogRead { after, since_ms, max: 200 }).map_err(crate::output::client_error)?
+        else {
+            bail!("unexpected answer to log");
+        };
+        for e in &events {
+            after = after.max(e.seq);
+            let v = event_json(e);
+            if g.json && !follow {
+                collected.push(v);
+            } else if g.json {
+                println!("{v}");
+            } else {
+                let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_default();
+                let dist = e.distance.map(|d| format!(" distance {d:.3}")).unwrap_or_default();
+                let frames = if e.frames > 0 { format!(" ({} frames)", e.frames) } else { String::new() };
+                println!("{:>6}  {}  {:<14} {}{dist}{frames}", e.seq, s("time"), s("kind"), s("person"));
+                printed_any = true;
+            }
+        }
+        if more {
+            continue;
+        }
+        if !follow {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if g.json {
+        print_json(&json!(collected));
+    } else if !printed_any {
+        println!("no events");
+    }
+    Ok(())
+}
+
+/// `log clear`.
+pub fn log_clear(g: &Global) -> Result<()> {
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    c.call(&Request::LogClear).map_err(crate::output::client_error)?;
+    if g.json {
+        print_json(&json!({"cleared": true}));
+    } else {
+        println!("access log cleared");
+    }
+    Ok(())
+}
+
+/// `config get [KEY]`.
+pub fn config_get(g: &Global, key: Option<&str>) -> Result<()> {
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    let Response::Config(entries) =
+        c.call(&Request::ConfigGet { key: key.map(str::to_string) }).map_err(crate::output::client_error)?
+    else {
+        bail!("unexpected answer to config get");
+    };
+    if g.json {
+        print_json(&json!(entries.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()));
+    } else {
+        for (k, v) in entries {
+            println!("{k} = {v}");
+        }
+    }
+    Ok(())
+}
+
+/// `config set KEY VALUE`.
+pub fn config_set(g: &Global, key: &str, value: &str) -> Result<()> {
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    let Response::ConfigSet { persisted, restart_needed } =
+        c.call(&Request::ConfigSet { key: key.to_string(), value: value.to_string() }).map_err(crate::output::client_error)?
+    else {
+        bail!("unexpected answer to config set");
+    };
+    if g.json {
+        print_json(&json!({"key": key, "value": value, "persisted": persisted, "restart_needed": restart_needed}));
+    } else {
+        println!("{key} = {value}");
+        if !persisted {
+            println!("note: the device runs without a config file, so this lasts until it restarts");
+        }
+        if restart_needed {
+            println!("note: takes effect when the device restarts");
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file atomically (temporary file, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    facegate_store::atomic::replace(path, bytes, false).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `backup FILE`.
+pub fn backup(g: &Global, file: &Path) -> Result<()> {
+    let (bytes, people) = if let Some(path) = &g.gallery {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let gallery = facegate_store::Gallery::from_bytes(&bytes, path)?;
+        (bytes, gallery.people().len())
+    } else {
+        let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+        let Response::Backup { len, sha256 } = c.call(&Request::BackupBegin).map_err(crate::output::client_error)? else {
+            bail!("unexpected answer to backup");
+        };
+        let pb = bar(g, len, "downloading gallery", true);
+        let mut bytes = Vec::with_capacity(len as usize);
+        while (bytes.len() as u64) < len {
+            let Response::Chunk(data) = c
+                .call(&Request::BackupChunk { offset: bytes.len() as u64, len: CHUNK as u32 })
+                .map_err(crate::output::client_error)?
+            else {
+                bail!("unexpected answer to a backup chunk");
+            };
+            if data.is_empty() {
+                bail!("the device sent no data at offset {}", bytes.len());
+            }
+            bytes.extend_from_slice(&data);
+            pb.set_position(bytes.len() as u64);
+        }
+        pb.finish_and_clear();
+        if <[u8; 32]>::from(Sha256::digest(&bytes)) != sha256 || bytes.len() as u64 != len {
+            bail!("the download does not match the device's checksum; nothing was written (hint: retry; check the cable)");
+        }
+        let people = facegate_store::Gallery::from_bytes(&bytes, file)?.people().len();
+        (bytes, people)
+    };
+    write_atomic(file, &bytes)?;
+    let sha = hex(&Sha256::digest(&bytes));
+    if g.json {
+        print_json(&json!({"file": file, "bytes": bytes.len(), "sha256": sha, "people": people}));
+    } else {
+        println!("backed up {people} people ({} bytes, sha256 {sha}) to {}", bytes.len(), file.display());
+    }
+    Ok(())
+}
+
+/// `restore FILE`.
+pub fn restore(g: &Global, file: &Path) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // Check it here first: a damaged file never leaves the laptop.
+    let gallery = facegate_store::Gallery::from_bytes(&bytes, file).context("the backup file is damaged; nothing was changed")?;
+    let people = gallery.people().len();
+    if let Some(path) = &g.gallery {
+        write_atomic(path, &bytes)?;
+    } else {
+        let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let Response::RestoreAt(mut at) =
+            c.call(&Request::RestoreBegin { len: bytes.len() as u64, sha256 }).map_err(crate::output::client_error)?
+        else {
+            bail!("unexpected answer to restore");
+        };
+        if at > 0 && !g.json {
+            eprintln!("resuming an interrupted upload at byte {at}");
+        }
+        let pb = bar(g, bytes.len() as u64, "uploading gallery", true);
+        while (at as usize) < bytes.len() {
+            let end = (at as usize + CHUNK).min(bytes.len());
+            let Response::RestoreAt(next) = c
+                .call(&Request::RestoreChunk { offset: at, data: bytes[at as usize..end].to_vec() })
+                .map_err(crate::output::client_error)?
+            else {
+                bail!("unexpected answer to a restore chunk");
+            };
+            at = next;
+            pb.set_position(at);
+        }
+        pb.finish_and_clear();
+        c.call_with_timeout(&Request::RestoreCommit, Duration::from_secs(60)).map_err(crate::output::client_error)?;
+    }
+    if g.json {
+        print_json(&json!({"restored": people, "file": file}));
+    } else {
+        println!("restored {people} people from {}", file.display());
+    }
+    Ok(())
+}
+
+/// `unlock`.
+pub fn unlock(g: &Global) -> Result<()> {
+    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
+    c.call(&Request::Unlock).map_err(crate::output::client_error)?;
+    if g.json {
+        print_json(&json!({"unlocked": true}));
+    } else {
+        println!("door unlocked for one pulse (logged)");
+    }
+    Ok(())
+}
