@@ -158,6 +158,8 @@ enum BenchCommand {
     Speed(bench::speed::SpeedArgs),
     /// Sharpness of LFW face chips, plain and blurred: the data behind the blur check.
     Blur(bench::blur::BlurArgs),
+    /// Bulk enrolment through the device program over a PTY paced at a baud rate.
+    Link(bench::link::LinkArgs),
 }
 
 /// The models directory: --models, else `models/` next to the workspace this binary was built in.
@@ -201,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models, args),
         Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models, args),
         Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models, args),
+        Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models, args),
     }
 }
 

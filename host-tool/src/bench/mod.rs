@@ -2,4 +2,5 @@
 
 pub mod blur;
 pub mod lfw;
+pub mod link;
 pub mod speed;
