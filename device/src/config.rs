@@ -288,6 +288,14 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_is_the_defaults_with_the_pi_uart() {
+        let packaged = Config::from_toml(include_str!("../debian/facegate.toml")).unwrap();
+        let mut expected = Config::default();
+        expected.serial.port = "/dev/serial0".into();
+        assert_eq!(packaged, expected);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = Config::from_toml("[recognition]\nframes_agree = 9\n").unwrap_err().to_string();
         assert!(e.contains("frames_agree"), "{e}");

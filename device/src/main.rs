@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod lock;
+mod notify;
 mod policy;
 mod provision;
 mod runner;
@@ -84,6 +85,21 @@ enum Command {
         /// Pace the link's replies like a real line at this baud rate (benchmarks over a PTY).
         #[arg(long, hide = true)]
         emulate_baud: Option<u32>,
+    },
+    /// Drive the relay to locked and exit (systemd's ExecStopPost: after a crash,
+    /// a kill or a watchdog restart the door is locked even before the next start).
+    Release {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the embedding of the largest face in each image as JSON (for
+    /// comparing builds, e.g. ARM under qemu against x86).
+    #[command(hide = true)]
+    Embed {
+        #[command(flatten)]
+        common: Common,
+        /// Images.
+        images: Vec<PathBuf>,
     },
     /// Forget paired hosts (device-side reset); they must pair again in setup mode.
     Unpair {
@@ -275,6 +291,30 @@ fn main() -> Result<()> {
             println!("{figures}");
             Ok(())
         }
+        Command::Release { common } => {
+            let config = load_config(common.config.as_deref())?;
+            let (mut relay, _) = open_hardware("gpio", &config)?;
+            relay.set_unlocked(false)?;
+            println!("relay released (door locked): {}", relay.describe());
+            Ok(())
+        }
+        Command::Embed { common, images } => {
+            let config = load_config(common.config.as_deref())?;
+            let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+            let mut out = Vec::new();
+            for path in &images {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let img = facegate_face::decode::decode_image(&bytes, facegate_face::decode::DEFAULT_MAX_PIXELS)?;
+                let dets = pipeline.detect(&img);
+                let embedding = match dets.iter().max_by_key(|d| d.rect.area()) {
+                    Some(d) => Some(pipeline.embed(&pipeline.align(&img, *d))?.to_vec()),
+                    None => None,
+                };
+                out.push(serde_json::json!({"image": path, "embedding": embedding}));
+            }
+            println!("{}", serde_json::Value::Array(out));
+            Ok(())
+        }
         Command::Unpair { common, all } => {
             if !all {
                 bail!("say `--all`: every paired host will have to pair again");
@@ -357,6 +397,9 @@ fn main() -> Result<()> {
                 stop,
             );
             door.commands = Some(commands_rx);
+            let notifier = notify::Notifier::from_env();
+            notifier.send("READY=1");
+            door.notifier = Some(notifier);
             let result = door.run(src.as_mut());
             if stats {
                 eprintln!("{}", door.stats.summary());

@@ -106,6 +106,8 @@ pub struct DoorLoop<'a> {
     pub stop: Arc<AtomicBool>,
     /// Timings.
     pub stats: Stats,
+    /// systemd watchdog keep-alives.
+    pub notifier: Option<crate::notify::Notifier>,
     capture: Option<Capture>,
 }
 
@@ -130,6 +132,7 @@ impl<'a> DoorLoop<'a> {
             inputs,
             stop,
             stats: Stats::default(),
+            notifier: None,
             capture: None,
         }
     }
@@ -271,6 +274,10 @@ impl<'a> DoorLoop<'a> {
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
+            }
+            // Only a loop that goes round keeps systemd's watchdog quiet.
+            if let Some(n) = self.notifier.as_mut() {
+                n.watchdog();
             }
             // Exit button: unlock on the press (not while held), logged.
             let exit = self.inputs.exit_pressed();
