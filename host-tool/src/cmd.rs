@@ -452,16 +452,21 @@ pub fn log(g: &Global, since: Option<&str>, follow: bool) -> Result<()> {
     Ok(())
 }
 
-/// `log clear`.
-pub fn log_clear(g: &Global) -> Result<()> {
+/// A request to a paired device whose answer is just "done".
+fn device_action(g: &Global, request: Request, json_out: serde_json::Value, text: &str) -> Result<()> {
     let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
-    c.call(&Request::LogClear).map_err(crate::output::client_error)?;
+    c.call(&request).map_err(crate::output::client_error)?;
     if g.json {
-        print_json(&json!({"cleared": true}));
+        print_json(&json_out);
     } else {
-        println!("access log cleared");
+        println!("{text}");
     }
     Ok(())
+}
+
+/// `log clear`.
+pub fn log_clear(g: &Global) -> Result<()> {
+    device_action(g, Request::LogClear, json!({"cleared": true}), "access log cleared")
 }
 
 /// `config get [KEY]`.
@@ -596,12 +601,5 @@ pub fn restore(g: &Global, file: &Path) -> Result<()> {
 
 /// `unlock`.
 pub fn unlock(g: &Global) -> Result<()> {
-    let mut c = target::connect_paired(g.port()?, g.baud, g.timeout)?;
-    c.call(&Request::Unlock).map_err(crate::output::client_error)?;
-    if g.json {
-        print_json(&json!({"unlocked": true}));
-    } else {
-        println!("door unlocked for one pulse (logged)");
-    }
-    Ok(())
+    device_action(g, Request::Unlock, json!({"unlocked": true}), "door unlocked for one pulse (logged)")
 }

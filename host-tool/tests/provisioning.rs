@@ -205,6 +205,8 @@ fn every_command_over_a_pseudo_terminal() {
 
     let status = dev.ok_json(&["status"]);
     assert_eq!(status["people"], 2);
+    assert_eq!(status["model"].as_str().unwrap().len(), 64);
+    assert!(dev.ok_json(&["ports"]).is_array());
 
     // backup → wipe → restore gives the same gallery; a damaged file changes nothing.
     let backup = dev.dir.path().join("backup.fg");

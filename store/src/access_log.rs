@@ -60,65 +60,64 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
 /// Default capacity: 100,000 events (6.4 MB).
 pub const DEFAULT_CAPACITY: u32 = 100_000;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// An enrolled person was recognised and the door unlocked.
-    Granted,
-    /// A recognised person was refused (e.g. outside their hours, or too few frames agreed).
-    Denied,
-    /// A face that matches nobody (a stranger): distance only, never an image.
-    Unknown,
-    /// The exit button unlocked the door.
-    Exit,
-    /// The door stayed open too long.
-    DoorHeld,
-    /// Something failed (camera, model, storage); the door stayed locked.
-    Error,
-    /// An authenticated remote unlock from the host tool (name: the host).
-    RemoteUnlock,
-    /// A host was paired in setup mode (name: the host).
-    Paired,
-    /// A host was unpaired (name: the host).
-    Unpaired,
-    /// A provisioning request was refused: bad MAC, replay, unpaired host (name: the host, if known).
-    Refused,
-    /// A person was enrolled or given more templates (name: the person).
-    Enrolled,
-    /// A person was removed (name: the person).
-    Removed,
-    /// A person was renamed (name: the new name).
-    Renamed,
-    /// A setting was changed (name: the key).
-    ConfigChanged,
-    /// The gallery was restored from a backup.
-    Restored,
-    /// The log was cleared (the first event of the new log).
-    LogCleared,
+/// Declares the event kinds once: the enum, the code table and the JSON names
+/// stay in step (codes are positions: append new kinds at the end only).
+macro_rules! event_kinds {
+    ($($(#[doc = $doc:literal])* $kind:ident => $name:literal,)*) => {
+        /// What happened.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[doc = $doc])* $kind,)*
+        }
+
+        /// Every kind, in code order.
+        const KINDS: &[EventKind] = &[$(EventKind::$kind,)*];
+
+        impl EventKind {
+            /// Lower-case name used in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $name,)*
+                }
+            }
+        }
+    };
 }
 
-/// Every kind, in code order.
-const KINDS: [EventKind; 16] = {
-    use EventKind::*;
-    [
-        Granted,
-        Denied,
-        Unknown,
-        Exit,
-        DoorHeld,
-        Error,
-        RemoteUnlock,
-        Paired,
-        Unpaired,
-        Refused,
-        Enrolled,
-        Removed,
-        Renamed,
-        ConfigChanged,
-        Restored,
-        LogCleared,
-    ]
-};
+event_kinds! {
+    /// An enrolled person was recognised and the door unlocked.
+    Granted => "granted",
+    /// A recognised person was refused (e.g. outside their hours, or too few frames agreed).
+    Denied => "denied",
+    /// A face that matches nobody (a stranger): distance only, never an image.
+    Unknown => "unknown",
+    /// The exit button unlocked the door.
+    Exit => "exit",
+    /// The door stayed open too long.
+    DoorHeld => "door-held",
+    /// Something failed (camera, model, storage); the door stayed locked.
+    Error => "error",
+    /// An authenticated remote unlock from the host tool (name: the host).
+    RemoteUnlock => "remote-unlock",
+    /// A host was paired in setup mode (name: the host).
+    Paired => "paired",
+    /// A host was unpaired (name: the host).
+    Unpaired => "unpaired",
+    /// A provisioning request was refused: bad MAC, replay, unpaired host (name: the reason and host).
+    Refused => "refused",
+    /// A person was enrolled or given more templates (name: the person).
+    Enrolled => "enrolled",
+    /// A person was removed (name: the person).
+    Removed => "removed",
+    /// A person was renamed (name: the new name).
+    Renamed => "renamed",
+    /// A setting was changed (name: the key).
+    ConfigChanged => "config-changed",
+    /// The gallery was restored from a backup.
+    Restored => "restored",
+    /// The log was cleared (the first event of the new log).
+    LogCleared => "log-cleared",
+}
 
 impl EventKind {
     /// Stable one-byte code (on disk and on the wire).
@@ -128,27 +127,6 @@ impl EventKind {
     /// The kind of a code; `None` for codes this build does not know.
     pub fn from_code(c: u8) -> Option<Self> {
         KINDS.get((c as usize).checked_sub(1)?).copied()
-    }
-    /// Lower-case name used in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Granted => "granted",
-            EventKind::Denied => "denied",
-            EventKind::Unknown => "unknown",
-            EventKind::Exit => "exit",
-            EventKind::DoorHeld => "door-held",
-            EventKind::Error => "error",
-            EventKind::RemoteUnlock => "remote-unlock",
-            EventKind::Paired => "paired",
-            EventKind::Unpaired => "unpaired",
-            EventKind::Refused => "refused",
-            EventKind::Enrolled => "enrolled",
-            EventKind::Removed => "removed",
-            EventKind::Renamed => "renamed",
-            EventKind::ConfigChanged => "config-changed",
-            EventKind::Restored => "restored",
-            EventKind::LogCleared => "log-cleared",
-        }
     }
 }
 
@@ -338,7 +316,7 @@ mod tests {
     fn kind_codes_round_trip_and_names_are_distinct() {
         let names: std::collections::HashSet<_> = KINDS.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), KINDS.len());
-        for k in KINDS {
+        for &k in KINDS {
             assert_eq!(EventKind::from_code(k.code()), Some(k));
         }
         assert_eq!(EventKind::from_code(0), None);
