@@ -338,6 +338,7 @@ impl Handler for DeviceHandler {
                     WireError::BadMac => "bad-mac",
                     WireError::Replay { .. } => "replay",
                     WireError::NotPaired => "not-paired",
+                    WireError::NotInSetupMode => "pair-outside-setup",
                     _ => "refused",
                 };
                 (EventKind::Refused, format!("{why} {}", host_name.unwrap_or("")).trim().to_string())

@@ -131,6 +131,7 @@ impl<H: Handler> Server<H> {
 
     fn pair(&mut self, host: HostId, name: String) -> Result<Response, WireError> {
         if !self.in_setup_mode() {
+            self.handler.security_event(SecurityEvent::Refused(WireError::NotInSetupMode), Some(&name));
             return Err(WireError::NotInSetupMode);
         }
         if name.len() > 64 || name.chars().any(char::is_control) {

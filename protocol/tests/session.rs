@@ -91,7 +91,9 @@ fn pairing_needs_setup_mode() {
     let (path, record, _keep) = start(false);
     let mut c = client(&path, [2; 16]);
     assert!(matches!(c.pair("laptop"), Err(ClientError::Device(WireError::NotInSetupMode))));
-    assert!(record.lock().unwrap().saved.is_empty());
+    let r = record.lock().unwrap();
+    assert!(r.saved.is_empty());
+    assert_eq!(r.events, vec![SecurityEvent::Refused(WireError::NotInSetupMode)], "the attempt is logged");
 }
 
 /// Sends raw bytes and returns the decoded reply.
