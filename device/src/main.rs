@@ -359,6 +359,7 @@ fn main() -> Result<()> {
                 relay.lock().unwrap_or_else(|p| p.into_inner()).describe(),
                 gallery.people().len()
             );
+            bench::trim_heap();
             let shared = Arc::new(shared::Shared::new(gallery, access_log, events_json));
             let (commands_tx, commands_rx) = std::sync::mpsc::channel();
             let serial_spec = serial::SerialSpec::parse(serial.as_deref().unwrap_or(&config.serial.port));
