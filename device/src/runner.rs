@@ -42,6 +42,8 @@ pub struct Stats {
     pub stage_seconds: [f64; 4],
     /// Wall time of the loop.
     pub wall_seconds: f64,
+    /// Longest wait for the gallery (while the provisioning server swapped in a new one), seconds.
+    pub max_gallery_wait: f64,
 }
 
 impl Stats {
@@ -49,7 +51,7 @@ impl Stats {
     pub fn summary(&self) -> String {
         let per = |s: f64, n: u64| if n == 0 { 0.0 } else { 1000.0 * s / n as f64 };
         format!(
-            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms",
+            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms; longest gallery wait {:.3} ms",
             self.frames,
             self.faces,
             self.wall_seconds,
@@ -58,6 +60,7 @@ impl Stats {
             per(self.stage_seconds[1], self.faces),
             per(self.stage_seconds[2], self.faces),
             per(self.stage_seconds[3], self.faces),
+            self.max_gallery_wait * 1000.0,
         )
     }
 }
@@ -186,6 +189,7 @@ impl<'a> DoorLoop<'a> {
             }
         }
         let gallery = self.shared.gallery();
+        self.stats.max_gallery_wait = self.stats.max_gallery_wait.max(t3.elapsed().as_secs_f64());
         let id = gallery.identify(&embedding, self.settings.threshold);
         let t4 = Instant::now();
         self.stats.stage_seconds[1] += (t2 - t1).as_secs_f64();

@@ -30,6 +30,11 @@ pub struct LinkArgs {
     /// The device program (default: `device` next to this program).
     #[arg(long)]
     device: Option<PathBuf>,
+    /// A photo with a face for the device's camera to see meanwhile (e.g. an LFW
+    /// image): the frame loop then searches the gallery on every frame, and the
+    /// longest time it waited for the gallery during the enrolment is reported.
+    #[arg(long)]
+    face: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -58,9 +63,14 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
     let dir = tempfile_dir()?;
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames)?;
-    image::RgbImage::new(64, 64).save(frames.join("0.png"))?;
+    match &args.face {
+        Some(face) => {
+            std::fs::copy(face, frames.join("0.jpg")).with_context(|| format!("reading {}", face.display()))?;
+        }
+        None => image::RgbImage::new(64, 64).save(frames.join("0.png"))?,
+    }
     let mut child = Command::new(&device)
-        .args(["run", "--lock", "sim", "--serial", "pty", "--setup", "--log", "none"])
+        .args(["run", "--lock", "sim", "--serial", "pty", "--setup", "--log", "none", "--stats", "--replay-loop"])
         .arg("--emulate-baud")
         .arg(args.baud.to_string())
         .arg("--source")
@@ -79,12 +89,15 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
         // Keep draining the device's messages so it never blocks or fails writing them.
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(p) = line.strip_prefix("serial: ") {
-                    let _ = tx.send(p.to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        let port = rx.recv_timeout(Duration::from_secs(60)).context("the device did not open a pseudo-terminal")?;
+        let port = loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).context("the device did not open a pseudo-terminal")?;
+            if let Some(p) = line.strip_prefix("serial: ") {
+                break p.to_string();
+            }
+        };
         std::env::set_var("FACEGATE_HOME", dir.join("home"));
         let mut link = Link::new(crate::target::open_port(&port, args.baud)?);
         link.emulate_baud(args.baud);
@@ -126,12 +139,33 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
         let stats = c.link_stats();
         let (out, back) = (stats.bytes_out - before.bytes_out, stats.bytes_in - before.bytes_in);
         let limit = args.baud as f64 / 10.0;
+        // Stop the device politely: it prints its loop statistics on SIGTERM.
+        #[cfg(unix)]
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let mut loop_stats = None;
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+            if line.contains("longest gallery wait") {
+                loop_stats = Some(line);
+                break;
+            }
+        }
+        let parse = |key: &str, unit: &str| -> Option<f64> {
+            let s = loop_stats.as_deref()?;
+            let rest = &s[s.find(key)? + key.len()..];
+            rest.trim_start().split(unit).next()?.trim().parse().ok()
+        };
         Ok(serde_json::json!({
             "people": args.people, "templates_per_person": args.templates, "enrolled": enrolled, "requests": requests,
             "baud": args.baud, "line_limit_bytes_per_s": limit, "seconds": seconds,
             "wire_bytes_to_device": out, "wire_bytes_from_device": back, "payload_bytes": payload,
             "wire_bytes_per_s": out as f64 / seconds, "link_utilisation": out as f64 / seconds / limit,
             "payload_bytes_per_s": payload as f64 / seconds, "payload_share_of_limit": payload as f64 / seconds / limit,
+            "device_frames": loop_stats.as_deref().and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok()),
+            "device_fps": parse("s =", "fps"),
+            "frame_loop_longest_gallery_wait_ms": parse("longest gallery wait", "ms"),
         }))
     })();
     let _ = child.kill();
