@@ -91,26 +91,32 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, thres
     }
     let mut stages = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut allocations = Vec::new();
+    let mut stage_allocations = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let count = || ALLOCATIONS.load(Ordering::Relaxed);
     for i in 0..runs + 5 {
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = count();
         let t0 = Instant::now();
         let dets = pipeline.detect(&frame);
         let det = pick_face(&dets, frame.width(), frame.height(), pipeline.config.min_face).expect("face found before");
-        let t1 = Instant::now();
+        let (t1, a1) = (Instant::now(), count());
         let face = pipeline.align(&frame, det);
-        let t2 = Instant::now();
+        let (t2, a2) = (Instant::now(), count());
         let e = pipeline.embed(&face)?;
-        let t3 = Instant::now();
+        let (t3, a3) = (Instant::now(), count());
         std::hint::black_box(gallery.identify(&e, threshold));
-        let t4 = Instant::now();
+        let (t4, a4) = (Instant::now(), count());
         if i >= 5 {
-            allocations.push((ALLOCATIONS.load(Ordering::Relaxed) - before) as f64);
+            allocations.push((a4 - before) as f64);
+            for (k, (a, b)) in [(before, a1), (a1, a2), (a2, a3), (a3, a4)].into_iter().enumerate() {
+                stage_allocations[k].push((b - a) as f64);
+            }
             for (k, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)].into_iter().enumerate() {
                 stages[k].push((b - a).as_secs_f64() * 1000.0);
             }
         }
     }
     let [detect, align, embed, identify] = stages.map(median);
+    let [a_detect, a_align, a_embed, a_identify] = stage_allocations.map(median);
     Ok(serde_json::json!({
         "frame": format!("{}×{}", frame.width(), frame.height()),
         "detect_ms": detect,
@@ -125,6 +131,7 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, thres
         "rss_mb": status_mb("VmRSS:"),
         "rss_mb_models_only": rss_models,
         "allocations_per_frame": median(allocations),
+        "allocations_by_stage": { "detect": a_detect, "align": a_align, "embed": a_embed, "identify": a_identify },
         "precision": pipeline.embedder.precision().as_str(),
         "runs": runs,
     }))
