@@ -1,33 +1,12 @@
 //! `device bench`: figures a user can measure on their own unit (a Pi 4, say).
 
+use crate::frame_arena::{self, FrameScope};
 use crate::runner::pick_face;
 use crate::source::FrameSource;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use facegate_face::{Embedding, Pipeline};
 use facegate_store::Gallery;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-
-/// Counts allocations so the per-frame path can be checked for allocations.
-pub struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates to the system allocator; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 /// A memory figure of this process from /proc/self/status (`VmHWM`: peak, `VmRSS`: now), in MB.
 fn status_mb(key: &str) -> Option<f64> {
@@ -71,7 +50,13 @@ pub fn synthetic_gallery(model_id: &str, people: usize, per_person: usize) -> Re
 }
 
 /// Runs the benchmark on the first frame with a face from `source`.
-pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, threshold: f32) -> Result<serde_json::Value> {
+pub fn run(
+    pipeline: &Pipeline,
+    source: &mut dyn FrameSource,
+    runs: usize,
+    threshold: f32,
+    save_gallery: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
     let frame = loop {
         match source.next_frame() {
             Some(Ok(f)) if pick_face(&pipeline.detect(&f), f.width(), f.height(), pipeline.config.min_face).is_some() => break f,
@@ -82,19 +67,25 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, thres
     trim_heap();
     let rss_models = status_mb("VmRSS:");
     let gallery = synthetic_gallery(pipeline.embedder.model_id(), 10_000, 5)?;
-    let probe: Embedding = gallery.people()[1234].templates[2].map(|v| v + 0.01);
+    if let Some(path) = save_gallery {
+        gallery.save(path).with_context(|| format!("saving the synthetic gallery to {}", path.display()))?;
+    }
+    let probe: Embedding = gallery.people()[1234].template(2).map(|v| v + 0.01);
     let mut identify_ms = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
         std::hint::black_box(gallery.identify(std::hint::black_box(&probe), threshold));
         identify_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let mut stages = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    let mut allocations = Vec::new();
-    let mut stage_allocations = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    let count = || ALLOCATIONS.load(Ordering::Relaxed);
+    let mut stages: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(runs));
+    // Sized up front: growing them inside the frame scope would count as the frame's.
+    let mut system_allocations = Vec::with_capacity(runs);
+    let mut allocations = Vec::with_capacity(runs);
+    let mut stage_allocations: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(runs));
+    let count = || frame_arena::arena_allocations() + frame_arena::system_allocations();
     for i in 0..runs + 5 {
-        let before = count();
+        let _frame = FrameScope::enter();
+        let (before, system_before) = (count(), frame_arena::system_allocations());
         let t0 = Instant::now();
         let dets = pipeline.detect(&frame);
         let det = pick_face(&dets, frame.width(), frame.height(), pipeline.config.min_face).expect("face found before");
@@ -107,6 +98,7 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, thres
         let (t4, a4) = (Instant::now(), count());
         if i >= 5 {
             allocations.push((a4 - before) as f64);
+            system_allocations.push((frame_arena::system_allocations() - system_before) as f64);
             for (k, (a, b)) in [(before, a1), (a1, a2), (a2, a3), (a3, a4)].into_iter().enumerate() {
                 stage_allocations[k].push((b - a) as f64);
             }
@@ -131,6 +123,8 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn FrameSource, runs: usize, thres
         "rss_mb": status_mb("VmRSS:"),
         "rss_mb_models_only": rss_models,
         "allocations_per_frame": median(allocations),
+        "system_allocations_per_frame": median(system_allocations),
+        "arena_mb": frame_arena::arena_bytes() as f64 / (1 << 20) as f64,
         "allocations_by_stage": { "detect": a_detect, "align": a_align, "embed": a_embed, "identify": a_identify },
         "precision": pipeline.embedder.precision().as_str(),
         "runs": runs,

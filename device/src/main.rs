@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod frame_arena;
 mod lock;
 mod notify;
 mod policy;
@@ -23,7 +24,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 #[global_allocator]
-static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
+static ALLOCATOR: frame_arena::FrameArenaAllocator = frame_arena::FrameArenaAllocator;
 
 #[derive(Parser)]
 #[command(name = "device", version, about = "facegate door unit: recognise enrolled faces, drive the lock relay")]
@@ -117,6 +118,10 @@ enum Command {
         /// Runs per figure (medians are reported).
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// Also save the benchmark's synthetic 10,000-person gallery here, to
+        /// measure a real `device run` with it (its people cannot be recognised).
+        #[arg(long)]
+        save_gallery: Option<PathBuf>,
     },
     /// Demo without hardware: enrol an LFW person, replay photos, simulated lock.
     Demo {
@@ -255,6 +260,7 @@ fn open_hardware(kind: &str, config: &Config) -> Result<Hardware> {
 }
 
 fn main() -> Result<()> {
+    frame_arena::configure_system_heap();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -283,11 +289,12 @@ fn main() -> Result<()> {
             let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
             demo::run(&pipeline, &lfw, config.recognition.threshold)
         }
-        Command::Bench { common, runs } => {
+        Command::Bench { common, runs, save_gallery } => {
             let config = load_config(common.config.as_deref())?;
             let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
             let mut src = open_source(&common.source, &config, false)?;
-            let figures = bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold)?;
+            let figures =
+                bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold, save_gallery.as_deref())?;
             println!("{figures}");
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! The frame loop: camera → detect → align → embed → identify → decide → actuate,
 //! with the access log and the event stream beside it.
 
+use crate::frame_arena::{self, FrameScope};
 use crate::lock::{now_ms, DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
 use crate::shared::{LoopCommand, Shared};
@@ -44,14 +45,20 @@ pub struct Stats {
     pub wall_seconds: f64,
     /// Longest wait for the gallery (while the provisioning server swapped in a new one), seconds.
     pub max_gallery_wait: f64,
+    /// Calls into the system allocator made by frames after the first
+    /// [`WARM_UP_FRAMES`] (the frame path draws on the frame arena instead).
+    pub system_allocations_after_warm_up: u64,
 }
+
+/// Frames that may still fill the frame arena's free lists.
+pub const WARM_UP_FRAMES: u64 = 5;
 
 impl Stats {
     /// Human-readable summary.
     pub fn summary(&self) -> String {
         let per = |s: f64, n: u64| if n == 0 { 0.0 } else { 1000.0 * s / n as f64 };
         format!(
-            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms; longest gallery wait {:.3} ms",
+            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms; longest gallery wait {:.3} ms; system allocations after warm-up {} (frame arena {:.1} MB)",
             self.frames,
             self.faces,
             self.wall_seconds,
@@ -61,6 +68,8 @@ impl Stats {
             per(self.stage_seconds[2], self.faces),
             per(self.stage_seconds[3], self.faces),
             self.max_gallery_wait * 1000.0,
+            self.system_allocations_after_warm_up,
+            crate::frame_arena::arena_bytes() as f64 / (1 << 20) as f64,
         )
     }
 }
@@ -315,6 +324,10 @@ impl<'a> DoorLoop<'a> {
                     break Err(e);
                 }
             }
+            // Everything a frame allocates comes from the frame arena; counted once it is warm.
+            let _frame = FrameScope::enter();
+            let system_before = frame_arena::system_allocations();
+            let warm = self.stats.frames >= WARM_UP_FRAMES;
             match source.next_frame() {
                 None if self.settings.until_end => break Ok(()),
                 None => std::thread::sleep(Duration::from_millis(50)),
@@ -346,6 +359,9 @@ impl<'a> DoorLoop<'a> {
                         }
                     }
                 }
+            }
+            if warm {
+                self.stats.system_allocations_after_warm_up += frame_arena::system_allocations() - system_before;
             }
         };
         self.stats.wall_seconds = start.elapsed().as_secs_f64();

@@ -108,11 +108,7 @@ impl Pipeline {
 
     /// The embedding of an aligned face (mirror-averaged when configured; no jitter).
     pub fn embed(&self, face: &Face) -> Result<Embedding, FaceError> {
-        if self.config.mirror {
-            self.embed_chips(vec![face.chip.clone()])
-        } else {
-            self.embedder.embed(&face.chip) // the door's per-frame path: no copy
-        }
+        self.embed_mean(std::slice::from_ref(&face.chip))
     }
 
     /// The embedding of a face with the configured jitter, cut again from `img`.
@@ -125,18 +121,21 @@ impl Pipeline {
         let chips = JITTERS[..=n]
             .iter()
             .map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians())))
-            .collect();
-        self.embed_chips(chips)
+            .collect::<Vec<_>>();
+        self.embed_mean(&chips)
     }
 
-    /// Mean embedding of the chips (and their mirror images when configured), in one batch.
-    fn embed_chips(&self, mut chips: Vec<RgbImage>) -> Result<Embedding, FaceError> {
-        if self.config.mirror {
-            let mirrored: Vec<RgbImage> = chips.iter().map(image::imageops::flip_horizontal).collect();
-            chips.extend(mirrored);
+    /// Mean embedding of the chips (and their mirror images when configured).
+    fn embed_mean(&self, chips: &[RgbImage]) -> Result<Embedding, FaceError> {
+        let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
+        let mut sum = [0f32; crate::EMBEDDING_DIM];
+        for chip in chips {
+            for &mirrored in mirrors {
+                let e = self.embedder.embed_chip(chip, mirrored)?;
+                sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
+            }
         }
-        let all = self.embedder.embed_batch(&chips)?;
-        let n = all.len() as f32;
-        Ok(std::array::from_fn(|i| all.iter().map(|e| e[i]).sum::<f32>() / n))
+        let n = (chips.len() * mirrors.len()) as f32;
+        Ok(sum.map(|s| s / n))
     }
 }

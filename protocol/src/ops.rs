@@ -81,7 +81,7 @@ pub fn people_page(gallery: &Gallery, start: u32) -> Response {
     let mut people = Vec::new();
     let mut bytes = 0;
     for p in gallery.people().iter().skip(start as usize) {
-        let info = PersonInfo { id: p.id, name: p.name.clone(), templates: p.templates.len() as u8, created: p.created };
+        let info = PersonInfo { id: p.id, name: p.name.clone(), templates: p.template_count() as u8, created: p.created };
         bytes += p.name.len() + 24;
         people.push(info);
         if bytes > PAGE_BYTES {
@@ -94,7 +94,7 @@ pub fn people_page(gallery: &Gallery, start: u32) -> Response {
 /// 1:1 check of a probe against a named person.
 pub fn verify(gallery: &Gallery, name: &str, probe: &Embedding, threshold: f32) -> Result<MatchReply, WireError> {
     let p = gallery.by_name(name).ok_or_else(|| WireError::NotFound(name.to_string()))?;
-    let distance = person_distance(probe, &p.templates, TemplateScore::Min).unwrap_or(f32::INFINITY);
+    let distance = person_distance(probe, &p.templates(), TemplateScore::Min).unwrap_or(f32::INFINITY);
     Ok(MatchReply { name: Some(p.name.clone()), distance, accepted: distance < threshold, threshold })
 }
 
@@ -103,7 +103,7 @@ pub fn identify(gallery: &Gallery, probe: &Embedding, threshold: f32) -> MatchRe
     let nearest = gallery
         .people()
         .iter()
-        .filter_map(|p| person_distance(probe, &p.templates, TemplateScore::Min).map(|d| (p, d)))
+        .filter_map(|p| person_distance(probe, &p.templates(), TemplateScore::Min).map(|d| (p, d)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
     match nearest {
         Some((p, d)) => MatchReply { name: Some(p.name.clone()), distance: d, accepted: d < threshold, threshold },

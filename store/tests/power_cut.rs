@@ -23,7 +23,7 @@ fn kill_dash_nine_during_writes_loses_nothing_earlier() {
 
         let people = if gallery_path.exists() {
             let g = Gallery::load(&gallery_path).unwrap_or_else(|e| panic!("round {round}: gallery unreadable: {e}"));
-            let complete = g.people().iter().enumerate().all(|(i, p)| p.name == format!("p{}", i + 1) && p.templates.len() == 5);
+            let complete = g.people().iter().enumerate().all(|(i, p)| p.name == format!("p{}", i + 1) && p.template_count() == 5);
             assert!(complete, "round {round}: gallery is not a complete state");
             g.people().len()
         } else {
