@@ -54,7 +54,7 @@ fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
 fn run_device_with(replay: &Path, gallery: &Path, env: &[(&str, &str)]) -> (Vec<Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_device"))
         .envs(env.iter().copied())
-        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
+        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
         .arg(workspace().join("models"))
         .arg("--gallery")
         .arg(gallery)
@@ -125,6 +125,15 @@ fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
     assert_eq!(kinds(&events, "error"), 2, "one error event per damaged frame");
     let relay: Vec<&str> = events.iter().filter(|e| e["kind"] == "relay").map(|e| e["state"].as_str().unwrap()).collect();
     assert!(relay.iter().all(|s| *s == "locked"), "never unlocked: {relay:?}");
+    // 200 photos of different sizes, events and errors: once warm, no frame
+    // calls the system allocator (all of it comes from the frame arena).
+    let system = stderr
+        .split("system allocations after warm-up ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("--stats gives no allocation count:\n{stderr}"));
+    assert_eq!(system, 0, "{stderr}");
 }
 
 #[test]
@@ -136,7 +145,7 @@ fn a_damaged_gallery_is_refused_and_nothing_runs() {
     std::fs::create_dir(&frames).unwrap();
     image::RgbImage::new(64, 64).save(frames.join("a.png")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_device"))
-        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
+        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
         .arg(workspace().join("models"))
         .arg("--gallery")
         .arg(&gallery)

@@ -428,7 +428,7 @@ impl Gallery {
     ///
     /// A first pass over int8 copies of the templates (a quarter of the memory
     /// traffic) keeps the nearest candidates, whose distances are then computed
-    /// exactly in f32, so the result is the exact nearest person unless the
+    /// in f32 from the stored f16 templates, so the result is the nearest person unless the
     /// int8 error (≈1e-3 in distance) reorders more than 16 templates.
     pub fn identify(&self, probe: &Embedding, threshold: f32) -> Identification {
         let mut qp = [0i8; EMBEDDING_DIM];
