@@ -1,9 +1,9 @@
 //! `device bench`: figures a user can measure on their own unit (a Pi 4, say).
 
-use crate::frame_arena::{self, FrameScope};
 use crate::runner::pick_face;
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
+use facegate_arena::{self as frame_arena, FrameScope};
 use facegate_face::{Embedding, Pipeline};
 use facegate_store::Gallery;
 use std::time::Instant;

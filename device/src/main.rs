@@ -3,7 +3,6 @@
 mod bench;
 mod config;
 mod demo;
-mod frame_arena;
 mod lock;
 mod notify;
 mod policy;
@@ -16,6 +15,7 @@ mod source;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use config::Config;
+use facegate_arena as frame_arena;
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_store::{AccessLog, Gallery};
 use lock::{install_panic_release, Relay, SharedRelay, SimRelay};

@@ -1,11 +1,11 @@
 //! The frame loop: camera → detect → align → embed → identify → decide → actuate,
 //! with the access log and the event stream beside it.
 
-use crate::frame_arena::{self, FrameScope};
 use crate::lock::{now_ms, DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
+use facegate_arena::{self as frame_arena, FrameScope};
 use facegate_face::detect::Detection;
 use facegate_face::matching::Identification;
 use facegate_face::{Embedding, Pipeline};
@@ -69,7 +69,7 @@ impl Stats {
             per(self.stage_seconds[3], self.faces),
             self.max_gallery_wait * 1000.0,
             self.system_allocations_after_warm_up,
-            crate::frame_arena::arena_bytes() as f64 / (1 << 20) as f64,
+            facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
         )
     }
 }

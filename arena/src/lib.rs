@@ -1,5 +1,5 @@
-//! The frame arena: the process's global allocator, which serves the door
-//! loop's per-frame allocations from one preallocated region, recycled frame
+//! The frame arena: a global allocator that serves the door loop's
+//! per-frame allocations from one preallocated region, recycled frame
 //! after frame.
 //!
 //! Why: tract's interpreter creates every intermediate tensor afresh on each
@@ -121,6 +121,12 @@ impl Arena {
     }
 }
 
+#[cfg(not(unix))]
+fn reserve_region() -> Option<usize> {
+    None // no arena: everything goes to the system allocator
+}
+
+#[cfg(unix)]
 fn reserve_region() -> Option<usize> {
     // SAFETY: an anonymous private mapping; no file, no aliasing.
     let p = unsafe {
