@@ -1,7 +1,9 @@
 //! The gallery: enrolled people and their face templates, in one checksummed file.
 //!
-//! Format (`FGGL` v1): magic, version u32, body length u64, CRC-32 of the body
-//! u32, then the body (postcard): model id, next person id, people.
+//! Format (`FGGL` v2): magic, version u32, body length u64, CRC-32 of the body
+//! u32, then the body (postcard): model id, next person id, people (id, name,
+//! created, templates as one byte string of little-endian f16). Version 1,
+//! with templates as lists of f32, is still read.
 
 use crate::atomic::{replace, sibling};
 use crate::{io, Result, StoreError};
