@@ -41,7 +41,6 @@ fn class_of(n: usize) -> (usize, usize) {
 }
 
 struct ArenaState {
-    base: usize,
     /// Bytes of the region handed out so far (its resident high-water mark).
     used: usize,
     /// Per class, the first free block; a free block holds the next one's address.
@@ -61,7 +60,7 @@ unsafe impl Sync for Arena {}
 static ARENA: Arena = Arena {
     lock: AtomicBool::new(false),
     base: AtomicUsize::new(0),
-    state: UnsafeCell::new(ArenaState { base: 0, used: 0, free: [0; CLASSES] }),
+    state: UnsafeCell::new(ArenaState { used: 0, free: [0; CLASSES] }),
 };
 
 static SYSTEM_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -91,9 +90,10 @@ impl Arena {
     fn alloc(&self, size: usize) -> Option<*mut u8> {
         let (class, block) = class_of(size);
         self.with(|s| {
-            if s.base == 0 {
-                s.base = reserve_region()?;
-                self.base.store(s.base, Ordering::Release);
+            let mut base = self.base.load(Ordering::Acquire);
+            if base == 0 {
+                base = reserve_region()?;
+                self.base.store(base, Ordering::Release);
             }
             let head = s.free[class];
             if head != 0 {
@@ -104,7 +104,7 @@ impl Arena {
             if s.used + block > REGION_BYTES {
                 return None; // full: the caller falls back to the system allocator
             }
-            let p = s.base + s.used;
+            let p = base + s.used;
             s.used += block;
             ARENA_USED.store(s.used, Ordering::Relaxed);
             Some(p as *mut u8)
@@ -221,6 +221,17 @@ pub fn configure_system_heap() {
     // SAFETY: mallopt only changes allocator tunables; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+/// Hands memory freed after loading (tract's model parsing and optimisation
+/// leave ~20 MB of free heap) back to the system, so the resident size is
+/// what the running unit needs.
+pub fn trim_system_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

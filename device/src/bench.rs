@@ -3,7 +3,7 @@
 use crate::runner::pick_face;
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
-use facegate_arena::{self as frame_arena, FrameScope};
+use facegate_arena::FrameScope;
 use facegate_face::{Embedding, Pipeline};
 use facegate_store::Gallery;
 use std::time::Instant;
@@ -14,17 +14,6 @@ fn status_mb(key: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-/// Hands memory freed after loading (tract's model parsing and optimisation
-/// leave ~20 MB of free heap) back to the system, so the resident size is
-/// what the running unit needs.
-pub fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -64,7 +53,7 @@ pub fn run(
             None => bail!("the source has no frame with a face (min_face {} px)", pipeline.config.min_face),
         }
     };
-    trim_heap();
+    facegate_arena::trim_system_heap();
     let rss_models = status_mb("VmRSS:");
     let gallery = synthetic_gallery(pipeline.embedder.model_id(), 10_000, 5)?;
     if let Some(path) = save_gallery {
@@ -82,10 +71,10 @@ pub fn run(
     let mut system_allocations = Vec::with_capacity(runs);
     let mut allocations = Vec::with_capacity(runs);
     let mut stage_allocations: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(runs));
-    let count = || frame_arena::arena_allocations() + frame_arena::system_allocations();
+    let count = || facegate_arena::arena_allocations() + facegate_arena::system_allocations();
     for i in 0..runs + 5 {
         let _frame = FrameScope::enter();
-        let (before, system_before) = (count(), frame_arena::system_allocations());
+        let (before, system_before) = (count(), facegate_arena::system_allocations());
         let t0 = Instant::now();
         let dets = pipeline.detect(&frame);
         let det = pick_face(&dets, frame.width(), frame.height(), pipeline.config.min_face).expect("face found before");
@@ -98,7 +87,7 @@ pub fn run(
         let (t4, a4) = (Instant::now(), count());
         if i >= 5 {
             allocations.push((a4 - before) as f64);
-            system_allocations.push((frame_arena::system_allocations() - system_before) as f64);
+            system_allocations.push((facegate_arena::system_allocations() - system_before) as f64);
             for (k, (a, b)) in [(before, a1), (a1, a2), (a2, a3), (a3, a4)].into_iter().enumerate() {
                 stage_allocations[k].push((b - a) as f64);
             }
@@ -124,7 +113,7 @@ pub fn run(
         "rss_mb_models_only": rss_models,
         "allocations_per_frame": median(allocations),
         "system_allocations_per_frame": median(system_allocations),
-        "arena_mb": frame_arena::arena_bytes() as f64 / (1 << 20) as f64,
+        "arena_mb": facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
         "allocations_by_stage": { "detect": a_detect, "align": a_align, "embed": a_embed, "identify": a_identify },
         "precision": pipeline.embedder.precision().as_str(),
         "runs": runs,

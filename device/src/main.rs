@@ -15,7 +15,6 @@ mod source;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use config::Config;
-use facegate_arena as frame_arena;
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_store::{AccessLog, Gallery};
 use lock::{install_panic_release, Relay, SharedRelay, SimRelay};
@@ -24,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 #[global_allocator]
-static ALLOCATOR: frame_arena::FrameArenaAllocator = frame_arena::FrameArenaAllocator;
+static ALLOCATOR: facegate_arena::FrameArenaAllocator = facegate_arena::FrameArenaAllocator;
 
 #[derive(Parser)]
 #[command(name = "device", version, about = "facegate door unit: recognise enrolled faces, drive the lock relay")]
@@ -260,7 +259,7 @@ fn open_hardware(kind: &str, config: &Config) -> Result<Hardware> {
 }
 
 fn main() -> Result<()> {
-    frame_arena::configure_system_heap();
+    facegate_arena::configure_system_heap();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -366,7 +365,7 @@ fn main() -> Result<()> {
                 relay.lock().unwrap_or_else(|p| p.into_inner()).describe(),
                 gallery.people().len()
             );
-            bench::trim_heap();
+            facegate_arena::trim_system_heap();
             let shared = Arc::new(shared::Shared::new(gallery, access_log, events_json));
             let (commands_tx, commands_rx) = std::sync::mpsc::channel();
             let serial_spec = serial::SerialSpec::parse(serial.as_deref().unwrap_or(&config.serial.port));

@@ -5,7 +5,7 @@ use crate::lock::{now_ms, DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
-use facegate_arena::{self as frame_arena, FrameScope};
+use facegate_arena::FrameScope;
 use facegate_face::detect::Detection;
 use facegate_face::matching::Identification;
 use facegate_face::{Embedding, Pipeline};
@@ -326,7 +326,7 @@ impl<'a> DoorLoop<'a> {
             }
             // Everything a frame allocates comes from the frame arena; counted once it is warm.
             let _frame = FrameScope::enter();
-            let system_before = frame_arena::system_allocations();
+            let system_before = facegate_arena::system_allocations();
             let warm = self.stats.frames >= WARM_UP_FRAMES;
             match source.next_frame() {
                 None if self.settings.until_end => break Ok(()),
@@ -361,7 +361,7 @@ impl<'a> DoorLoop<'a> {
                 }
             }
             if warm {
-                self.stats.system_allocations_after_warm_up += frame_arena::system_allocations() - system_before;
+                self.stats.system_allocations_after_warm_up += facegate_arena::system_allocations() - system_before;
             }
         };
         self.stats.wall_seconds = start.elapsed().as_secs_f64();

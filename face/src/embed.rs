@@ -132,11 +132,6 @@ impl Embedder {
         let values = out[0].try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(inference)?;
         values.try_into().map_err(|_| FaceError::Model(format!("network gave {} values, expected {EMBEDDING_DIM}", values.len())))
     }
-
-    /// Embeds several chips.
-    pub fn embed_batch(&self, chips: &[RgbImage]) -> Result<Vec<Embedding>, FaceError> {
-        chips.iter().map(|c| self.embed(c)).collect()
-    }
 }
 
 /// tract's hand-written AVX kernels return with the upper halves of the vector

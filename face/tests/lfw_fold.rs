@@ -43,8 +43,7 @@ fn first_fold_accuracy_and_int8_agreement() {
                     let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, img.width(), img.height());
                     let face = pipeline.align(&img, Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 });
                     let int8 = pipeline.embed(&face).unwrap();
-                    let mirrored = image::imageops::flip_horizontal(&face.chip);
-                    let both = f32_net.embed_batch(&[face.chip.clone(), mirrored]).unwrap();
+                    let both = [false, true].map(|mirrored| f32_net.embed_chip(&face.chip, mirrored).unwrap());
                     let f32e: Embedding = std::array::from_fn(|i| (both[0][i] + both[1][i]) / 2.0);
                     results.lock().unwrap().insert(name, (int8, f32e, detected));
                 }

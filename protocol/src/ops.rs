@@ -3,7 +3,6 @@
 
 use crate::message::{model_hex, EnrollResult, LogEvent, MatchReply, ModelId, NewPerson, PersonInfo};
 use crate::{Response, WireError};
-use facegate_face::matching::{person_distance, TemplateScore};
 use facegate_face::Embedding;
 use facegate_store::{Event, Gallery, StoreError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -94,17 +93,13 @@ pub fn people_page(gallery: &Gallery, start: u32) -> Response {
 /// 1:1 check of a probe against a named person.
 pub fn verify(gallery: &Gallery, name: &str, probe: &Embedding, threshold: f32) -> Result<MatchReply, WireError> {
     let p = gallery.by_name(name).ok_or_else(|| WireError::NotFound(name.to_string()))?;
-    let distance = person_distance(probe, &p.templates(), TemplateScore::Min).unwrap_or(f32::INFINITY);
+    let distance = p.distance(probe);
     Ok(MatchReply { name: Some(p.name.clone()), distance, accepted: distance < threshold, threshold })
 }
 
 /// 1:K: the nearest person and whether they are near enough.
 pub fn identify(gallery: &Gallery, probe: &Embedding, threshold: f32) -> MatchReply {
-    let nearest = gallery
-        .people()
-        .iter()
-        .filter_map(|p| person_distance(probe, &p.templates(), TemplateScore::Min).map(|d| (p, d)))
-        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let nearest = gallery.people().iter().map(|p| (p, p.distance(probe))).min_by(|a, b| a.1.total_cmp(&b.1));
     match nearest {
         Some((p, d)) => MatchReply { name: Some(p.name.clone()), distance: d, accepted: d < threshold, threshold },
         None => MatchReply { name: None, distance: f32::INFINITY, accepted: false, threshold },

@@ -68,6 +68,16 @@ impl Person {
     pub fn template_count(&self) -> usize {
         self.templates.len()
     }
+
+    /// Euclidean distance from `probe` to the person's nearest template
+    /// (the nearest-template rule), computed on the stored templates.
+    pub fn distance(&self, probe: &Embedding) -> f32 {
+        self.templates.iter().map(|t| squared_distance(t, probe)).fold(f32::INFINITY, f32::min).sqrt()
+    }
+}
+
+fn squared_distance(t: &StoredTemplate, probe: &Embedding) -> f32 {
+    t.iter().zip(probe).map(|(a, b)| (a.to_f32() - b).powi(2)).sum()
 }
 
 /// Version 1 of the file: templates as lists of f32 (read, never written).
@@ -89,8 +99,8 @@ struct BodyV1 {
 }
 
 /// Version 2: each person's templates as one run of little-endian f16 bytes,
-/// written straight from memory and read back borrowing the file's bytes, so
-/// neither saving nor loading makes an f32 copy of the gallery.
+/// written straight from memory (and read back by [`BodyReader`]), so neither
+/// saving nor loading makes an f32 copy of the gallery.
 #[derive(Serialize)]
 struct PersonRecord<'a> {
     id: u32,
@@ -367,7 +377,7 @@ impl Gallery {
     /// templates (a retry after a lost reply) succeeds without change.
     pub fn enroll(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str, created: u64) -> Result<Enrolled> {
         if let Some(p) = self.by_name(name) {
-            if model_id == self.model_id && p.templates.iter().eq(templates.iter().map(stored).collect::<Vec<_>>().iter()) {
+            if model_id == self.model_id && p.templates.iter().copied().eq(templates.iter().map(stored)) {
                 return Ok(Enrolled { id: p.id, unchanged: true });
             }
         }
@@ -396,10 +406,9 @@ impl Gallery {
         let mut best: Option<(&Person, f32)> = None;
         for p in self.people.iter().filter(|p| Some(p.name.as_str()) != except) {
             for t in templates {
-                if let Some(d) = facegate_face::matching::person_distance(t, &p.templates(), TemplateScore::Min) {
-                    if d < threshold && best.is_none_or(|(_, b)| d < b) {
-                        best = Some((p, d));
-                    }
+                let d = p.distance(t);
+                if d < threshold && best.is_none_or(|(_, b)| d < b) {
+                    best = Some((p, d));
                 }
             }
         }
@@ -452,8 +461,7 @@ impl Gallery {
         candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
         for (i, _) in candidates.iter().filter(|c| c.0 != usize::MAX) {
             let (owner, k) = self.owner[*i];
-            let t = &self.people[owner as usize].templates[k as usize];
-            let d2: f32 = t.iter().zip(probe).map(|(a, b)| (a.to_f32() - b) * (a.to_f32() - b)).sum();
+            let d2 = squared_distance(&self.people[owner as usize].templates[k as usize], probe);
             if d2 < best_d2 {
                 if owner != best_person {
                     second_d2 = best_d2;
