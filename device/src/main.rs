@@ -201,13 +201,7 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     let r = &config.recognition;
     let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
-    let settings = PipelineConfig {
-        upsample: r.upsample,
-        min_face: r.min_face,
-        retry_threshold: None,
-        mirror: false,
-        ..PipelineConfig::default()
-    };
+    let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, ..PipelineConfig::door() };
     Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
 }
 

@@ -421,7 +421,7 @@ mod door_input_tests {
             RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
         }
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
+        let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::door()).unwrap();
         let gallery = Gallery::new(pipeline.embedder.model_id());
         let sim = SimRelay::default();
         let log = AccessLog::open(&dir.path().join("log"), 100).unwrap();

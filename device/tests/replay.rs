@@ -27,12 +27,12 @@ fn lfw() -> Option<(facegate_lfw::Dataset, Vec<String>)> {
     Some((facegate_lfw::Dataset::open(&images).unwrap(), names))
 }
 
-/// Enrols `person` from their photos 1–3 with the device's own pipeline settings.
+/// Enrols `person` from their photos 1–3 with HOG (doubled image) and one network run per face.
 fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
     let pipeline = Pipeline::load(
         &workspace().join("models"),
         Precision::Int8,
-        PipelineConfig { mirror: false, ..PipelineConfig::default() },
+        PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
     )
     .unwrap();
     let templates = (1..=3)

@@ -84,6 +84,14 @@ impl<'a> Reader<'a> {
         String::from_utf8(s.to_vec()).map_err(|_| DlibError::Unexpected { at, what: "string is not UTF-8".into() })
     }
 
+    /// The string at the current position, without consuming it (None if it is not one).
+    pub fn peek_string(&mut self) -> Result<Option<String>> {
+        let at = self.pos;
+        let s = self.string().ok();
+        self.pos = at;
+        Ok(s)
+    }
+
     /// Reads a string and checks it equals `expected` (record names).
     pub fn expect_string(&mut self, expected: &str) -> Result<()> {
         let at = self.pos;

@@ -87,21 +87,37 @@ pub fn parse(bytes: &[u8]) -> Result<ResNet> {
     r.expect_string("loss_metric_2")?;
     let _margin = r.float()?;
     let loss_threshold = r.float()?;
-    // Nested add_layer versions, outermost first, until the innermost (3).
+    let depth = nesting_depth(&mut r)?;
+    r.expect_string("input_rgb_image_sized")?;
+    let input_mean = [r.float()? as f32, r.float()? as f32, r.float()? as f32];
+    let input_size = [r.size()?, r.size()?];
+    let layers = layer_records(&mut r, layer)?;
+    // Tag and skip markers are counted in `depth` but have no record.
+    if depth < layers.len() {
+        return Err(r.unexpected(format!("{} layer records but only {depth} nesting levels", layers.len())));
+    }
+    Ok(ResNet { input_mean, input_size, loss_threshold, layers })
+}
+
+/// The nested add_layer versions, outermost first, up to the innermost (3):
+/// how many layers (records and tag/skip markers) the network has.
+pub(crate) fn nesting_depth(r: &mut Reader) -> Result<usize> {
     let mut depth = 0usize;
     loop {
         match r.int()? {
             1 | 2 => depth += 1,
-            3 => break,
+            3 => return Ok(depth),
             v => return Err(r.unexpected(format!("layer version {v}"))),
         }
     }
-    r.expect_string("input_rgb_image_sized")?;
-    let input_mean = [r.float()? as f32, r.float()? as f32, r.float()? as f32];
-    let input_size = [r.size()?, r.size()?];
+}
+
+/// The layer records to the end of the file, input side first, each read by
+/// `record` and followed by its add_layer state.
+pub(crate) fn layer_records(r: &mut Reader, mut record: impl FnMut(&mut Reader) -> Result<Layer>) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     while !r.at_end() {
-        layers.push(layer(&mut r)?);
+        layers.push(record(r)?);
         // add_layer state: three flags and three (empty) gradient tensors.
         for _ in 0..3 {
             r.bool()?;
@@ -114,11 +130,7 @@ pub fn parse(bytes: &[u8]) -> Result<ResNet> {
             r.expect_int(1, "sample expansion factor")?;
         }
     }
-    // Tag and skip markers are counted in `depth` but have no record.
-    if depth < layers.len() {
-        return Err(r.unexpected(format!("{} layer records but only {depth} nesting levels", layers.len())));
-    }
-    Ok(ResNet { input_mean, input_size, loss_threshold, layers })
+    Ok(layers)
 }
 
 fn pair(r: &mut Reader) -> Result<[usize; 2]> {
@@ -134,7 +146,7 @@ fn split_params(r: &Reader, t: Tensor, weights: usize, what: &str) -> Result<(Ve
     Ok((w, rest))
 }
 
-fn layer(r: &mut Reader) -> Result<Layer> {
+pub(crate) fn layer(r: &mut Reader) -> Result<Layer> {
     let name = r.string()?;
     Ok(match name.as_str() {
         "con_4" => {

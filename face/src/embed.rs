@@ -140,7 +140,7 @@ impl Embedder {
 /// after a network run against 14.9 ms on its own. Clearing the state once
 /// per run brings the whole frame from 31.5 to 25.5 ms (x86-64, one core).
 #[inline]
-fn clear_wide_register_state() {
+pub(crate) fn clear_wide_register_state() {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU supports AVX (checked); vzeroupper only zeroes the

@@ -19,7 +19,7 @@ pub mod resize;
 pub use embed::{Embedder, Embedding, Precision, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};
 pub use landmarks::{LandmarkModel, Landmarks};
-pub use pipeline::{Face, Pipeline, PipelineConfig};
+pub use pipeline::{DetectorKind, Face, Pipeline, PipelineConfig};
 
 /// Everything that can go wrong in the face pipeline.
 #[derive(Debug, thiserror::Error)]

@@ -36,19 +36,19 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     // (dlib's SSE path); the remaining columns use f64 (its scalar tail).
     let step = (4.0 * x_scale) as f32;
     let x0 = -4.0 * x_scale;
-    let mut lanes = [x0 as f32, (x0 + x_scale) as f32, (x0 + 2.0 * x_scale) as f32, (x0 + 3.0 * x_scale) as f32];
+    let mut lane_x = [x0 as f32, (x0 + x_scale) as f32, (x0 + 2.0 * x_scale) as f32, (x0 + 3.0 * x_scale) as f32];
     let simd_cols = &mut scratch.simd_cols;
     simd_cols.clear();
     while simd_cols.len() + 4 <= out_w {
-        for l in &mut lanes {
+        for l in &mut lane_x {
             *l += step;
         }
-        let left = lanes.map(|v| v as i32 as i64); // truncation, as _mm_cvttps_epi32
+        let left = lane_x.map(|v| v as i32 as i64); // truncation, as _mm_cvttps_epi32
         if left[3] + 1 >= in_w {
             break;
         }
         for lane in 0..4 {
-            simd_cols.push((left[lane] as usize, lanes[lane] - left[lane] as f32));
+            simd_cols.push((left[lane] as usize, lane_x[lane] - left[lane] as f32));
         }
     }
     let first_tail = simd_cols.len();
@@ -62,6 +62,8 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     }));
     let raw = src.as_raw();
     let row_len = in_w as usize * 3;
+    // Columns whose right neighbour is not the row's last pixel can read 4 bytes past it.
+    let wide_cols = simd_cols.partition_point(|&(l, _)| (l + 1) * 3 + 4 <= row_len);
     let dst = out.as_mut();
     let mut y = -y_scale;
     for r in 0..out_h {
@@ -73,14 +75,24 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
         let top_row = &raw[top as usize * row_len..][..row_len];
         let bottom_row = &raw[bottom as usize * row_len..][..row_len];
         let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
-        for (px, &(l, lr)) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()) {
+        for (k, (px, &(l, lr))) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()).enumerate() {
             let inv_lr = 1.0 - lr;
             let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
-            // One bounds check per pixel: the two neighbouring pixels of each row.
-            let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
+            let v = if k < wide_cols {
+                // Four bytes per neighbour (the fourth is the next pixel's and is
+                // dropped): one vector of lanes per term, the same sums in the same order.
+                let (t, b) = (&top_row[l * 3..l * 3 + 7], &bottom_row[l * 3..l * 3 + 7]);
+                let (tl, tr, bl, br) = (lanes(&t[..4]), lanes(&t[3..]), lanes(&b[..4]), lanes(&b[3..]));
+                std::array::from_fn::<f32, 4, _>(|ch| tlf * tl[ch] + trf * tr[ch] + blf * bl[ch] + brf * br[ch])
+            } else {
+                let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
+                std::array::from_fn::<f32, 4, _>(|ch| {
+                    let ch = ch.min(2);
+                    tlf * t[ch] as f32 + trf * t[ch + 3] as f32 + blf * b[ch] as f32 + brf * b[ch + 3] as f32
+                })
+            };
             for ch in 0..3 {
-                let v = tlf * t[ch] as f32 + trf * t[ch + 3] as f32 + blf * b[ch] as f32 + brf * b[ch + 3] as f32;
-                px[ch] = v as i32 as u8;
+                px[ch] = v[ch] as i32 as u8;
             }
         }
         for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {
@@ -95,6 +107,12 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     }
 }
 
+/// Four bytes as f32 lanes.
+#[inline(always)]
+fn lanes(bytes: &[u8]) -> [f32; 4] {
+    [bytes[0] as f32, bytes[1] as f32, bytes[2] as f32, bytes[3] as f32]
+}
+
 /// Output size of dlib's `pyramid_up` with `pyramid_down<2>` (about twice the size).
 pub fn pyramid_up_size(width: u32, height: u32) -> (u32, u32) {
     if width == 0 || height == 0 {
@@ -104,4 +122,56 @@ pub fn pyramid_up_size(width: u32, height: u32) -> (u32, u32) {
     let w = ((2.0 * (width - 1) as f64 + 2.5 + 0.5).floor() as u32) + 1;
     let h = ((2.0 * (height - 1) as f64 + 1.5 + 0.5).floor() as u32) + 1;
     (w, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The resize, and dlib's f32 formula per pixel in its plainest form for the
+    /// four-column groups (the columns the vector lanes compute).
+    fn resize_and_reference(src: &RgbImage, out_w: u32, out_h: u32) -> (RgbImage, RgbImage, usize) {
+        let mut scratch = ResizeScratch::default();
+        let mut got = RgbImage::new(0, 0);
+        resize_bilinear_into(src, out_w, out_h, &mut scratch, &mut got);
+        let y_scale = (src.height() - 1) as f64 / (out_h - 1) as f64;
+        let mut want = got.clone();
+        let mut y = -y_scale;
+        for r in 0..out_h {
+            y += y_scale; // accumulated, as dlib steps down the rows
+            let (top, tb) = (y.floor() as u32, y - y.floor());
+            let (tb, inv_tb) = (tb as f32, (1.0 - tb) as f32);
+            let bottom = (top + 1).min(src.height() - 1);
+            for (c, &(l, lr)) in scratch.simd_cols.iter().enumerate() {
+                let (tlf, trf, blf, brf) = (inv_tb * (1.0 - lr), inv_tb * lr, tb * (1.0 - lr), tb * lr);
+                let p = |x: usize, y: u32, ch: usize| src.get_pixel(x as u32, y)[ch] as f32;
+                for ch in 0..3 {
+                    let v = tlf * p(l, top, ch) + trf * p(l + 1, top, ch) + blf * p(l, bottom, ch) + brf * p(l + 1, bottom, ch);
+                    want.get_pixel_mut(c as u32, r)[ch] = v as i32 as u8;
+                }
+            }
+        }
+        (got, want, scratch.simd_cols.len())
+    }
+
+    #[test]
+    fn vector_lanes_compute_the_scalar_formula_up_to_the_last_column() {
+        let mut seed = 0x2545_f491_u32;
+        for (w, h) in [(640, 480), (7, 5), (251, 249), (9, 400)] {
+            let src = RgbImage::from_fn(w, h, |_, _| {
+                image::Rgb([(); 3].map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                }))
+            });
+            let (ow, oh) = (5 * w / 6, 5 * h / 6);
+            let (got, want, lane_cols) = resize_and_reference(&src, ow, oh);
+            assert!(lane_cols + 8 > ow as usize, "{w}×{h}: only {lane_cols} of {ow} columns in lanes");
+            for (x, y, px) in want.enumerate_pixels().filter(|(x, _, _)| (*x as usize) < lane_cols) {
+                assert_eq!(got.get_pixel(x, y), px, "{w}×{h} → {ow}×{oh} at ({x}, {y})");
+            }
+        }
+    }
 }

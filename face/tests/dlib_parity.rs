@@ -5,6 +5,7 @@
 
 use facegate_face::chip::face_chip;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::detect::cnn::CnnDetector;
 use facegate_face::detect::hog::HogDetector;
 use facegate_face::{Embedder, LandmarkModel, Point, Precision, Rect};
 use image::{Rgb, RgbImage};
@@ -140,4 +141,39 @@ fn hog_detections_match_dlib_on_lfw() {
     eprintln!("HOG boxes identical to dlib in {same}/{total} cases; worst score difference {worst_score:.2e}");
     assert_eq!(same, total, "HOG detections differ from dlib");
     assert!(worst_score < 1e-3, "HOG scores differ from dlib by {worst_score}");
+}
+
+#[test]
+fn cnn_detections_match_dlib_on_lfw() {
+    let Some(data) = lfw() else { return };
+    let bytes = std::fs::read(workspace().join("models/face_detector_cnn.onnx")).unwrap();
+    let det = CnnDetector::from_bytes(&bytes).unwrap();
+    let r = reference();
+    let (mut same, mut total, mut worst_score, mut worst_iou) = (0, 0, 0f64, 1f64);
+    for rec in r["images"].as_array().unwrap() {
+        let name = rec["image"].as_str().unwrap();
+        let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+        let want = boxes(&rec["cnn_upsample0"]);
+        let got = det.detect(&img, 0, 0.0).unwrap();
+        total += 1;
+        // Every face dlib finds is found here (reported before the exact comparison).
+        for (w, w_score) in &want {
+            let best = got.iter().max_by(|a, b| a.rect.iou(w).total_cmp(&b.rect.iou(w))).expect("a face dlib finds");
+            worst_iou = worst_iou.min(best.rect.iou(w));
+            if best.rect == *w {
+                worst_score = worst_score.max((best.score - w_score).abs());
+            }
+        }
+        if got.iter().map(|d| d.rect).collect::<Vec<_>>() == want.iter().map(|d| d.0).collect::<Vec<_>>() {
+            same += 1;
+        } else {
+            eprintln!("{name}: ours {got:?}, dlib {want:?}");
+        }
+    }
+    eprintln!(
+        "CNN boxes identical to dlib in {same}/{total} images; worst IoU {worst_iou:.2}, worst score difference {worst_score:.3}"
+    );
+    assert_eq!(same, total, "CNN detections differ from dlib");
+    assert!(worst_iou >= 0.6, "a CNN box is far from dlib's (IoU {worst_iou})");
+    assert!(worst_score < 1e-3, "CNN scores differ from dlib by {worst_score}");
 }

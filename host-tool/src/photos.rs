@@ -112,7 +112,7 @@ pub fn face_of(pipeline: &Pipeline, img: &RgbImage, purpose: Use) -> Result<std:
     if enrol && sharp < MIN_SHARPNESS {
         return Ok(Err(PhotoProblem::Blurred(sharp)));
     }
-    Ok(Ok(PhotoFace { embedding: pipeline.embed(&face)?, width, sharpness: sharp }))
+    Ok(Ok(PhotoFace { embedding: pipeline.embed_jittered(img, &face)?, width, sharpness: sharp }))
 }
 
 /// Reads, checks and embeds a photo file.

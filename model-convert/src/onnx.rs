@@ -102,12 +102,22 @@ impl GraphBuilder {
     }
 
     /// Declares a float input with a symbolic first dimension.
-    pub fn input(&mut self, name: &str, batch: &str, dims: &[i64]) {
-        self.graph.input.push(value_info(name, batch, dims));
+    pub fn input(&mut self, name: &str, batch: &'static str, dims: &[i64]) {
+        self.input_dims(name, &batch_then(batch, dims));
+    }
+
+    /// Declares a float input of the given shape.
+    pub fn input_dims(&mut self, name: &str, dims: &[Dim]) {
+        self.graph.input.push(value_info(name, dims));
     }
 
     /// Renames `value` to `name` through an Identity node and declares it an output.
-    pub fn output(&mut self, value: &str, name: &str, batch: &str, dims: &[i64]) {
+    pub fn output(&mut self, value: &str, name: &str, batch: &'static str, dims: &[i64]) {
+        self.output_dims(value, name, &batch_then(batch, dims));
+    }
+
+    /// As [`output`](Self::output), with any shape.
+    pub fn output_dims(&mut self, value: &str, name: &str, dims: &[Dim]) {
         self.graph.node.push(NodeProto {
             input: vec![value.to_string()],
             output: vec![name.to_string()],
@@ -115,7 +125,7 @@ impl GraphBuilder {
             op_type: "Identity".into(),
             ..Default::default()
         });
-        self.graph.output.push(value_info(name, batch, dims));
+        self.graph.output.push(value_info(name, dims));
     }
 
     /// Wraps the graph in a model with metadata.
@@ -136,10 +146,31 @@ impl GraphBuilder {
     }
 }
 
-fn value_info(name: &str, batch: &str, dims: &[i64]) -> ValueInfoProto {
+/// One dimension of a declared input or output.
+#[derive(Clone, Copy)]
+pub enum Dim {
+    /// Named, fixed when the model is loaded.
+    Sym(&'static str),
+    /// Fixed.
+    Fixed(i64),
+}
+
+fn batch_then(batch: &'static str, dims: &[i64]) -> Vec<Dim> {
+    std::iter::once(Dim::Sym(batch)).chain(dims.iter().map(|d| Dim::Fixed(*d))).collect()
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     use tensor_shape_proto::dimension::Value;
-    let mut dim = vec![tensor_shape_proto::Dimension { value: Some(Value::DimParam(batch.into())), ..Default::default() }];
-    dim.extend(dims.iter().map(|d| tensor_shape_proto::Dimension { value: Some(Value::DimValue(*d)), ..Default::default() }));
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d {
+                Dim::Sym(s) => Value::DimParam(s.to_string()),
+                Dim::Fixed(v) => Value::DimValue(*v),
+            }),
+            ..Default::default()
+        })
+        .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {

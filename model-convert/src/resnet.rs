@@ -67,6 +67,16 @@ fn quantize_rows(data: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
+/// A conv followed by a per-channel affine y = x·gamma + beta, as one conv:
+/// each filter and its bias scaled by gamma, beta added to the bias.
+pub fn fold_affine(weights: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let per_filter = weights.len() / gamma.len();
+    let folded =
+        weights.chunks(per_filter).zip(gamma).flat_map(|(w, g)| w.iter().map(move |v| (*v as f64 * *g as f64) as f32)).collect();
+    let folded_bias = bias.iter().zip(gamma).zip(beta).map(|((b, g), be)| (*b as f64 * *g as f64 + *be as f64) as f32).collect();
+    (folded, folded_bias)
+}
+
 impl Builder<'_> {
     fn next(&mut self) -> Result<&Layer> {
         self.layers.next().context("layer records end early")
@@ -95,14 +105,7 @@ impl Builder<'_> {
         ensure!(inputs == x.shape[0], "conv expects {inputs} channels, gets {}", x.shape[0]);
         let Layer::Affine { gamma, beta } = self.next()?.clone() else { bail!("expected an affine record after conv") };
         ensure!(gamma.len() == filters, "affine size differs from conv filters");
-        let per_filter = inputs * kernel[0] * kernel[1];
-        let folded: Vec<f32> = weights
-            .chunks(per_filter)
-            .zip(&gamma)
-            .flat_map(|(w, g)| w.iter().map(move |v| (*v as f64 * *g as f64) as f32))
-            .collect();
-        let folded_bias: Vec<f32> =
-            bias.iter().zip(&gamma).zip(&beta).map(|((b, g), be)| (*b as f64 * *g as f64 + *be as f64) as f32).collect();
+        let (folded, folded_bias) = fold_affine(&weights, &bias, &gamma, &beta);
         let dims = [filters as i64, inputs as i64, kernel[0] as i64, kernel[1] as i64];
         let w = self.weights(&dims, &folded);
         let b = self.g.f32_const("b", &[filters as i64], &folded_bias);

@@ -7,7 +7,7 @@ several grey levels (even PIL and dlib's own loader do), so dlib must see the
 very pixels the Rust pipeline sees. The PNGs are deleted afterwards.
 
 For each image: the decoded pixels' sha256, dlib's HOG detections (upsample 0
-and 1, with scores), the 5 landmarks from a fixed box and from the first HOG
+and 1, with scores), its CNN (MMOD) detections (upsample 0, with confidences), the 5 landmarks from a fixed box and from the first HOG
 box, the 150x150 chip's sha256 and channel sums, and the chip's 128-d
 descriptor. Synthetic images (a formula both sides compute) exercise the
 chip's rotation and image-pyramid paths. No pixels are written.
@@ -50,6 +50,7 @@ def main():
     det = dlib.get_frontal_face_detector()
     sp = dlib.shape_predictor(os.path.join(a.models, "shape_predictor_5_face_landmarks.dat"))
     fr = dlib.face_recognition_model_v1(os.path.join(a.models, "dlib_face_recognition_resnet_model_v1.dat"))
+    cnn = dlib.cnn_face_detection_model_v1(os.path.join(a.models, "mmod_human_face_detector.dat"))
     images = []
     for rel in open(a.list).read().split():
         img = np.array(Image.open(os.path.join(a.decoded, rel + ".png")).convert("RGB"))
@@ -59,6 +60,9 @@ def main():
             rec[f"hog_upsample{up}"] = [
                 {"box": [b.left(), b.top(), b.right(), b.bottom()], "score": s, "filter": int(i)}
                 for b, s, i in zip(boxes, scores, idx)]
+        rec["cnn_upsample0"] = [
+            {"box": [d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], "score": d.confidence}
+            for d in cnn(img, 0)]
         rec["fixed_box"] = list(FIXED_BOX)
         rec["landmarks_fixed_box"] = [[p.x, p.y] for p in sp(img, dlib.rectangle(*FIXED_BOX)).parts()]
         dets = det(img, 1)

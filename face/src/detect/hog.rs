@@ -12,7 +12,7 @@
 //! the terms: row vector (cols f32) then column vector (rows f32).
 
 use super::fhog::{self, FhogImage, PLANES};
-use super::Detection;
+use super::{non_max_suppression, round_rect, undo_upsampling, Detection};
 use crate::bytes::{ByteReader, ByteWriter};
 use crate::geometry::Rect;
 use crate::resize::{pyramid_up_size, resize_bilinear_into, ResizeScratch};
@@ -79,22 +79,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-/// dlib's `test_box_overlap`: overlap relative to the boxes' bounding box, or coverage of either.
-fn overlaps(a: &Rect, b: &Rect, iou: f64, covered: f64) -> bool {
-    let inner = a.intersect(b).area() as f64;
-    if inner == 0.0 {
-        return false;
-    }
-    let outer = Rect::new(a.left.min(b.left), a.top.min(b.top), a.right.max(b.right), a.bottom.max(b.bottom)).area() as f64;
-    inner / outer > iou || inner / a.area() as f64 > covered || inner / b.area() as f64 > covered
-}
-
-/// A real rectangle rounded to integer corners, as dlib converts drectangle → rectangle.
-fn round_rect(l: f64, t: f64, r: f64, b: f64) -> Rect {
-    let k = |v: f64| (v + 0.5).floor() as i64;
-    Rect::new(k(l), k(t), k(r), k(b))
 }
 
 /// pyramid_down<6>::point_down applied to both corners.
@@ -324,26 +308,8 @@ impl HogDetector {
         }
         s.up = [up, up_spare];
         s.levels = [level_img, spare];
-        let raw = &mut s.raw;
-        raw.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut kept: Vec<Detection> = Vec::new();
-        for &(score, filter, rect) in raw.iter() {
-            if !kept.iter().any(|k| overlaps(&k.rect, &rect, self.nms_iou, self.nms_covered)) {
-                kept.push(Detection { rect, score, filter });
-            }
-        }
-        // Back to the caller's image: pyramid_down<2>::rect_down, p/2 − (1.25, 0.75), per upsampling.
-        for d in &mut kept {
-            for _ in 0..upsample {
-                let r = d.rect;
-                d.rect = round_rect(
-                    r.left as f64 / 2.0 - 1.25,
-                    r.top as f64 / 2.0 - 0.75,
-                    r.right as f64 / 2.0 - 1.25,
-                    r.bottom as f64 / 2.0 - 0.75,
-                );
-            }
-        }
+        let mut kept = non_max_suppression(&mut s.raw, self.nms_iou, self.nms_covered);
+        undo_upsampling(&mut kept, upsample);
         kept
     }
 }
@@ -410,15 +376,6 @@ fn correlate(feats: &FhogImage, filter: &HogFilter, fr: usize, fc: usize, scratc
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn overlap_rule_is_dlibs() {
-        let a = Rect::new(0, 0, 99, 99);
-        assert!(overlaps(&a, &Rect::new(10, 10, 109, 109), 0.33, 0.79));
-        assert!(!overlaps(&a, &Rect::new(100, 0, 199, 99), 0.33, 0.79));
-        // A small box inside a big one: little IoU, but fully covered.
-        assert!(overlaps(&a, &Rect::new(40, 40, 49, 49), 0.33, 0.79));
-    }
 
     #[test]
     fn pyramid_levels_stop_below_the_minimum_layer() {

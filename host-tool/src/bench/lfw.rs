@@ -5,7 +5,7 @@ use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
 use facegate_face::matching::{distance, THRESHOLD_BALANCED, THRESHOLD_DOOR};
-use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
+use facegate_face::{DetectorKind, Embedding, Pipeline, PipelineConfig, Precision, Rect};
 use facegate_lfw::{enrolment_study, evaluate, operating_points, parse_pairs, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -38,9 +38,12 @@ pub struct LfwArgs {
     /// No mirror averaging of embeddings.
     #[arg(long)]
     no_mirror: bool,
-    /// Extra jittered chips per face, averaged in (0–4).
-    #[arg(long, default_value_t = 0)]
-    jitter: usize,
+    /// Extra jittered chips per face, averaged in (0–4; default: the photo pipeline's).
+    #[arg(long)]
+    jitter: Option<usize>,
+    /// Face detector (default: the photo pipeline's, cnn).
+    #[arg(long, value_parser = parse_detector)]
+    detector: Option<DetectorKind>,
     /// Also embed with the other precision and count the pair decisions that differ.
     #[arg(long)]
     compare_precision: bool,
@@ -50,6 +53,14 @@ pub struct LfwArgs {
     /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
     #[arg(long)]
     distances_csv: Option<PathBuf>,
+}
+
+fn parse_detector(s: &str) -> Result<DetectorKind, String> {
+    match s {
+        "hog" => Ok(DetectorKind::Hog),
+        "cnn" => Ok(DetectorKind::Cnn),
+        other => Err(format!("unknown detector {other:?} (expected hog or cnn)")),
+    }
 }
 
 /// The face LFW labels (see [`facegate_lfw::labelled_box`]) and whether it was detected.
@@ -89,7 +100,13 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         bail!("no pairs selected");
     }
     let data = Dataset::open(&args.lfw).with_context(|| format!("opening {}", args.lfw.display()))?;
-    let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter, ..PipelineConfig::default() };
+    let defaults = PipelineConfig::default();
+    let config = match args.detector.unwrap_or(defaults.detector) {
+        // HOG needs the image doubled to find LFW's smaller faces, and a lower threshold on retry.
+        DetectorKind::Hog => PipelineConfig { detector: DetectorKind::Hog, upsample: 1, retry_threshold: Some(-0.6), ..defaults },
+        DetectorKind::Cnn => defaults,
+    };
+    let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter.unwrap_or(config.jitter), ..config };
     let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
     let other_precision = if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 };
     let other = args.compare_precision.then(|| Pipeline::load(models, other_precision, config)).transpose()?;
@@ -214,8 +231,9 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "wall_seconds": wall.elapsed().as_secs_f64(),
         "threads": threads,
         "precision": args.precision.as_str(),
-        "mirror": !args.no_mirror,
-        "jitter": args.jitter,
+        "detector": format!("{:?}", pipeline.config.detector).to_lowercase(),
+        "mirror": pipeline.config.mirror,
+        "jitter": pipeline.config.jitter,
         "model_id": pipeline.embedder.model_id(),
     });
     if args.json {

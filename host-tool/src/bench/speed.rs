@@ -5,6 +5,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::chip::face_chip;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::detect::cnn::CnnDetector;
+use facegate_face::pipeline::CNN_DETECTOR_FILE;
 use facegate_face::{Embedder, Pipeline, PipelineConfig, Precision};
 use image::{imageops, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
@@ -116,14 +118,18 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     frame.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
     let jpeg = jpeg.into_inner();
 
-    // The door configuration: native resolution, faces ≥ 100 px (a person within
-    // about a metre of a 60° camera), one network run per face.
-    let config = PipelineConfig { upsample: 0, min_face: 100, retry_threshold: None, mirror: false, ..PipelineConfig::default() };
-    let pipeline = Pipeline::load(models, args.precision, config)?;
+    // The door configuration: HOG at native resolution, faces ≥ 100 px, one network run per face.
+    let pipeline = Pipeline::load(models, args.precision, PipelineConfig::door())?;
     let other = Embedder::load(models, if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 })?;
     let n = args.runs;
     let (decode_ms, _) = median_ms(n, || decode_image(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes"));
     let (detect_ms, dets) = median_ms(n, || pipeline.detect(&frame));
+    // The photo pipeline's detector on the same frame, for the choice between them.
+    let cnn = CnnDetector::from_bytes(&std::fs::read(models.join(CNN_DETECTOR_FILE))?)?;
+    let (detect_cnn_ms, cnn_dets) = median_ms(n.div_ceil(5), || cnn.detect(&frame, 0, 0.0).expect("runs"));
+    if cnn_dets.is_empty() {
+        bail!("the CNN detector found no face in the benchmark frame");
+    }
     let Some(det) = dets.first().copied() else { bail!("no face found in the benchmark frame") };
     let (landmarks_ms, landmarks) = median_ms(n, || pipeline.landmarks.predict(&frame, det.rect));
     let (chip_ms, chip) = median_ms(n, || face_chip(&frame, &landmarks));
@@ -153,6 +159,7 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "frame_face_ms": in_rest[n / 2],
         "decode_ms": decode_ms,
         "detect_ms_640x480": detect_ms,
+        "detect_ms_640x480_cnn": detect_cnn_ms,
         "landmarks_ms": landmarks_ms,
         "chip_ms": chip_ms,
         "embed_ms_f32": embed_f32,
@@ -176,7 +183,16 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         println!("{json}");
     } else {
         println!("one core, median of {n} runs, 640×480 frame with one {} px face", det.rect.width());
-        for key in ["decode_ms", "detect_ms_640x480", "landmarks_ms", "chip_ms", "embed_ms_f32", "embed_ms_int8", "frame_ms"] {
+        for key in [
+            "decode_ms",
+            "detect_ms_640x480",
+            "detect_ms_640x480_cnn",
+            "landmarks_ms",
+            "chip_ms",
+            "embed_ms_f32",
+            "embed_ms_int8",
+            "frame_ms",
+        ] {
             println!("  {key:<20} {:>8.2}", json[key].as_f64().unwrap_or(f64::NAN));
         }
         if let Some(r) = json.get("speedup_per_face_vs_dlib") {
