@@ -77,23 +77,17 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
         let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
         for (k, (px, &(l, lr))) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()).enumerate() {
             let inv_lr = 1.0 - lr;
-            let (tlf, trf, blf, brf) = (inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr);
+            let w = [inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr];
             let v = if k < wide_cols {
-                // Four bytes per neighbour (the fourth is the next pixel's and is
-                // dropped): one vector of lanes per term, the same sums in the same order.
-                let (t, b) = (&top_row[l * 3..l * 3 + 7], &bottom_row[l * 3..l * 3 + 7]);
-                let (tl, tr, bl, br) = (lanes(&t[..4]), lanes(&t[3..]), lanes(&b[..4]), lanes(&b[3..]));
-                std::array::from_fn::<f32, 4, _>(|ch| tlf * tl[ch] + trf * tr[ch] + blf * bl[ch] + brf * br[ch])
+                blend(&top_row[l * 3..l * 3 + 7], &bottom_row[l * 3..l * 3 + 7], w)
             } else {
                 let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
-                std::array::from_fn::<f32, 4, _>(|ch| {
+                std::array::from_fn(|ch| {
                     let ch = ch.min(2);
-                    tlf * t[ch] as f32 + trf * t[ch + 3] as f32 + blf * b[ch] as f32 + brf * b[ch + 3] as f32
+                    (w[0] * t[ch] as f32 + w[1] * t[ch + 3] as f32 + w[2] * b[ch] as f32 + w[3] * b[ch + 3] as f32) as i32 as u8
                 })
             };
-            for ch in 0..3 {
-                px[ch] = v[ch] as i32 as u8;
-            }
+            px.copy_from_slice(&v[..3]);
         }
         for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {
             let c = first_tail + k;
@@ -107,10 +101,36 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     }
 }
 
-/// Four bytes as f32 lanes.
+/// One output pixel from its four neighbours: `t[0..3]`/`t[3..6]` the top-left
+/// and top-right pixels, `b` the bottom ones (7 bytes each: the seventh is read
+/// and dropped), weights top-left, top-right, bottom-left, bottom-right. The
+/// channels are vector lanes, with dlib's products and sums in dlib's order;
+/// the fourth lane is the next pixel's byte and is dropped.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn lanes(bytes: &[u8]) -> [f32; 4] {
-    [bytes[0] as f32, bytes[1] as f32, bytes[2] as f32, bytes[3] as f32]
+fn blend(t: &[u8], b: &[u8], w: [f32; 4]) -> [u8; 4] {
+    use std::arch::x86_64::*;
+    let word = |p: &[u8]| i32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    let (tl, tr, bl, br) = (word(&t[..4]), word(&t[3..7]), word(&b[..4]), word(&b[3..7]));
+    // SAFETY: SSE2 is part of the x86-64 baseline; only registers are touched.
+    unsafe {
+        let zero = _mm_setzero_si128();
+        let lanes = |v: i32| _mm_cvtepi32_ps(_mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(v), zero), zero));
+        let term = |k: f32, v: i32| _mm_mul_ps(_mm_set1_ps(k), lanes(v));
+        let sum = _mm_add_ps(_mm_add_ps(_mm_add_ps(term(w[0], tl), term(w[1], tr)), term(w[2], bl)), term(w[3], br));
+        // Truncation as `as i32`; the sums lie in 0..=255, so packing saturates nothing.
+        let bytes = _mm_packus_epi16(_mm_packs_epi32(_mm_cvttps_epi32(sum), zero), zero);
+        _mm_cvtsi128_si32(bytes).to_le_bytes()
+    }
+}
+
+/// As the x86-64 version, in plain arrays the compiler vectorises where it can.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn blend(t: &[u8], b: &[u8], w: [f32; 4]) -> [u8; 4] {
+    std::array::from_fn(|ch| {
+        (w[0] * t[ch] as f32 + w[1] * t[ch + 3] as f32 + w[2] * b[ch] as f32 + w[3] * b[ch + 3] as f32) as i32 as u8
+    })
 }
 
 /// Output size of dlib's `pyramid_up` with `pyramid_down<2>` (about twice the size).
