@@ -1,11 +1,12 @@
-//! Regression on one LFW fold (600 pairs): the shipped int8 pipeline must keep
-//! its accuracy at the default threshold, and int8 must decide like f32.
+//! Regression on one LFW fold (600 pairs): the shipped int8 photo pipeline
+//! (CNN detector, mirror and jitter averaging) must keep its accuracy at the
+//! default threshold, and int8 must decide like f32.
 //! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
 
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
 use facegate_face::matching::{distance, THRESHOLD_BALANCED};
-use facegate_face::{Embedder, Embedding, Pipeline, PipelineConfig, Precision, Rect};
+use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -26,7 +27,7 @@ fn first_fold_accuracy_and_int8_agreement() {
     assert_eq!(pairs.len(), 600);
     let models = workspace.join("models");
     let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
-    let f32_net = Embedder::load(&models, Precision::F32).unwrap();
+    let f32_pipeline = Pipeline::load(&models, Precision::F32, PipelineConfig::default()).unwrap();
     let mut names: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     names.sort_unstable();
     names.dedup();
@@ -34,7 +35,7 @@ fn first_fold_accuracy_and_int8_agreement() {
     let chunks: Vec<&[&str]> = names.chunks(names.len().div_ceil(2)).collect();
     std::thread::scope(|s| {
         for chunk in &chunks {
-            let (pipeline, f32_net, data, results) = (&pipeline, &f32_net, &data, &results);
+            let (pipeline, f32_pipeline, data, results) = (&pipeline, &f32_pipeline, &data, &results);
             s.spawn(move || {
                 for name in *chunk {
                     let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
@@ -42,9 +43,8 @@ fn first_fold_accuracy_and_int8_agreement() {
                         pipeline.detect(&img).iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom)).collect();
                     let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, img.width(), img.height());
                     let face = pipeline.align(&img, Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 });
-                    let int8 = pipeline.embed(&face).unwrap();
-                    let both = [false, true].map(|mirrored| f32_net.embed_chip(&face.chip, mirrored).unwrap());
-                    let f32e: Embedding = std::array::from_fn(|i| (both[0][i] + both[1][i]) / 2.0);
+                    let int8 = pipeline.embed_jittered(&img, &face).unwrap();
+                    let f32e = f32_pipeline.embed_jittered(&img, &face).unwrap();
                     results.lock().unwrap().insert(name, (int8, f32e, detected));
                 }
             });
@@ -61,9 +61,9 @@ fn first_fold_accuracy_and_int8_agreement() {
     let undetected = r.values().filter(|v| !v.2).count();
     let accuracy = 100.0 * right as f64 / pairs.len() as f64;
     eprintln!("LFW fold 1: accuracy {accuracy:.2} % at {THRESHOLD_BALANCED}, int8/f32 decision flips {flips}, undetected {undetected} of {}", r.len());
-    assert!(accuracy >= 98.5, "fold-1 accuracy fell to {accuracy:.2} %");
+    assert!(accuracy >= 99.0, "fold-1 accuracy fell to {accuracy:.2} %");
     // On all 6,000 pairs int8 changes 3 decisions (0.05 %, `bench lfw --compare-precision`);
     // this fold holds 2 of them. Allow one more for other CPUs' rounding, no more.
     assert!(flips <= 3, "int8 changed {flips} of 600 decisions");
-    assert!(undetected <= 2, "{undetected} fold-1 images without a detected face");
+    assert!(undetected <= 1, "{undetected} fold-1 images without a detected face");
 }
