@@ -196,15 +196,12 @@ impl Pipeline {
     /// Mean embedding of the chips (and their mirror images when configured).
     fn embed_mean(&self, chips: &[RgbImage]) -> Result<Embedding, FaceError> {
         let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
+        let views: Vec<(&RgbImage, bool)> = chips.iter().flat_map(|c| mirrors.iter().map(move |m| (c, *m))).collect();
         let mut sum = [0f32; crate::EMBEDDING_DIM];
-        for chip in chips {
-            for &mirrored in mirrors {
-                let e = self.embedder.embed_chip(chip, mirrored)?;
-                sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
-            }
+        for e in self.embedder.embed_batch(&views)? {
+            sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
         }
-        let n = (chips.len() * mirrors.len()) as f32;
-        Ok(sum.map(|s| s / n))
+        Ok(sum.map(|s| s / views.len() as f32))
     }
 }
 

@@ -12,8 +12,33 @@ fn pipeline() -> Pipeline {
 
 #[test]
 fn blank_noise_and_tiny_images_have_no_faces() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let door = Pipeline::load(&models, Precision::Int8, PipelineConfig::door()).unwrap();
+    for p in [pipeline(), door] {
+        assert!(p.faces(&RgbImage::from_pixel(640, 480, Rgb([128, 128, 128]))).is_empty());
+        nothing_in_noise_or_slivers(&p);
+    }
+    // Above CNN_MAX_SIDE the photo is shrunk before the CNN runs.
+    assert!(pipeline().faces(&RgbImage::from_pixel(3000, 2000, Rgb([90, 90, 90]))).is_empty());
+}
+
+#[test]
+fn batched_embeddings_equal_single_ones() {
     let p = pipeline();
-    assert!(p.faces(&RgbImage::from_pixel(640, 480, Rgb([128, 128, 128]))).is_empty());
+    let chips: Vec<RgbImage> = (0..2u32)
+        .map(|k| RgbImage::from_fn(150, 150, |x, y| Rgb([(x * (k + 3)) as u8, (y * 5 + k) as u8, ((x ^ y) + k) as u8])))
+        .collect();
+    let views = [(&chips[0], false), (&chips[1], false), (&chips[0], true)];
+    let batch = p.embedder.embed_batch(&views).unwrap();
+    assert_eq!(batch.len(), 3);
+    for ((chip, mirrored), e) in views.iter().zip(&batch) {
+        assert_eq!(*e, p.embedder.embed_chip(chip, *mirrored).unwrap());
+    }
+    assert_ne!(batch[0], batch[2], "the mirrored chip is a different input");
+    assert!(p.embedder.embed_batch(&[(&RgbImage::new(10, 10), false)]).is_err(), "a chip of the wrong size");
+}
+
+fn nothing_in_noise_or_slivers(p: &Pipeline) {
     let mut state = 12345u32;
     let noise = RgbImage::from_fn(320, 240, |_, _| {
         state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -59,4 +84,27 @@ fn a_group_photo_gives_every_face() {
         let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!(norm > 0.5 && norm < 3.0, "embedding norm {norm}");
     }
+}
+
+#[test]
+fn a_large_photo_is_shrunk_for_the_cnn_and_boxes_come_back_to_scale() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let Some((images, _)) = facegate_lfw::locate(workspace) else {
+        eprintln!("SKIPPED: LFW not found; large-photo test not run");
+        return;
+    };
+    let data = facegate_lfw::Dataset::open(&images).unwrap();
+    let img = decode_image(&data.read("Abel_Pacheco/Abel_Pacheco_0001.jpg").unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+    let p = pipeline();
+    let small = p.detect(&img);
+    assert_eq!(small.len(), 1);
+    // A 2,500 × 2,500 photo of the same scene (a phone picture of a face).
+    let large = image::imageops::resize(&img, 2500, 2500, image::imageops::FilterType::Triangle);
+    let found = p.detect(&large);
+    assert_eq!(found.len(), 1, "{found:?}");
+    // The same face, at another pyramid level and sliding-window step: close, not equal.
+    let s = small[0].rect;
+    let scaled = facegate_face::Rect::new(s.left * 10, s.top * 10, s.right * 10, s.bottom * 10);
+    let iou = found[0].rect.iou(&scaled);
+    assert!(iou > 0.6, "box {:?} is not about 10× {s:?} (IoU {iou:.2})", found[0].rect);
 }
