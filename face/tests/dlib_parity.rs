@@ -23,13 +23,7 @@ fn reference() -> Value {
 }
 
 fn lfw() -> Option<facegate_lfw::Dataset> {
-    match facegate_lfw::locate(&workspace()) {
-        Some((images, _)) => Some(facegate_lfw::Dataset::open(&images).unwrap()),
-        None => {
-            eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); dlib parity on LFW not checked");
-            None
-        }
-    }
+    facegate_lfw::open_or_skip(&workspace(), "dlib parity on LFW").map(|(data, _)| data)
 }
 
 fn points(v: &Value) -> Vec<Point> {

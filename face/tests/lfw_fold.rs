@@ -14,11 +14,7 @@ use std::sync::Mutex;
 #[test]
 fn first_fold_accuracy_and_int8_agreement() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let Some((images, pairs_path)) = facegate_lfw::locate(workspace) else {
-        eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); LFW regression not run");
-        return;
-    };
-    let data = facegate_lfw::Dataset::open(&images).unwrap();
+    let Some((data, pairs_path)) = facegate_lfw::open_or_skip(workspace, "the LFW regression") else { return };
     let pairs: Vec<_> = facegate_lfw::parse_pairs(&std::fs::read_to_string(pairs_path).unwrap())
         .unwrap()
         .into_iter()

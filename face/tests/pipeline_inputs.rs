@@ -5,8 +5,12 @@ use facegate_face::{FaceError, Pipeline, PipelineConfig, Precision};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
 fn pipeline() -> Pipeline {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = workspace().join("models");
     Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap()
 }
 
@@ -59,12 +63,7 @@ fn bad_files_are_typed_errors() {
 
 #[test]
 fn a_group_photo_gives_every_face() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let Some((images, _)) = facegate_lfw::locate(workspace) else {
-        eprintln!("SKIPPED: LFW not found; group-photo test not run");
-        return;
-    };
-    let data = facegate_lfw::Dataset::open(&images).unwrap();
+    let Some((data, _)) = facegate_lfw::open_or_skip(workspace(), "the group-photo test") else { return };
     let names =
         ["Abel_Pacheco/Abel_Pacheco_0001.jpg", "Amber_Tamblyn/Amber_Tamblyn_0001.jpg", "Ann_Veneman/Ann_Veneman_0003.jpg"];
     let mut group = RgbImage::from_pixel(750, 250, Rgb([90, 90, 90]));
@@ -88,12 +87,7 @@ fn a_group_photo_gives_every_face() {
 
 #[test]
 fn a_large_photo_is_shrunk_for_the_cnn_and_boxes_come_back_to_scale() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let Some((images, _)) = facegate_lfw::locate(workspace) else {
-        eprintln!("SKIPPED: LFW not found; large-photo test not run");
-        return;
-    };
-    let data = facegate_lfw::Dataset::open(&images).unwrap();
+    let Some((data, _)) = facegate_lfw::open_or_skip(workspace(), "the large-photo test") else { return };
     let img = decode_image(&data.read("Abel_Pacheco/Abel_Pacheco_0001.jpg").unwrap(), DEFAULT_MAX_PIXELS).unwrap();
     let p = pipeline();
     let small = p.detect(&img);

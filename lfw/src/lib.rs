@@ -134,6 +134,18 @@ pub fn locate(workspace: &Path) -> Option<(PathBuf, PathBuf)> {
     (pairs.is_file() && images.exists()).then_some((images, pairs))
 }
 
+/// For tests: the shared LFW copy opened, with its pairs.txt path, or `None`
+/// after saying loudly on stderr that `what` was skipped.
+pub fn open_or_skip(workspace: &Path, what: &str) -> Option<(Dataset, PathBuf)> {
+    match locate(workspace) {
+        Some((images, pairs)) => Some((Dataset::open(&images).expect("the shared LFW copy opens"), pairs)),
+        None => {
+            eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); {what} not run");
+            None
+        }
+    }
+}
+
 /// Index of the box (left, top, right, bottom) nearest the image centre:
 /// LFW labels the centred face when a photo shows several.
 pub fn centred_box(boxes: impl IntoIterator<Item = (i64, i64, i64, i64)>, width: u32, height: u32) -> Option<usize> {
