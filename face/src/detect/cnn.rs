@@ -2,7 +2,7 @@
 //! with dlib's tiled image pyramid and box decoding, so boxes match dlib's.
 //!
 //! It finds faces the HOG detector misses (turned heads, hard light) and places
-//! boxes more steadily, at about 20× the HOG cost: it is the detector for
+//! boxes more steadily, at about 25× the door's HOG cost: it is the detector for
 //! photos (enrolment, benchmarks), not for every camera frame on a Pi.
 //!
 //! The network is fully convolutional. dlib packs every pyramid level of the
@@ -210,6 +210,56 @@ impl CnnDetector {
         Ok(plan)
     }
 
+    /// The network's input: as dlib 19.8+ builds it, the image centred and
+    /// scaled into a zeroed tensor (so the padding is the mean colour), each
+    /// smaller level resized from the one before in that float space.
+    fn pyramid_tensor(&self, base: &RgbImage, rects: &[Rect], tw: usize, th: usize) -> Result<Tensor, FaceError> {
+        let mut input = Tensor::zero::<f32>(&[1, 3, th, tw]).map_err(inference)?;
+        let mut view = input.try_as_plain_ram_mut().map_err(inference)?;
+        let planes = view.as_slice_mut::<f32>().map_err(inference)?;
+        let r0 = rects[0];
+        for (y, row) in base.as_raw().chunks_exact(3 * base.width() as usize).enumerate() {
+            let at = (r0.top as usize + y) * tw + r0.left as usize;
+            for (x, px) in row.chunks_exact(3).enumerate() {
+                for (ch, v) in px.iter().enumerate() {
+                    planes[ch * th * tw + at + x] = (*v as f32 - self.mean[ch]) / 256.0;
+                }
+            }
+        }
+        let mut scratch = Vec::new();
+        for plane in planes.chunks_exact_mut(th * tw) {
+            for pair in rects.windows(2) {
+                resize_region(plane, tw, &pair[0], &pair[1], &mut scratch);
+            }
+        }
+        Ok(input)
+    }
+
+    /// Every score-map position above `threshold` as (score, 0, box on the
+    /// image): dlib's window centred on the position's input point, taken
+    /// back through the pyramid level it falls in.
+    fn windows_above(&self, scores: &[f32], cols: usize, rects: &[Rect], threshold: f64) -> Vec<(f64, usize, Rect)> {
+        let (scale, offset) = self.output_to_input;
+        let (half_w, half_h) = ((self.window[0] - 1.0) / 2.0, (self.window[1] - 1.0) / 2.0);
+        let mut raw = Vec::new();
+        for (i, score) in scores.iter().map(|s| *s as f64).enumerate() {
+            if score <= threshold {
+                continue;
+            }
+            let (x, y) = ((i % cols) as f64 * scale + offset, (i / cols) as f64 * scale + offset);
+            let level = nearest_rect(rects, x, y);
+            let (ox, oy) = (rects[level].left as f64, rects[level].top as f64);
+            let up = |mut v: f64| {
+                for _ in 0..level {
+                    v = v * (6.0 / 5.0) + 0.3;
+                }
+                v
+            };
+            raw.push((score, 0, round_rect(up(x - half_w - ox), up(y - half_h - oy), up(x + half_w - ox), up(y + half_h - oy))));
+        }
+        raw
+    }
+
     /// Every face in `img` (dlib's `cnn_face_detection_model_v1(img, upsample)`
     /// with scores above `adjust_threshold`), best first, after non-max suppression.
     pub fn detect(&self, img: &RgbImage, upsample: u32, adjust_threshold: f64) -> Result<Vec<Detection>, FaceError> {
@@ -223,58 +273,14 @@ impl CnnDetector {
             return Ok(Vec::new());
         }
         let (tw, th) = (tiled_w as usize, tiled_h as usize);
-        let mut input = Tensor::zero::<f32>(&[1, 3, th, tw]).map_err(inference)?;
-        {
-            let mut view = input.try_as_plain_ram_mut().map_err(inference)?;
-            let planes = view.as_slice_mut::<f32>().map_err(inference)?;
-            // As dlib 19.8+: the image centred and scaled into a zeroed tensor
-            // (so the padding is the mean colour), each smaller level resized
-            // from the one before in that float space.
-            let r0 = rects[0];
-            for (y, row) in base.as_raw().chunks_exact(3 * base.width() as usize).enumerate() {
-                let at = (r0.top as usize + y) * tw + r0.left as usize;
-                for (x, px) in row.chunks_exact(3).enumerate() {
-                    for (ch, v) in px.iter().enumerate() {
-                        planes[ch * th * tw + at + x] = (*v as f32 - self.mean[ch]) / 256.0;
-                    }
-                }
-            }
-            let mut scratch = Vec::new();
-            for plane in planes.chunks_exact_mut(th * tw) {
-                for pair in rects.windows(2) {
-                    resize_region(plane, tw, &pair[0], &pair[1], &mut scratch);
-                }
-            }
-        }
+        let input = self.pyramid_tensor(&base, &rects, tw, th)?;
         let out = self.plan(tw, th)?.run(tvec!(input.into_tvalue())).map_err(inference)?;
         crate::embed::clear_wide_register_state();
         let scores = out[0].to_plain_array_view::<f32>().map_err(inference)?;
         let shape = scores.shape().to_vec();
-        let [_, _, rows, cols] = shape[..] else { return Err(FaceError::Inference(format!("score map of shape {shape:?}"))) };
+        let [_, _, _, cols] = shape[..] else { return Err(FaceError::Inference(format!("score map of shape {shape:?}"))) };
         let scores = scores.as_slice().ok_or_else(|| FaceError::Inference("score map is not contiguous".into()))?;
-        let (scale, offset) = self.output_to_input;
-        let (half_w, half_h) = ((self.window[0] - 1.0) / 2.0, (self.window[1] - 1.0) / 2.0);
-        let mut raw = Vec::new();
-        for r in 0..rows {
-            for c in 0..cols {
-                let score = scores[r * cols + c] as f64;
-                if score <= adjust_threshold {
-                    continue;
-                }
-                // dlib: centered_drect at the input point, then tiled_pyramid_to_image.
-                let (x, y) = (c as f64 * scale + offset, r as f64 * scale + offset);
-                let level = nearest_rect(&rects, x, y);
-                let (ox, oy) = (rects[level].left as f64, rects[level].top as f64);
-                let up = |mut v: f64| {
-                    for _ in 0..level {
-                        v = v * (6.0 / 5.0) + 0.3;
-                    }
-                    v
-                };
-                let rect = round_rect(up(x - half_w - ox), up(y - half_h - oy), up(x + half_w - ox), up(y + half_h - oy));
-                raw.push((score, 0, rect));
-            }
-        }
+        let mut raw = self.windows_above(scores, cols, &rects, adjust_threshold);
         let mut found = non_max_suppression(&mut raw, self.nms_iou, self.nms_covered);
         undo_upsampling(&mut found, upsample);
         Ok(found)
