@@ -27,10 +27,10 @@ pub const CNN_MAX_SIDE: u32 = 1024;
 /// Which face detector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetectorKind {
-    /// dlib's HOG detector: ~15 ms per 640×480 frame, frontal faces (the door camera).
+    /// dlib's HOG detector: ~12 ms per 640×480 frame, frontal faces (the door camera).
     Hog,
     /// dlib's MMOD CNN detector: finds turned and badly lit faces HOG misses,
-    /// at about 20× the cost (photos: enrolment, benchmarks).
+    /// at about 25× the cost (photos: enrolment, benchmarks).
     Cnn,
 }
 
@@ -145,15 +145,12 @@ impl Pipeline {
         let c = &self.config;
         let big_enough = |d: &Detection| d.rect.width() >= c.min_face as i64;
         let pass = |extra_upsample: u32, threshold: f64| -> Vec<Detection> {
+            let hog = || self.detector.detect_min(img, c.upsample, threshold, c.min_face);
+            // The CNN is loaded exactly when the configuration asks for it; only a
+            // failed allocation makes it fail, and HOG still gives an answer then.
             let found = match &self.cnn {
-                Some(cnn) if c.detector == DetectorKind::Cnn => {
-                    match cnn_detect(cnn, img, c.upsample + extra_upsample, threshold) {
-                        Ok(found) => found,
-                        // Only a failed allocation gets here; HOG still gives an answer.
-                        Err(_) => self.detector.detect_min(img, c.upsample, threshold, c.min_face),
-                    }
-                }
-                _ => self.detector.detect_min(img, c.upsample, threshold, c.min_face),
+                Some(cnn) => cnn_detect(cnn, img, c.upsample + extra_upsample, threshold).unwrap_or_else(|_| hog()),
+                None => hog(),
             };
             found.into_iter().filter(big_enough).collect()
         };
@@ -197,12 +194,15 @@ impl Pipeline {
     /// Mean embedding of the chips (and their mirror images when configured).
     fn embed_mean(&self, chips: &[RgbImage]) -> Result<Embedding, FaceError> {
         let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
-        let views: Vec<(&RgbImage, bool)> = chips.iter().flat_map(|c| mirrors.iter().map(move |m| (c, *m))).collect();
+        // Summed as they come: the door runs this for every face, with nothing to allocate.
         let mut sum = [0f32; crate::EMBEDDING_DIM];
-        for e in self.embedder.embed_batch(&views)? {
-            sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
+        for chip in chips {
+            for &mirrored in mirrors {
+                let e = self.embedder.embed_chip(chip, mirrored)?;
+                sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
+            }
         }
-        Ok(sum.map(|s| s / views.len() as f32))
+        Ok(sum.map(|s| s / (chips.len() * mirrors.len()) as f32))
     }
 }
 

@@ -11,7 +11,7 @@
 //! through the level it fell in. The window size, non-max suppression and the
 //! network's output → input mapping come from the model file's metadata.
 
-use super::{non_max_suppression, round_rect, undo_upsampling, Detection};
+use super::{non_max_suppression, round_rect, undo_upsampling, up_6_5, Detection};
 use crate::geometry::Rect;
 use crate::resize::{pyramid_up_size, resize_bilinear};
 use crate::FaceError;
@@ -249,12 +249,7 @@ impl CnnDetector {
             let (x, y) = ((i % cols) as f64 * scale + offset, (i / cols) as f64 * scale + offset);
             let level = nearest_rect(rects, x, y);
             let (ox, oy) = (rects[level].left as f64, rects[level].top as f64);
-            let up = |mut v: f64| {
-                for _ in 0..level {
-                    v = v * (6.0 / 5.0) + 0.3;
-                }
-                v
-            };
+            let up = |v: f64| up_6_5(v, level);
             raw.push((score, 0, round_rect(up(x - half_w - ox), up(y - half_h - oy), up(x + half_w - ox), up(y + half_h - oy))));
         }
         raw

@@ -12,7 +12,7 @@
 //! the terms: row vector (cols f32) then column vector (rows f32).
 
 use super::fhog::{self, FhogImage, PLANES};
-use super::{non_max_suppression, round_rect, undo_upsampling, Detection};
+use super::{non_max_suppression, round_rect, undo_upsampling, up_6_5, Detection};
 use crate::bytes::{ByteReader, ByteWriter};
 use crate::geometry::Rect;
 use crate::resize::{pyramid_up_size, resize_bilinear_into, ResizeScratch};
@@ -89,13 +89,8 @@ fn rect_down_5_6(r: &Rect) -> Rect {
 
 /// pyramid_down<6>::point_up applied `levels` times to both corners.
 fn rect_up_6_5(r: &Rect, levels: usize) -> Rect {
-    let up = |mut v: f64| {
-        for _ in 0..levels {
-            v = v * 6.0 / 5.0 + 0.3;
-        }
-        v
-    };
-    round_rect(up(r.left as f64), up(r.top as f64), up(r.right as f64), up(r.bottom as f64))
+    let up = |v: i64| up_6_5(v as f64, levels);
+    round_rect(up(r.left), up(r.top), up(r.right), up(r.bottom))
 }
 
 impl HogDetector {

@@ -33,6 +33,14 @@ fn round_rect(l: f64, t: f64, r: f64, b: f64) -> Rect {
     Rect::new(k(l), k(t), k(r), k(b))
 }
 
+/// dlib's `pyramid_down<6>::point_up` applied `levels` times to one coordinate.
+fn up_6_5(mut v: f64, levels: usize) -> f64 {
+    for _ in 0..levels {
+        v = v * (6.0 / 5.0) + 0.3;
+    }
+    v
+}
+
 /// dlib's non-max suppression: candidates (score, filter, box) best first, each
 /// kept unless it overlaps one already kept.
 fn non_max_suppression(raw: &mut [(f64, usize, Rect)], iou: f64, covered: f64) -> Vec<Detection> {
