@@ -1,6 +1,6 @@
 //! `device bench`: figures a user can measure on their own unit (a Pi 4, say).
 
-use crate::runner::pick_face;
+use crate::recognise::pick_face;
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
 use facegate_arena::FrameScope;
@@ -22,7 +22,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// A gallery of `people` × `per_person` pseudo-random templates (norm ≈ 1.4 like real ones).
-pub fn synthetic_gallery(model_id: &str, people: usize, per_person: usize) -> Result<Gallery> {
+pub fn synthetic_gallery(model_id: facegate_face::ModelId, people: usize, per_person: usize) -> Result<Gallery> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;

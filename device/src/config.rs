@@ -165,8 +165,8 @@ impl Config {
                 r.frames_agree, r.frames_window
             ));
         }
-        if r.frames_window > 64 {
-            problems.push("recognition.frames_window must be at most 64".into());
+        if r.frames_window > crate::policy::MAX_WINDOW {
+            problems.push(format!("recognition.frames_window must be at most {}", crate::policy::MAX_WINDOW));
         }
         if r.precision != "int8" && r.precision != "f32" {
             problems.push(format!("recognition.precision = {:?} must be \"int8\" or \"f32\"", r.precision));

@@ -1,5 +1,6 @@
 //! `device demo`: the door on LFW photos with a simulated lock, no hardware needed.
 
+use crate::events::{now_ms, Events};
 use crate::lock::{SharedRelay, SimRelay};
 use crate::policy::Policy;
 use crate::runner::{DoorLoop, LoopSettings};
@@ -7,6 +8,7 @@ use crate::shared::Shared;
 use crate::source::ReplaySource;
 use anyhow::{Context, Result};
 use facegate_face::Pipeline;
+use facegate_provision::GalleryHome;
 use facegate_store::Gallery;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -32,7 +34,7 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
             templates.push(pipeline.embed(&face)?);
         }
         let mut gallery = Gallery::new(pipeline.embedder.model_id());
-        gallery.add_person(PERSON, templates, pipeline.embedder.model_id(), crate::lock::now_ms() as u64 / 1000)?;
+        gallery.add_person(PERSON, templates, pipeline.embedder.model_id(), now_ms() as u64 / 1000)?;
         eprintln!("enrolled {PERSON} from 3 photos; replaying 5 other photos of them, then 20 strangers");
         let frames = dir.join("frames");
         std::fs::create_dir_all(&frames)?;
@@ -51,7 +53,8 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
             }
         }
         let relay: SharedRelay = Arc::new(Mutex::new(Box::new(SimRelay::default())));
-        let shared = Shared::new(gallery, None, true);
+        // Nothing is saved: the demo's gallery only lives in memory.
+        let shared = Shared::new(Arc::new(GalleryHome::new(&dir.join("gallery.fg"), gallery)), Events::new(None, true));
         let mut door = DoorLoop::new(
             pipeline,
             &shared,
@@ -61,7 +64,6 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
                 threshold,
                 pulse: std::time::Duration::from_millis(1500),
                 until_end: true,
-                events_json: true,
                 door_held: std::time::Duration::from_secs(30),
             },
             Box::new(crate::lock::NoInputs),

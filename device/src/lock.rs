@@ -6,13 +6,8 @@
 //! with the wiring in the README (fail-secure strike or maglock on the relay's
 //! normally-open contact).
 
+use crate::events::{now_ms, print_json_line, relay_json};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A relay that unlocks the door while energised.
 pub trait Relay: Send {
@@ -20,6 +15,15 @@ pub trait Relay: Send {
     fn set_unlocked(&mut self, unlocked: bool) -> anyhow::Result<()>;
     /// Human-readable description for logs.
     fn describe(&self) -> String;
+}
+
+/// Which relay drives the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockKind {
+    /// A simulated relay that records its transitions (tests, demos, no Pi).
+    Sim,
+    /// The relay on `lock.relay_pin`, with the exit button and door contact pins.
+    Gpio,
 }
 
 /// The relay shared between the main loop and the panic hook.
@@ -80,9 +84,7 @@ pub fn install_panic_release(relay: SharedRelay, events_json: bool) {
         // a poisoned lock still holds a usable relay.
         let mut guard = relay.lock().unwrap_or_else(|p| p.into_inner());
         match guard.set_unlocked(false) {
-            Ok(()) if events_json => crate::runner::print_json_line(
-                &serde_json::json!({"kind": "relay", "state": "locked", "cause": "panic", "time": crate::runner::iso_time(now_ms())}),
-            ),
+            Ok(()) if events_json => print_json_line(&relay_json(false, Some("panic"))),
             Ok(()) => {}
             Err(e) => eprintln!("PANIC and the relay could not be released: {e}"),
         }

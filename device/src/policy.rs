@@ -1,6 +1,7 @@
 //! The decision policy: unlock only when enough recent frames agree.
 
-use std::collections::VecDeque;
+/// Most frames a decision window can hold (`recognition.frames_window`).
+pub const MAX_WINDOW: usize = 64;
 
 /// What one frame showed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,9 +44,12 @@ pub enum Decision {
 }
 
 /// k-of-n agreement over the faces of one approach, with a cooldown.
+///
+/// The window is a fixed-capacity ring ([`heapless::Deque`]): the decision
+/// never allocates, however long the door runs.
 pub struct Policy {
     agree: usize,
-    window: VecDeque<Observation>,
+    window: heapless::Deque<Observation, MAX_WINDOW>,
     capacity: usize,
     empty_frames: usize,
     cooldown_ms: i64,
@@ -53,12 +57,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Grant when `agree` of the last `window` face frames name the same person.
+    /// Grant when `agree` of the last `window` face frames name the same
+    /// person (`window` is capped at [`MAX_WINDOW`]; the config refuses more).
     pub fn new(agree: usize, window: usize, cooldown_ms: u64) -> Self {
         Policy {
             agree,
-            window: VecDeque::with_capacity(window),
-            capacity: window,
+            window: heapless::Deque::new(),
+            capacity: window.clamp(1, MAX_WINDOW),
             empty_frames: 0,
             cooldown_ms: cooldown_ms as i64,
             quiet_until_ms: i64::MIN,
@@ -79,7 +84,8 @@ impl Policy {
         if self.window.len() == self.capacity {
             self.window.pop_front();
         }
-        self.window.push_back(obs);
+        // Room was made above: the ring is never fuller than `capacity` ≤ MAX_WINDOW.
+        let _ = self.window.push_back(obs);
         if now_ms < self.quiet_until_ms {
             return None;
         }

@@ -1,20 +1,18 @@
 //! The frame loop: camera → detect → align → embed → identify → decide → actuate,
 //! with the access log and the event stream beside it.
 
-use crate::lock::{now_ms, DoorInputs, SharedRelay};
+use crate::events::now_ms;
+use crate::lock::{DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
+use crate::recognise::{recognise, Capture};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
 use facegate_arena::FrameScope;
-use facegate_face::detect::Detection;
-use facegate_face::matching::Identification;
-use facegate_face::{Embedding, Pipeline};
-pub use facegate_store::access_log::iso_time;
+use facegate_face::Pipeline;
 use facegate_store::{Event, EventKind};
 use image::RgbImage;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +24,6 @@ pub struct LoopSettings {
     pub pulse: Duration,
     /// Stop when the source ends (replays) instead of waiting for more.
     pub until_end: bool,
-    /// Print one JSON object per event and relay transition on stdout.
-    pub events_json: bool,
     /// Door open longer than this raises a door-held event.
     pub door_held: Duration,
 }
@@ -72,30 +68,6 @@ impl Stats {
             facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
         )
     }
-}
-
-/// Writes one JSON object as a line on stdout, flushed (the `--events-json` stream).
-pub fn print_json_line(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
-}
-
-/// The face to act on: the largest that is big enough and not cut by the frame edge.
-pub fn pick_face(dets: &[Detection], width: u32, height: u32, min_face: u32) -> Option<Detection> {
-    dets.iter()
-        .filter(|d| d.rect.width() >= min_face as i64)
-        .filter(|d| d.rect.left >= 0 && d.rect.top >= 0 && d.rect.right < width as i64 && d.rect.bottom < height as i64)
-        .max_by_key(|d| d.rect.area())
-        .copied()
-}
-
-/// An enrolment capture in progress.
-struct Capture {
-    frames: usize,
-    deadline: Instant,
-    reply: Sender<Vec<Embedding>>,
-    got: Vec<Embedding>,
 }
 
 /// The running door unit.
@@ -150,16 +122,14 @@ impl<'a> DoorLoop<'a> {
     }
 
     fn emit(&mut self, event: &Event) {
-        self.shared.emit(event);
+        self.shared.events.emit(event);
     }
 
     /// Drives the relay and reports the transition; an error leaves the door locked.
     fn set_relay(&mut self, unlocked: bool) -> anyhow::Result<()> {
         let result = self.relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(unlocked);
-        if self.settings.events_json && result.is_ok() {
-            print_json_line(
-                &serde_json::json!({"kind": "relay", "state": if unlocked { "unlocked" } else { "locked" }, "time": iso_time(now_ms())}),
-            );
+        if result.is_ok() {
+            self.shared.events.relay(unlocked);
         }
         result
     }
@@ -172,47 +142,23 @@ impl<'a> DoorLoop<'a> {
     }
 
     fn observe(&mut self, frame: &RgbImage) -> Observation {
-        let t0 = Instant::now();
-        let dets = self.pipeline.detect(frame);
-        let t1 = Instant::now();
-        self.stats.stage_seconds[0] += (t1 - t0).as_secs_f64();
-        let Some(det) = pick_face(&dets, frame.width(), frame.height(), self.pipeline.config.min_face) else {
-            return Observation::NoFace;
-        };
-        // Enrolment frames must show exactly one face, so nobody else is enrolled by mistake.
-        let capturing = self.capture.is_some() && dets.len() == 1;
-        self.stats.faces += 1;
-        let face = self.pipeline.align(frame, det);
-        let t2 = Instant::now();
-        let embedding = match self.pipeline.embed(&face) {
-            Ok(e) => e,
+        match recognise(self.pipeline, frame, &self.shared.gallery, self.settings.threshold, self.capture.as_mut()) {
+            Ok(r) => {
+                let t = r.timings;
+                for (total, stage) in self.stats.stage_seconds.iter_mut().zip([t.detect, t.align, t.embed, t.identify]) {
+                    *total += stage;
+                }
+                self.stats.max_gallery_wait = self.stats.max_gallery_wait.max(t.gallery_wait);
+                if r.observation != Observation::NoFace {
+                    self.stats.faces += 1;
+                }
+                tracing::debug!(detect_ms = t.detect * 1e3, align_ms = t.align * 1e3, embed_ms = t.embed * 1e3, "frame");
+                r.observation
+            }
             Err(e) => {
                 self.error_event(&format!("embedding failed: {e}"));
-                return Observation::NoFace;
+                Observation::NoFace
             }
-        };
-        let t3 = Instant::now();
-        if capturing {
-            if let Some(c) = self.capture.as_mut() {
-                c.got.push(embedding);
-            }
-        }
-        let gallery = self.shared.gallery();
-        self.stats.max_gallery_wait = self.stats.max_gallery_wait.max(t3.elapsed().as_secs_f64());
-        let id = gallery.identify(&embedding, self.settings.threshold);
-        let t4 = Instant::now();
-        self.stats.stage_seconds[1] += (t2 - t1).as_secs_f64();
-        self.stats.stage_seconds[2] += (t3 - t2).as_secs_f64();
-        self.stats.stage_seconds[3] += (t4 - t3).as_secs_f64();
-        tracing::debug!(
-            detect_ms = (t1 - t0).as_secs_f64() * 1e3,
-            align_ms = (t2 - t1).as_secs_f64() * 1e3,
-            embed_ms = (t3 - t2).as_secs_f64() * 1e3,
-            "frame"
-        );
-        match id {
-            Identification::Known { index, distance, .. } => Observation::Known { person: gallery.people()[index].id, distance },
-            Identification::Unknown { nearest } => Observation::Stranger { nearest },
         }
     }
 
@@ -254,7 +200,7 @@ impl<'a> DoorLoop<'a> {
                     *unlock_until = Some(Instant::now() + self.settings.pulse);
                 }
                 LoopCommand::Capture { frames, deadline, reply } => {
-                    self.capture = Some(Capture { frames, deadline, reply, got: Vec::new() });
+                    self.capture = Some(Capture::new(frames, deadline, reply));
                 }
                 LoopCommand::Settings(config) => {
                     let r = &config.recognition;
@@ -266,9 +212,9 @@ impl<'a> DoorLoop<'a> {
                 }
             }
         }
-        if self.capture.as_ref().is_some_and(|c| c.got.len() >= c.frames || Instant::now() >= c.deadline) {
+        if self.capture.as_ref().is_some_and(|c| c.finished(Instant::now())) {
             if let Some(c) = self.capture.take() {
-                let _ = c.reply.send(c.got);
+                c.finish();
             }
         }
         Ok(())
@@ -365,88 +311,12 @@ impl<'a> DoorLoop<'a> {
             }
         };
         self.stats.wall_seconds = start.elapsed().as_secs_f64();
+        // A capture still waiting gets its answer now, not at its deadline.
+        if let Some(c) = self.capture.take() {
+            c.finish();
+        }
         // Fail secure: whatever ended the loop, the door is locked.
         let released = self.set_relay(false);
         result.and(released)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use facegate_face::Rect;
-
-    #[test]
-    fn the_largest_whole_face_is_picked() {
-        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
-        let dets = [d(0, 0, 99, 99), d(200, 100, 399, 299), d(-10, 50, 300, 300), d(500, 10, 540, 50)];
-        assert_eq!(pick_face(&dets, 640, 480, 80), Some(dets[1]), "the bigger one is cut by the edge");
-        assert_eq!(pick_face(&dets[3..], 640, 480, 80), None, "too small");
-    }
-}
-
-#[cfg(test)]
-mod door_input_tests {
-    use super::*;
-    use crate::lock::{DoorInputs, SimRelay};
-    use crate::policy::Policy;
-    use crate::source::ReplaySource;
-    use facegate_face::{PipelineConfig, Precision};
-    use facegate_store::{AccessLog, Gallery};
-    use std::sync::Mutex;
-
-    /// Inputs that follow a script, one step per loop iteration.
-    struct Scripted {
-        step: usize,
-        exit_at: usize,
-        door_open_from: usize,
-    }
-
-    impl DoorInputs for Scripted {
-        fn exit_pressed(&mut self) -> bool {
-            self.step += 1;
-            self.step == self.exit_at
-        }
-        fn door_open(&mut self) -> Option<bool> {
-            Some(self.step >= self.door_open_from)
-        }
-    }
-
-    #[test]
-    fn exit_button_unlocks_and_a_held_door_is_reported_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let frames = dir.path().join("frames");
-        std::fs::create_dir(&frames).unwrap();
-        for i in 0..8 {
-            RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
-        }
-        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::door()).unwrap();
-        let gallery = Gallery::new(pipeline.embedder.model_id());
-        let sim = SimRelay::default();
-        let log = AccessLog::open(&dir.path().join("log"), 100).unwrap();
-        let shared = Shared::new(gallery, Some(log), false);
-        let mut door = DoorLoop::new(
-            &pipeline,
-            &shared,
-            Arc::new(Mutex::new(Box::new(sim.clone()))),
-            Policy::new(3, 5, 1000),
-            LoopSettings {
-                threshold: 0.5,
-                pulse: Duration::from_secs(60),
-                until_end: true,
-                events_json: false,
-                door_held: Duration::ZERO,
-            },
-            Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
-            Arc::new(AtomicBool::new(false)),
-        );
-        door.run(&mut ReplaySource::open(&frames, 0).unwrap()).unwrap();
-        drop(door);
-        let log = shared.log.as_ref().unwrap().lock().unwrap();
-        let kinds: Vec<EventKind> = log.events_since(0).unwrap().iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld]);
-        let states: Vec<bool> = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
-        assert_eq!(states, vec![false, true, false], "locked, exit unlock, locked when the loop ends");
     }
 }

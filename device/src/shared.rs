@@ -1,89 +1,69 @@
 //! What the frame loop and the provisioning server share: the gallery, the
-//! access log and the event stream, and the commands the server sends the loop.
+//! events, and the commands the server sends the loop.
 
-use crate::runner::print_json_line;
+use crate::events::Events;
+use facegate_face::enrol::EnrolProblem;
 use facegate_face::Embedding;
-use facegate_store::{AccessLog, Event, EventKind, Gallery};
+use facegate_provision::GalleryHome;
+use facegate_store::Gallery;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLockReadGuard};
 use std::time::Instant;
 
-/// State both threads use. The loop only ever takes the gallery's read lock;
-/// the server prepares a new gallery aside and swaps it in, so a request holds
-/// the write lock for a pointer swap, never for disk I/O.
+/// State both threads use. The loop only ever reads the gallery; the server
+/// changes it through the [`GalleryHome`] (copy, save, swap).
 pub struct Shared {
-    /// Enrolled people.
-    pub gallery: RwLock<Gallery>,
-    /// The access log, if any.
-    pub log: Option<Mutex<AccessLog>>,
+    /// Enrolled people and their file.
+    pub gallery: Arc<GalleryHome>,
+    /// The access log and the JSON stream.
+    pub events: Events,
     /// Frames read so far.
     pub frames: AtomicU64,
     /// When the device started.
     pub started: Instant,
-    /// Print events as JSON lines on stdout.
-    pub events_json: bool,
 }
 
 impl Shared {
-    /// Shared state around a loaded gallery and log.
-    pub fn new(gallery: Gallery, log: Option<AccessLog>, events_json: bool) -> Self {
-        Shared {
-            gallery: RwLock::new(gallery),
-            log: log.map(Mutex::new),
-            frames: AtomicU64::new(0),
-            started: Instant::now(),
-            events_json,
-        }
+    /// Shared state around a loaded gallery and the event outputs.
+    pub fn new(gallery: Arc<GalleryHome>, events: Events) -> Self {
+        Shared { gallery, events, frames: AtomicU64::new(0), started: Instant::now() }
     }
 
-    /// The gallery for reading (a poisoned lock still holds a consistent gallery:
-    /// writers only swap whole galleries).
+    /// The gallery for reading.
     pub fn gallery(&self) -> RwLockReadGuard<'_, Gallery> {
-        self.gallery.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Replaces the gallery.
-    pub fn set_gallery(&self, next: Gallery) {
-        *self.gallery.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.gallery.read()
     }
 
     /// Frames so far.
     pub fn frame_count(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
     }
-
-    /// Logs an event durably, traces it, and prints it with `--events-json`.
-    pub fn emit(&self, event: &Event) {
-        let mut event = event.clone();
-        if let Some(log) = &self.log {
-            match log.lock().unwrap_or_else(|p| p.into_inner()).append(&event) {
-                Ok(seq) => event.seq = seq,
-                Err(e) => tracing::error!("access log: {e}"),
-            }
-        }
-        match event.kind {
-            EventKind::Unknown | EventKind::DoorHeld | EventKind::Error | EventKind::Refused | EventKind::Denied => {
-                tracing::warn!(kind = event.kind.as_str(), name = ?event.name, distance = ?event.distance, "event")
-            }
-            _ => tracing::info!(kind = event.kind.as_str(), name = ?event.name, distance = ?event.distance, "event"),
-        }
-        if self.events_json {
-            print_json_line(&event_json(&event));
-        }
-    }
 }
 
-/// The JSON form of an event (the `--events-json` stream; `host-tool log --json` prints the same).
-pub fn event_json(event: &Event) -> serde_json::Value {
-    let mut v = facegate_protocol::ops::event_json(&facegate_protocol::ops::log_event(event));
-    if let Some(o) = v.as_object_mut() {
-        // Not yet logged when printed live: no sequence number.
-        if event.seq == 0 {
-            o.remove("seq");
+/// What an enrolment capture gives back: the templates of the frames that
+/// passed the enrolment policy, or why too few did.
+pub type CaptureResult = Result<Vec<Embedding>, CaptureShort>;
+
+/// A capture that ended without enough usable frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureShort {
+    /// Usable frames seen.
+    pub got: usize,
+    /// Frames asked for.
+    pub wanted: usize,
+    /// The last reason a frame with a face was refused, if any.
+    pub last_problem: Option<EnrolProblem>,
+}
+
+impl std::fmt::Display for CaptureShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "saw {} of {} usable frames", self.got, self.wanted)?;
+        if let Some(p) = &self.last_problem {
+            write!(f, " (last refusal: {p})")?;
         }
+        Ok(())
     }
-    v
 }
 
 /// Requests from the provisioning server to the frame loop.
@@ -93,14 +73,14 @@ pub enum LoopCommand {
         /// The host's name.
         by: String,
     },
-    /// Send the embeddings of the next `frames` frames that show exactly one usable face.
+    /// Capture templates from the next `frames` frames that pass the enrolment policy.
     Capture {
         /// How many.
         frames: usize,
-        /// Give up then, sending what there is.
+        /// Give up then.
         deadline: Instant,
-        /// Where to send them.
-        reply: Sender<Vec<Embedding>>,
+        /// Where to send the result.
+        reply: Sender<CaptureResult>,
     },
     /// New live settings.
     Settings(Box<crate::config::Config>),

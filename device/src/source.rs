@@ -22,6 +22,55 @@ pub enum SourceError {
     Camera(String),
 }
 
+/// Which source to open, as given on the command line: `replay:DIR` (or
+/// `replay:LIST`), or a V4L2 device path such as `/dev/video0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// Image files played back.
+    Replay(PathBuf),
+    /// A V4L2 camera.
+    Camera(String),
+}
+
+impl std::str::FromStr for SourceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("replay:") {
+            Some("") => Err("replay: needs a directory or a list file, e.g. replay:frames/".into()),
+            Some(path) => Ok(SourceSpec::Replay(PathBuf::from(path))),
+            None if s.is_empty() => Err("give replay:DIR or a camera such as /dev/video0".into()),
+            None => Ok(SourceSpec::Camera(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Replay(p) => write!(f, "replay:{}", p.display()),
+            SourceSpec::Camera(c) => f.write_str(c),
+        }
+    }
+}
+
+/// Opens a source: replays at `fps` (over and over with `repeat`), cameras at `width`×`height`.
+pub fn open_source(spec: &SourceSpec, fps: u32, width: u32, height: u32, repeat: bool) -> anyhow::Result<Box<dyn FrameSource>> {
+    match spec {
+        SourceSpec::Replay(path) => {
+            let mut replay = ReplaySource::open(path, fps)?;
+            replay.repeat = repeat;
+            Ok(Box::new(replay))
+        }
+        #[cfg(target_os = "linux")]
+        SourceSpec::Camera(path) => Ok(Box::new(v4l2::ReopeningCamera::open(path, width, height)?)),
+        #[cfg(not(target_os = "linux"))]
+        SourceSpec::Camera(_) => {
+            let _ = (width, height);
+            anyhow::bail!("camera sources need Linux (V4L2); use replay:DIR")
+        }
+    }
+}
+
 /// A stream of RGB frames.
 pub trait FrameSource {
     /// The next frame; `None` when a finite source (a replay) has ended.

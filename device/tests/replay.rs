@@ -6,31 +6,25 @@
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_store::Gallery;
+use facegate_testkit::models;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 fn lfw() -> Option<(facegate_lfw::Dataset, Vec<String>)> {
-    let Some((images, pairs)) = facegate_lfw::locate(&workspace()) else {
-        eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); door replay test not run");
-        return None;
-    };
+    let (data, pairs) = facegate_testkit::lfw("the door replay test")?;
     let names: Vec<String> = facegate_lfw::parse_pairs(&std::fs::read_to_string(pairs).unwrap())
         .unwrap()
         .into_iter()
         .flat_map(|p| [p.a, p.b])
         .collect();
-    Some((facegate_lfw::Dataset::open(&images).unwrap(), names))
+    Some((data, names))
 }
 
 /// Enrols `person` from their photos 1–3 with HOG (doubled image) and one network run per face.
 fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
     let pipeline = Pipeline::load(
-        &workspace().join("models"),
+        &models(),
         Precision::Int8,
         PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
     )
@@ -55,7 +49,7 @@ fn run_device_with(replay: &Path, gallery: &Path, env: &[(&str, &str)]) -> (Vec<
     let out = Command::new(env!("CARGO_BIN_EXE_device"))
         .envs(env.iter().copied())
         .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
-        .arg(workspace().join("models"))
+        .arg(models())
         .arg("--gallery")
         .arg(gallery)
         .arg("--source")
@@ -146,7 +140,7 @@ fn a_damaged_gallery_is_refused_and_nothing_runs() {
     image::RgbImage::new(64, 64).save(frames.join("a.png")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_device"))
         .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
-        .arg(workspace().join("models"))
+        .arg(models())
         .arg("--gallery")
         .arg(&gallery)
         .arg("--source")

@@ -2,15 +2,9 @@
 
 use crate::chip::CHIP_SIZE;
 use crate::FaceError;
+pub use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 use image::RgbImage;
-use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
-
-/// Length of an embedding.
-pub const EMBEDDING_DIM: usize = 128;
-
-/// A face embedding (not normalised; dlib's distances are Euclidean on these).
-pub type Embedding = [f32; EMBEDDING_DIM];
 
 /// Which model file runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -60,7 +54,7 @@ type Plan = TypedRunnableModel;
 /// every batch size would need its own plan (~23 MB of weights each).
 pub struct Embedder {
     plan: Arc<Plan>,
-    model_id: String,
+    model_id: ModelId,
     precision: Precision,
 }
 
@@ -77,10 +71,10 @@ impl Embedder {
     }
 
     /// The model id of `<models_dir>/<precision file>` without loading the network.
-    pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<String, FaceError> {
+    pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<ModelId, FaceError> {
         let path = models_dir.join(precision.file_name());
         let bytes = std::fs::read(&path).map_err(|source| FaceError::Io { path: path.clone(), source })?;
-        Ok(hex(&Sha256::digest(&bytes)))
+        Ok(ModelId::of_file_bytes(&bytes))
     }
 
     /// Loads an ONNX model from memory.
@@ -92,12 +86,12 @@ impl Embedder {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| FaceError::Model(format!("cannot load embedding network: {e}")))?;
-        Ok(Embedder { plan, model_id: hex(&Sha256::digest(bytes)), precision })
+        Ok(Embedder { plan, model_id: ModelId::of_file_bytes(bytes), precision })
     }
 
     /// sha256 of the model file: templates made with another model are not comparable.
-    pub fn model_id(&self) -> &str {
-        &self.model_id
+    pub fn model_id(&self) -> ModelId {
+        self.model_id
     }
 
     /// The precision this embedder runs.
@@ -162,9 +156,4 @@ pub(crate) fn clear_wide_register_state() {
 #[target_feature(enable = "avx")]
 unsafe fn zero_upper() {
     std::arch::x86_64::_mm256_zeroupper();
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

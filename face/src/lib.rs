@@ -10,13 +10,15 @@ pub mod chip;
 pub mod decode;
 pub mod detect;
 pub mod embed;
+pub mod enrol;
 pub mod geometry;
 pub mod landmarks;
 pub mod matching;
 pub mod pipeline;
 pub mod resize;
 
-pub use embed::{Embedder, Embedding, Precision, EMBEDDING_DIM};
+pub use embed::{Embedder, Precision};
+pub use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};
 pub use landmarks::{LandmarkModel, Landmarks};
 pub use pipeline::{DetectorKind, Face, Pipeline, PipelineConfig};

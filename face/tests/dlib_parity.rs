@@ -8,14 +8,10 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::cnn::CnnDetector;
 use facegate_face::detect::hog::HogDetector;
 use facegate_face::{Embedder, LandmarkModel, Point, Precision, Rect};
+use facegate_testkit::workspace;
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn reference() -> Value {
     let path = workspace().join("tests/reference/dlib_reference.json");
@@ -23,7 +19,7 @@ fn reference() -> Value {
 }
 
 fn lfw() -> Option<facegate_lfw::Dataset> {
-    facegate_lfw::open_or_skip(&workspace(), "dlib parity on LFW").map(|(data, _)| data)
+    facegate_testkit::lfw("dlib parity on LFW").map(|(data, _)| data)
 }
 
 fn points(v: &Value) -> Vec<Point> {
@@ -31,7 +27,7 @@ fn points(v: &Value) -> Vec<Point> {
 }
 
 fn chip_sha(chip: &RgbImage) -> String {
-    facegate_face::embed::hex(&Sha256::digest(chip.as_raw()))
+    facegate_core::hex(&Sha256::digest(chip.as_raw()))
 }
 
 fn synthetic(width: u32, height: u32) -> RgbImage {

@@ -8,20 +8,18 @@ use facegate_face::detect::Detection;
 use facegate_face::matching::{distance, THRESHOLD_BALANCED};
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision, Rect};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 
 #[test]
 fn first_fold_accuracy_and_int8_agreement() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let Some((data, pairs_path)) = facegate_lfw::open_or_skip(workspace, "the LFW regression") else { return };
+    let Some((data, pairs_path)) = facegate_testkit::lfw("the LFW regression") else { return };
     let pairs: Vec<_> = facegate_lfw::parse_pairs(&std::fs::read_to_string(pairs_path).unwrap())
         .unwrap()
         .into_iter()
         .filter(|p| p.fold == 0)
         .collect();
     assert_eq!(pairs.len(), 600);
-    let models = workspace.join("models");
+    let models = facegate_testkit::models();
     let pipeline = Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap();
     let f32_pipeline = Pipeline::load(&models, Precision::F32, PipelineConfig::default()).unwrap();
     let mut names: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();

@@ -2,22 +2,16 @@
 
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::{FaceError, Pipeline, PipelineConfig, Precision};
+use facegate_testkit::models;
 use image::{Rgb, RgbImage};
-use std::path::Path;
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
 
 fn pipeline() -> Pipeline {
-    let models = workspace().join("models");
-    Pipeline::load(&models, Precision::Int8, PipelineConfig::default()).unwrap()
+    Pipeline::load(&models(), Precision::Int8, PipelineConfig::default()).unwrap()
 }
 
 #[test]
 fn blank_noise_and_tiny_images_have_no_faces() {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let door = Pipeline::load(&models, Precision::Int8, PipelineConfig::door()).unwrap();
+    let door = Pipeline::load(&models(), Precision::Int8, PipelineConfig::door()).unwrap();
     for p in [pipeline(), door] {
         assert!(p.faces(&RgbImage::from_pixel(640, 480, Rgb([128, 128, 128]))).is_empty());
         nothing_in_noise_or_slivers(&p);
@@ -63,7 +57,7 @@ fn bad_files_are_typed_errors() {
 
 #[test]
 fn a_group_photo_gives_every_face() {
-    let Some((data, _)) = facegate_lfw::open_or_skip(workspace(), "the group-photo test") else { return };
+    let Some((data, _)) = facegate_testkit::lfw("the group-photo test") else { return };
     let names =
         ["Abel_Pacheco/Abel_Pacheco_0001.jpg", "Amber_Tamblyn/Amber_Tamblyn_0001.jpg", "Ann_Veneman/Ann_Veneman_0003.jpg"];
     let mut group = RgbImage::from_pixel(750, 250, Rgb([90, 90, 90]));
@@ -87,7 +81,7 @@ fn a_group_photo_gives_every_face() {
 
 #[test]
 fn a_large_photo_is_shrunk_for_the_cnn_and_boxes_come_back_to_scale() {
-    let Some((data, _)) = facegate_lfw::open_or_skip(workspace(), "the large-photo test") else { return };
+    let Some((data, _)) = facegate_testkit::lfw("the large-photo test") else { return };
     let img = decode_image(&data.read("Abel_Pacheco/Abel_Pacheco_0001.jpg").unwrap(), DEFAULT_MAX_PIXELS).unwrap();
     let p = pipeline();
     let small = p.detect(&img);

@@ -1,15 +1,15 @@
 //! The provisioning commands.
 
-use crate::keys::{hex, Keys};
-use crate::output::{iso_time, print_json, table};
-use crate::photos;
+use crate::keys::Keys;
+use crate::output::{iso_time, print_json, print_json_line, table};
 use crate::target::{self, Target};
 use anyhow::{bail, Context, Result};
-use facegate_face::matching::{distance, THRESHOLD_BALANCED};
+use facegate_core::{hex, ModelId};
+use facegate_face::enrol::{self, EnrolProblem, Purpose};
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision};
-use facegate_protocol::message::{model_from_hex, EnrollResult, MatchReply, NewPerson, WireTemplate};
-use facegate_protocol::ops::event_json;
+use facegate_protocol::message::{EnrollResult, MatchReply, NewPerson, WireTemplate};
 use facegate_protocol::{Request, Response, CHUNK};
+use facegate_provision::wire::log_event_json;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -44,7 +44,7 @@ impl Global {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
                 let model = facegate_face::Embedder::model_id_of(&self.models, Precision::Int8)?;
-                Ok(Target::File(target::Offline::open(path, &model, self.threshold)?))
+                Ok(Target::File(target::open_file(path, model, self.threshold)?))
             }
             (None, Some(port)) => Ok(Target::Device(Box::new(target::connect_paired(port, self.baud, self.timeout)?))),
             (Some(_), Some(_)) => bail!("give --port or --gallery, not both"),
@@ -160,21 +160,29 @@ pub fn status(g: &Global) -> Result<()> {
 }
 
 /// A pipeline whose model matches the target's (int8 or f32).
-pub fn pipeline_for(models: &Path, model_hex: &str) -> Result<Pipeline> {
+pub fn pipeline_for(models: &Path, model: ModelId) -> Result<Pipeline> {
     for precision in [Precision::Int8, Precision::F32] {
-        if facegate_face::Embedder::model_id_of(models, precision).ok().as_deref() == Some(model_hex) {
+        if facegate_face::Embedder::model_id_of(models, precision).ok() == Some(model) {
             return Pipeline::load(models, precision, PipelineConfig::default())
                 .with_context(|| format!("loading models from {}", models.display()));
         }
     }
     bail!(
-        "no model in {} matches the target's model {model_hex} (hint: use the host-tool release that matches the device, or --models)",
+        "no model in {} matches the target's model {model} (hint: use the host-tool release that matches the device, or --models)",
         models.display()
     )
 }
 
-fn wire_model(model_hex: &str) -> Result<[u8; 32]> {
-    model_from_hex(model_hex).with_context(|| format!("model id {model_hex:?} is not a sha256"))
+/// A photo file's template under the enrolment policy for `purpose`.
+fn photo_template(
+    pipeline: &Pipeline,
+    path: &Path,
+    purpose: Purpose,
+) -> Result<Result<(Embedding, enrol::CheckedFace), EnrolProblem>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(enrol::photo_template(pipeline, &bytes, purpose)?),
+        Err(e) => Ok(Err(EnrolProblem::Unreadable(e.to_string()))),
+    }
 }
 
 /// Templates from photos, each photo checked; refused photos are reported, not used.
@@ -184,13 +192,13 @@ fn templates_from_photos(
     photos_in: &[PathBuf],
 ) -> Result<(Vec<Embedding>, Vec<serde_json::Value>)> {
     let pb = bar(g, photos_in.len() as u64, "computing templates", false);
-    let mut found: Vec<(usize, photos::PhotoFace)> = Vec::new();
+    let mut found: Vec<(usize, Embedding)> = Vec::new();
     let mut report: Vec<serde_json::Value> = Vec::new();
     for (i, path) in photos_in.iter().enumerate() {
-        match photos::photo(pipeline, path, photos::Use::Enrol)? {
-            Ok(face) => {
+        match photo_template(pipeline, path, Purpose::Enrol)? {
+            Ok((embedding, face)) => {
                 report.push(json!({"photo": path, "ok": true, "face_px": face.width, "sharpness": face.sharpness}));
-                found.push((i, face));
+                found.push((i, embedding));
             }
             Err(problem) => {
                 pb.suspend(|| eprintln!("refused {}: {problem}", path.display()));
@@ -201,22 +209,14 @@ fn templates_from_photos(
     }
     pb.finish_and_clear();
     // Photos of one person agree; one that matches none of the others is probably someone else.
-    if found.len() >= 2 {
-        let odd: Vec<usize> = (0..found.len())
-            .filter(|&a| {
-                (0..found.len())
-                    .filter(|&b| b != a)
-                    .all(|b| distance(&found[a].1.embedding, &found[b].1.embedding) > THRESHOLD_BALANCED)
-            })
-            .collect();
-        for &k in odd.iter().rev() {
-            let (i, _) = found.remove(k);
-            eprintln!("refused {}: does not look like the same person as the other photos", photos_in[i].display());
-            report[i] =
-                json!({"photo": photos_in[i], "ok": false, "reason": "does not look like the same person as the other photos"});
-        }
+    let embeddings: Vec<Embedding> = found.iter().map(|(_, e)| *e).collect();
+    for &k in enrol::odd_ones_out(&embeddings).iter().rev() {
+        let (i, _) = found.remove(k);
+        eprintln!("refused {}: does not look like the same person as the other photos", photos_in[i].display());
+        report[i] =
+            json!({"photo": photos_in[i], "ok": false, "reason": "does not look like the same person as the other photos"});
     }
-    Ok((found.into_iter().map(|(_, f)| f.embedding).collect(), report))
+    Ok((found.into_iter().map(|(_, e)| e).collect(), report))
 }
 
 fn print_enrolled(g: &Global, results: &[EnrollResult], photos: serde_json::Value) -> Result<()> {
@@ -266,17 +266,16 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
         bail!("give at least one photo (hint: three or more photos, in different light, make the best templates)");
     }
     let model = t.model();
-    let pipeline = pipeline_for(&g.models, &model)?;
+    let pipeline = pipeline_for(&g.models, model)?;
     let (templates, report) = templates_from_photos(g, &pipeline, photos_in)?;
     if templates.is_empty() {
         bail!(
             "none of the photos is usable; nothing was enrolled (hint: one well-lit face per photo, at least {} px wide)",
-            photos::MIN_FACE_PX
+            enrol::MIN_FACE_PX
         );
     }
     let person = NewPerson { name: name.to_string(), templates: templates.iter().map(WireTemplate::from_embedding).collect() };
-    let Response::Enrolled(results) = t.request(Request::Enroll { model: wire_model(&model)?, add, people: vec![person] })?
-    else {
+    let Response::Enrolled(results) = t.request(Request::Enroll { model, add, people: vec![person] })? else {
         bail!("unexpected answer to enroll");
     };
     print_enrolled(g, &results, json!(report))
@@ -343,50 +342,95 @@ pub fn rename(g: &Global, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-fn probe(g: &Global, t: &Target, photo: &Path) -> Result<(WireTemplate, [u8; 32])> {
-    let model = t.model();
-    let pipeline = pipeline_for(&g.models, &model)?;
-    let face = photos::photo(&pipeline, photo, photos::Use::Probe)?.map_err(|p| anyhow::anyhow!("{}: {p}", photo.display()))?;
-    Ok((WireTemplate::from_embedding(&face.embedding), wire_model(&model)?))
+/// One photo's answer to verify or identify: the match, or why there is none.
+fn match_photo(
+    t: &mut Target,
+    pipeline: &Pipeline,
+    photo: &Path,
+    ask: &dyn Fn(ModelId, WireTemplate) -> Request,
+) -> Result<Result<MatchReply, String>> {
+    let embedding = match photo_template(pipeline, photo, Purpose::Probe)? {
+        Ok((e, _)) => e,
+        Err(problem) => return Ok(Err(problem.to_string())),
+    };
+    match t.request(ask(t.model(), WireTemplate::from_embedding(&embedding))) {
+        Ok(Response::Match(m)) => Ok(Ok(m)),
+        Ok(_) => bail!("unexpected answer"),
+        Err(e) => Err(e),
+    }
 }
 
-fn print_match(g: &Global, m: &MatchReply, claimed: Option<&str>) {
+fn print_match(g: &Global, photo: &Path, m: &Result<MatchReply, String>, claimed: Option<&str>, several: bool) {
     if g.json {
-        print_json(&json!({
-            "name": m.name, "person": if m.accepted { m.name.clone() } else { None },
-            "distance": m.distance.is_finite().then_some(m.distance), "accepted": m.accepted, "threshold": m.threshold,
+        // One line per photo, in the order given.
+        let (name, person, distance, accepted, threshold, error) = match m {
+            Ok(m) => (
+                m.name.clone(),
+                if m.accepted { m.name.clone() } else { None },
+                m.distance.is_finite().then_some(m.distance),
+                m.accepted,
+                Some(m.threshold),
+                None,
+            ),
+            Err(why) => (None, None, None, false, None, Some(why.clone())),
+        };
+        print_json_line(&json!({
+            "photo": photo, "person": person, "distance": distance, "error": error,
+            "name": name, "accepted": accepted, "threshold": threshold,
         }));
         return;
     }
+    let prefix = if several { format!("{}: ", photo.display()) } else { String::new() };
+    let m = match m {
+        Ok(m) => m,
+        Err(why) => {
+            println!("{prefix}no answer: {why}");
+            return;
+        }
+    };
     match (claimed, &m.name) {
-        (Some(n), _) if m.accepted => println!("match: this is {n} (distance {:.3} < {:.3})", m.distance, m.threshold),
-        (Some(n), _) => println!("no match: this is not {n} (distance {:.3} ≥ {:.3})", m.distance, m.threshold),
-        (None, Some(n)) if m.accepted => println!("{n} (distance {:.3} < {:.3})", m.distance, m.threshold),
-        (None, Some(n)) => println!("not enrolled (nearest: {n} at {:.3} ≥ {:.3})", m.distance, m.threshold),
-        (None, None) => println!("not enrolled (the gallery is empty)"),
+        (Some(n), _) if m.accepted => println!("{prefix}match: this is {n} (distance {:.3} < {:.3})", m.distance, m.threshold),
+        (Some(n), _) => println!("{prefix}no match: this is not {n} (distance {:.3} ≥ {:.3})", m.distance, m.threshold),
+        (None, Some(n)) if m.accepted => println!("{prefix}{n} (distance {:.3} < {:.3})", m.distance, m.threshold),
+        (None, Some(n)) => println!("{prefix}not enrolled (nearest: {n} at {:.3} ≥ {:.3})", m.distance, m.threshold),
+        (None, None) => println!("{prefix}not enrolled (the gallery is empty)"),
     }
 }
 
-/// `verify NAME PHOTO`.
-pub fn verify(g: &Global, name: &str, photo: &Path) -> Result<()> {
+/// verify and identify over many photos: models load once; a photo without a
+/// usable face is reported and the others go on. Fails when any photo failed.
+fn match_photos(
+    g: &Global,
+    photos: &[PathBuf],
+    claimed: Option<&str>,
+    ask: &dyn Fn(ModelId, WireTemplate) -> Request,
+) -> Result<()> {
+    if photos.is_empty() {
+        bail!("give at least one photo");
+    }
     let mut t = g.target()?;
-    let (probe, model) = probe(g, &t, photo)?;
-    let Response::Match(m) = t.request(Request::Verify { name: name.to_string(), model, probe })? else {
-        bail!("unexpected answer to verify");
-    };
-    print_match(g, &m, Some(name));
-    Ok(())
+    let pipeline = pipeline_for(&g.models, t.model())?;
+    let mut failed = 0;
+    for photo in photos {
+        let m = match_photo(&mut t, &pipeline, photo, ask)?;
+        failed += usize::from(m.is_err());
+        print_match(g, photo, &m, claimed, photos.len() > 1);
+    }
+    match failed {
+        0 => Ok(()),
+        n if photos.len() == 1 => bail!("{}: no usable face ({n} photo)", photos[0].display()),
+        n => bail!("{n} of {} photos had no usable face", photos.len()),
+    }
 }
 
-/// `identify PHOTO`.
-pub fn identify(g: &Global, photo: &Path) -> Result<()> {
-    let mut t = g.target()?;
-    let (probe, model) = probe(g, &t, photo)?;
-    let Response::Match(m) = t.request(Request::Identify { model, probe })? else {
-        bail!("unexpected answer to identify");
-    };
-    print_match(g, &m, None);
-    Ok(())
+/// `verify NAME PHOTO…`.
+pub fn verify(g: &Global, name: &str, photos: &[PathBuf]) -> Result<()> {
+    match_photos(g, photos, Some(name), &|model, probe| Request::Verify { name: name.to_string(), model, probe })
+}
+
+/// `identify PHOTO…`.
+pub fn identify(g: &Global, photos: &[PathBuf]) -> Result<()> {
+    match_photos(g, photos, None, &|model, probe| Request::Identify { model, probe })
 }
 
 /// Milliseconds since the epoch of `--since`: an ISO date/time, or an age such as 30m, 2h, 7d.
@@ -423,7 +467,7 @@ pub fn log(g: &Global, since: Option<&str>, follow: bool) -> Result<()> {
         };
         for e in &events {
             after = after.max(e.seq);
-            let v = event_json(e);
+            let v = log_event_json(e);
             if g.json && !follow {
                 collected.push(v);
             } else if g.json {

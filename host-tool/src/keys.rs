@@ -4,28 +4,13 @@
 //! `~/.config/facegate`. Files: `host.id` and `devices/<device id>.key`.
 
 use anyhow::{bail, Context, Result};
+use facegate_core::{from_hex as unhex, hex};
 use facegate_protocol::auth::{random_bytes, Secret};
 use facegate_protocol::message::{DeviceId, HostId};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
 
 /// A stored pairing.
 #[derive(Serialize, Deserialize)]

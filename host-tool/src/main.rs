@@ -5,7 +5,6 @@ mod bench;
 mod cmd;
 mod keys;
 mod output;
-mod photos;
 mod target;
 
 use anyhow::Result;
@@ -85,17 +84,19 @@ enum Command {
         /// New name.
         to: String,
     },
-    /// 1:1: is the face in PHOTO the person NAME?
+    /// 1:1: is the face in each PHOTO the person NAME? (`--json`: one object per line per photo)
     Verify {
         /// Claimed person.
         name: String,
-        /// Photo.
-        photo: PathBuf,
+        /// Photos (the models load once for all of them).
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
     },
-    /// 1:K: who is the face in PHOTO (or "not enrolled")?
+    /// 1:K: who is the face in each PHOTO (or "not enrolled")? (`--json`: one object per line per photo)
     Identify {
-        /// Photo.
-        photo: PathBuf,
+        /// Photos (the models load once for all of them).
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
     },
     /// The device's access log (`log clear` erases it).
     Log {
@@ -191,8 +192,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::People => cmd::people(&g),
         Command::Remove { name } => cmd::remove(&g, &name),
         Command::Rename { from, to } => cmd::rename(&g, &from, &to),
-        Command::Verify { name, photo } => cmd::verify(&g, &name, &photo),
-        Command::Identify { photo } => cmd::identify(&g, &photo),
+        Command::Verify { name, photos } => cmd::verify(&g, &name, &photos),
+        Command::Identify { photos } => cmd::identify(&g, &photos),
         Command::Log { action: Some(LogAction::Clear), .. } => cmd::log_clear(&g),
         Command::Log { action: None, since, follow } => cmd::log(&g, since.as_deref(), follow),
         Command::Config(ConfigAction::Get { key }) => cmd::config_get(&g, key.as_deref()),

@@ -24,6 +24,14 @@ pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
 }
 
+/// Prints JSON on one line (streams: one object per line), flushed.
+pub fn print_json_line(value: &serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
 /// A hint carried inside an error, printed by `main`.
 #[derive(Debug)]
 pub struct Hint(pub &'static str);

@@ -12,42 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+fn workspace() -> &'static Path {
+    facegate_testkit::workspace()
 }
 
 fn device_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_host-tool")).parent().unwrap().to_path_buf();
-    let bin = dir.join("device");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with --workspace (or `cargo build -p facegate-device` first)",
-        bin.display()
-    );
-    bin
+    facegate_testkit::binary("device")
 }
 
 /// LFW, unpacked once per test run under the target directory.
 fn lfw() -> Option<PathBuf> {
-    let (images, _) = facegate_lfw::locate(&workspace())?;
-    if images.is_dir() {
-        return Some(images);
-    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lfw-provisioning");
-    let want = ["Colin_Powell", "Tony_Blair", "George_W_Bush"];
-    if !want.iter().all(|p| out.join("lfw").join(p).is_dir()) {
-        std::fs::create_dir_all(&out).unwrap();
-        let data = facegate_lfw::Dataset::open(&images).unwrap();
-        for person in want {
-            for i in 1..=12 {
-                let rel = facegate_lfw::image_path(person, i);
-                let dest = out.join("lfw").join(&rel);
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::write(&dest, data.read(&rel).unwrap()).unwrap();
-            }
-        }
-    }
-    Some(out.join("lfw"))
+    facegate_testkit::lfw_photos(&out, &["Colin_Powell", "Tony_Blair", "George_W_Bush"], 12, "the provisioning commands")
 }
 
 struct Device {

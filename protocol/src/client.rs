@@ -2,7 +2,7 @@
 
 use crate::auth::{sign_request, verify_response, Secret};
 use crate::link::{Link, LinkError, LinkStats, Port};
-use crate::message::{to_bytes, Auth, DeviceHello, HostId, Request, RequestFrame, Response, ResponseFrame, WireError};
+use crate::message::{to_bytes, Auth, DeviceHello, HostId, ModelId, Request, RequestFrame, Response, ResponseFrame, WireError};
 use crate::PROTOCOL_VERSION;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ impl<P: Port> Client<P> {
             hello: DeviceHello {
                 device: [0; 16],
                 software: String::new(),
-                model: [0; 32],
+                model: ModelId::from_bytes([0; 32]),
                 paired: false,
                 counter_floor: 0,
                 setup_mode: false,

@@ -18,7 +18,6 @@ pub mod client;
 pub mod frame;
 pub mod link;
 pub mod message;
-pub mod ops;
 pub mod server;
 
 pub use client::{Client, ClientError};

@@ -4,16 +4,14 @@
 //! gets a new variant at the end, so an older device answers
 //! [`WireError::UnknownRequest`] instead of misreading it.
 
-use facegate_face::matching::quantize_i8;
-use facegate_face::{Embedding, EMBEDDING_DIM};
+pub use facegate_core::ModelId;
+use facegate_core::{quantize_i8, Embedding, EMBEDDING_DIM};
 use serde::{Deserialize, Serialize};
 
 /// A host's identity (random, made once per laptop).
 pub type HostId = [u8; 16];
 /// A device's identity (random, made on its first start).
 pub type DeviceId = [u8; 16];
-/// sha256 of the embedding model's file: templates only compare within one model.
-pub type ModelId = [u8; 32];
 
 /// Proof that a request comes from a paired host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -503,23 +501,6 @@ pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
     }
 }
 
-/// Hex of a model id.
-pub fn model_hex(model: &ModelId) -> String {
-    model.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Model id from its hex form; `None` when it is not 64 hex digits.
-pub fn model_from_hex(hex: &str) -> Option<ModelId> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,7 +516,7 @@ mod tests {
 
     #[test]
     fn templates_survive_the_wire_within_a_thousandth() {
-        use facegate_face::matching::distance;
+        use facegate_core::distance;
         let e: Embedding = std::array::from_fn(|i| ((i as f32 * 1.7).sin()) * 0.12);
         let back = WireTemplate::from_embedding(&e).to_embedding().unwrap();
         // The error vector is ~step·√(128/12) long but nearly orthogonal to any
@@ -551,12 +532,5 @@ mod tests {
         assert!(bad.to_embedding().is_err());
         bad = WireTemplate { step: f32::NAN.to_bits(), q: vec![0; EMBEDDING_DIM] };
         assert!(bad.to_embedding().is_err());
-    }
-
-    #[test]
-    fn model_hex_round_trips() {
-        let m: ModelId = std::array::from_fn(|i| i as u8 * 7);
-        assert_eq!(model_from_hex(&model_hex(&m)), Some(m));
-        assert_eq!(model_from_hex("zz"), None);
     }
 }

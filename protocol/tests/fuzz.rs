@@ -15,7 +15,7 @@ impl Handler for Counting {
         String::new()
     }
     fn model(&self) -> ModelId {
-        [0; 32]
+        ModelId::from_bytes([0; 32])
     }
     fn save_pairings(&mut self, _: &Pairings) -> Result<(), WireError> {
         Ok(())

@@ -26,7 +26,7 @@ impl Handler for Recorder {
         "test".into()
     }
     fn model(&self) -> ModelId {
-        [9; 32]
+        ModelId::from_bytes([9; 32])
     }
     fn save_pairings(&mut self, p: &Pairings) -> Result<(), WireError> {
         self.0.lock().unwrap().saved.push(p.clone());
@@ -181,7 +181,7 @@ fn a_forged_response_is_detected() {
                 Ok(Response::Hello(facegate_protocol::message::DeviceHello {
                     device: [0; 16],
                     software: "fake".into(),
-                    model: [0; 32],
+                    model: ModelId::from_bytes([0; 32]),
                     paired: true,
                     counter_floor: 0,
                     setup_mode: false,

@@ -155,6 +155,24 @@ impl Event {
         Event { seq: 0, time_ms, kind, person: None, name: None, distance: None, frames: 0 }
     }
 
+    /// The JSON form, the same on the device's `--events-json` stream and in
+    /// `host-tool log --json`: kind, person, person_id, distance, frames, time
+    /// (ISO 8601 UTC) and seq (left out while the event is not logged yet).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "kind": self.kind.as_str(),
+            "person": self.name,
+            "person_id": self.person,
+            "distance": self.distance,
+            "frames": self.frames,
+            "time": iso_time(self.time_ms),
+        });
+        if self.seq > 0 {
+            v["seq"] = self.seq.into();
+        }
+        v
+    }
+
     fn encode(&self) -> [u8; RECORD] {
         let mut r = [0u8; RECORD];
         r[0..8].copy_from_slice(&self.seq.to_le_bytes());

@@ -7,8 +7,8 @@
 
 use crate::atomic::{replace, sibling};
 use crate::{io, Result, StoreError};
-use facegate_face::matching::{quantize_i8, Identification, TemplateScore};
-use facegate_face::{Embedding, EMBEDDING_DIM};
+use facegate_core::matching::{identify, Identification, TemplateScore};
+use facegate_core::{quantize_i8, Embedding, ModelId, EMBEDDING_DIM};
 use half::f16;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -242,7 +242,7 @@ const TEMPLATE_BYTES: usize = EMBEDDING_DIM * 2;
 /// The gallery in memory, with an int8 copy of all templates for fast search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gallery {
-    model_id: String,
+    model_id: ModelId,
     next_id: u32,
     people: Vec<Person>,
     /// For each template in search order: its person's index in `people` and its index there.
@@ -295,20 +295,13 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 
 impl Gallery {
     /// An empty gallery for templates of `model_id`.
-    pub fn new(model_id: &str) -> Self {
-        Gallery {
-            model_id: model_id.to_string(),
-            next_id: 1,
-            people: Vec::new(),
-            owner: Vec::new(),
-            coarse: Vec::new(),
-            coarse_terms: Vec::new(),
-        }
+    pub fn new(model_id: ModelId) -> Self {
+        Gallery { model_id, next_id: 1, people: Vec::new(), owner: Vec::new(), coarse: Vec::new(), coarse_terms: Vec::new() }
     }
 
     /// The embedding model the templates were made with.
-    pub fn model_id(&self) -> &str {
-        &self.model_id
+    pub fn model_id(&self) -> ModelId {
+        self.model_id
     }
 
     /// Everyone enrolled, in enrolment order.
@@ -352,11 +345,17 @@ impl Gallery {
         }
     }
 
-    /// Enrols a new person; refuses templates of another model and duplicate names.
-    pub fn add_person(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str, created: u64) -> Result<u32> {
+    /// Refuses templates of another model than the gallery's.
+    pub fn check_model(&self, model_id: ModelId) -> Result<()> {
         if model_id != self.model_id {
-            return Err(StoreError::ModelMismatch { expected: self.model_id.clone(), found: model_id.to_string() });
+            return Err(StoreError::ModelMismatch { expected: self.model_id, found: model_id });
         }
+        Ok(())
+    }
+
+    /// Enrols a new person; refuses templates of another model and duplicate names.
+    pub fn add_person(&mut self, name: &str, templates: Vec<Embedding>, model_id: ModelId, created: u64) -> Result<u32> {
+        self.check_model(model_id)?;
         check_name(name)?;
         check_templates(&templates)?;
         if self.by_name(name).is_some() {
@@ -375,7 +374,7 @@ impl Gallery {
 
     /// Enrols `name`, idempotently: a repeated enrolment with the very same
     /// templates (a retry after a lost reply) succeeds without change.
-    pub fn enroll(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str, created: u64) -> Result<Enrolled> {
+    pub fn enroll(&mut self, name: &str, templates: Vec<Embedding>, model_id: ModelId, created: u64) -> Result<Enrolled> {
         if let Some(p) = self.by_name(name) {
             if model_id == self.model_id && p.templates.iter().copied().eq(templates.iter().map(stored)) {
                 return Ok(Enrolled { id: p.id, unchanged: true });
@@ -385,10 +384,8 @@ impl Gallery {
     }
 
     /// Adds templates to someone already enrolled (more photos); returns their count.
-    pub fn add_templates(&mut self, name: &str, templates: Vec<Embedding>, model_id: &str) -> Result<usize> {
-        if model_id != self.model_id {
-            return Err(StoreError::ModelMismatch { expected: self.model_id.clone(), found: model_id.to_string() });
-        }
+    pub fn add_templates(&mut self, name: &str, templates: Vec<Embedding>, model_id: ModelId) -> Result<usize> {
+        self.check_model(model_id)?;
         let i = self.people.iter().position(|p| p.name == name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
         let mut all = self.people[i].templates();
         all.extend(templates);
@@ -486,14 +483,15 @@ impl Gallery {
             TemplateScore::Min => self.identify(probe, threshold),
             TemplateScore::Mean => {
                 let templates: Vec<Vec<Embedding>> = self.people.iter().map(Person::templates).collect();
-                facegate_face::matching::identify(probe, templates.iter().map(|t| &t[..]), threshold, score)
+                identify(probe, templates.iter().map(|t| &t[..]), threshold, score)
             }
         }
     }
 
     /// Serialises the gallery (header, checksum, body).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = BodyOut { model_id: &self.model_id, next_id: self.next_id, people: PeopleOut(&self.people) };
+        let model_id = self.model_id.to_hex();
+        let body = BodyOut { model_id: &model_id, next_id: self.next_id, people: PeopleOut(&self.people) };
         let mut out = Vec::with_capacity(HEADER + self.template_count() * (TEMPLATE_BYTES + 1) + self.people.len() * 64);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -558,7 +556,8 @@ impl Gallery {
         } else {
             BodyReader { input, crc: crc32fast::Hasher::new(), left: len }.read(crc).map_err(|why| corrupt(&why))?
         };
-        let mut g = Gallery { people, next_id, ..Gallery::new(&model_id) };
+        let model_id = ModelId::from_hex(&model_id).map_err(|e| format(&e.to_string()))?;
+        let mut g = Gallery { people, next_id, ..Gallery::new(model_id) };
         g.reindex();
         Ok(g)
     }
@@ -593,14 +592,17 @@ impl Gallery {
 mod tests {
     use super::*;
 
+    const MODEL_A: ModelId = ModelId::from_bytes([0xa; 32]);
+    const MODEL_B: ModelId = ModelId::from_bytes([0xb; 32]);
+
     fn emb(seed: f32) -> Embedding {
         std::array::from_fn(|i| ((i as f32 * 0.37 + seed).sin()) * 0.1)
     }
 
     fn sample() -> Gallery {
-        let mut g = Gallery::new("model-a");
-        g.add_person("Ada", vec![emb(1.0), emb(1.1)], "model-a", 10).unwrap();
-        g.add_person("Bob", vec![emb(5.0)], "model-a", 20).unwrap();
+        let mut g = Gallery::new(MODEL_A);
+        g.add_person("Ada", vec![emb(1.0), emb(1.1)], MODEL_A, 10).unwrap();
+        g.add_person("Bob", vec![emb(5.0)], MODEL_A, 20).unwrap();
         g
     }
 
@@ -608,14 +610,14 @@ mod tests {
     fn enrolment_is_idempotent_and_typed() {
         let mut g = sample();
         let before = g.clone();
-        assert_eq!(g.enroll("Ada", vec![emb(1.0), emb(1.1)], "model-a", 99).unwrap(), Enrolled { id: 1, unchanged: true });
+        assert_eq!(g.enroll("Ada", vec![emb(1.0), emb(1.1)], MODEL_A, 99).unwrap(), Enrolled { id: 1, unchanged: true });
         assert_eq!(g, before, "a retried enrolment changes nothing");
-        assert!(matches!(g.enroll("Ada", vec![emb(2.0)], "model-a", 99), Err(StoreError::AlreadyEnrolled(_))));
+        assert!(matches!(g.enroll("Ada", vec![emb(2.0)], MODEL_A, 99), Err(StoreError::AlreadyEnrolled(_))));
         assert!(matches!(g.remove("Zed"), Err(StoreError::NotFound(_))));
-        assert!(matches!(g.enroll("Cy", vec![emb(2.0)], "model-b", 99), Err(StoreError::ModelMismatch { .. })));
+        assert!(matches!(g.enroll("Cy", vec![emb(2.0)], MODEL_B, 99), Err(StoreError::ModelMismatch { .. })));
         assert_eq!(g, before);
-        assert_eq!(g.add_templates("Bob", vec![emb(5.1)], "model-a").unwrap(), 2);
-        assert!(g.add_templates("Bob", vec![emb(5.2); MAX_TEMPLATES], "model-a").is_err(), "cap on templates");
+        assert_eq!(g.add_templates("Bob", vec![emb(5.1)], MODEL_A).unwrap(), 2);
+        assert!(g.add_templates("Bob", vec![emb(5.2); MAX_TEMPLATES], MODEL_A).is_err(), "cap on templates");
         assert_eq!(g.by_name("Bob").unwrap().templates.len(), 2);
         let (p, d) = g.similar(&[emb(5.0)], 0.1, None).unwrap();
         assert!(p.name == "Bob" && d < 1e-3, "{} at {d}", p.name);
@@ -675,13 +677,13 @@ mod tests {
     #[test]
     fn enrolment_rules() {
         let mut g = sample();
-        assert!(matches!(g.add_person("Cy", vec![emb(9.0)], "model-b", 0), Err(StoreError::ModelMismatch { .. })));
-        assert!(g.add_person("Ada", vec![emb(9.0)], "model-a", 0).is_err(), "duplicate name");
-        assert!(g.add_person("", vec![emb(9.0)], "model-a", 0).is_err());
-        assert!(g.add_person("Eve", vec![], "model-a", 0).is_err());
+        assert!(matches!(g.add_person("Cy", vec![emb(9.0)], MODEL_B, 0), Err(StoreError::ModelMismatch { .. })));
+        assert!(g.add_person("Ada", vec![emb(9.0)], MODEL_A, 0).is_err(), "duplicate name");
+        assert!(g.add_person("", vec![emb(9.0)], MODEL_A, 0).is_err());
+        assert!(g.add_person("Eve", vec![], MODEL_A, 0).is_err());
         let mut nan = emb(2.0);
         nan[3] = f32::NAN;
-        assert!(g.add_person("Eve", vec![nan], "model-a", 0).is_err());
+        assert!(g.add_person("Eve", vec![nan], MODEL_A, 0).is_err());
         assert_eq!(g.people().len(), 2, "nothing changed");
         g.rename("Bob", "Robert").unwrap();
         assert!(g.by_name("Robert").is_some() && g.by_name("Bob").is_none());
@@ -698,46 +700,46 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Same answer as the generic implementation, also in a crowd of near look-alikes.
-        let mut crowd = Gallery::new("model-a");
+        let mut crowd = Gallery::new(MODEL_A);
         for i in 0..300 {
             let t = emb(1.0 + i as f32 * 0.002);
-            crowd.add_person(&format!("p{i}"), vec![t, emb(40.0 + i as f32)], "model-a", 0).unwrap();
+            crowd.add_person(&format!("p{i}"), vec![t, emb(40.0 + i as f32)], MODEL_A, 0).unwrap();
         }
         let crowd_templates: Vec<Vec<Embedding>> = crowd.people().iter().map(Person::templates).collect();
         for probe in [emb(1.0), emb(1.3), emb(1.55), emb(60.0)] {
             let generic =
-                facegate_face::matching::identify(&probe, crowd_templates.iter().map(|t| &t[..]), 0.6, TemplateScore::Min);
+                facegate_core::matching::identify(&probe, crowd_templates.iter().map(|t| &t[..]), 0.6, TemplateScore::Min);
             assert_eq!(crowd.identify(&probe, 0.6), generic);
         }
         let g_templates: Vec<Vec<Embedding>> = g.people().iter().map(Person::templates).collect();
-        let generic = facegate_face::matching::identify(&emb(1.05), g_templates.iter().map(|t| &t[..]), 0.6, TemplateScore::Min);
+        let generic = facegate_core::matching::identify(&emb(1.05), g_templates.iter().map(|t| &t[..]), 0.6, TemplateScore::Min);
         assert_eq!(g.identify(&emb(1.05), 0.6), generic);
         assert!(matches!(g.identify(&emb(1.05), 0.0), Identification::Unknown { .. }));
-        assert!(matches!(Gallery::new("m").identify(&emb(1.0), 0.6), Identification::Unknown { .. }));
+        assert!(matches!(Gallery::new(MODEL_A).identify(&emb(1.0), 0.6), Identification::Unknown { .. }));
     }
 
     #[test]
     fn f16_storage_moves_distances_by_less_than_a_thousandth() {
         // Embedding-like vectors: components of ±0.05–0.2, norms near 1.
         let a = emb(3.0).map(|v| v * 1.4);
-        let mut g = Gallery::new("m");
-        g.add_person("a", vec![a], "m", 0).unwrap();
+        let mut g = Gallery::new(MODEL_A);
+        g.add_person("a", vec![a], MODEL_A, 0).unwrap();
         for seed in [3.01f32, 3.2, 5.0, 9.0] {
             let probe = emb(seed).map(|v| v * 1.4);
-            let exact = facegate_face::matching::distance(&probe, &a);
-            let stored = facegate_face::matching::distance(&probe, &g.people()[0].template(0));
+            let exact = facegate_core::distance(&probe, &a);
+            let stored = facegate_core::distance(&probe, &g.people()[0].template(0));
             assert!((exact - stored).abs() < 1e-3, "{exact} vs {stored}");
         }
         // Values f16 cannot hold are refused, not turned into infinities.
         let mut huge = a;
         huge[7] = 1e6;
-        assert!(matches!(g.add_person("b", vec![huge], "m", 0), Err(StoreError::Invalid(_))));
+        assert!(matches!(g.add_person("b", vec![huge], MODEL_A, 0), Err(StoreError::Invalid(_))));
     }
 
     #[test]
     fn version_1_files_still_load() {
         let v1 = BodyV1 {
-            model_id: "model-a".into(),
+            model_id: MODEL_A.to_hex(),
             next_id: 8,
             people: vec![PersonRecordV1 {
                 id: 7,
@@ -755,13 +757,13 @@ mod tests {
         let g = Gallery::from_bytes(&bytes, Path::new("old.fg")).unwrap();
         let ada = g.by_name("Ada").unwrap();
         assert_eq!((ada.id, ada.created, ada.template_count()), (7, 5, 2));
-        assert!(facegate_face::matching::distance(&ada.template(1), &emb(2.0)) < 1e-3);
+        assert!(facegate_core::distance(&ada.template(1), &emb(2.0)) < 1e-3);
         // Saved again, it is version 2, reads back equal, and the next id survives.
         let again = g.to_bytes();
         assert_eq!(u32::from_le_bytes(again[4..8].try_into().unwrap()), VERSION);
         let mut g2 = Gallery::from_bytes(&again, Path::new("new.fg")).unwrap();
         assert_eq!(g2, g);
-        assert_eq!(g2.add_person("Bo", vec![emb(3.0)], "model-a", 0).unwrap(), 8);
+        assert_eq!(g2.add_person("Bo", vec![emb(3.0)], MODEL_A, 0).unwrap(), 8);
         // A template cut short is refused as corrupt, not misread.
         let mut bad = v1;
         bad.people[0].templates[0].pop();

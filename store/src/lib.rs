@@ -47,9 +47,9 @@ pub enum StoreError {
     #[error("templates were made with model {found}, this gallery uses {expected}")]
     ModelMismatch {
         /// The gallery's model id.
-        expected: String,
+        expected: facegate_core::ModelId,
         /// The offered model id.
-        found: String,
+        found: facegate_core::ModelId,
     },
     /// Nobody of that name is enrolled.
     #[error("no one named {0:?} is enrolled")]

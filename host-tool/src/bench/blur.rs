@@ -46,13 +46,13 @@ pub fn run(models: &Path, args: BlurArgs) -> Result<()> {
         for (img, out) in [(&img, &mut sharp), (&blurred, &mut soft)] {
             let dets = pipeline.detect(img);
             if let Some(d) = dets.iter().max_by_key(|d| d.rect.width()) {
-                out.push(crate::photos::sharpness(&pipeline.align(img, *d).chip));
+                out.push(facegate_face::enrol::sharpness(&pipeline.align(img, *d).chip));
             }
         }
     }
     sharp.sort_by(f32::total_cmp);
     soft.sort_by(f32::total_cmp);
-    let threshold = crate::photos::MIN_SHARPNESS;
+    let threshold = facegate_face::enrol::MIN_SHARPNESS;
     let below = |v: &[f32]| v.iter().filter(|x| **x < threshold).count() as f64 / v.len().max(1) as f64;
     let summary = serde_json::json!({
         "images": args.images.min(images.len()),

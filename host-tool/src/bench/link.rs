@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::Embedding;
 use facegate_protocol::link::Link;
-use facegate_protocol::message::{model_from_hex, NewPerson, WireTemplate};
+use facegate_protocol::message::{NewPerson, WireTemplate};
 use facegate_protocol::{Client, Request, Response, MAX_FRAME};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -104,7 +104,7 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
         let mut c =
             Client::connect(link, Keys::open()?.host_id()?, Duration::from_secs(30)).map_err(crate::output::client_error)?;
         c.pair("bench").map_err(crate::output::client_error)?;
-        let model = model_from_hex(&facegate_protocol::message::model_hex(&c.hello().model)).context("model id")?;
+        let model = c.hello().model;
         let before = c.link_stats();
         let start = Instant::now();
         let (mut enrolled, mut requests, mut payload) = (0usize, 0usize, 0usize);

@@ -1,0 +1,288 @@
+//! One function per `device` subcommand.
+
+use crate::cli::{Common, RunArgs};
+use crate::config::Config;
+use crate::events::Events;
+use crate::lock::{install_panic_release, DoorInputs, LockKind, NoInputs, Relay, SharedRelay, SimRelay};
+use crate::source::open_source;
+use crate::{notify, policy, provision, runner, serial, shared};
+use anyhow::{bail, Context, Result};
+use facegate_face::{ModelId, Pipeline, PipelineConfig, Precision};
+use facegate_provision::GalleryHome;
+use facegate_store::AccessLog;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Models: --models, else the configured directory, else the workspace's models/ (development).
+pub fn models_dir(common: &Common, config: &Config) -> PathBuf {
+    resolve_models(common.models.as_deref(), common.config.is_some(), config)
+}
+
+fn resolve_models(models: Option<&Path>, config_file: bool, config: &Config) -> PathBuf {
+    if let Some(m) = models {
+        return m.to_path_buf();
+    }
+    if config_file || config.paths.models.is_dir() {
+        return config.paths.models.clone();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Where the gallery, log and pairing file are. With `--gallery` and no
+/// `--config`, the log and pairing file live beside the gallery, so a test or
+/// demo needs one writable directory and nothing under /var/lib.
+pub struct DataPaths {
+    /// The gallery file.
+    pub gallery: PathBuf,
+    /// The access log.
+    pub log: PathBuf,
+    /// The pairing file.
+    pub pairing: PathBuf,
+}
+
+/// The data paths for these options.
+pub fn data_paths(common: &Common, config: &Config) -> DataPaths {
+    match (&common.gallery, &common.config) {
+        (Some(g), None) => {
+            let dir = g.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            DataPaths { gallery: g.clone(), log: dir.join("access.log"), pairing: dir.join("pairing.fg") }
+        }
+        _ => DataPaths {
+            gallery: common.gallery.clone().unwrap_or(config.paths.gallery.clone()),
+            log: config.paths.log.clone(),
+            pairing: config.paths.pairing.clone(),
+        },
+    }
+}
+
+/// Setup mode: `--setup`, or the setup button held at start (GPIO lock only).
+fn setup_requested(flag: bool, lock: LockKind, config: &Config) -> bool {
+    if flag {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if let (Some(pin), LockKind::Gpio) = (config.serial.setup_button_pin, lock) {
+        return crate::lock::gpio::button_held(pin).unwrap_or_else(|e| {
+            tracing::warn!("setup button on GPIO {pin}: {e}");
+            false
+        });
+    }
+    let _ = (lock, config);
+    false
+}
+
+/// The config file's settings, or the defaults without one.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+/// The door pipeline with the configured precision, upsampling and minimum face.
+pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
+    let r = &config.recognition;
+    let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
+    let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, ..PipelineConfig::door() };
+    Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
+}
+
+/// The gallery of `path` for the device's model (empty, with a warning, when there is no file).
+pub fn open_gallery(path: &Path, model: ModelId) -> Result<GalleryHome> {
+    if !path.exists() {
+        tracing::warn!("no gallery at {}: nobody is enrolled, every face is a stranger", path.display());
+    }
+    GalleryHome::open(path, model).map_err(|e| match e {
+        facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
+            "gallery {} holds templates of model {found} but the device runs model {model}: re-enrol, or run the matching model",
+            path.display()
+        ),
+        other => anyhow::Error::new(other).context(format!("loading gallery {}", path.display())),
+    })
+}
+
+type Hardware = (Box<dyn Relay>, Box<dyn DoorInputs>);
+
+fn open_hardware(kind: LockKind, config: &Config) -> Result<Hardware> {
+    match kind {
+        LockKind::Sim => Ok((Box::new(SimRelay::default()), Box::new(NoInputs))),
+        #[cfg(target_os = "linux")]
+        LockKind::Gpio => {
+            let l = &config.lock;
+            let relay = crate::lock::gpio::GpioRelay::open(l.relay_pin, l.active_high)?;
+            let inputs = crate::lock::gpio::GpioInputs::open(l.exit_button_pin, l.door_contact_pin)?;
+            Ok((Box::new(relay), Box::new(inputs)))
+        }
+        #[cfg(not(target_os = "linux"))]
+        LockKind::Gpio => {
+            let _ = config;
+            bail!("the GPIO lock needs Linux on a Raspberry Pi; use --lock sim")
+        }
+    }
+}
+
+/// `device check`: config, models, gallery and camera, then exit.
+pub fn check(common: &Common) -> Result<()> {
+    let config = load_config(common.config.as_deref())?;
+    println!("config: ok");
+    let models = models_dir(common, &config);
+    let pipeline = load_pipeline(&models, &config)?;
+    println!("models: ok ({}, model id {})", models.display(), pipeline.embedder.model_id());
+    let home = open_gallery(&data_paths(common, &config).gallery, pipeline.embedder.model_id())?;
+    let g = home.read();
+    println!("gallery: ok ({} people, {} templates)", g.people().len(), g.template_count());
+    let c = &config.camera;
+    let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
+    match src.next_frame() {
+        Some(Ok(f)) => println!("source: ok ({}, first frame {}×{})", src.describe(), f.width(), f.height()),
+        Some(Err(e)) => bail!("source {}: {e}", src.describe()),
+        None => bail!("source {} gave no frame", src.describe()),
+    }
+    Ok(())
+}
+
+/// `device release`: the relay to locked.
+pub fn release(common: &Common) -> Result<()> {
+    let config = load_config(common.config.as_deref())?;
+    let (mut relay, _) = open_hardware(LockKind::Gpio, &config)?;
+    relay.set_unlocked(false)?;
+    println!("relay released (door locked): {}", relay.describe());
+    Ok(())
+}
+
+/// `device embed`: the largest face's embedding per image, as JSON.
+pub fn embed(common: &Common, images: &[PathBuf]) -> Result<()> {
+    let config = load_config(common.config.as_deref())?;
+    let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
+    let mut out = Vec::new();
+    for path in images {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let img = facegate_face::decode::decode_image(&bytes, facegate_face::decode::DEFAULT_MAX_PIXELS)?;
+        let dets = pipeline.detect(&img);
+        let embedding = match dets.iter().max_by_key(|d| d.rect.area()) {
+            Some(d) => Some(pipeline.embed(&pipeline.align(&img, *d))?.to_vec()),
+            None => None,
+        };
+        out.push(serde_json::json!({"image": path, "embedding": embedding}));
+    }
+    println!("{}", serde_json::Value::Array(out));
+    Ok(())
+}
+
+/// `device unpair --all`.
+pub fn unpair(common: &Common, all: bool) -> Result<()> {
+    if !all {
+        bail!("say `--all`: every paired host will have to pair again");
+    }
+    let config = load_config(common.config.as_deref())?;
+    let path = data_paths(common, &config).pairing;
+    let mut p = provision::load_pairings(&path).unwrap_or_else(facegate_protocol::server::Pairings::new_random);
+    let n = p.hosts.len();
+    p.hosts.clear();
+    provision::save_pairings(&path, &p).with_context(|| format!("writing {}", path.display()))?;
+    println!("forgot {n} paired host(s) in {}", path.display());
+    Ok(())
+}
+
+/// `device bench`.
+#[cfg(feature = "tools")]
+pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Result<()> {
+    let config = load_config(common.config.as_deref())?;
+    let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
+    let c = &config.camera;
+    let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
+    let figures = crate::bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold, save_gallery)?;
+    println!("{figures}");
+    Ok(())
+}
+
+/// `device demo`.
+#[cfg(feature = "tools")]
+pub fn demo(lfw: &Path, models: Option<PathBuf>) -> Result<()> {
+    let config = Config::default();
+    let pipeline = load_pipeline(&resolve_models(models.as_deref(), false, &config), &config)?;
+    crate::demo::run(&pipeline, lfw, config.recognition.threshold)
+}
+
+/// `device run`: the door loop, with the provisioning link beside it.
+pub fn run(args: RunArgs) -> Result<()> {
+    let RunArgs { common, lock, log, until_end, events_json, stats, serial, baud, setup, replay_loop, emulate_baud } = args;
+    let config = load_config(common.config.as_deref())?;
+    let paths = data_paths(&common, &config);
+    let (relay, inputs) = open_hardware(lock, &config)?;
+    let relay: SharedRelay = Arc::new(Mutex::new(relay));
+    // Locked from the first moment, and again on any panic.
+    relay.lock().unwrap_or_else(|p| p.into_inner()).set_unlocked(false)?;
+    install_panic_release(relay.clone(), events_json);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+    let gallery = Arc::new(open_gallery(&paths.gallery, pipeline.embedder.model_id())?);
+    let log_path = match log.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(paths.log.clone()),
+    };
+    let access_log = log_path
+        .map(|p| AccessLog::open(&p, config.paths.log_capacity).with_context(|| format!("opening access log {}", p.display())))
+        .transpose()?;
+    let c = &config.camera;
+    let mut src = open_source(&common.source, c.fps, c.width, c.height, replay_loop)?;
+    tracing::info!(
+        "source: {}; lock: {}; gallery: {} people",
+        src.describe(),
+        relay.lock().unwrap_or_else(|p| p.into_inner()).describe(),
+        gallery.read().people().len()
+    );
+    facegate_arena::trim_system_heap();
+    let shared = Arc::new(shared::Shared::new(gallery, Events::new(access_log, events_json)));
+    let (commands_tx, commands_rx) = std::sync::mpsc::channel();
+    let serial_spec = serial::SerialSpec::parse(serial.as_deref().unwrap_or(&config.serial.port));
+    if serial_spec != serial::SerialSpec::None {
+        let pairings = provision::open_pairings(&paths.pairing)?;
+        let setup = setup_requested(setup, lock, &config);
+        if setup {
+            tracing::warn!("setup mode: hosts may pair for the next {} s", config.serial.setup_window_s);
+        }
+        let handler = provision::DeviceHandler::new(
+            shared.clone(),
+            paths.pairing.clone(),
+            config.clone(),
+            common.config.clone(),
+            commands_tx,
+        );
+        let window = setup.then(|| std::time::Duration::from_secs(config.serial.setup_window_s));
+        let server = facegate_protocol::server::Server::new(pairings, window, handler);
+        serial::start(serial_spec, baud.unwrap_or(config.serial.baud), emulate_baud, server, stop.clone())?;
+    }
+    let r = &config.recognition;
+    let mut door = runner::DoorLoop::new(
+        &pipeline,
+        &shared,
+        relay,
+        policy::Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
+        runner::LoopSettings {
+            threshold: r.threshold,
+            pulse: std::time::Duration::from_millis(config.lock.pulse_ms),
+            until_end,
+            door_held: std::time::Duration::from_secs(config.lock.door_held_s),
+        },
+        inputs,
+        stop,
+    );
+    door.commands = Some(commands_rx);
+    let notifier = notify::Notifier::from_env();
+    notifier.send("READY=1");
+    door.notifier = Some(notifier);
+    let result = door.run(src.as_mut());
+    if stats {
+        eprintln!("{}", door.stats.summary());
+    }
+    result
+}

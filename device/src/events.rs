@@ -1,0 +1,86 @@
+//! Where the door's events go: the access log (durably), the trace, and with
+//! `--events-json` one JSON object per line on stdout, relay transitions
+//! included. Every other module reports through here.
+
+use facegate_store::access_log::iso_time;
+use facegate_store::{AccessLog, Event, EventKind};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Writes one JSON object as a line on stdout, flushed.
+pub fn print_json_line(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// The `--events-json` line of a relay transition; `cause` says why when it is
+/// not the loop's own decision (e.g. `panic`).
+pub fn relay_json(unlocked: bool, cause: Option<&str>) -> serde_json::Value {
+    let mut v =
+        serde_json::json!({"kind": "relay", "state": if unlocked { "unlocked" } else { "locked" }, "time": iso_time(now_ms())});
+    if let Some(c) = cause {
+        v["cause"] = c.into();
+    }
+    v
+}
+
+/// The access log and the JSON stream.
+pub struct Events {
+    /// The access log, if any.
+    pub log: Option<Mutex<AccessLog>>,
+    /// Print events as JSON lines on stdout.
+    pub json: bool,
+}
+
+impl Events {
+    /// Events to `log` (if any), and to stdout with `json`.
+    pub fn new(log: Option<AccessLog>, json: bool) -> Self {
+        Events { log: log.map(Mutex::new), json }
+    }
+
+    /// Logs an event durably, traces it, and prints it with `--events-json`.
+    pub fn emit(&self, event: &Event) {
+        let mut event = event.clone();
+        if let Some(log) = &self.log {
+            match log.lock().unwrap_or_else(|p| p.into_inner()).append(&event) {
+                Ok(seq) => event.seq = seq,
+                Err(e) => tracing::error!("access log: {e}"),
+            }
+        }
+        match event.kind {
+            EventKind::Unknown | EventKind::DoorHeld | EventKind::Error | EventKind::Refused | EventKind::Denied => {
+                tracing::warn!(kind = event.kind.as_str(), name = ?event.name, distance = ?event.distance, "event")
+            }
+            _ => tracing::info!(kind = event.kind.as_str(), name = ?event.name, distance = ?event.distance, "event"),
+        }
+        if self.json {
+            print_json_line(&event.to_json());
+        }
+    }
+
+    /// An event of `kind` about `name` (a person, a host, a setting), now.
+    pub fn named(&self, kind: EventKind, name: &str) {
+        let mut e = Event::new(kind, now_ms());
+        e.name = Some(name.to_string());
+        self.emit(&e);
+    }
+
+    /// Reports a relay transition on the JSON stream.
+    pub fn relay(&self, unlocked: bool) {
+        if self.json {
+            print_json_line(&relay_json(unlocked, None));
+        }
+    }
+
+    /// The latest sequence number in the log (0 without one).
+    pub fn last_seq(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.lock().unwrap_or_else(|p| p.into_inner()).last_seq())
+    }
+}

@@ -1,0 +1,149 @@
+//! One frame → what it shows: detect → pick the face → align → embed →
+//! identify (open set). Also where enrolment captures take their frames, held
+//! to the same enrolment policy as photos.
+
+use crate::policy::Observation;
+use crate::shared::{CaptureResult, CaptureShort};
+use facegate_face::detect::Detection;
+use facegate_face::enrol::{self, EnrolProblem, Purpose};
+use facegate_face::matching::Identification;
+use facegate_face::{Embedding, FaceError, Pipeline};
+use facegate_provision::GalleryHome;
+use image::RgbImage;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+/// The face to act on: the largest that is big enough and not cut by the frame edge.
+pub fn pick_face(dets: &[Detection], width: u32, height: u32, min_face: u32) -> Option<Detection> {
+    dets.iter()
+        .filter(|d| d.rect.width() >= min_face as i64)
+        .filter(|d| d.rect.left >= 0 && d.rect.top >= 0 && d.rect.right < width as i64 && d.rect.bottom < height as i64)
+        .max_by_key(|d| d.rect.area())
+        .copied()
+}
+
+/// An enrolment capture in progress.
+pub struct Capture {
+    /// Usable frames wanted.
+    pub frames: usize,
+    /// Give up then.
+    pub deadline: Instant,
+    /// Where the result goes.
+    pub reply: Sender<CaptureResult>,
+    /// Templates of the usable frames so far.
+    pub got: Vec<Embedding>,
+    /// Why the last refused frame was refused.
+    pub last_problem: Option<EnrolProblem>,
+}
+
+impl Capture {
+    /// A capture of `frames` usable frames until `deadline`.
+    pub fn new(frames: usize, deadline: Instant, reply: Sender<CaptureResult>) -> Self {
+        Capture { frames, deadline, reply, got: Vec::new(), last_problem: None }
+    }
+
+    /// Has it got what it wanted, or run out of time?
+    pub fn finished(&self, now: Instant) -> bool {
+        self.got.len() >= self.frames || now >= self.deadline
+    }
+
+    /// Sends the templates, or why there are too few.
+    pub fn finish(self) {
+        let result = if self.got.len() >= self.frames {
+            Ok(self.got)
+        } else {
+            Err(CaptureShort { got: self.got.len(), wanted: self.frames, last_problem: self.last_problem })
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Seconds per stage of one frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Detection.
+    pub detect: f64,
+    /// Landmarks and chip.
+    pub align: f64,
+    /// The network.
+    pub embed: f64,
+    /// The gallery search.
+    pub identify: f64,
+    /// Waiting for the gallery's read lock.
+    pub gallery_wait: f64,
+}
+
+/// What one frame showed, and how long each stage took (stages not reached are 0).
+pub struct Recognised {
+    /// For the decision policy.
+    pub observation: Observation,
+    /// Stage times.
+    pub timings: Timings,
+}
+
+/// Recognises the face in `frame` against the gallery at `threshold`; with
+/// `capture`, a frame whose face passes the enrolment policy also gives it a template.
+pub fn recognise(
+    pipeline: &Pipeline,
+    frame: &RgbImage,
+    gallery: &GalleryHome,
+    threshold: f32,
+    capture: Option<&mut Capture>,
+) -> Result<Recognised, FaceError> {
+    let mut timings = Timings::default();
+    let t0 = Instant::now();
+    let dets = pipeline.detect(frame);
+    let t1 = Instant::now();
+    timings.detect = (t1 - t0).as_secs_f64();
+    let picked = pick_face(&dets, frame.width(), frame.height(), pipeline.config.min_face);
+    // An enrolment frame must pass the same checks as an enrolment photo, on the face the door acts on.
+    let enrol_pick =
+        capture.as_ref().map(|_| match (enrol::pick_one_face(&dets, frame.width(), frame.height(), Purpose::Enrol), picked) {
+            (Ok(d), Some(p)) if d == p => Ok(()),
+            (Err(problem), _) => Err(problem),
+            (Ok(d), _) => Err(EnrolProblem::TooSmall(d.rect.width())),
+        });
+    let Some(det) = picked else {
+        if let (Some(c), Some(Err(problem))) = (capture, enrol_pick) {
+            c.last_problem = Some(problem);
+        }
+        return Ok(Recognised { observation: Observation::NoFace, timings });
+    };
+    let face = pipeline.align(frame, det);
+    let t2 = Instant::now();
+    let embedding = pipeline.embed(&face)?;
+    let t3 = Instant::now();
+    if let Some(c) = capture {
+        match enrol_pick.unwrap_or(Ok(())).and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol)) {
+            Ok(_) => c.got.push(embedding),
+            Err(problem) => c.last_problem = Some(problem),
+        }
+    }
+    let gallery = gallery.read();
+    let t4 = Instant::now();
+    let id = gallery.identify(&embedding, threshold);
+    let t5 = Instant::now();
+    timings.align = (t2 - t1).as_secs_f64();
+    timings.embed = (t3 - t2).as_secs_f64();
+    timings.gallery_wait = (t4 - t3).as_secs_f64();
+    timings.identify = (t5 - t4).as_secs_f64();
+    let observation = match id {
+        Identification::Known { index, distance, .. } => Observation::Known { person: gallery.people()[index].id, distance },
+        Identification::Unknown { nearest } => Observation::Stranger { nearest },
+    };
+    Ok(Recognised { observation, timings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_face::Rect;
+
+    #[test]
+    fn the_largest_whole_face_is_picked() {
+        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
+        let dets = [d(0, 0, 99, 99), d(200, 100, 399, 299), d(-10, 50, 300, 300), d(500, 10, 540, 50)];
+        assert_eq!(pick_face(&dets, 640, 480, 80), Some(dets[1]), "the bigger one is cut by the edge");
+        assert_eq!(pick_face(&dets[3..], 640, 480, 80), None, "too small");
+    }
+}

@@ -1,0 +1,191 @@
+//! Door scenarios in process: the real frame loop over a replay source, a
+//! simulated relay and scripted door inputs. (tests/replay.rs keeps one
+//! run of the real `device` program end to end.)
+
+use facegate_device::events::Events;
+use facegate_device::lock::{DoorInputs, NoInputs, SimRelay};
+use facegate_device::policy::Policy;
+use facegate_device::runner::{DoorLoop, LoopSettings};
+use facegate_device::shared::{CaptureResult, LoopCommand, Shared};
+use facegate_device::source::ReplaySource;
+use facegate_face::enrol::EnrolProblem;
+use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_provision::GalleryHome;
+use facegate_store::{AccessLog, Event, EventKind, Gallery};
+use image::RgbImage;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a run of the loop left: the logged events and the relay's states.
+struct Outcome {
+    events: Vec<Event>,
+    relay: Vec<bool>,
+}
+
+fn run_door(
+    pipeline: &Pipeline,
+    gallery: Gallery,
+    frames: &Path,
+    inputs: Box<dyn DoorInputs>,
+    commands: Option<Receiver<LoopCommand>>,
+    dir: &Path,
+) -> Outcome {
+    let sim = SimRelay::default();
+    let log = AccessLog::open(&dir.join("log"), 1000).unwrap();
+    let home = GalleryHome::new(&dir.join("gallery.fg"), gallery);
+    let shared = Shared::new(Arc::new(home), Events::new(Some(log), false));
+    let mut door = DoorLoop::new(
+        pipeline,
+        &shared,
+        Arc::new(Mutex::new(Box::new(sim.clone()))),
+        Policy::new(3, 5, 60_000),
+        LoopSettings { threshold: 0.52, pulse: Duration::from_secs(60), until_end: true, door_held: Duration::ZERO },
+        inputs,
+        Arc::new(AtomicBool::new(false)),
+    );
+    door.commands = commands;
+    door.run(&mut ReplaySource::open(frames, 0).unwrap()).unwrap();
+    drop(door);
+    let events = shared.events.log.as_ref().unwrap().lock().unwrap().events_since(0).unwrap();
+    let relay = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
+    Outcome { events, relay }
+}
+
+fn door_pipeline() -> Pipeline {
+    Pipeline::load(&facegate_testkit::models(), Precision::Int8, PipelineConfig::door()).unwrap()
+}
+
+/// Inputs that follow a script, one step per loop iteration.
+struct Scripted {
+    step: usize,
+    exit_at: usize,
+    door_open_from: usize,
+}
+
+impl DoorInputs for Scripted {
+    fn exit_pressed(&mut self) -> bool {
+        self.step += 1;
+        self.step == self.exit_at
+    }
+    fn door_open(&mut self) -> Option<bool> {
+        Some(self.step >= self.door_open_from)
+    }
+}
+
+#[test]
+fn exit_button_unlocks_and_a_held_door_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..8 {
+        RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
+    }
+    let pipeline = door_pipeline();
+    let gallery = Gallery::new(pipeline.embedder.model_id());
+    let inputs = Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 });
+    let out = run_door(&pipeline, gallery, &frames, inputs, None, dir.path());
+    let kinds: Vec<EventKind> = out.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld]);
+    assert_eq!(out.relay, vec![false, true, false], "locked, exit unlock, locked when the loop ends");
+}
+
+/// Writes `frames` as numbered PNG files into a new folder `name`.
+fn replay_dir(dir: &Path, name: &str, frames: &[RgbImage]) -> std::path::PathBuf {
+    let out = dir.join(name);
+    std::fs::create_dir(&out).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        f.save(out.join(format!("{i:03}.png"))).unwrap();
+    }
+    out
+}
+
+fn lfw_image(data: &facegate_lfw::Dataset, person: &str, i: u32) -> RgbImage {
+    let bytes = data.read(&facegate_lfw::image_path(person, i)).unwrap();
+    facegate_face::decode::decode_image(&bytes, facegate_face::decode::DEFAULT_MAX_PIXELS).unwrap()
+}
+
+/// Runs the loop over `frames` with a capture of 3 frames asked for at the start.
+fn capture(pipeline: &Pipeline, frames: &[RgbImage], name: &str) -> CaptureResult {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = replay_dir(dir.path(), name, frames);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    tx.send(LoopCommand::Capture { frames: 3, deadline: Instant::now() + Duration::from_secs(600), reply: reply_tx }).unwrap();
+    let gallery = Gallery::new(pipeline.embedder.model_id());
+    run_door(pipeline, gallery, &replay, Box::new(NoInputs), Some(rx), dir.path());
+    reply_rx.recv_timeout(Duration::from_secs(5)).expect("the loop answers the capture when the replay ends")
+}
+
+#[test]
+fn camera_enrolment_applies_the_photo_rules() {
+    let Some((data, _)) = facegate_testkit::lfw("camera enrolment checks") else { return };
+    // Faces down to 40 px reach the door's recogniser, so the enrolment rules are what refuses.
+    let pipeline = Pipeline::load(
+        &facegate_testkit::models(),
+        Precision::Int8,
+        PipelineConfig { upsample: 1, min_face: 40, ..PipelineConfig::door() },
+    )
+    .unwrap();
+    let big = |i| image::imageops::resize(&lfw_image(&data, "Colin_Powell", i), 500, 500, image::imageops::FilterType::Triangle);
+    let sharp: Vec<RgbImage> = (1..=4).map(big).collect();
+    let got = capture(&pipeline, &sharp, "sharp").expect("sharp, large frames of one face are captured");
+    assert_eq!(got.len(), 3);
+
+    let blurred: Vec<RgbImage> = sharp.iter().map(|f| image::imageops::blur(f, 4.0)).collect();
+    let short = capture(&pipeline, &blurred, "blurred").expect_err("blurred frames are refused");
+    assert_eq!(short.got, 0);
+    assert!(matches!(short.last_problem, Some(EnrolProblem::Blurred(_))), "{short}");
+
+    let small: Vec<RgbImage> = (1..=4)
+        .map(|i| image::imageops::resize(&lfw_image(&data, "Colin_Powell", i), 140, 140, image::imageops::FilterType::Triangle))
+        .collect();
+    let short = capture(&pipeline, &small, "small").expect_err("small faces are refused");
+    assert!(matches!(short.last_problem, Some(EnrolProblem::TooSmall(w)) if w < 80), "{short}");
+}
+
+#[test]
+fn an_enrolled_person_is_granted_once_and_strangers_never() {
+    let Some((data, _)) = facegate_testkit::lfw("the in-process door scenario") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let enrol = Pipeline::load(
+        &facegate_testkit::models(),
+        Precision::Int8,
+        PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
+    )
+    .unwrap();
+    let person = "Colin_Powell";
+    let templates = (1..=3).map(|i| enrol.embed(&enrol.faces(&lfw_image(&data, person, i))[0]).unwrap()).collect();
+    let mut gallery = Gallery::new(enrol.embedder.model_id());
+    gallery.add_person(person, templates, enrol.embedder.model_id(), 0).unwrap();
+
+    let pipeline = door_pipeline();
+    let big = |p: &str, i| image::imageops::resize(&lfw_image(&data, p, i), 500, 500, image::imageops::FilterType::Triangle);
+    let approach: Vec<RgbImage> = (10..15).map(|i| big(person, i)).collect();
+    let out = run_door(
+        &pipeline,
+        gallery.clone(),
+        &replay_dir(dir.path(), "approach", &approach),
+        Box::new(NoInputs),
+        None,
+        dir.path(),
+    );
+    let granted: Vec<&Event> = out.events.iter().filter(|e| e.kind == EventKind::Granted).collect();
+    assert_eq!(granted.len(), 1, "{:?}", out.events);
+    assert_eq!(granted[0].name.as_deref(), Some(person));
+    assert_eq!(out.relay, vec![false, true, false], "locked, one pulse, locked at the end");
+
+    let strangers: Vec<RgbImage> = ["Tony_Blair", "Gerhard_Schroeder", "Ariel_Sharon", "Hugo_Chavez", "Jean_Chretien"]
+        .iter()
+        .flat_map(|p| (1..=3).map(move |i| (*p, i)))
+        .map(|(p, i)| big(p, i))
+        .collect();
+    let sub = dir.path().join("s");
+    std::fs::create_dir(&sub).unwrap();
+    let out = run_door(&pipeline, gallery, &replay_dir(&sub, "strangers", &strangers), Box::new(NoInputs), None, &sub);
+    assert!(out.events.iter().all(|e| e.kind != EventKind::Granted), "a stranger was let in: {:?}", out.events);
+    assert!(out.events.iter().any(|e| e.kind == EventKind::Unknown), "strangers are logged");
+    assert!(out.relay.iter().all(|u| !u), "never unlocked: {:?}", out.relay);
+}

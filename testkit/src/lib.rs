@@ -1,0 +1,72 @@
+#![warn(missing_docs)]
+//! Test support shared by every crate's tests: where the workspace, its
+//! models, the shared LFW copy and the built programs are. Data a test needs
+//! and cannot find makes it skip loudly (`SKIPPED: …` on stderr), never pass
+//! silently.
+
+use std::path::{Path, PathBuf};
+
+pub use facegate_lfw::Dataset;
+
+/// The workspace root.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit lives inside the workspace")
+}
+
+/// The workspace's `models/` directory.
+pub fn models() -> PathBuf {
+    workspace().join("models")
+}
+
+/// Says loudly on stderr that `what` was not run, and why.
+pub fn skip(what: &str, why: &str) {
+    eprintln!("SKIPPED: {why}; {what} not run");
+}
+
+/// The shared LFW copy (`$FACEGATE_LFW_DIR`, else `../shared/datasets/lfw`)
+/// opened, with its `pairs.txt` path, or `None` after a loud skip of `what`.
+pub fn lfw(what: &str) -> Option<(Dataset, PathBuf)> {
+    facegate_lfw::open_or_skip(workspace(), what)
+}
+
+/// The `(images, pairs.txt)` paths of the shared LFW copy, or `None` after a loud skip of `what`.
+pub fn lfw_paths(what: &str) -> Option<(PathBuf, PathBuf)> {
+    let found = facegate_lfw::locate(workspace());
+    if found.is_none() {
+        skip(what, "LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR)");
+    }
+    found
+}
+
+/// A program of the workspace built beside the running test (`target/<profile>/NAME`).
+/// Panics with a hint when it was not built (`cargo test --workspace` builds them all).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // Tests run from target/<profile>/deps/.
+    let dir = exe.parent().and_then(Path::parent).expect("a test binary lives in target/<profile>/deps");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run the tests with --workspace (or build it first)", bin.display());
+    bin
+}
+
+/// LFW photos of `people` (photos 1..=`per_person`) unpacked once under `dir`,
+/// for programs that take photo files; `None` after a loud skip of `what`.
+pub fn lfw_photos(dir: &Path, people: &[&str], per_person: u32, what: &str) -> Option<PathBuf> {
+    let (images, _) = lfw_paths(what)?;
+    if images.is_dir() {
+        return Some(images);
+    }
+    let out = dir.join("lfw");
+    if !people.iter().all(|p| out.join(p).is_dir()) {
+        let data = Dataset::open(&images).expect("the shared LFW copy opens");
+        for person in people {
+            for i in 1..=per_person {
+                let rel = facegate_lfw::image_path(person, i);
+                let dest = out.join(&rel);
+                std::fs::create_dir_all(dest.parent().expect("a photo is in a folder")).expect("creating the photo folder");
+                std::fs::write(&dest, data.read(&rel).expect("reading an LFW photo")).expect("writing an LFW photo");
+            }
+        }
+    }
+    Some(out)
+}
