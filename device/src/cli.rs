@@ -125,6 +125,9 @@ pub enum Command {
         /// Model directory.
         #[arg(long)]
         models: Option<PathBuf>,
+        /// Keep the scenario here (frames/, gallery.fg, demo.toml) for `device run --config DIR/demo.toml`.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Validate the configuration, models, gallery and camera, then exit.
     Check {

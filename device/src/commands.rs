@@ -202,10 +202,10 @@ pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Resul
 
 /// `device demo`.
 #[cfg(feature = "tools")]
-pub fn demo(lfw: &Path, models: Option<PathBuf>) -> Result<()> {
-    let config = Config::default();
+pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<()> {
+    let config = crate::demo::config();
     let pipeline = load_pipeline(&resolve_models(models.as_deref(), false, &config), &config)?;
-    crate::demo::run(&pipeline, lfw, config.recognition.threshold)
+    crate::demo::run(&pipeline, lfw, keep)
 }
 
 /// `device run`: the door loop, with the provisioning link beside it.

@@ -1,5 +1,6 @@
 //! `device demo`: the door on LFW photos with a simulated lock, no hardware needed.
 
+use crate::config::Config;
 use crate::events::{now_ms, Events};
 use crate::lock::{SharedRelay, SimRelay};
 use crate::policy::Policy;
@@ -17,12 +18,25 @@ use std::sync::{Arc, Mutex};
 /// Who is enrolled in the demo, and from which photos.
 const PERSON: &str = "Colin_Powell";
 
+/// The demo's settings: 3 of 5 frames, 2 s cooldown, 1.5 s pulse, 5 fps replay.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    (c.recognition.frames_agree, c.recognition.frames_window, c.recognition.cooldown_ms) = (3, 5, 2000);
+    c.lock.pulse_ms = 1500;
+    c.camera.fps = 5;
+    c
+}
+
 /// Enrols one LFW person from 3 photos, then replays 5 other photos of them
-/// followed by 20 strangers, printing every event as JSON.
-pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
+/// followed by 20 strangers, printing every event as JSON. With `keep`, the
+/// frames (`frames/`), the gallery (`gallery.fg`) and the settings
+/// (`demo.toml`) stay there, so `device run` can replay the same scenario
+/// (the ARM check runs the shipped build, which has no `demo`, on them).
+pub fn run(pipeline: &Pipeline, lfw: &Path, keep: Option<&Path>) -> Result<()> {
     let data = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening LFW at {}", lfw.display()))?;
-    let dir = std::env::temp_dir().join(format!("facegate-demo-{}", std::process::id()));
+    let dir = keep.map_or_else(|| std::env::temp_dir().join(format!("facegate-demo-{}", std::process::id())), Path::to_path_buf);
     std::fs::create_dir_all(&dir)?;
+    let settings = config();
     let result = (|| -> Result<()> {
         let mut templates = Vec::new();
         for i in 1..=3 {
@@ -35,6 +49,10 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
         }
         let mut gallery = Gallery::new(pipeline.embedder.model_id());
         gallery.add_person(PERSON, templates, pipeline.embedder.model_id(), now_ms() as u64 / 1000)?;
+        if keep.is_some() {
+            gallery.save(&dir.join("gallery.fg"))?;
+            std::fs::write(dir.join("demo.toml"), toml::to_string(&settings)?)?;
+        }
         eprintln!("enrolled {PERSON} from 3 photos; replaying 5 other photos of them, then 20 strangers");
         let frames = dir.join("frames");
         std::fs::create_dir_all(&frames)?;
@@ -52,6 +70,7 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
                 put(&facegate_lfw::image_path(stranger, i))?;
             }
         }
+        let r = &settings.recognition;
         let relay: SharedRelay = Arc::new(Mutex::new(Box::new(SimRelay::default())));
         // Nothing is saved: the demo's gallery only lives in memory.
         let shared = Shared::new(Arc::new(GalleryHome::new(&dir.join("gallery.fg"), gallery)), Events::new(None, true));
@@ -59,20 +78,22 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, threshold: f32) -> Result<()> {
             pipeline,
             &shared,
             relay,
-            Policy::new(3, 5, 2000),
+            Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
             LoopSettings {
-                threshold,
-                pulse: std::time::Duration::from_millis(1500),
+                threshold: r.threshold,
+                pulse: std::time::Duration::from_millis(settings.lock.pulse_ms),
                 until_end: true,
-                door_held: std::time::Duration::from_secs(30),
+                door_held: std::time::Duration::from_secs(settings.lock.door_held_s),
             },
             Box::new(crate::lock::NoInputs),
             Arc::new(AtomicBool::new(false)),
         );
-        door.run(&mut ReplaySource::open(&frames, 5)?)?;
+        door.run(&mut ReplaySource::open(&frames, settings.camera.fps)?)?;
         eprintln!("{}", door.stats.summary());
         Ok(())
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }

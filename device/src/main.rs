@@ -23,6 +23,6 @@ fn main() -> anyhow::Result<()> {
         #[cfg(feature = "tools")]
         Command::Bench { common, runs, save_gallery } => commands::bench(&common, runs, save_gallery.as_deref()),
         #[cfg(feature = "tools")]
-        Command::Demo { lfw, models } => commands::demo(&lfw, models),
+        Command::Demo { lfw, models, keep } => commands::demo(&lfw, models, keep.as_deref()),
     }
 }

@@ -4,7 +4,7 @@
 //! dlib writes its models with its own portable encoding (variable-length
 //! integers, mantissa/exponent floats, raw f32 tensors). This crate decodes
 //! the face model files into plain Rust structs; it knows nothing about
-//! ONNX or inference. The byte layout is described in `../shared/docs/dlib-models.md`
+//! ONNX or inference. The byte layout is described in `docs/dlib-models.md`
 //! (section 1) and in each module.
 
 pub mod hog_detector;

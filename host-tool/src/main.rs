@@ -74,14 +74,14 @@ enum Command {
     People,
     /// Remove a person.
     Remove {
-        /// Their name.
+        /// The enrolled name.
         name: String,
     },
-    /// Rename a person.
+    /// Rename a person (their templates stay).
     Rename {
-        /// Current name.
+        /// The enrolled name.
         from: String,
-        /// New name.
+        /// The name to use from now on.
         to: String,
     },
     /// 1:1: is the face in each PHOTO the person NAME? (`--json`: one object per line per photo)

@@ -62,10 +62,12 @@ pub fn decode(encoded: &[u8]) -> Result<Vec<u8>, FrameError> {
     Ok(raw)
 }
 
-/// Splits a byte stream into frames; bounded memory whatever arrives.
+/// Splits a byte stream into frames; bounded memory whatever arrives: the
+/// partial frame lives in a fixed buffer of [`MAX_ENCODED`] bytes
+/// ([`heapless::Vec`]), so line noise can never grow it.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    buf: Vec<u8>,
+    buf: heapless::Vec<u8, MAX_ENCODED>,
     overflow: bool,
 }
 
@@ -87,11 +89,9 @@ impl Decoder {
                 }
                 self.buf.clear();
                 self.overflow = false;
-            } else if self.buf.len() >= MAX_ENCODED {
-                // Keep skipping until the next delimiter; memory stays bounded.
+            } else if self.buf.push(b).is_err() {
+                // Full: keep skipping until the next delimiter.
                 self.overflow = true;
-            } else {
-                self.buf.push(b);
             }
         }
     }

@@ -22,10 +22,10 @@ declare -A qemu=([aarch64-unknown-linux-gnu]="qemu-aarch64 -L /usr/aarch64-linux
 declare -A deb_arch=([aarch64-unknown-linux-gnu]=arm64 [armv7-unknown-linux-gnueabihf]=armhf)
 targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 
-echo "== build: x86_64 reference (release), ${targets[*]} (dist profile)"
+echo "== build: x86_64 reference (release), ${targets[*]} (dist profile, as packaged: no demo/bench tools)"
 cargo build --release -p facegate-device
 for t in "${targets[@]}"; do
-  cargo build --profile dist --target "$t" -p facegate-device -p host-tool
+  cargo build --profile dist --target "$t" -p facegate-device -p host-tool --no-default-features
 done
 
 if [ ! -e "$lfw" ]; then
@@ -41,9 +41,15 @@ for p in Colin_Powell/Colin_Powell_0001 Colin_Powell/Colin_Powell_0012 Tony_Blai
   cp "$src/$p.jpg" "$out/img/"; imgs+=("$out/img/$(basename $p).jpg")
 done
 
+# The demo's scenario (enrolled from 3 photos, 5 other photos of them, 20
+# strangers), kept so that every build replays the very same frames and gallery
+# through `device run`, the loop that ships.
+target/release/device demo --lfw "$lfw" --models "$ws/models" --keep "$out/demo" > /dev/null 2> "$out/demo.log"
 run_scenario() { # name, runner…
   local name=$1; shift
-  "$@" demo --lfw "$lfw" --models "$ws/models" > "$out/$name.events" 2> "$out/$name.log"
+  "$@" run --config "$out/demo/demo.toml" --models "$ws/models" --gallery "$out/demo/gallery.fg" \
+    --source "replay:$out/demo/frames" --lock sim --until-end --events-json --log none --serial none \
+    > "$out/$name.events" 2> "$out/$name.log"
   "$@" embed --models "$ws/models" "${imgs[@]}" > "$out/$name.embed" 2>> "$out/$name.log"
 }
 
