@@ -341,6 +341,41 @@ fn offline_gallery_file_mode() {
     assert_eq!(run(&["verify", "Tony", &p(9)])["accepted"], true);
     let out = Command::new(env!("CARGO_BIN_EXE_host-tool")).arg("--gallery").arg(&g).args(["unlock"]).output().unwrap();
     assert!(!out.status.success(), "unlock needs a device");
+
+    // Many photos in one run: one JSON line per photo, in the order given; a
+    // photo without a face is reported and the others still answered.
+    let blank = dir.path().join("blank.png");
+    image::RgbImage::new(200, 200).save(&blank).unwrap();
+    let colin = lfw.join(facegate_lfw::image_path("Colin_Powell", 1)).to_string_lossy().into_owned();
+    let photos = [p(9), colin.clone(), blank.to_string_lossy().into_owned(), p(10)];
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .arg("--gallery")
+        .arg(&g)
+        .arg("identify")
+        .args(&photos)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "one photo had no face");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, photo) in lines.iter().zip(&photos) {
+        assert_eq!(line["photo"].as_str(), Some(photo.as_str()));
+    }
+    assert_eq!(lines[0]["person"], "Tony");
+    assert!(lines[0]["error"].is_null() && lines[0]["distance"].as_f64().unwrap() < 0.52);
+    assert!(lines[1]["person"].is_null(), "a stranger is not enrolled: {}", lines[1]);
+    assert!(lines[1]["distance"].as_f64().unwrap() >= 0.52);
+    assert!(lines[2]["distance"].is_null() && lines[2]["error"].as_str().unwrap().contains("no face"), "{}", lines[2]);
+    assert_eq!(lines[3]["person"], "Tony");
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .arg("--gallery")
+        .arg(&g)
+        .args(["verify", "Tony", &p(9), &colin, "--json"])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((lines[0]["accepted"].as_bool(), lines[1]["accepted"].as_bool()), (Some(true), Some(false)));
     run(&["remove", "Tony"]);
     assert_eq!(run(&["people"]), serde_json::json!([]));
     // The file is a device gallery.
