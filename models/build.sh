@@ -32,4 +32,8 @@ fi
 
 check=()
 [ "$mode" = "--check" ] && check=(--check)
-cargo run -q --release -p model-convert -- build --package "$cache/$pkg" --hog "$cache/$hog" --out "$root/models" "${check[@]}"
+# The liveness networks (Apache-2.0) come from ../shared/models/antispoof
+# (or $FACEGATE_ANTISPOOF_DIR), each checked against its pinned sha256.
+antispoof=${FACEGATE_ANTISPOOF_DIR:-$root/../shared/models/antispoof}
+cargo run -q --release -p model-convert -- build --package "$cache/$pkg" --hog "$cache/$hog" \
+  --antispoof "$antispoof" --out "$root/models" "${check[@]}"

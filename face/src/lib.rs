@@ -13,6 +13,7 @@ pub mod embed;
 pub mod enrol;
 pub mod geometry;
 pub mod landmarks;
+pub mod liveness;
 pub mod matching;
 pub mod pipeline;
 pub mod resize;

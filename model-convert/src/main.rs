@@ -5,6 +5,7 @@
 //! hash against the pins below, converts, and writes `models/MANIFEST`.
 //! The output is deterministic: the same package gives the same bytes.
 
+mod antispoof;
 mod mmod;
 mod onnx;
 mod resnet;
@@ -57,6 +58,9 @@ enum Command {
         /// dlib's frontal face detector, saved by dlib-bin (see models/build.sh).
         #[arg(long)]
         hog: PathBuf,
+        /// Silent-Face-Anti-Spoofing's ONNX exports (`../shared/models/antispoof`).
+        #[arg(long)]
+        antispoof: PathBuf,
         /// Output directory (models/).
         #[arg(long)]
         out: PathBuf,
@@ -248,7 +252,7 @@ fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDet
     })
 }
 
-fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
+fn build(package: &Path, hog: &Path, antispoof_dir: &Path) -> Result<Vec<Output>> {
     let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT, MMOD_DAT])?;
     for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256), (MMOD_DAT, MMOD_SHA256)] {
         let got = sha256(&files[name]);
@@ -313,6 +317,26 @@ fn build(package: &Path, hog: &Path) -> Result<Vec<Output>> {
         bytes,
         what: "dlib frontal face detector: 5 fHOG filters, in facegate's FGHD format",
     });
+    for src in &antispoof::ANTISPOOF {
+        let path = antispoof_dir.join(src.export);
+        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let got = sha256(&raw);
+        ensure!(got == src.export_sha256, "{} has sha256 {got}, expected {}", path.display(), src.export_sha256);
+        outputs.push(Output {
+            file: src.out,
+            source: Source {
+                package: "Silent-Face-Anti-Spoofing (minivision-ai @ b6d5f04a), ONNX export (yakhyo/face-anti-spoofing @ c175efef)",
+                version: src.crop_scale,
+                archive: src.export,
+                archive_sha256: src.export_sha256,
+                file: src.original,
+                sha256: src.original_sha256,
+                license: "Apache-2.0 (Minivision)",
+            },
+            bytes: antispoof::convert(&raw, src)?,
+            what: "passive liveness network, 80×80 BGR crop of the face box × crop scale (the source_version field); softmax appended, index 1 = live",
+        });
+    }
     Ok(outputs)
 }
 
@@ -344,8 +368,8 @@ fn manifest(outputs: &[Output]) -> String {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Build { package, hog, out, check } => {
-            let outputs = build(&package, &hog)?;
+        Command::Build { package, hog, antispoof, out, check } => {
+            let outputs = build(&package, &hog, &antispoof)?;
             let manifest = manifest(&outputs);
             let mut files: Vec<(&str, &[u8])> = outputs.iter().map(|o| (o.file, &o.bytes[..])).collect();
             files.push(("MANIFEST", manifest.as_bytes()));
