@@ -29,6 +29,9 @@ pub struct Common {
     /// Frame source: `replay:DIR` (or `replay:LIST`), or a V4L2 device such as /dev/video0.
     #[arg(long, default_value = "/dev/video0")]
     pub source: SourceSpec,
+    /// Liveness check (overrides liveness.mode): `required` or `off`.
+    #[arg(long, value_enum)]
+    pub liveness: Option<crate::config::LivenessMode>,
 }
 
 /// `device run`.

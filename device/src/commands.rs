@@ -7,6 +7,7 @@ use crate::lock::{install_panic_release, DoorInputs, LockKind, NoInputs, Relay, 
 use crate::source::open_source;
 use crate::{notify, policy, provision, runner, serial, shared};
 use anyhow::{bail, Context, Result};
+use facegate_face::liveness::Liveness;
 use facegate_face::{ModelId, Pipeline, PipelineConfig, Precision};
 use facegate_provision::GalleryHome;
 use facegate_store::AccessLog;
@@ -72,15 +73,34 @@ fn setup_requested(flag: bool, lock: LockKind, config: &Config) -> bool {
     false
 }
 
-/// The config file's settings, or the defaults without one.
-pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    match path {
+/// The config file's settings (or the defaults without one) with the command line's overrides.
+pub fn load_config(common: &Common) -> Result<Config> {
+    let mut config = match &common.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
         }
-        None => Ok(Config::default()),
+        None => Config::default(),
+    };
+    if let Some(mode) = common.liveness {
+        config.liveness.mode = mode;
     }
+    Ok(config)
+}
+
+/// The liveness ensemble when the config requires it. Fail closed: with
+/// `liveness.mode = "required"`, missing or damaged models stop the device.
+pub fn load_liveness(dir: &Path, config: &Config) -> Result<Option<Liveness>> {
+    if !config.liveness.required() {
+        tracing::warn!("liveness is off: a photo or a screen showing an enrolled face opens the door");
+        return Ok(None);
+    }
+    Liveness::load(dir).map(Some).with_context(|| {
+        format!(
+            "liveness.mode = \"required\" but the liveness models in {} cannot be loaded (the door does not start without them)",
+            dir.display()
+        )
+    })
 }
 
 /// The door pipeline with the configured precision, upsampling and minimum face.
@@ -127,11 +147,17 @@ fn open_hardware(kind: LockKind, config: &Config) -> Result<Hardware> {
 
 /// `device check`: config, models, gallery and camera, then exit.
 pub fn check(common: &Common) -> Result<()> {
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(common)?;
     println!("config: ok");
     let models = models_dir(common, &config);
     let pipeline = load_pipeline(&models, &config)?;
     println!("models: ok ({}, model id {})", models.display(), pipeline.embedder.model_id());
+    match load_liveness(&models, &config)? {
+        Some(l) => {
+            println!("liveness: ok (required, threshold {}, {} networks)", config.liveness.threshold, l.crop_scales().len())
+        }
+        None => println!("liveness: off (liveness.mode = \"off\")"),
+    }
     let home = open_gallery(&data_paths(common, &config).gallery, pipeline.embedder.model_id())?;
     let g = home.read();
     println!("gallery: ok ({} people, {} templates)", g.people().len(), g.template_count());
@@ -147,7 +173,7 @@ pub fn check(common: &Common) -> Result<()> {
 
 /// `device release`: the relay to locked.
 pub fn release(common: &Common) -> Result<()> {
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(common)?;
     let (mut relay, _) = open_hardware(LockKind::Gpio, &config)?;
     relay.set_unlocked(false)?;
     println!("relay released (door locked): {}", relay.describe());
@@ -156,7 +182,7 @@ pub fn release(common: &Common) -> Result<()> {
 
 /// `device embed`: the largest face's embedding per image, as JSON.
 pub fn embed(common: &Common, images: &[PathBuf]) -> Result<()> {
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(common)?;
     let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
     let mut out = Vec::new();
     for path in images {
@@ -178,7 +204,7 @@ pub fn unpair(common: &Common, all: bool) -> Result<()> {
     if !all {
         bail!("say `--all`: every paired host will have to pair again");
     }
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(common)?;
     let path = data_paths(common, &config).pairing;
     let mut p = provision::load_pairings(&path).unwrap_or_else(facegate_protocol::server::Pairings::new_random);
     let n = p.hosts.len();
@@ -191,7 +217,7 @@ pub fn unpair(common: &Common, all: bool) -> Result<()> {
 /// `device bench`.
 #[cfg(feature = "tools")]
 pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Result<()> {
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(common)?;
     let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
     let c = &config.camera;
     let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
@@ -204,14 +230,16 @@ pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Resul
 #[cfg(feature = "tools")]
 pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<()> {
     let config = crate::demo::config();
-    let pipeline = load_pipeline(&resolve_models(models.as_deref(), false, &config), &config)?;
-    crate::demo::run(&pipeline, lfw, keep)
+    let models = resolve_models(models.as_deref(), false, &config);
+    let pipeline = load_pipeline(&models, &config)?;
+    let liveness = load_liveness(&models, &config)?;
+    crate::demo::run(&pipeline, liveness.as_ref(), lfw, keep)
 }
 
 /// `device run`: the door loop, with the provisioning link beside it.
 pub fn run(args: RunArgs) -> Result<()> {
     let RunArgs { common, lock, log, until_end, events_json, stats, serial, baud, setup, replay_loop, emulate_baud } = args;
-    let config = load_config(common.config.as_deref())?;
+    let config = load_config(&common)?;
     let paths = data_paths(&common, &config);
     let (relay, inputs) = open_hardware(lock, &config)?;
     let relay: SharedRelay = Arc::new(Mutex::new(relay));
@@ -222,7 +250,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let pipeline = load_pipeline(&models_dir(&common, &config), &config)?;
+    let models = models_dir(&common, &config);
+    let pipeline = load_pipeline(&models, &config)?;
+    let liveness = load_liveness(&models, &config)?;
     let gallery = Arc::new(open_gallery(&paths.gallery, pipeline.embedder.model_id())?);
     let log_path = match log.as_deref() {
         Some("none") => None,
@@ -272,10 +302,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             pulse: std::time::Duration::from_millis(config.lock.pulse_ms),
             until_end,
             door_held: std::time::Duration::from_secs(config.lock.door_held_s),
+            live_threshold: config.liveness.required().then_some(config.liveness.threshold),
         },
         inputs,
         stop,
     );
+    door.liveness = liveness.as_ref();
     door.commands = Some(commands_rx);
     let notifier = notify::Notifier::from_env();
     notifier.send("READY=1");

@@ -12,6 +12,8 @@ pub struct Config {
     pub camera: Camera,
     /// Recognition and decision settings.
     pub recognition: Recognition,
+    /// Presentation-attack detection (prints, screens).
+    pub liveness: LivenessSettings,
     /// Lock relay and door inputs.
     pub lock: Lock,
     /// Provisioning link.
@@ -70,6 +72,41 @@ pub struct Recognition {
     pub frames_window: usize,
     /// After a decision, ignore the same outcome for this long (ms).
     pub cooldown_ms: u64,
+}
+
+/// Whether the door checks that a face is live.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LivenessMode {
+    /// A grant needs the agreeing frames to be live; the device does not start
+    /// without the liveness models (fail closed).
+    #[default]
+    Required,
+    /// No liveness check (a printed photo of an enrolled person opens the door).
+    Off,
+}
+
+/// Presentation-attack detection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessSettings {
+    /// `required` or `off`.
+    pub mode: LivenessMode,
+    /// A grant needs the agreeing frames' mean live score at or above this.
+    pub threshold: f32,
+}
+
+impl Default for LivenessSettings {
+    fn default() -> Self {
+        LivenessSettings { mode: LivenessMode::Required, threshold: facegate_face::liveness::THRESHOLD }
+    }
+}
+
+impl LivenessSettings {
+    /// Liveness is checked.
+    pub fn required(&self) -> bool {
+        self.mode == LivenessMode::Required
+    }
 }
 
 /// Lock relay and door inputs.
@@ -171,6 +208,9 @@ impl Config {
         if r.precision != "int8" && r.precision != "f32" {
             problems.push(format!("recognition.precision = {:?} must be \"int8\" or \"f32\"", r.precision));
         }
+        if !(self.liveness.threshold >= 0.0 && self.liveness.threshold <= 1.0) {
+            problems.push(format!("liveness.threshold = {} must be between 0 and 1", self.liveness.threshold));
+        }
         if r.upsample > 2 {
             problems.push("recognition.upsample must be 0, 1 or 2".into());
         }
@@ -213,6 +253,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "recognition.cooldown_ms",
     "lock.pulse_ms",
     "lock.door_held_s",
+    "liveness.threshold",
 ];
 
 impl Config {

@@ -8,6 +8,7 @@ use crate::runner::{DoorLoop, LoopSettings};
 use crate::shared::Shared;
 use crate::source::ReplaySource;
 use anyhow::{Context, Result};
+use facegate_face::liveness::Liveness;
 use facegate_face::Pipeline;
 use facegate_provision::GalleryHome;
 use facegate_store::Gallery;
@@ -32,7 +33,7 @@ pub fn config() -> Config {
 /// frames (`frames/`), the gallery (`gallery.fg`) and the settings
 /// (`demo.toml`) stay there, so `device run` can replay the same scenario
 /// (the ARM check runs the shipped build, which has no `demo`, on them).
-pub fn run(pipeline: &Pipeline, lfw: &Path, keep: Option<&Path>) -> Result<()> {
+pub fn run(pipeline: &Pipeline, liveness: Option<&Liveness>, lfw: &Path, keep: Option<&Path>) -> Result<()> {
     let data = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening LFW at {}", lfw.display()))?;
     let dir = keep.map_or_else(|| std::env::temp_dir().join(format!("facegate-demo-{}", std::process::id())), Path::to_path_buf);
     std::fs::create_dir_all(&dir)?;
@@ -84,10 +85,12 @@ pub fn run(pipeline: &Pipeline, lfw: &Path, keep: Option<&Path>) -> Result<()> {
                 pulse: std::time::Duration::from_millis(settings.lock.pulse_ms),
                 until_end: true,
                 door_held: std::time::Duration::from_secs(settings.lock.door_held_s),
+                live_threshold: settings.liveness.required().then_some(settings.liveness.threshold),
             },
             Box::new(crate::lock::NoInputs),
             Arc::new(AtomicBool::new(false)),
         );
+        door.liveness = liveness;
         door.run(&mut ReplaySource::open(&frames, settings.camera.fps)?)?;
         eprintln!("{}", door.stats.summary());
         Ok(())

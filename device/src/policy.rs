@@ -14,6 +14,8 @@ pub enum Observation {
         person: u32,
         /// Distance to their nearest template.
         distance: f32,
+        /// The face's live score (1 when liveness is off; 0 when it failed).
+        live: f32,
     },
     /// A face matched nobody; distance to the nearest person.
     Stranger {
@@ -31,6 +33,18 @@ pub enum Decision {
         person: u32,
         /// Best distance over the agreeing frames.
         distance: f32,
+        /// Frames that agreed.
+        frames: u16,
+    },
+    /// Enough frames recognised this person, but their fused live score is
+    /// below the liveness threshold: a print or a screen (never unlocks).
+    Spoof {
+        /// Gallery person id.
+        person: u32,
+        /// Best distance over the agreeing frames.
+        distance: f32,
+        /// The agreeing frames' mean live score.
+        live: f32,
         /// Frames that agreed.
         frames: u16,
     },
@@ -54,6 +68,8 @@ pub struct Policy {
     empty_frames: usize,
     cooldown_ms: i64,
     quiet_until_ms: i64,
+    /// A grant also needs the agreeing frames' mean live score at or above this (`None`: liveness off).
+    pub live_threshold: Option<f32>,
 }
 
 impl Policy {
@@ -67,6 +83,7 @@ impl Policy {
             empty_frames: 0,
             cooldown_ms: cooldown_ms as i64,
             quiet_until_ms: i64::MIN,
+            live_threshold: None,
         }
     }
 
@@ -89,22 +106,28 @@ impl Policy {
         if now_ms < self.quiet_until_ms {
             return None;
         }
-        // The person named most often, with their best distance.
-        let mut best: Option<(u32, usize, f32)> = None;
+        // The person named most often, with their best distance and the sum of their live scores.
+        let mut best: Option<(u32, usize, f32, f32)> = None;
         for o in &self.window {
             if let Observation::Known { person, .. } = o {
-                let (count, dist) = self.window.iter().fold((0, f32::INFINITY), |(c, d), x| match x {
-                    Observation::Known { person: p, distance } if p == person => (c + 1, d.min(*distance)),
-                    _ => (c, d),
+                let (count, dist, live) = self.window.iter().fold((0, f32::INFINITY, 0f32), |(c, d, l), x| match x {
+                    Observation::Known { person: p, distance, live } if p == person => (c + 1, d.min(*distance), l + live),
+                    _ => (c, d, l),
                 });
-                if best.is_none_or(|(_, c, _)| count > c) {
-                    best = Some((*person, count, dist));
+                if best.is_none_or(|(_, c, _, _)| count > c) {
+                    best = Some((*person, count, dist, live));
                 }
             }
         }
         let decision = match best {
-            Some((person, count, distance)) if count >= self.agree => {
-                Some(Decision::Grant { person, distance, frames: count as u16 })
+            Some((person, count, distance, live_sum)) if count >= self.agree => {
+                // Score fusion over the approach: the mean live score of the agreeing frames.
+                let live = live_sum / count as f32;
+                let frames = count as u16;
+                match self.live_threshold {
+                    Some(t) if !(live >= t) => Some(Decision::Spoof { person, distance, live, frames }),
+                    _ => Some(Decision::Grant { person, distance, frames }),
+                }
             }
             _ => {
                 let strangers = self.window.iter().filter(|o| matches!(o, Observation::Stranger { .. })).count();
@@ -129,7 +152,7 @@ mod tests {
     use super::*;
 
     fn known(p: u32) -> Observation {
-        Observation::Known { person: p, distance: 0.4 + p as f32 / 100.0 }
+        Observation::Known { person: p, distance: 0.4 + p as f32 / 100.0, live: 0.9 }
     }
     const STRANGER: Observation = Observation::Stranger { nearest: 0.8 };
 
@@ -167,5 +190,24 @@ mod tests {
         }
         assert_eq!(p.observe(known(7), 5), None, "the earlier frame was forgotten");
         assert!(matches!(p.observe(known(7), 6), Some(Decision::Grant { person: 7, frames: 2, .. })));
+    }
+
+    #[test]
+    fn recognised_but_not_live_is_a_spoof_never_a_grant() {
+        let at = |live| Observation::Known { person: 4, distance: 0.3, live };
+        let mut p = Policy::new(3, 5, 0);
+        p.live_threshold = Some(0.5);
+        assert_eq!(p.observe(at(0.5), 0), None);
+        assert_eq!(p.observe(at(0.0), 1), None);
+        // Mean of 0.5, 0, 0.25 = 0.25 < 0.5: fused over the approach, not frame by frame.
+        assert_eq!(p.observe(at(0.25), 2), Some(Decision::Spoof { person: 4, distance: 0.3, live: 0.25, frames: 3 }));
+        let d: Vec<_> = (3..6).filter_map(|t| p.observe(at(0.8), t)).collect();
+        assert!(matches!(d[..], [Decision::Grant { person: 4, frames: 3, .. }]), "{d:?}");
+        // A failed liveness check scores 0 and NaN never passes.
+        let mut p = Policy::new(1, 1, 0);
+        p.live_threshold = Some(0.5);
+        assert!(matches!(p.observe(at(f32::NAN), 0), Some(Decision::Spoof { .. })));
+        p.live_threshold = None;
+        assert!(matches!(p.observe(at(0.0), 1), Some(Decision::Grant { .. })), "liveness off");
     }
 }

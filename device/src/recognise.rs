@@ -6,6 +6,7 @@ use crate::policy::Observation;
 use crate::shared::{CaptureResult, CaptureShort};
 use facegate_face::detect::Detection;
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
+use facegate_face::liveness::Liveness;
 use facegate_face::matching::Identification;
 use facegate_face::{Embedding, FaceError, Pipeline};
 use facegate_provision::GalleryHome;
@@ -71,6 +72,8 @@ pub struct Timings {
     pub identify: f64,
     /// Waiting for the gallery's read lock.
     pub gallery_wait: f64,
+    /// The liveness ensemble.
+    pub liveness: f64,
 }
 
 /// What one frame showed, and how long each stage took (stages not reached are 0).
@@ -81,13 +84,24 @@ pub struct Recognised {
     pub timings: Timings,
 }
 
+/// Liveness as the door runs it: the ensemble and the live threshold.
+pub struct LiveCheck<'a> {
+    /// The networks.
+    pub model: &'a Liveness,
+    /// Live at or above this.
+    pub threshold: f32,
+}
+
 /// Recognises the face in `frame` against the gallery at `threshold`; with
-/// `capture`, a frame whose face passes the enrolment policy also gives it a template.
+/// `live`, a recognised face (and every capture frame) also gets a live score;
+/// with `capture`, a frame whose face passes the enrolment policy (live
+/// included) also gives it a template. A liveness error scores 0: it denies.
 pub fn recognise(
     pipeline: &Pipeline,
     frame: &RgbImage,
     gallery: &GalleryHome,
     threshold: f32,
+    live: Option<&LiveCheck>,
     capture: Option<&mut Capture>,
 ) -> Result<Recognised, FaceError> {
     let mut timings = Timings::default();
@@ -113,22 +127,42 @@ pub fn recognise(
     let t2 = Instant::now();
     let embedding = pipeline.embed(&face)?;
     let t3 = Instant::now();
-    if let Some(c) = capture {
-        match enrol_pick.unwrap_or(Ok(())).and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol)) {
-            Ok(_) => c.got.push(embedding),
-            Err(problem) => c.last_problem = Some(problem),
-        }
-    }
     let gallery = gallery.read();
     let t4 = Instant::now();
     let id = gallery.identify(&embedding, threshold);
     let t5 = Instant::now();
+    // Liveness only where it can matter: a recognised face, or a capture frame.
+    let needs_live = matches!(id, Identification::Known { .. }) || capture.is_some();
+    let live_score = match live {
+        Some(l) if needs_live => Some(l.model.score(frame, det.rect).unwrap_or_else(|e| {
+            tracing::error!("liveness failed, the face counts as not live: {e}");
+            0.0
+        })),
+        _ => None,
+    };
+    let t6 = Instant::now();
+    if let Some(c) = capture {
+        let checked =
+            enrol_pick.unwrap_or(Ok(())).and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol)).and_then(|_| {
+                match (live, live_score) {
+                    (Some(l), Some(s)) if !(s >= l.threshold) => Err(EnrolProblem::NotLive(s)),
+                    _ => Ok(()),
+                }
+            });
+        match checked {
+            Ok(()) => c.got.push(embedding),
+            Err(problem) => c.last_problem = Some(problem),
+        }
+    }
     timings.align = (t2 - t1).as_secs_f64();
     timings.embed = (t3 - t2).as_secs_f64();
     timings.gallery_wait = (t4 - t3).as_secs_f64();
     timings.identify = (t5 - t4).as_secs_f64();
+    timings.liveness = (t6 - t5).as_secs_f64();
     let observation = match id {
-        Identification::Known { index, distance, .. } => Observation::Known { person: gallery.people()[index].id, distance },
+        Identification::Known { index, distance, .. } => {
+            Observation::Known { person: gallery.people()[index].id, distance, live: live_score.unwrap_or(1.0) }
+        }
         Identification::Unknown { nearest } => Observation::Stranger { nearest },
     };
     Ok(Recognised { observation, timings })

@@ -4,10 +4,11 @@
 use crate::events::now_ms;
 use crate::lock::{DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
-use crate::recognise::{recognise, Capture};
+use crate::recognise::{recognise, Capture, LiveCheck};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
 use facegate_arena::FrameScope;
+use facegate_face::liveness::Liveness;
 use facegate_face::Pipeline;
 use facegate_store::{Event, EventKind};
 use image::RgbImage;
@@ -26,6 +27,9 @@ pub struct LoopSettings {
     pub until_end: bool,
     /// Door open longer than this raises a door-held event.
     pub door_held: Duration,
+    /// A grant needs the agreeing frames' mean live score at or above this;
+    /// `None`: liveness off (`[liveness] mode = "off"`).
+    pub live_threshold: Option<f32>,
 }
 
 /// Per-stage timing totals, for `--stats`.
@@ -35,8 +39,8 @@ pub struct Stats {
     pub frames: u64,
     /// Frames with a usable face.
     pub faces: u64,
-    /// Seconds spent per stage: detect, align, embed, identify.
-    pub stage_seconds: [f64; 4],
+    /// Seconds spent per stage: detect, align, embed, identify, liveness.
+    pub stage_seconds: [f64; 5],
     /// Wall time of the loop.
     pub wall_seconds: f64,
     /// Longest wait for the gallery (while the provisioning server swapped in a new one), seconds.
@@ -54,7 +58,7 @@ impl Stats {
     pub fn summary(&self) -> String {
         let per = |s: f64, n: u64| if n == 0 { 0.0 } else { 1000.0 * s / n as f64 };
         format!(
-            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms; longest gallery wait {:.3} ms; system allocations after warm-up {} (frame arena {:.1} MB)",
+            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms, liveness {:.1} ms; longest gallery wait {:.3} ms; system allocations after warm-up {} (frame arena {:.1} MB)",
             self.frames,
             self.faces,
             self.wall_seconds,
@@ -63,6 +67,7 @@ impl Stats {
             per(self.stage_seconds[1], self.faces),
             per(self.stage_seconds[2], self.faces),
             per(self.stage_seconds[3], self.faces),
+            per(self.stage_seconds[4], self.faces),
             self.max_gallery_wait * 1000.0,
             self.system_allocations_after_warm_up,
             facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
@@ -92,6 +97,9 @@ pub struct DoorLoop<'a> {
     pub stats: Stats,
     /// systemd watchdog keep-alives.
     pub notifier: Option<crate::notify::Notifier>,
+    /// The liveness ensemble; required whenever `settings.live_threshold` is set
+    /// (without it every recognised face then counts as not live).
+    pub liveness: Option<&'a Liveness>,
     capture: Option<Capture>,
 }
 
@@ -106,11 +114,14 @@ impl<'a> DoorLoop<'a> {
         inputs: Box<dyn DoorInputs + 'a>,
         stop: Arc<AtomicBool>,
     ) -> Self {
+        let mut policy = policy;
+        policy.live_threshold = settings.live_threshold;
         DoorLoop {
             pipeline,
             shared,
             relay,
             commands: None,
+            liveness: None,
             policy,
             settings,
             inputs,
@@ -142,10 +153,27 @@ impl<'a> DoorLoop<'a> {
     }
 
     fn observe(&mut self, frame: &RgbImage) -> Observation {
-        match recognise(self.pipeline, frame, &self.shared.gallery, self.settings.threshold, self.capture.as_mut()) {
+        let live = match (self.settings.live_threshold, self.liveness) {
+            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold }),
+            _ => None,
+        };
+        let result =
+            recognise(self.pipeline, frame, &self.shared.gallery, self.settings.threshold, live.as_ref(), self.capture.as_mut());
+        // Required but not loaded: fail closed, nobody recognised is live.
+        let result = result.map(|mut r| {
+            if let (Some(_), None, Observation::Known { live, .. }) =
+                (self.settings.live_threshold, self.liveness, &mut r.observation)
+            {
+                *live = 0.0;
+            }
+            r
+        });
+        match result {
             Ok(r) => {
                 let t = r.timings;
-                for (total, stage) in self.stats.stage_seconds.iter_mut().zip([t.detect, t.align, t.embed, t.identify]) {
+                for (total, stage) in
+                    self.stats.stage_seconds.iter_mut().zip([t.detect, t.align, t.embed, t.identify, t.liveness])
+                {
                     *total += stage;
                 }
                 self.stats.max_gallery_wait = self.stats.max_gallery_wait.max(t.gallery_wait);
@@ -175,6 +203,13 @@ impl<'a> DoorLoop<'a> {
                     self.set_relay(true)?;
                 }
                 *unlock_until = Some(Instant::now() + self.settings.pulse);
+            }
+            Decision::Spoof { person, distance, live, frames } => {
+                let mut e = Event::new(EventKind::Spoof, now_ms());
+                e.person = Some(person);
+                e.name = self.shared.gallery().by_id(person).map(|p| p.name.clone());
+                (e.distance, e.live, e.frames) = (Some(distance), Some(live), frames);
+                self.emit(&e);
             }
             Decision::Stranger { nearest, frames } => {
                 let mut e = Event::new(EventKind::Unknown, now_ms());
@@ -208,6 +243,8 @@ impl<'a> DoorLoop<'a> {
                     self.settings.pulse = Duration::from_millis(config.lock.pulse_ms);
                     self.settings.door_held = Duration::from_secs(config.lock.door_held_s);
                     self.policy = Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms);
+                    self.settings.live_threshold = config.liveness.required().then_some(config.liveness.threshold);
+                    self.policy.live_threshold = self.settings.live_threshold;
                     tracing::info!("settings changed");
                 }
             }

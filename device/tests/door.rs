@@ -42,7 +42,13 @@ fn run_door(
         &shared,
         Arc::new(Mutex::new(Box::new(sim.clone()))),
         Policy::new(3, 5, 60_000),
-        LoopSettings { threshold: 0.52, pulse: Duration::from_secs(60), until_end: true, door_held: Duration::ZERO },
+        LoopSettings {
+            threshold: 0.52,
+            pulse: Duration::from_secs(60),
+            until_end: true,
+            door_held: Duration::ZERO,
+            live_threshold: None,
+        },
         inputs,
         Arc::new(AtomicBool::new(false)),
     );

@@ -45,6 +45,9 @@ pub enum EnrolProblem {
     /// Too little detail.
     #[error("the face is too blurred (sharpness {0:.0}, at least {MIN_SHARPNESS:.0} needed)")]
     Blurred(f32),
+    /// The face does not look live (a print or a screen): camera captures only.
+    #[error("the face does not look live (live score {0:.2}); enrol the person in front of the camera, not a photo of them")]
+    NotLive(f32),
 }
 
 /// What an image is for: templates must pass every check; a probe to verify

@@ -5,6 +5,7 @@ mod bench;
 mod cmd;
 mod keys;
 mod output;
+mod plot;
 mod target;
 
 use anyhow::Result;
@@ -161,6 +162,8 @@ enum BenchCommand {
     Blur(bench::blur::BlurArgs),
     /// Bulk enrolment through the device program over a PTY paced at a baud rate.
     Link(bench::link::LinkArgs),
+    /// Liveness (presentation-attack detection) on labelled live/attack sets: BPCER, APCER, ACER, DET curves.
+    Liveness(bench::liveness::LivenessArgs),
 }
 
 /// The models directory: --models, else `models/` next to the workspace this binary was built in.
@@ -205,6 +208,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models, args),
         Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models, args),
         Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models, args),
+        Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models, args),
     }
 }
 

@@ -116,6 +116,34 @@ impl Dataset {
         Ok(Dataset::Archive(images))
     }
 
+    /// Every image's relative path (`Name/Name_0001.jpg`), sorted.
+    pub fn names(&self) -> Result<Vec<String>, LfwError> {
+        let mut names: Vec<String> = match self {
+            Dataset::Archive(map) => map.keys().cloned().collect(),
+            Dataset::Dir(dir) => {
+                let io = |source| LfwError::Io { path: dir.clone(), source };
+                let mut out = Vec::new();
+                for person in std::fs::read_dir(dir).map_err(io)? {
+                    let person = person.map_err(io)?.path();
+                    if !person.is_dir() {
+                        continue;
+                    }
+                    for f in std::fs::read_dir(&person).map_err(io)? {
+                        let f = f.map_err(io)?.path();
+                        if let (Some(p), Some(n)) = (person.file_name(), f.file_name()) {
+                            if f.extension().is_some_and(|e| e == "jpg") {
+                                out.push(format!("{}/{}", p.to_string_lossy(), n.to_string_lossy()));
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
     /// The bytes of one image by relative path.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>, LfwError> {
         match self {

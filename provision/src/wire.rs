@@ -45,6 +45,8 @@ pub fn event_of(e: &LogEvent) -> Option<Event> {
         name: e.name.clone(),
         distance: e.distance,
         frames: e.frames,
+        // Not on the wire (protocol version 1): the device's own log and JSON stream keep it.
+        live: None,
     })
 }
 

@@ -117,6 +117,9 @@ event_kinds! {
     Restored => "restored",
     /// The log was cleared (the first event of the new log).
     LogCleared => "log-cleared",
+    /// A recognised face that is not live (a print or a screen): never unlocks
+    /// (person, distance and live score recorded).
+    Spoof => "spoof",
 }
 
 impl EventKind {
@@ -147,12 +150,14 @@ pub struct Event {
     pub distance: Option<f32>,
     /// Frames the decision used.
     pub frames: u16,
+    /// The fused live score of those frames, when liveness was checked.
+    pub live: Option<f32>,
 }
 
 impl Event {
     /// An event of `kind` now-ish; fill the other fields as needed.
     pub fn new(kind: EventKind, time_ms: i64) -> Self {
-        Event { seq: 0, time_ms, kind, person: None, name: None, distance: None, frames: 0 }
+        Event { seq: 0, time_ms, kind, person: None, name: None, distance: None, frames: 0, live: None }
     }
 
     /// The JSON form, the same on the device's `--events-json` stream and in
@@ -170,6 +175,9 @@ impl Event {
         if self.seq > 0 {
             v["seq"] = self.seq.into();
         }
+        if let Some(live) = self.live {
+            v["live"] = live.into();
+        }
         v
     }
 
@@ -178,6 +186,11 @@ impl Event {
         r[0..8].copy_from_slice(&self.seq.to_le_bytes());
         r[8..16].copy_from_slice(&self.time_ms.to_le_bytes());
         r[16] = self.kind.code();
+        // Bytes 17..20 were zero before live scores: a flag, then the score in 1/65535.
+        if let Some(live) = self.live {
+            r[17] = 1;
+            r[18..20].copy_from_slice(&((live.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes());
+        }
         r[20..24].copy_from_slice(&self.person.unwrap_or(u32::MAX).to_le_bytes());
         r[24..28].copy_from_slice(&self.distance.unwrap_or(f32::NAN).to_le_bytes());
         r[28..30].copy_from_slice(&self.frames.to_le_bytes());
@@ -212,6 +225,7 @@ impl Event {
             name: (name_len > 0).then(|| String::from_utf8_lossy(&r[32..32 + name_len]).into_owned()),
             distance: (!distance.is_nan()).then_some(distance),
             frames: u16::from_le_bytes(r[28..30].try_into().ok()?),
+            live: (r[17] == 1).then(|| u16::from_le_bytes([r[18], r[19]]) as f32 / 65535.0),
         })
     }
 }
@@ -313,6 +327,7 @@ mod tests {
             name: (i % 2 == 0).then(|| format!("person number {i} with a long name")),
             distance: Some(0.3 + i as f32 / 1000.0),
             frames: 3,
+            live: (i % 3 == 0).then_some(i as f32 / 1000.0),
         }
     }
 
@@ -358,6 +373,8 @@ mod tests {
         assert_eq!(events[1].name.as_deref(), Some("person number 4 with a l"), "truncated to 24 bytes");
         assert_eq!(events[0].person, None);
         assert_eq!(log.events_since(6).unwrap().len(), 2);
+        // Live scores survive to 1/65535; events without one stay without.
+        assert!((events[3].live.unwrap() - 0.006).abs() < 2e-5 && events[2].live.is_none(), "{:?}", &events[2..4]);
     }
 
     #[test]

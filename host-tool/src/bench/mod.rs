@@ -3,4 +3,5 @@
 pub mod blur;
 pub mod lfw;
 pub mod link;
+pub mod liveness;
 pub mod speed;
