@@ -125,7 +125,9 @@ impl Policy {
                 let live = live_sum / count as f32;
                 let frames = count as u16;
                 match self.live_threshold {
-                    Some(t) if !(live >= t) => Some(Decision::Spoof { person, distance, live, frames }),
+                    Some(t) if !facegate_face::liveness::is_live(live, t) => {
+                        Some(Decision::Spoof { person, distance, live, frames })
+                    }
                     _ => Some(Decision::Grant { person, distance, frames }),
                 }
             }

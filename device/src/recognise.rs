@@ -142,13 +142,14 @@ pub fn recognise(
     };
     let t6 = Instant::now();
     if let Some(c) = capture {
-        let checked =
-            enrol_pick.unwrap_or(Ok(())).and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol)).and_then(|_| {
-                match (live, live_score) {
-                    (Some(l), Some(s)) if !(s >= l.threshold) => Err(EnrolProblem::NotLive(s)),
-                    _ => Ok(()),
-                }
-            });
+        let not_live = match (live, live_score) {
+            (Some(l), Some(s)) if !facegate_face::liveness::is_live(s, l.threshold) => Some(EnrolProblem::NotLive(s)),
+            _ => None,
+        };
+        let checked = enrol_pick
+            .unwrap_or(Ok(()))
+            .and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol))
+            .and_then(|_| not_live.map_or(Ok(()), Err));
         match checked {
             Ok(()) => c.got.push(embedding),
             Err(problem) => c.last_problem = Some(problem),

@@ -19,6 +19,11 @@ use tract_onnx::prelude::*;
 /// 0.5 until a calibrated threshold replaces it (docs/liveness.md).
 pub const THRESHOLD: f32 = 0.5;
 
+/// Whether a live score passes `threshold` (a NaN score never does).
+pub fn is_live(score: f32, threshold: f32) -> bool {
+    score >= threshold
+}
+
 /// Side of the networks' input.
 pub const INPUT: usize = 80;
 

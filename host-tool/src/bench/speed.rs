@@ -139,9 +139,19 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let (embed_other, _) = median_ms(n, || other.embed(&chip).expect("embeds"));
     let (embed_f32, embed_int8) =
         if args.precision == Precision::Int8 { (embed_other, embed_default) } else { (embed_default, embed_other) };
-    let (frame_ms, _) = median_ms(n, || {
+    // Liveness: both networks of the ensemble on the face, as the door runs them.
+    let liveness = facegate_face::liveness::Liveness::load(models)?;
+    let (liveness_ms, _) = median_ms(n, || liveness.score(&frame, det.rect).expect("scores"));
+    let (frame_ms_without_liveness, _) = median_ms(n, || {
         let faces = pipeline.faces(&frame);
         faces.iter().map(|f| pipeline.embed(f).expect("embeds")).collect::<Vec<_>>()
+    });
+    // The door's frame as configured by default (liveness required): every face
+    // embedded, and the recognised one checked for liveness.
+    let (frame_ms, _) = median_ms(n, || {
+        let faces = pipeline.faces(&frame);
+        let embedded = faces.iter().map(|f| pipeline.embed(f).expect("embeds")).collect::<Vec<_>>();
+        (embedded, faces.first().map(|f| liveness.score(&frame, f.detection.rect).expect("scores")))
     });
     // Where the whole-frame time goes, measured inside the same loop.
     let (mut in_detect, mut in_rest) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -168,6 +178,8 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "embed_ms_f32": embed_f32,
         "embed_ms_int8": embed_int8,
         "frame_ms": frame_ms,
+        "frame_ms_without_liveness": frame_ms_without_liveness,
+        "liveness_ms": liveness_ms,
         "precision": args.precision.as_str(),
         "runs": n,
         "face_box_px": det.rect.width(),
@@ -194,6 +206,8 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
             "chip_ms",
             "embed_ms_f32",
             "embed_ms_int8",
+            "liveness_ms",
+            "frame_ms_without_liveness",
             "frame_ms",
         ] {
             println!("  {key:<24} {:>8.2}", json[key].as_f64().unwrap_or(f64::NAN));
