@@ -10,7 +10,6 @@ use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_store::Gallery;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SUBJECT: &str = "0001";
 
@@ -34,17 +33,9 @@ fn replay(dir: &Path, name: &str, files: &[PathBuf]) -> PathBuf {
 }
 
 fn run_device(replay: &Path, gallery: &Path, liveness: &str) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_device"))
-        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--liveness", liveness, "--models"])
-        .arg(facegate_testkit::models())
-        .arg("--gallery")
-        .arg(gallery)
-        .arg("--source")
-        .arg(format!("replay:{}", replay.display()))
-        .output()
-        .unwrap();
+    let out = facegate_testkit::device_replay(replay, gallery).args(["--liveness", liveness]).output().unwrap();
     assert!(out.status.success(), "device failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    facegate_testkit::json_lines(&out.stdout)
 }
 
 fn count(events: &[Value], kind: &str) -> usize {

@@ -9,7 +9,6 @@ use facegate_store::Gallery;
 use facegate_testkit::models;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 fn lfw() -> Option<(facegate_lfw::Dataset, Vec<String>)> {
     let (data, pairs) = facegate_testkit::lfw("the door replay test")?;
@@ -46,20 +45,10 @@ fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
 }
 
 fn run_device_with(replay: &Path, gallery: &Path, env: &[(&str, &str)]) -> (Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_device"))
-        .envs(env.iter().copied())
-        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
-        .arg(models())
-        .arg("--gallery")
-        .arg(gallery)
-        .arg("--source")
-        .arg(format!("replay:{}", replay.display()))
-        .output()
-        .unwrap();
+    let out = facegate_testkit::device_replay(replay, gallery).envs(env.iter().copied()).arg("--stats").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success() || !env.is_empty(), "device failed: {stderr}");
-    let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    (events, stderr)
+    (facegate_testkit::json_lines(&out.stdout), stderr)
 }
 
 fn kinds(events: &[Value], kind: &str) -> usize {
@@ -138,15 +127,7 @@ fn a_damaged_gallery_is_refused_and_nothing_runs() {
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
     image::RgbImage::new(64, 64).save(frames.join("a.png")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_device"))
-        .args(["run", "--lock", "sim", "--until-end", "--events-json", "--stats", "--log", "none", "--models"])
-        .arg(models())
-        .arg("--gallery")
-        .arg(&gallery)
-        .arg("--source")
-        .arg(format!("replay:{}", frames.display()))
-        .output()
-        .unwrap();
+    let out = facegate_testkit::device_replay(&frames, &gallery).arg("--stats").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gallery") && err.contains("damaged"), "{err}");

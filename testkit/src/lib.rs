@@ -70,3 +70,25 @@ pub fn lfw_photos(dir: &Path, people: &[&str], per_person: u32, what: &str) -> O
     }
     Some(out)
 }
+
+/// `device run` on a replay of `frames` with a simulated lock, the gallery
+/// `gallery`, the workspace's models, no access log, and one JSON object per
+/// event on stdout, stopping when the replay ends. Add further flags as needed.
+pub fn device_replay(frames: &Path, gallery: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(binary("device"));
+    c.args(["run", "--lock", "sim", "--until-end", "--events-json", "--log", "none", "--models"])
+        .arg(models())
+        .arg("--gallery")
+        .arg(gallery)
+        .arg("--source")
+        .arg(format!("replay:{}", frames.display()));
+    c
+}
+
+/// The JSON objects of a program's stdout, one per line.
+pub fn json_lines<T: std::str::FromStr>(stdout: &[u8]) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    String::from_utf8_lossy(stdout).lines().map(|l| l.parse().expect("one JSON object per line")).collect()
+}
