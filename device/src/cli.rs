@@ -21,7 +21,7 @@ pub struct Common {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Model directory (overrides paths.models).
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_MODELS")]
     pub models: Option<PathBuf>,
     /// Gallery file (overrides paths.gallery).
     #[arg(long)]

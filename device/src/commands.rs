@@ -15,19 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-/// Models: --models, else the configured directory, else the workspace's models/ (development).
-pub fn models_dir(common: &Common, config: &Config) -> PathBuf {
+/// Models: --models, else `paths.models` of the config file, else the usual
+/// places (beside the program, the data directories, the source tree of a
+/// development build; see `facegate_face::model_files::search_path`).
+pub fn models_dir(common: &Common, config: &Config) -> Result<PathBuf> {
     resolve_models(common.models.as_deref(), common.config.is_some(), config)
 }
 
-fn resolve_models(models: Option<&Path>, config_file: bool, config: &Config) -> PathBuf {
-    if let Some(m) = models {
-        return m.to_path_buf();
-    }
-    if config_file || config.paths.models.is_dir() {
-        return config.paths.models.clone();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+fn resolve_models(models: Option<&Path>, config_file: bool, config: &Config) -> Result<PathBuf> {
+    let explicit = models.or(config_file.then_some(config.paths.models.as_path()));
+    Ok(facegate_face::model_files::locate(explicit)?.path().to_path_buf())
 }
 
 /// Where the gallery, log and pairing file are. With `--gallery` and no
@@ -149,7 +146,7 @@ fn open_hardware(kind: LockKind, config: &Config) -> Result<Hardware> {
 pub fn check(common: &Common) -> Result<()> {
     let config = load_config(common)?;
     println!("config: ok");
-    let models = models_dir(common, &config);
+    let models = models_dir(common, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     println!("models: ok ({}, model id {})", models.display(), pipeline.embedder.model_id());
     match load_liveness(&models, &config)? {
@@ -183,7 +180,7 @@ pub fn release(common: &Common) -> Result<()> {
 /// `device embed`: the largest face's embedding per image, as JSON.
 pub fn embed(common: &Common, images: &[PathBuf]) -> Result<()> {
     let config = load_config(common)?;
-    let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
+    let pipeline = load_pipeline(&models_dir(common, &config)?, &config)?;
     let mut out = Vec::new();
     for path in images {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -218,7 +215,7 @@ pub fn unpair(common: &Common, all: bool) -> Result<()> {
 #[cfg(feature = "tools")]
 pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Result<()> {
     let config = load_config(common)?;
-    let pipeline = load_pipeline(&models_dir(common, &config), &config)?;
+    let pipeline = load_pipeline(&models_dir(common, &config)?, &config)?;
     let c = &config.camera;
     let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
     let figures = crate::bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold, save_gallery)?;
@@ -230,7 +227,7 @@ pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Resul
 #[cfg(feature = "tools")]
 pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<()> {
     let config = crate::demo::config();
-    let models = resolve_models(models.as_deref(), false, &config);
+    let models = resolve_models(models.as_deref(), false, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
     crate::demo::run(&pipeline, liveness.as_ref(), lfw, keep)
@@ -250,7 +247,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let models = models_dir(&common, &config);
+    let models = models_dir(&common, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
     let gallery = Arc::new(open_gallery(&paths.gallery, pipeline.embedder.model_id())?);

@@ -1,6 +1,7 @@
 //! Face chip → 128-d embedding with dlib's ResNet, run by tract.
 
 use crate::chip::CHIP_SIZE;
+use crate::model_files::ModelDir;
 use crate::FaceError;
 pub use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 use image::RgbImage;
@@ -63,17 +64,16 @@ fn inference(e: impl std::fmt::Display) -> FaceError {
 }
 
 impl Embedder {
-    /// Loads `<models_dir>/<precision file>`.
+    /// Loads `<models_dir>/<precision file>`, checked against the directory's MANIFEST.
     pub fn load(models_dir: &std::path::Path, precision: Precision) -> Result<Self, FaceError> {
-        let path = models_dir.join(precision.file_name());
-        let bytes = std::fs::read(&path).map_err(|source| FaceError::Io { path: path.clone(), source })?;
+        let bytes = ModelDir::open(models_dir)?.read(precision.file_name())?;
         Self::from_bytes(&bytes, precision)
     }
 
-    /// The model id of `<models_dir>/<precision file>` without loading the network.
+    /// The model id of `<models_dir>/<precision file>` (checked against the
+    /// MANIFEST) without loading the network.
     pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<ModelId, FaceError> {
-        let path = models_dir.join(precision.file_name());
-        let bytes = std::fs::read(&path).map_err(|source| FaceError::Io { path: path.clone(), source })?;
+        let bytes = ModelDir::open(models_dir)?.read(precision.file_name())?;
         Ok(ModelId::of_file_bytes(&bytes))
     }
 

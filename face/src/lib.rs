@@ -15,6 +15,7 @@ pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
 pub mod matching;
+pub mod model_files;
 pub mod pipeline;
 pub mod resize;
 
@@ -49,6 +50,33 @@ pub enum FaceError {
     /// The inference engine failed.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A model file is not listed in its directory's `MANIFEST`.
+    #[error("{path}: not listed in the models' MANIFEST (a stray or renamed file)")]
+    Unlisted {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// A model file differs from what `MANIFEST` records: damaged, truncated,
+    /// or from another release.
+    #[error("{path}: is not the file MANIFEST lists ({found_bytes} bytes, sha256 {found}; expected {expected_bytes} bytes, sha256 {expected}): damaged, or from another release — reinstall the models")]
+    Mismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The sha256 MANIFEST records.
+        expected: String,
+        /// The sha256 of the file.
+        found: String,
+        /// The size MANIFEST records.
+        expected_bytes: u64,
+        /// The file's size.
+        found_bytes: u64,
+    },
+    /// No models directory was found.
+    #[error("no models found; searched:\n  {}\n(set --models or FACEGATE_MODELS to the directory holding MANIFEST)", searched.join("\n  "))]
+    ModelsNotFound {
+        /// Each place searched, with why it was on the list.
+        searched: Vec<String>,
+    },
     /// Reading a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -144,12 +144,12 @@ impl Liveness {
     /// Loads the ensemble from `models_dir`. A missing or damaged file is an
     /// error: a door that requires liveness must not start without it.
     pub fn load(models_dir: &std::path::Path) -> Result<Self, FaceError> {
+        let dir = crate::model_files::ModelDir::open(models_dir)?;
         let nets = FILES
             .iter()
             .map(|f| {
-                let path = models_dir.join(f);
-                let bytes = std::fs::read(&path).map_err(|source| FaceError::Io { path: path.clone(), source })?;
-                Self::net(&bytes).map_err(|e| FaceError::Model(format!("{}: {e}", path.display())))
+                let bytes = dir.read(f)?;
+                Self::net(&bytes).map_err(|e| FaceError::Model(format!("{}: {e}", models_dir.join(f).display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Liveness { nets, box_map: BoxMap::default() })

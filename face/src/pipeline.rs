@@ -7,6 +7,7 @@ use crate::detect::Detection;
 use crate::embed::{Embedder, Embedding, Precision};
 use crate::geometry::Rect;
 use crate::landmarks::{LandmarkModel, Landmarks};
+use crate::model_files::ModelDir;
 use crate::resize::resize_bilinear;
 use crate::FaceError;
 use image::RgbImage;
@@ -120,22 +121,19 @@ pub struct Pipeline {
     pub config: PipelineConfig,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, FaceError> {
-    std::fs::read(path).map_err(|source| FaceError::Io { path: path.to_path_buf(), source })
-}
-
 impl Pipeline {
-    /// Loads the three models from `models_dir`.
+    /// Loads the models from `models_dir`, each checked against its MANIFEST.
     pub fn load(models_dir: &Path, precision: Precision, config: PipelineConfig) -> Result<Self, FaceError> {
+        let dir = ModelDir::open(models_dir)?;
         let cnn = match config.detector {
-            DetectorKind::Cnn => Some(CnnDetector::from_bytes(&read(&models_dir.join(CNN_DETECTOR_FILE))?)?),
+            DetectorKind::Cnn => Some(CnnDetector::from_bytes(&dir.read(CNN_DETECTOR_FILE)?)?),
             DetectorKind::Hog => None,
         };
         Ok(Pipeline {
-            detector: HogDetector::from_bytes(&read(&models_dir.join(DETECTOR_FILE))?)?,
+            detector: HogDetector::from_bytes(&dir.read(DETECTOR_FILE)?)?,
             cnn,
-            landmarks: LandmarkModel::from_bytes(&read(&models_dir.join(LANDMARKS_FILE))?)?,
-            embedder: Embedder::load(models_dir, precision)?,
+            landmarks: LandmarkModel::from_bytes(&dir.read(LANDMARKS_FILE)?)?,
+            embedder: Embedder::from_bytes(&dir.read(precision.file_name())?, precision)?,
             config,
         })
     }

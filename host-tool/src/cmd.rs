@@ -26,8 +26,8 @@ pub struct Global {
     pub json: bool,
     /// Offline gallery file.
     pub gallery: Option<PathBuf>,
-    /// Models directory.
-    pub models: PathBuf,
+    /// Models directory given by --models or FACEGATE_MODELS.
+    pub models: Option<PathBuf>,
     /// Answer time-out.
     pub timeout: Duration,
     /// Threshold for offline verify/identify.
@@ -35,20 +35,32 @@ pub struct Global {
 }
 
 impl Global {
+    /// The models directory: the one given, else the first of the usual places
+    /// that holds a MANIFEST (see `facegate_face::model_files::search_path`).
+    pub fn models(&self) -> Result<PathBuf> {
+        let dir = facegate_face::model_files::locate(self.models.as_deref())?;
+        Ok(dir.path().to_path_buf())
+    }
+
     fn port(&self) -> Result<&str> {
-        self.port.as_deref().context("no device given (hint: --port /dev/ttyUSB0, or --gallery FILE to work on a gallery file)")
+        self.port.as_deref().with_context(|| {
+            format!("no device given (hint: --port {}, or --gallery FILE to work on a gallery file)", crate::ports::EXAMPLE_PORT)
+        })
     }
 
     /// The target of a gallery command.
     pub fn target(&self) -> Result<Target> {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
-                let model = facegate_face::Embedder::model_id_of(&self.models, Precision::Int8)?;
+                let model = facegate_face::Embedder::model_id_of(&self.models()?, Precision::Int8)?;
                 Ok(Target::File(target::open_file(path, model, self.threshold)?))
             }
             (None, Some(port)) => Ok(Target::Device(Box::new(target::connect_paired(port, self.baud, self.timeout)?))),
             (Some(_), Some(_)) => bail!("give --port or --gallery, not both"),
-            (None, None) => bail!("no device given (hint: --port /dev/ttyUSB0, or --gallery FILE to work on a gallery file)"),
+            (None, None) => bail!(
+                "no device given (hint: --port {}, or --gallery FILE to work on a gallery file)",
+                crate::ports::EXAMPLE_PORT
+            ),
         }
     }
 }
@@ -89,7 +101,7 @@ pub fn ports(g: &Global) -> Result<()> {
     if g.json {
         print_json(&json!(ports.iter().map(|p| json!({"name": p.port_name, "type": kind(&p.port_type)})).collect::<Vec<_>>()));
     } else if ports.is_empty() {
-        println!("no serial ports found (a USB serial adapter shows up as /dev/ttyUSB0 or /dev/ttyACM0)");
+        println!("no serial ports found ({})", crate::ports::WHERE_ADAPTERS_APPEAR);
     } else {
         let rows: Vec<Vec<String>> = ports.iter().map(|p| vec![p.port_name.clone(), kind(&p.port_type)]).collect();
         println!("{}", table(&["PORT", "TYPE"], &rows));
@@ -102,8 +114,12 @@ pub fn pair(g: &Global) -> Result<()> {
     let port = g.port()?;
     let mut c = target::connect(port, g.baud, g.timeout)?;
     let device = c.hello().device;
-    let user = std::env::var("USER").unwrap_or_else(|_| "host".into());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    // Unix names the user and machine in USER and /etc/hostname, Windows in USERNAME and COMPUTERNAME.
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .unwrap_or_default();
     let name: String = format!("{user}@{host}").chars().filter(|c| !c.is_control()).take(64).collect();
     let secret = c.pair(&name).map_err(crate::output::client_error)?;
     let path = Keys::open()?.store(&device, &secret, port)?;
@@ -266,7 +282,7 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
         bail!("give at least one photo (hint: three or more photos, in different light, make the best templates)");
     }
     let model = t.model();
-    let pipeline = pipeline_for(&g.models, model)?;
+    let pipeline = pipeline_for(&g.models()?, model)?;
     let (templates, report) = templates_from_photos(g, &pipeline, photos_in)?;
     if templates.is_empty() {
         bail!(
@@ -409,7 +425,7 @@ fn match_photos(
         bail!("give at least one photo");
     }
     let mut t = g.target()?;
-    let pipeline = pipeline_for(&g.models, t.model())?;
+    let pipeline = pipeline_for(&g.models()?, t.model())?;
     let mut failed = 0;
     for photo in photos {
         let m = match_photo(&mut t, &pipeline, photo, ask)?;
@@ -646,4 +662,35 @@ pub fn restore(g: &Global, file: &Path) -> Result<()> {
 /// `unlock`.
 pub fn unlock(g: &Global) -> Result<()> {
     device_action(g, Request::Unlock, json!({"unlocked": true}), "door unlocked for one pulse (logged)")
+}
+
+/// `models`: where the models are looked for, which directory is used, and
+/// whether every file in it matches its MANIFEST hash. Fails when one does not.
+pub fn models(g: &Global) -> Result<()> {
+    use facegate_face::model_files::{locate, search_path};
+    let searched = search_path(g.models.as_deref());
+    let dir = locate(g.models.as_deref())?;
+    let files: Vec<(String, Option<String>)> =
+        dir.manifest().files().map(|f| (f.to_string(), dir.read(f).err().map(|e| e.to_string()))).collect();
+    let bad = files.iter().filter(|(_, p)| p.is_some()).count();
+    if g.json {
+        print_json(&json!({
+            "dir": dir.path(),
+            "searched": searched.iter().map(|c| json!({"path": c.path, "source": c.source})).collect::<Vec<_>>(),
+            "files": files.iter().map(|(f, p)| json!({"file": f, "ok": p.is_none(), "problem": p})).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!("models: {}", dir.path().display());
+        for (f, p) in &files {
+            println!("  {f}: {}", p.as_deref().unwrap_or("ok (sha256 as in MANIFEST)"));
+        }
+        println!("searched, in order:");
+        for c in &searched {
+            println!("  {} ({})", c.path.display(), c.source);
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} of {} model files do not match MANIFEST: reinstall the models", files.len());
+    }
+    Ok(())
 }

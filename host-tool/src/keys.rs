@@ -1,7 +1,8 @@
 //! The host's identity and its pairing keys, one file per device, owner-only.
 //!
-//! Location: `$FACEGATE_HOME`, else `$XDG_CONFIG_HOME/facegate`, else
-//! `~/.config/facegate`. Files: `host.id` and `devices/<device id>.key`.
+//! Location: `$FACEGATE_HOME`, else the platform's configuration directory:
+//! `$XDG_CONFIG_HOME/facegate` (`~/.config/facegate`), `%APPDATA%\facegate`,
+//! `~/Library/Application Support/facegate`. Files: `host.id` and `devices/<device id>.key`.
 
 use anyhow::{bail, Context, Result};
 use facegate_core::{from_hex as unhex, hex};
@@ -31,10 +32,8 @@ impl Keys {
     pub fn open() -> Result<Self> {
         let dir = if let Some(d) = std::env::var_os("FACEGATE_HOME") {
             PathBuf::from(d)
-        } else if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {
-            PathBuf::from(d).join("facegate")
-        } else if let Some(h) = std::env::var_os("HOME") {
-            PathBuf::from(h).join(".config/facegate")
+        } else if let Some(d) = dirs::config_dir() {
+            d.join("facegate")
         } else {
             bail!("no home directory: set FACEGATE_HOME to where pairing keys may be kept");
         };

@@ -6,6 +6,7 @@ mod cmd;
 mod keys;
 mod output;
 mod plot;
+mod ports;
 mod target;
 
 use anyhow::Result;
@@ -23,7 +24,7 @@ use std::time::Duration;
     after_help = "A first session:\n  host-tool ports\n  host-tool --port /dev/ttyUSB0 pair            (device started with --setup)\n  host-tool --port /dev/ttyUSB0 enroll Ada a.jpg b.jpg c.jpg\n  host-tool --port /dev/ttyUSB0 log --follow"
 )]
 struct Cli {
-    /// Serial port of the device (e.g. /dev/ttyUSB0, or the /dev/pts/N a `device --serial pty` printed).
+    /// Serial port of the device: /dev/ttyUSB0 on Linux, COM3 on Windows, /dev/cu.usbserial-* on macOS (`host-tool ports` lists them).
     #[arg(long, global = true, env = "FACEGATE_PORT")]
     port: Option<String>,
     /// Line rate; must match the device's serial.baud.
@@ -41,7 +42,8 @@ struct Cli {
     /// Match threshold for verify and identify on a gallery file (the device uses its own setting).
     #[arg(long, global = true, default_value_t = facegate_face::matching::THRESHOLD_DOOR)]
     threshold: f32,
-    /// Directory with the model files (default: the workspace's models/).
+    /// Directory with the model files and their MANIFEST (default: models/ beside
+    /// the program, then the user's and the system's data directory).
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
     models: Option<PathBuf>,
     #[command(subcommand)]
@@ -125,6 +127,8 @@ enum Command {
     },
     /// Unlock the door for one pulse (authenticated, logged).
     Unlock,
+    /// Where the models are found, and a check of every file against its MANIFEST hash.
+    Models,
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -166,11 +170,6 @@ enum BenchCommand {
     Liveness(bench::liveness::LivenessArgs),
 }
 
-/// The models directory: --models, else `models/` next to the workspace this binary was built in.
-fn models_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
-}
-
 /// Parses `f32|int8` for clap.
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse()
@@ -182,12 +181,13 @@ fn run(cli: Cli) -> Result<()> {
         baud: cli.baud,
         json: cli.json,
         gallery: cli.gallery,
-        models: models_dir(cli.models),
+        models: cli.models,
         timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
         threshold: cli.threshold,
     };
     match cli.command {
         Command::Ports => cmd::ports(&g),
+        Command::Models => cmd::models(&g),
         Command::Status => cmd::status(&g),
         Command::Pair => cmd::pair(&g),
         Command::Unpair => cmd::unpair(&g),
@@ -204,11 +204,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup { file } => cmd::backup(&g, &file),
         Command::Restore { file } => cmd::restore(&g, &file),
         Command::Unlock => cmd::unlock(&g),
-        Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models, args),
-        Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models, args),
-        Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models, args),
-        Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models, args),
-        Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models, args),
+        Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models()?, args),
     }
 }
 

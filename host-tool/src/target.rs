@@ -25,8 +25,9 @@ pub enum Target {
 
 /// Opens the serial port.
 pub fn open_port(port: &str, baud: u32) -> Result<Box<dyn serialport::SerialPort>> {
-    serialport::new(port, baud).timeout(Duration::from_millis(200)).open().with_context(|| {
-        format!("opening {port} (hint: `host-tool ports` lists serial ports; you may need to be in group dialout)")
+    serialport::new(port, baud).timeout(Duration::from_millis(200)).open().map_err(|e| {
+        let hint = crate::ports::open_hint(port, crate::ports::classify(&e));
+        anyhow::anyhow!("cannot open {port}: {e} (hint: {hint})")
     })
 }
 

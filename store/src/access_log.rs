@@ -7,9 +7,9 @@
 //! the slot being written, which its CRC then rejects; every earlier event
 //! stays readable.
 
+use crate::positional::{read_exact_at, write_all_at};
 use crate::{io, Result, StoreError};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"FGAL";
@@ -254,11 +254,11 @@ impl AccessLog {
             header[8..12].copy_from_slice(&capacity.to_le_bytes());
             header[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
             file.set_len(HEADER + capacity as u64 * RECORD as u64).map_err(io(path))?;
-            file.write_all_at(&header, 0).and_then(|_| file.sync_all()).map_err(io(path))?;
+            write_all_at(&file, &header, 0).and_then(|_| file.sync_all()).map_err(io(path))?;
             return Ok(AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 });
         }
         let mut header = [0u8; HEADER as usize];
-        file.read_exact_at(&mut header, 0).map_err(|_| format("shorter than its header"))?;
+        read_exact_at(&file, &mut header, 0).map_err(|_| format("shorter than its header"))?;
         if &header[..4] != MAGIC {
             return Err(format("not a facegate access log"));
         }
@@ -285,8 +285,7 @@ impl AccessLog {
         e.seq = self.next_seq;
         let slot = (e.seq - 1) % self.capacity as u64;
         let path = &self.path;
-        self.file
-            .write_all_at(&e.encode(), HEADER + slot * RECORD as u64)
+        write_all_at(&self.file, &e.encode(), HEADER + slot * RECORD as u64)
             .and_then(|_| self.file.sync_data())
             .map_err(io(path))?;
         self.next_seq += 1;
@@ -296,7 +295,7 @@ impl AccessLog {
     /// Every readable event with `seq > after`, oldest first.
     pub fn events_since(&self, after: u64) -> Result<Vec<Event>> {
         let mut all = vec![0u8; self.capacity as usize * RECORD];
-        self.file.read_exact_at(&mut all, HEADER).map_err(io(&self.path))?;
+        read_exact_at(&self.file, &mut all, HEADER).map_err(io(&self.path))?;
         let mut events: Vec<Event> = all.chunks_exact(RECORD).filter_map(Event::decode).filter(|e| e.seq > after).collect();
         events.sort_by_key(|e| e.seq);
         Ok(events)
@@ -310,7 +309,7 @@ impl AccessLog {
     /// Erases every event (sequence numbers keep increasing).
     pub fn clear(&mut self) -> Result<()> {
         let zeros = vec![0u8; self.capacity as usize * RECORD];
-        self.file.write_all_at(&zeros, HEADER).and_then(|_| self.file.sync_data()).map_err(io(&self.path))
+        write_all_at(&self.file, &zeros, HEADER).and_then(|_| self.file.sync_data()).map_err(io(&self.path))
     }
 }
 

@@ -12,8 +12,13 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Makes a rename in `path`'s directory durable. Windows cannot open a
+/// directory as a file through std, and NTFS journals the rename itself.
 fn fsync_dir(path: &Path) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if cfg!(windows) {
+        return Ok(());
+    }
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
@@ -25,6 +30,9 @@ fn write_synced_mode(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
+    // On Windows the file inherits the folder's ACL: a user's profile is theirs alone.
+    #[cfg(not(unix))]
+    let _ = private;
     let mut f = options.open(path).map_err(io(path))?;
     #[cfg(unix)]
     if private {

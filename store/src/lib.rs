@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod atomic;
 pub mod gallery;
+mod positional;
 
 pub use access_log::{AccessLog, Event, EventKind};
 pub use gallery::{Enrolled, Gallery, Person};

@@ -112,6 +112,20 @@ for t in "${targets[@]}"; do
   grep -q "deb-systemd-helper enable facegate-device.service" "$out/ctl-$t/postinst"
   echo "$(basename "$deb"): $(du -h "$deb" | cut -f1), contents and control checked"
 done
+# The laptop tool for arm64 (a Pi 400, an ARM laptop): the build above, packaged with its models.
+NO_BUILD=1 PROFILE=dist host-tool/package.sh deb aarch64-unknown-linux-gnu > "$out/host-deb.log" 2>&1 \
+  || { cat "$out/host-deb.log"; exit 1; }
+deb=$(ls target/packages/facegate-host-tool_*_arm64.deb)
+dpkg-deb -I "$deb" | grep -q "Architecture: arm64"
+dpkg-deb -c "$deb" > "$out/contents"
+for f in ./usr/lib/facegate-host-tool/host-tool ./usr/lib/facegate-host-tool/models/MANIFEST \
+         ./usr/lib/facegate-host-tool/models/face_resnet_int8.onnx; do
+  grep -q " $f\$" "$out/contents" || { echo "missing $f in $deb"; exit 1; }
+done
+mkdir "$out/host-root"; dpkg -x "$deb" "$out/host-root"
+qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/host-root/usr/lib/facegate-host-tool/host-tool" models > "$out/host-models.log" \
+  || { cat "$out/host-models.log"; exit 1; }
+echo "$(basename "$deb"): $(du -h "$deb" | cut -f1), contents checked; finds and verifies its models under qemu"
 if command -v systemd-analyze >/dev/null; then
   # verify resolves ExecStart binaries: point it at a stand-in with the same path layout.
   mkdir -p "$out/root/usr/bin"; cp target/release/device "$out/root/usr/bin/facegate-device"

@@ -127,7 +127,7 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     // HOG on the doubled frame (faces down to ~40 px) and the photo pipeline's
     // CNN detector on the frame, for the choice between them.
     let (detect_hog_x2_ms, _) = median_ms(n.div_ceil(5), || pipeline.detector.detect(&frame, 1, 0.0));
-    let cnn = CnnDetector::from_bytes(&std::fs::read(models.join(CNN_DETECTOR_FILE))?)?;
+    let cnn = CnnDetector::from_bytes(&facegate_face::model_files::ModelDir::open(models)?.read(CNN_DETECTOR_FILE)?)?;
     let (detect_cnn_ms, cnn_dets) = median_ms(n.div_ceil(5), || cnn.detect(&frame, 0, 0.0).expect("runs"));
     if cnn_dets.is_empty() {
         bail!("the CNN detector found no face in the benchmark frame");
