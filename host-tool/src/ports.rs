@@ -3,23 +3,20 @@
 
 use std::io::ErrorKind;
 
-/// How a USB serial adapter is usually named on this platform.
-pub const EXAMPLE_PORT: &str = if cfg!(windows) {
-    "COM3"
+/// Per platform: how a USB serial adapter is usually named, and where adapters show up.
+const NAMING: (&str, &str) = if cfg!(windows) {
+    ("COM3", "a USB serial adapter shows up as COM3, COM4, … (Device Manager, Ports (COM & LPT))")
 } else if cfg!(target_os = "macos") {
-    "/dev/cu.usbserial-0001"
+    ("/dev/cu.usbserial-0001", "a USB serial adapter shows up as /dev/cu.usbserial-* or /dev/cu.usbmodem* (use cu.*, not tty.*)")
 } else {
-    "/dev/ttyUSB0"
+    ("/dev/ttyUSB0", "a USB serial adapter shows up as /dev/ttyUSB0 or /dev/ttyACM0")
 };
 
+/// How a USB serial adapter is usually named on this platform.
+pub const EXAMPLE_PORT: &str = NAMING.0;
+
 /// Where adapters show up on this platform, for messages.
-pub const WHERE_ADAPTERS_APPEAR: &str = if cfg!(windows) {
-    "a USB serial adapter shows up as COM3, COM4, … (Device Manager, Ports (COM & LPT))"
-} else if cfg!(target_os = "macos") {
-    "a USB serial adapter shows up as /dev/cu.usbserial-* or /dev/cu.usbmodem* (use cu.*, not tty.*)"
-} else {
-    "a USB serial adapter shows up as /dev/ttyUSB0 or /dev/ttyACM0"
-};
+pub const WHERE_ADAPTERS_APPEAR: &str = NAMING.1;
 
 /// Why a port did not open, in the user's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

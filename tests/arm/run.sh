@@ -8,14 +8,8 @@
 # Needs: rustup targets, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf,
 # libc6-dev-{arm64,armhf}-cross, qemu-user, libclang-dev, cargo-deb, python3;
 # LFW at ../shared/datasets/lfw (or FACEGATE_LFW_DIR). `.ci/run` installs them.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-ws=$PWD
-lfw_dir=${FACEGATE_LFW_DIR:-$ws/../shared/datasets/lfw}
-lfw=$lfw_dir/lfw.tgz
-[ -e "$lfw" ] || lfw=$lfw_dir/lfw
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=../common.sh
+. "$(dirname "$0")/../common.sh"
 
 declare -A qemu=([aarch64-unknown-linux-gnu]="qemu-aarch64 -L /usr/aarch64-linux-gnu"
                  [armv7-unknown-linux-gnueabihf]="qemu-arm -L /usr/arm-linux-gnueabihf")

@@ -10,14 +10,8 @@
 # Needs: cargo-deb, dpkg, rustup target x86_64-pc-windows-gnu,
 # gcc-mingw-w64-x86-64, wine64, python3; LFW at ../shared/datasets/lfw (or
 # FACEGATE_LFW_DIR). `.ci/run` installs them.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-ws=$PWD
-lfw_dir=${FACEGATE_LFW_DIR:-$ws/../shared/datasets/lfw}
-lfw=$lfw_dir/lfw.tgz
-[ -e "$lfw" ] || lfw=$lfw_dir/lfw
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=../common.sh
+. "$(dirname "$0")/../common.sh"
 unset FACEGATE_MODELS FACEGATE_PORT
 
 echo "== packages: amd64 .deb and Windows zip (host-tool/package.sh)"
