@@ -24,7 +24,8 @@ pub use client::{Client, ClientError};
 pub use message::{Request, Response, WireError};
 
 /// Protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: log events carry the live score.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame payload (before COBS and CRC), in bytes.
 pub const MAX_FRAME: usize = 4096;

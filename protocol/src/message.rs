@@ -315,6 +315,8 @@ pub struct LogEvent {
     pub distance: Option<f32>,
     /// Frames behind a decision.
     pub frames: u16,
+    /// Fused live score of those frames, when liveness ran (since version 2).
+    pub live: Option<f32>,
 }
 
 /// Device → host responses.

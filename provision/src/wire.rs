@@ -32,6 +32,7 @@ pub fn log_event(e: &Event) -> LogEvent {
         name: e.name.clone(),
         distance: e.distance,
         frames: e.frames,
+        live: e.live,
     }
 }
 
@@ -45,8 +46,7 @@ pub fn event_of(e: &LogEvent) -> Option<Event> {
         name: e.name.clone(),
         distance: e.distance,
         frames: e.frames,
-        // Not on the wire (protocol version 1): the device's own log and JSON stream keep it.
-        live: None,
+        live: e.live,
     })
 }
 
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn events_cross_the_wire_unchanged() {
         let mut e = Event::new(EventKind::Granted, 1_795_824_000_123);
-        (e.seq, e.person, e.name, e.distance, e.frames) = (7, Some(3), Some("Ada".into()), Some(0.41), 3);
+        (e.seq, e.person, e.name, e.distance, e.frames, e.live) = (7, Some(3), Some("Ada".into()), Some(0.41), 3, Some(0.93));
         let wire = log_event(&e);
         assert_eq!(event_of(&wire), Some(e.clone()));
         assert_eq!(log_event_json(&wire), e.to_json());
