@@ -294,7 +294,7 @@ fn hostile_input_changes_nothing_and_the_door_stays_locked() {
     future.version = 99;
     assert!(matches!(
         exchange(&mut link, &framed(&to_bytes(&future))),
-        (6, Err(WireError::VersionMismatch { device: 1, host: 99 }))
+        (6, Err(WireError::VersionMismatch { device: PROTOCOL_VERSION, host: 99 }))
     ));
     // Garbage, flipped bit, truncation, oversize.
     assert!(matches!(exchange(&mut link, b"\xff\xfe garbage \x13\x00"), (0, Err(WireError::Malformed(_)))));
