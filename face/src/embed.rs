@@ -70,11 +70,10 @@ impl Embedder {
         Self::from_bytes(&bytes, precision)
     }
 
-    /// The model id of `<models_dir>/<precision file>` (checked against the
-    /// MANIFEST) without loading the network.
+    /// The model id of `<models_dir>/<precision file>` as MANIFEST records it,
+    /// without reading or hashing the network (loading it checks the file).
     pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<ModelId, FaceError> {
-        let bytes = ModelDir::open(models_dir)?.read(precision.file_name())?;
-        Ok(ModelId::of_file_bytes(&bytes))
+        ModelDir::open(models_dir)?.recorded_id(precision.file_name())
     }
 
     /// Loads an ONNX model from memory.

@@ -134,6 +134,13 @@ impl ModelDir {
         Ok(bytes)
     }
 
+    /// The model id (sha256) MANIFEST records for `file`, without reading it;
+    /// loading the file checks that it matches.
+    pub fn recorded_id(&self, file: &str) -> Result<ModelId, FaceError> {
+        let entry = self.manifest.get(file).ok_or_else(|| FaceError::Unlisted { path: self.path.join(file) })?;
+        entry.sha256.parse().map_err(|_| FaceError::Model(format!("{MANIFEST_FILE}: [{file}] sha256 is not an id")))
+    }
+
     /// Checks every file the manifest lists; returns the problems (empty when all are right).
     pub fn verify_all(&self) -> Vec<FaceError> {
         self.manifest.files().filter_map(|f| self.read(f).err()).collect()
@@ -242,6 +249,8 @@ mod tests {
         let dir = ModelDir::open(d.path()).unwrap();
         assert_eq!(dir.read("a_b.onnx").unwrap(), b"hello");
         assert!(dir.verify_all().is_empty());
+        assert_eq!(dir.recorded_id("a_b.onnx").unwrap(), ModelId::of_file_bytes(b"hello"));
+        assert!(matches!(dir.recorded_id("other.onnx"), Err(FaceError::Unlisted { .. })));
         std::fs::write(d.path().join("a_b.onnx"), b"hellO").unwrap();
         let e = dir.read("a_b.onnx").unwrap_err();
         assert!(matches!(e, FaceError::Mismatch { .. }), "{e}");
@@ -280,6 +289,9 @@ mod tests {
         assert!(locate(Some(d.path())).is_err(), "a directory without MANIFEST is not a models directory");
         let found = locate(Some(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models")))).unwrap();
         assert!(found.manifest().get(crate::pipeline::LANDMARKS_FILE).is_some());
+        // The id recorded for a network is the one its bytes give.
+        let int8 = crate::Precision::Int8.file_name();
+        assert_eq!(found.recorded_id(int8).unwrap(), ModelId::of_file_bytes(&found.read(int8).unwrap()));
     }
 
     #[test]
