@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${PROFILE:-release}
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n '0,/^version = /s/^version = "\(.*\)"/\1/p' Cargo.toml)
 mkdir -p target/packages
 # The model files the MANIFEST lists: exactly what ships.
 mapfile -t models < <(sed -n 's/^\[\(.*\)\]$/\1/p' models/MANIFEST)

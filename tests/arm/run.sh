@@ -110,8 +110,9 @@ done
 NO_BUILD=1 PROFILE=dist host-tool/package.sh deb aarch64-unknown-linux-gnu > "$out/host-deb.log" 2>&1 \
   || { cat "$out/host-deb.log"; exit 1; }
 deb=$(ls target/packages/facegate-host-tool_*_arm64.deb)
-dpkg-deb -I "$deb" | grep -q "Architecture: arm64"
-dpkg-deb -c "$deb" > "$out/contents"
+# To files first: under pipefail, `dpkg-deb | grep -q` dies of SIGPIPE when grep stops early.
+dpkg-deb -I "$deb" > "$out/info"; dpkg-deb -c "$deb" > "$out/contents"
+grep -q "Architecture: arm64" "$out/info"
 for f in ./usr/lib/facegate-host-tool/host-tool ./usr/lib/facegate-host-tool/models/MANIFEST \
          ./usr/lib/facegate-host-tool/models/face_resnet_int8.onnx; do
   grep -q " $f\$" "$out/contents" || { echo "missing $f in $deb"; exit 1; }
