@@ -34,6 +34,8 @@ check=()
 [ "$mode" = "--check" ] && check=(--check)
 # The liveness networks (Apache-2.0) come from ../shared/models/antispoof
 # (or $FACEGATE_ANTISPOOF_DIR), each checked against its pinned sha256.
+# YuNet (Apache-2.0) likewise from ../shared/models/yunet (or $FACEGATE_YUNET_DIR).
 antispoof=${FACEGATE_ANTISPOOF_DIR:-$root/../shared/models/antispoof}
+yunet=${FACEGATE_YUNET_DIR:-$root/../shared/models/yunet}
 cargo run -q --release -p model-convert -- build --package "$cache/$pkg" --hog "$cache/$hog" \
-  --antispoof "$antispoof" --out "$root/models" "${check[@]}"
+  --antispoof "$antispoof" --yunet "$yunet" --out "$root/models" "${check[@]}"

@@ -3,6 +3,7 @@
 use crate::chip::{chip_placement, extract_chip, face_chip};
 use crate::detect::cnn::CnnDetector;
 use crate::detect::hog::HogDetector;
+use crate::detect::yunet::YunetDetector;
 use crate::detect::Detection;
 use crate::embed::{Embedder, Embedding, Precision};
 use crate::geometry::Rect;
@@ -17,6 +18,8 @@ use std::path::Path;
 pub const DETECTOR_FILE: &str = "face_detector_hog.fghd";
 /// CNN detector file name.
 pub const CNN_DETECTOR_FILE: &str = "face_detector_cnn.onnx";
+/// YuNet detector file name.
+pub const YUNET_DETECTOR_FILE: &str = "face_detector_yunet.onnx";
 /// Landmark model file name.
 pub const LANDMARKS_FILE: &str = "landmarks_5.fgsp";
 
@@ -33,6 +36,32 @@ pub enum DetectorKind {
     /// dlib's MMOD CNN detector: finds turned and badly lit faces HOG misses,
     /// at about 25× the cost (photos: enrolment, benchmarks).
     Cnn,
+    /// YuNet: a small CNN that finds turned and tilted faces, on a copy of
+    /// the frame scaled to at most 320 px (the camera).
+    Yunet,
+}
+
+impl DetectorKind {
+    /// The name used in configuration files and on the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DetectorKind::Hog => "hog",
+            DetectorKind::Cnn => "cnn",
+            DetectorKind::Yunet => "yunet",
+        }
+    }
+}
+
+impl std::str::FromStr for DetectorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hog" => Ok(DetectorKind::Hog),
+            "cnn" => Ok(DetectorKind::Cnn),
+            "yunet" => Ok(DetectorKind::Yunet),
+            other => Err(format!("unknown detector {other:?} (expected yunet, hog or cnn)")),
+        }
+    }
 }
 
 /// Detection and embedding settings.
@@ -113,6 +142,8 @@ pub struct Pipeline {
     pub detector: HogDetector,
     /// The CNN face detector (loaded when the configuration asks for it).
     pub cnn: Option<CnnDetector>,
+    /// The YuNet face detector (loaded when the configuration asks for it).
+    pub yunet: Option<YunetDetector>,
     /// The landmark model.
     pub landmarks: LandmarkModel,
     /// The embedding network.
@@ -127,11 +158,16 @@ impl Pipeline {
         let dir = ModelDir::open(models_dir)?;
         let cnn = match config.detector {
             DetectorKind::Cnn => Some(CnnDetector::from_bytes(&dir.read(CNN_DETECTOR_FILE)?)?),
-            DetectorKind::Hog => None,
+            _ => None,
+        };
+        let yunet = match config.detector {
+            DetectorKind::Yunet => Some(YunetDetector::from_bytes(&dir.read(YUNET_DETECTOR_FILE)?)?),
+            _ => None,
         };
         Ok(Pipeline {
             detector: HogDetector::from_bytes(&dir.read(DETECTOR_FILE)?)?,
             cnn,
+            yunet,
             landmarks: LandmarkModel::from_bytes(&dir.read(LANDMARKS_FILE)?)?,
             embedder: Embedder::from_bytes(&dir.read(precision.file_name())?, precision)?,
             config,
@@ -144,11 +180,12 @@ impl Pipeline {
         let big_enough = |d: &Detection| d.rect.width() >= c.min_face as i64;
         let pass = |extra_upsample: u32, threshold: f64| -> Vec<Detection> {
             let hog = || self.detector.detect_min(img, c.upsample, threshold, c.min_face);
-            // The CNN is loaded exactly when the configuration asks for it; only a
-            // failed allocation makes it fail, and HOG still gives an answer then.
-            let found = match &self.cnn {
-                Some(cnn) => cnn_detect(cnn, img, c.upsample + extra_upsample, threshold).unwrap_or_else(|_| hog()),
-                None => hog(),
+            // The CNNs are loaded exactly when the configuration asks for them; only a
+            // failed allocation makes them fail, and HOG still gives an answer then.
+            let found = match (&self.cnn, &self.yunet) {
+                (Some(cnn), _) => cnn_detect(cnn, img, c.upsample + extra_upsample, threshold).unwrap_or_else(|_| hog()),
+                (None, Some(yunet)) => yunet.detect(img, threshold).unwrap_or_else(|_| hog()),
+                (None, None) => hog(),
             };
             found.into_iter().filter(big_enough).collect()
         };

@@ -9,6 +9,7 @@ mod antispoof;
 mod mmod;
 mod onnx;
 mod resnet;
+mod yunet;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
@@ -61,6 +62,9 @@ enum Command {
         /// Silent-Face-Anti-Spoofing's ONNX exports (`../shared/models/antispoof`).
         #[arg(long)]
         antispoof: PathBuf,
+        /// YuNet's ONNX exports (`../shared/models/yunet`).
+        #[arg(long)]
+        yunet: PathBuf,
         /// Output directory (models/).
         #[arg(long)]
         out: PathBuf,
@@ -252,7 +256,7 @@ fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDet
     })
 }
 
-fn build(package: &Path, hog: &Path, antispoof_dir: &Path) -> Result<Vec<Output>> {
+fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> Result<Vec<Output>> {
     let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT, MMOD_DAT])?;
     for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256), (MMOD_DAT, MMOD_SHA256)] {
         let got = sha256(&files[name]);
@@ -337,6 +341,24 @@ fn build(package: &Path, hog: &Path, antispoof_dir: &Path) -> Result<Vec<Output>
             what: "passive liveness network, 80×80 BGR crop of the face box × crop scale (the source_version field); softmax appended, index 1 = live",
         });
     }
+    let path = yunet_dir.join(yunet::EXPORT);
+    let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let got = sha256(&raw);
+    ensure!(got == yunet::EXPORT_SHA256, "{} has sha256 {got}, expected {}", path.display(), yunet::EXPORT_SHA256);
+    outputs.push(Output {
+        file: yunet::OUT,
+        source: Source {
+            package: yunet::SOURCE,
+            version: "yunet_n",
+            archive: yunet::EXPORT,
+            archive_sha256: yunet::EXPORT_SHA256,
+            file: yunet::EXPORT,
+            sha256: yunet::EXPORT_SHA256,
+            license: "Apache-2.0 (Shiqi Yu, libfacedetection.train)",
+        },
+        bytes: yunet::convert(&raw)?,
+        what: "YuNet face detector with 5 landmarks (camera frames); input and output sizes left free, metadata added",
+    });
     Ok(outputs)
 }
 
@@ -368,8 +390,8 @@ fn manifest(outputs: &[Output]) -> String {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Build { package, hog, antispoof, out, check } => {
-            let outputs = build(&package, &hog, &antispoof)?;
+        Command::Build { package, hog, antispoof, yunet, out, check } => {
+            let outputs = build(&package, &hog, &antispoof, &yunet)?;
             let manifest = manifest(&outputs);
             let mut files: Vec<(&str, &[u8])> = outputs.iter().map(|o| (o.file, &o.bytes[..])).collect();
             files.push(("MANIFEST", manifest.as_bytes()));

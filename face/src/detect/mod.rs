@@ -3,6 +3,7 @@
 pub mod cnn;
 pub mod fhog;
 pub mod hog;
+pub mod yunet;
 
 use crate::geometry::Rect;
 

@@ -56,11 +56,7 @@ pub struct LfwArgs {
 }
 
 fn parse_detector(s: &str) -> Result<DetectorKind, String> {
-    match s {
-        "hog" => Ok(DetectorKind::Hog),
-        "cnn" => Ok(DetectorKind::Cnn),
-        other => Err(format!("unknown detector {other:?} (expected hog or cnn)")),
-    }
+    s.parse()
 }
 
 /// The face LFW labels (see [`facegate_lfw::labelled_box`]) and whether it was detected.
@@ -105,6 +101,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         // HOG needs the image doubled to find LFW's smaller faces, and a lower threshold on retry.
         DetectorKind::Hog => PipelineConfig { detector: DetectorKind::Hog, upsample: 1, retry_threshold: Some(-0.6), ..defaults },
         DetectorKind::Cnn => defaults,
+        DetectorKind::Yunet => PipelineConfig { detector: DetectorKind::Yunet, retry_threshold: Some(-0.3), ..defaults },
     };
     let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter.unwrap_or(config.jitter), ..config };
     let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
@@ -231,7 +228,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "wall_seconds": wall.elapsed().as_secs_f64(),
         "threads": threads,
         "precision": args.precision.as_str(),
-        "detector": format!("{:?}", pipeline.config.detector).to_lowercase(),
+        "detector": pipeline.config.detector.as_str(),
         "mirror": pipeline.config.mirror,
         "jitter": pipeline.config.jitter,
         "model_id": pipeline.embedder.model_id(),
