@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 const REGION_BYTES: usize = 256 << 20;
 /// Every block starts on this boundary (class sizes are multiples of it).
 const BLOCK_ALIGN: usize = 64;
+/// Alignments served: 64, 128, … up to a page (SIMD kernels ask for more than
+/// 64), each with its own free lists so a recycled block keeps its alignment.
+const ALIGNMENTS: usize = 7;
+const MAX_ALIGN: usize = BLOCK_ALIGN << (ALIGNMENTS - 1);
 /// Classes: multiples of 64 bytes up to 1 KiB, then four per doubling.
 const SMALL_CLASSES: usize = 16;
 const CLASSES: usize = SMALL_CLASSES + 4 * 40;
@@ -43,8 +47,8 @@ fn class_of(n: usize) -> (usize, usize) {
 struct ArenaState {
     /// Bytes of the region handed out so far (its resident high-water mark).
     used: usize,
-    /// Per class, the first free block; a free block holds the next one's address.
-    free: [usize; CLASSES],
+    /// Per alignment and class, the first free block; a free block holds the next one's address.
+    free: [[usize; CLASSES]; ALIGNMENTS],
 }
 
 struct Arena {
@@ -60,7 +64,7 @@ unsafe impl Sync for Arena {}
 static ARENA: Arena = Arena {
     lock: AtomicBool::new(false),
     base: AtomicUsize::new(0),
-    state: UnsafeCell::new(ArenaState { used: 0, free: [0; CLASSES] }),
+    state: UnsafeCell::new(ArenaState { used: 0, free: [[0; CLASSES]; ALIGNMENTS] }),
 };
 
 static SYSTEM_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -87,36 +91,46 @@ impl Arena {
         base != 0 && (ptr as usize) >= base && (ptr as usize) < base + REGION_BYTES
     }
 
-    fn alloc(&self, size: usize) -> Option<*mut u8> {
+    /// Free-list set of an alignment (at most [`MAX_ALIGN`]).
+    fn alignment_index(align: usize) -> usize {
+        (align.max(BLOCK_ALIGN).trailing_zeros() - BLOCK_ALIGN.trailing_zeros()) as usize
+    }
+
+    fn alloc(&self, size: usize, align: usize) -> Option<*mut u8> {
         let (class, block) = class_of(size);
+        let a = Self::alignment_index(align);
+        let align = align.max(BLOCK_ALIGN);
         self.with(|s| {
             let mut base = self.base.load(Ordering::Acquire);
             if base == 0 {
                 base = reserve_region()?;
                 self.base.store(base, Ordering::Release);
             }
-            let head = s.free[class];
+            let head = s.free[a][class];
             if head != 0 {
                 // SAFETY: a free block's first word holds the next free block of its class.
-                s.free[class] = unsafe { *(head as *const usize) };
+                s.free[a][class] = unsafe { *(head as *const usize) };
                 return Some(head as *mut u8);
             }
-            if s.used + block > REGION_BYTES {
+            // The region starts on a page, so an offset aligned to `align` is an aligned address.
+            let start = s.used.next_multiple_of(align);
+            if start + block > REGION_BYTES {
                 return None; // full: the caller falls back to the system allocator
             }
-            let p = base + s.used;
-            s.used += block;
+            let p = base + start;
+            s.used = start + block;
             ARENA_USED.store(s.used, Ordering::Relaxed);
             Some(p as *mut u8)
         })
     }
 
-    fn free(&self, ptr: *mut u8, size: usize) {
+    fn free(&self, ptr: *mut u8, size: usize, align: usize) {
         let (class, _) = class_of(size);
+        let a = Self::alignment_index(align);
         self.with(|s| {
-            // SAFETY: the block is at least 64 bytes, 64-aligned and no longer in use.
-            unsafe { *(ptr as *mut usize) = s.free[class] };
-            s.free[class] = ptr as usize;
+            // SAFETY: the block is at least 64 bytes, aligned as it was asked and no longer in use.
+            unsafe { *(ptr as *mut usize) = s.free[a][class] };
+            s.free[a][class] = ptr as usize;
         })
     }
 }
@@ -151,16 +165,16 @@ pub struct FrameArenaAllocator;
 
 impl FrameArenaAllocator {
     fn arena_alloc(layout: Layout) -> Option<*mut u8> {
-        if layout.align() > BLOCK_ALIGN || !in_frame() {
+        if layout.align() > MAX_ALIGN || !in_frame() {
             return None;
         }
-        let p = ARENA.alloc(layout.size())?;
+        let p = ARENA.alloc(layout.size(), layout.align())?;
         ARENA_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         Some(p)
     }
 }
 
-// SAFETY: arena blocks are 64-aligned, at least as large as requested, and
+// SAFETY: arena blocks are aligned as requested (64 at least), at least as large as requested, and
 // never handed out twice; everything else is the system allocator's.
 unsafe impl GlobalAlloc for FrameArenaAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -183,7 +197,7 @@ unsafe impl GlobalAlloc for FrameArenaAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ARENA.contains(ptr) {
-            ARENA.free(ptr, layout.size());
+            ARENA.free(ptr, layout.size(), layout.align());
         } else {
             unsafe { System.dealloc(ptr, layout) }
         }
@@ -203,7 +217,7 @@ unsafe impl GlobalAlloc for FrameArenaAllocator {
         if !new.is_null() {
             // SAFETY: both blocks are valid for the smaller of the two sizes and distinct.
             unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
-            ARENA.free(ptr, layout.size());
+            ARENA.free(ptr, layout.size(), layout.align());
         }
         new
     }

@@ -100,11 +100,12 @@ pub fn load_liveness(dir: &Path, config: &Config) -> Result<Option<Liveness>> {
     })
 }
 
-/// The door pipeline with the configured precision, upsampling and minimum face.
+/// The door pipeline with the configured detector, precision, upsampling and minimum face.
 pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     let r = &config.recognition;
     let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
-    let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, ..PipelineConfig::door() };
+    let detector = r.detector.parse().map_err(anyhow::Error::msg)?;
+    let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, detector, ..PipelineConfig::door() };
     Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
 }
 
@@ -300,6 +301,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             until_end,
             door_held: std::time::Duration::from_secs(config.lock.door_held_s),
             live_threshold: config.liveness.required().then_some(config.liveness.threshold),
+            threads: r.threads(),
         },
         inputs,
         stop,

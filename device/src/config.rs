@@ -62,10 +62,15 @@ pub struct Recognition {
     pub threshold: f32,
     /// Ignore faces narrower than this (pixels).
     pub min_face: u32,
-    /// Double the frame before detection this many times (small, far faces).
+    /// Double the frame before detection this many times (small, far faces; HOG only).
     pub upsample: u32,
+    /// The face detector: "hog" (dlib's, frontal faces) or "yunet" (a small CNN
+    /// that also finds tilted and turned faces).
+    pub detector: String,
     /// "f32" or "int8".
     pub precision: String,
+    /// Cores the frame path uses; 0: all of the unit's.
+    pub threads: usize,
     /// Grant when at least `frames_agree` of the last `frames_window` frames name the same person.
     pub frames_agree: usize,
     /// Size of that window.
@@ -149,13 +154,25 @@ impl Default for Camera {
     }
 }
 
+impl Recognition {
+    /// `threads` resolved: 0 means every core the process may use.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 impl Default for Recognition {
     fn default() -> Self {
         Recognition {
             threshold: THRESHOLD_DOOR,
             min_face: 100,
             upsample: 0,
+            detector: "hog".into(),
             precision: "int8".into(),
+            threads: 0,
             frames_agree: 3,
             frames_window: 5,
             cooldown_ms: 5000,
@@ -207,6 +224,12 @@ impl Config {
         }
         if r.precision != "int8" && r.precision != "f32" {
             problems.push(format!("recognition.precision = {:?} must be \"int8\" or \"f32\"", r.precision));
+        }
+        if r.threads > 256 {
+            problems.push(format!("recognition.threads = {} must be at most 256 (0: every core)", r.threads));
+        }
+        if r.detector != "hog" && r.detector != "yunet" {
+            problems.push(format!("recognition.detector = {:?} must be \"hog\" or \"yunet\"", r.detector));
         }
         if !(self.liveness.threshold >= 0.0 && self.liveness.threshold <= 1.0) {
             problems.push(format!("liveness.threshold = {} must be between 0 and 1", self.liveness.threshold));
@@ -344,5 +367,8 @@ mod tests {
         assert!(e.contains("must differ"), "{e}");
         let e = Config::from_toml("[recognition]\nthreshhold = 0.5\n").unwrap_err().to_string();
         assert!(e.contains("threshhold"), "unknown keys are refused: {e}");
+        let e = Config::from_toml("[recognition]\ndetector = \"mmod\"\n").unwrap_err().to_string();
+        assert!(e.contains("recognition.detector") && e.contains("yunet"), "{e}");
+        assert_eq!(Config::from_toml("[recognition]\ndetector = \"yunet\"\n").unwrap().recognition.detector, "yunet");
     }
 }

@@ -86,6 +86,7 @@ pub fn run(pipeline: &Pipeline, liveness: Option<&Liveness>, lfw: &Path, keep: O
                 until_end: true,
                 door_held: std::time::Duration::from_secs(settings.lock.door_held_s),
                 live_threshold: settings.liveness.required().then_some(settings.liveness.threshold),
+                threads: r.threads(),
             },
             Box::new(crate::lock::NoInputs),
             Arc::new(AtomicBool::new(false)),

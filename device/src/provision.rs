@@ -100,6 +100,7 @@ impl DeviceHandler {
                 ("recognition.threshold".into(), r.threshold.to_string()),
                 ("recognition.frames".into(), format!("{} of {}", r.frames_agree, r.frames_window)),
                 ("recognition.min_face".into(), r.min_face.to_string()),
+                ("recognition.detector".into(), r.detector.clone()),
                 ("recognition.precision".into(), r.precision.clone()),
                 ("lock.pulse_ms".into(), self.config.lock.pulse_ms.to_string()),
                 ("lock.relay_pin".into(), self.config.lock.relay_pin.to_string()),

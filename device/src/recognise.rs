@@ -90,6 +90,19 @@ pub struct LiveCheck<'a> {
     pub model: &'a Liveness,
     /// Live at or above this.
     pub threshold: f32,
+    /// With a pool (`recognition.threads` ≥ 2), every face is scored on one
+    /// core while another embeds it (the score is then ready whether or not
+    /// the face is recognised); without, only a recognised face is scored,
+    /// after identification.
+    pub pool: Option<&'a rayon::ThreadPool>,
+}
+
+/// The live score of the face at `rect`; an error scores 0 (it denies).
+fn live_score(model: &Liveness, frame: &RgbImage, rect: facegate_face::Rect) -> f32 {
+    model.score(frame, rect).unwrap_or_else(|e| {
+        tracing::error!("liveness failed, the face counts as not live: {e}");
+        0.0
+    })
 }
 
 /// Recognises the face in `frame` against the gallery at `threshold`; with
@@ -125,7 +138,28 @@ pub fn recognise(
     };
     let face = pipeline.align(frame, det);
     let t2 = Instant::now();
-    let embedding = pipeline.embed(&face)?;
+    // With a pool, the embedding and the live score run at once on its two
+    // workers (kept warm across frames, so the frame path stays without
+    // system allocations: each job draws on the frame arena).
+    let (embedding, early_live) = match live {
+        Some(LiveCheck { model, pool: Some(pool), .. }) => {
+            let (embedding, scored) = pool.install(|| {
+                rayon::join(
+                    || {
+                        let _frame = facegate_arena::FrameScope::enter();
+                        pipeline.embed(&face)
+                    },
+                    || {
+                        let _frame = facegate_arena::FrameScope::enter();
+                        let t = Instant::now();
+                        (live_score(model, frame, det.rect), t.elapsed().as_secs_f64())
+                    },
+                )
+            });
+            (embedding?, Some(scored))
+        }
+        _ => (pipeline.embed(&face)?, None),
+    };
     let t3 = Instant::now();
     let gallery = gallery.read();
     let t4 = Instant::now();
@@ -133,11 +167,12 @@ pub fn recognise(
     let t5 = Instant::now();
     // Liveness only where it can matter: a recognised face, or a capture frame.
     let needs_live = matches!(id, Identification::Known { .. }) || capture.is_some();
-    let live_score = match live {
-        Some(l) if needs_live => Some(l.model.score(frame, det.rect).unwrap_or_else(|e| {
-            tracing::error!("liveness failed, the face counts as not live: {e}");
-            0.0
-        })),
+    let live_score = match (live, early_live) {
+        (Some(_), Some((score, seconds))) => {
+            timings.liveness = seconds;
+            needs_live.then_some(score)
+        }
+        (Some(l), None) if needs_live => Some(live_score(l.model, frame, det.rect)),
         _ => None,
     };
     let t6 = Instant::now();
@@ -159,7 +194,9 @@ pub fn recognise(
     timings.embed = (t3 - t2).as_secs_f64();
     timings.gallery_wait = (t4 - t3).as_secs_f64();
     timings.identify = (t5 - t4).as_secs_f64();
-    timings.liveness = (t6 - t5).as_secs_f64();
+    if early_live.is_none() {
+        timings.liveness = (t6 - t5).as_secs_f64();
+    }
     let observation = match id {
         Identification::Known { index, distance, .. } => {
             Observation::Known { person: gallery.people()[index].id, distance, live: live_score.unwrap_or(1.0) }

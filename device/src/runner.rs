@@ -30,6 +30,9 @@ pub struct LoopSettings {
     /// A grant needs the agreeing frames' mean live score at or above this;
     /// `None`: liveness off (`[liveness] mode = "off"`).
     pub live_threshold: Option<f32>,
+    /// Cores the frame path may use (`recognition.threads`, resolved): at 2 or
+    /// more, liveness is scored beside the embedding instead of after it.
+    pub threads: usize,
 }
 
 /// Per-stage timing totals, for `--stats`.
@@ -101,6 +104,9 @@ pub struct DoorLoop<'a> {
     /// (without it every recognised face then counts as not live).
     pub liveness: Option<&'a Liveness>,
     capture: Option<Capture>,
+    /// Two workers for the embedding and the live score of a face at once
+    /// (`settings.threads` ≥ 2; none when the threads cannot be started).
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl<'a> DoorLoop<'a> {
@@ -116,6 +122,11 @@ impl<'a> DoorLoop<'a> {
     ) -> Self {
         let mut policy = policy;
         policy.live_threshold = settings.live_threshold;
+        let pool = (settings.threads > 1)
+            .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).thread_name(|i| format!("facegate-frame-{i}")).build())
+            .and_then(|built| {
+                built.map_err(|e| tracing::warn!("one core for the frame path: cannot start its threads: {e}")).ok()
+            });
         DoorLoop {
             pipeline,
             shared,
@@ -129,6 +140,7 @@ impl<'a> DoorLoop<'a> {
             stats: Stats::default(),
             notifier: None,
             capture: None,
+            pool,
         }
     }
 
@@ -154,7 +166,7 @@ impl<'a> DoorLoop<'a> {
 
     fn observe(&mut self, frame: &RgbImage) -> Observation {
         let live = match (self.settings.live_threshold, self.liveness) {
-            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold }),
+            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool: self.pool.as_ref() }),
             _ => None,
         };
         let result =

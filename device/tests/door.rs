@@ -48,6 +48,7 @@ fn run_door(
             until_end: true,
             door_held: Duration::ZERO,
             live_threshold: None,
+            threads: 1,
         },
         inputs,
         Arc::new(AtomicBool::new(false)),

@@ -162,6 +162,8 @@ enum BenchCommand {
     Lfw(bench::lfw::LfwArgs),
     /// Per-stage timings on one core (median of repeated runs).
     Speed(bench::speed::SpeedArgs),
+    /// Door detectors on LFW photos upright, rotated ±20° and mirrored; fits YuNet's box map.
+    Detect(bench::detect::DetectArgs),
     /// Sharpness of LFW face chips, plain and blurred: the data behind the blur check.
     Blur(bench::blur::BlurArgs),
     /// Bulk enrolment through the device program over a PTY paced at a baud rate.
@@ -206,6 +208,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Unlock => cmd::unlock(&g),
         Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models()?, args),
         Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Detect(args)) => bench::detect::run(&g.models()?, args),
         Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models()?, args),
         Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models()?, args),
         Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models()?, args),

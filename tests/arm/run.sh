@@ -2,7 +2,7 @@
 # ARM builds proven under qemu-user: builds device and host-tool for aarch64
 # and armv7 (dist profile), runs the device's replay scenario (enrol → granted,
 # strangers → no grant, simulated lock) on x86 and on both ARM builds, asserts
-# the same decisions, reports how far ARM embeddings are from x86 (max |Δ|),
+# the same decisions (with the HOG and the YuNet detector), reports how far ARM embeddings are from x86 (max |Δ|),
 # the binary and model sizes, then builds and checks the .deb packages.
 #
 # Needs: rustup targets, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf,
@@ -39,20 +39,26 @@ done
 # strangers), kept so that every build replays the very same frames and gallery
 # through `device run`, the loop that ships.
 target/release/device demo --lfw "$lfw" --models "$ws/models" --keep "$out/demo" > /dev/null 2> "$out/demo.log"
-run_scenario() { # name, runner…
-  local name=$1; shift
-  "$@" run --config "$out/demo/demo.toml" --models "$ws/models" --gallery "$out/demo/gallery.fg" \
+# The same scenario with the YuNet detector (recognition.detector = "yunet").
+sed 's/^detector = "hog"$/detector = "yunet"/' "$out/demo/demo.toml" > "$out/demo/demo-yunet.toml"
+grep -q '^detector = "yunet"$' "$out/demo/demo-yunet.toml" || { echo "demo.toml has no detector setting"; exit 1; }
+run_scenario() { # name, config, runner…
+  local name=$1 config=$2; shift 2
+  "$@" run --config "$config" --models "$ws/models" --gallery "$out/demo/gallery.fg" \
     --source "replay:$out/demo/frames" --lock sim --until-end --events-json --log none --serial none \
     > "$out/$name.events" 2> "$out/$name.log"
-  "$@" embed --models "$ws/models" "${imgs[@]}" > "$out/$name.embed" 2>> "$out/$name.log"
+  "$@" embed --config "$config" --models "$ws/models" "${imgs[@]}" > "$out/$name.embed" 2>> "$out/$name.log"
 }
 
-echo "== replay scenario on x86_64"
-run_scenario x86 target/release/device
+echo "== replay scenario on x86_64 (HOG and YuNet detectors)"
+run_scenario x86 "$out/demo/demo.toml" target/release/device
+run_scenario x86-yunet "$out/demo/demo-yunet.toml" target/release/device
 for t in "${targets[@]}"; do
-  echo "== replay scenario on $t under qemu"
+  echo "== replay scenario on $t under qemu (HOG and YuNet detectors)"
   # shellcheck disable=SC2086
-  run_scenario "$t" ${qemu[$t]} "target/$t/dist/device"
+  run_scenario "$t" "$out/demo/demo.toml" ${qemu[$t]} "target/$t/dist/device"
+  # shellcheck disable=SC2086
+  run_scenario "$t-yunet" "$out/demo/demo-yunet.toml" ${qemu[$t]} "target/$t/dist/device"
 done
 
 python3 - "$out" "${targets[@]}" <<'PY'
@@ -64,20 +70,21 @@ def decisions(name):
     relay = [e["state"] for e in ev if e["kind"] == "relay"]
     # The number of stranger events depends on wall-clock cooldowns (qemu is slower); whether there are any does not.
     return {"granted": grants, "strangers_seen": any(e["kind"] == "unknown" for e in ev), "relay": relay}
-ref = decisions("x86")
-assert ref["granted"] == ["Colin_Powell"], ref
-assert ref["strangers_seen"] and ref["relay"] == ["locked", "unlocked", "locked", "locked"], ref
-emb_ref = json.load(open(f"{out}/x86.embed"))
 ok = True
-for t in targets:
-    d = decisions(t)
-    same = d == ref
-    ok &= same
-    emb = json.load(open(f"{out}/{t}.embed"))
-    delta = max(abs(a - b) for r, e in zip(emb_ref, emb) for a, b in zip(r["embedding"], e["embedding"]))
-    print(f"{t}: decisions {'same as x86' if same else 'DIFFER: ' + json.dumps(d)}; "
-          f"embeddings of {len(emb)} faces: max |delta| vs x86 = {delta:.3g}")
-    ok &= delta < 1e-2
+for suffix in ["", "-yunet"]:
+    ref = decisions("x86" + suffix)
+    assert ref["granted"] == ["Colin_Powell"], (suffix, ref)
+    assert ref["strangers_seen"] and ref["relay"] == ["locked", "unlocked", "locked", "locked"], (suffix, ref)
+    emb_ref = json.load(open(f"{out}/x86{suffix}.embed"))
+    for t in targets:
+        d = decisions(t + suffix)
+        same = d == ref
+        ok &= same
+        emb = json.load(open(f"{out}/{t}{suffix}.embed"))
+        delta = max(abs(a - b) for r, e in zip(emb_ref, emb) for a, b in zip(r["embedding"], e["embedding"]))
+        print(f"{t}{suffix or ' (hog)'}: decisions {'same as x86' if same else 'DIFFER: ' + json.dumps(d)}; "
+              f"embeddings of {len(emb)} faces: max |delta| vs x86 = {delta:.3g}")
+        ok &= delta < 1e-2
 sys.exit(0 if ok else 1)
 PY
 

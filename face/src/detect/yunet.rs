@@ -55,10 +55,10 @@ pub struct BoxMap {
 }
 
 impl BoxMap {
-    /// Fitted on LFW (13,233 photos) against dlib's HOG boxes on the photos
-    /// where both found one face: `host-tool bench detect --fit-box-map`
-    /// prints the fit again.
-    pub const LFW_HOG: BoxMap = BoxMap { dx: 0.0, dy: 0.0, scale: 1.0 };
+    /// Fitted on LFW against dlib's HOG boxes: medians over the 13,167 of
+    /// 13,233 photos where both found the centred face (mean IoU with HOG's
+    /// box 0.742 unmapped, 0.789 mapped). `host-tool bench detect` fits it again.
+    pub const LFW_HOG: BoxMap = BoxMap { dx: 0.0217, dy: 0.0616, scale: 0.9499 };
 
     /// The dlib-like box for a YuNet face.
     pub fn apply(&self, face: &YunetFace) -> Rect {
@@ -100,17 +100,13 @@ impl YunetDetector {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FaceError> {
         let onnx = tract_onnx::onnx();
         let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(model_error)?;
-        let names: Vec<&str> = proto.graph.as_ref().map(|g| g.output.iter().map(|o| o.name.as_str()).collect()).unwrap_or_default();
+        let names: Vec<&str> =
+            proto.graph.as_ref().map(|g| g.output.iter().map(|o| o.name.as_str()).collect()).unwrap_or_default();
         if names != OUTPUTS {
             return Err(model_error(format!("outputs {names:?}, expected {OUTPUTS:?}")));
         }
         let model = onnx.model_for_proto_model(&proto).map_err(model_error)?;
-        Ok(YunetDetector {
-            model,
-            plans: Mutex::new(HashMap::new()),
-            threshold: YUNET_THRESHOLD,
-            box_map: BoxMap::LFW_HOG,
-        })
+        Ok(YunetDetector { model, plans: Mutex::new(HashMap::new()), threshold: YUNET_THRESHOLD, box_map: BoxMap::LFW_HOG })
     }
 
     /// The optimised network for an input of `width × height` (multiples of 32).
@@ -152,23 +148,26 @@ impl YunetDetector {
             }
             return Ok(input);
         }
+        // Source columns and weights are the same on every row: computed once.
         let source = |v: usize, max: usize| {
             let s = ((v as f64 + 0.5) / scale - 0.5).clamp(0.0, (max - 1) as f64);
             let i = (s.floor() as usize).min(max.saturating_sub(2));
             (i, (i + 1).min(max - 1), (s - i as f64) as f32)
         };
+        let cols: Vec<(usize, usize, f32)> = (0..sw).map(|x| source(x, w)).collect();
         for y in 0..sh {
             let (y0, y1, fy) = source(y, h);
-            for x in 0..sw {
-                let (x0, x1, fx) = source(x, w);
-                let mut rgb = [0f32; 3];
-                for (c, v) in rgb.iter_mut().enumerate() {
-                    let p = |yy: usize, xx: usize| raw[(yy * w + xx) * 3 + c] as f32;
-                    let top = p(y0, x0) + (p(y0, x1) - p(y0, x0)) * fx;
-                    let bottom = p(y1, x0) + (p(y1, x1) - p(y1, x0)) * fx;
-                    *v = top + (bottom - top) * fy;
+            let (row0, row1) = (&raw[y0 * w * 3..(y0 + 1) * w * 3], &raw[y1 * w * 3..(y1 + 1) * w * 3]);
+            for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
+                let at = y * pw + x;
+                for c in 0..3 {
+                    let (a, b) = (row0[x0 * 3 + c] as f32, row0[x1 * 3 + c] as f32);
+                    let (d, e) = (row1[x0 * 3 + c] as f32, row1[x1 * 3 + c] as f32);
+                    let top = a + (b - a) * fx;
+                    let bottom = d + (e - d) * fx;
+                    // BGR planes.
+                    planes[(2 - c) * plane + at] = top + (bottom - top) * fy;
                 }
-                put(planes, y * pw + x, rgb);
             }
         }
         Ok(input)
@@ -188,7 +187,10 @@ impl YunetDetector {
         crate::embed::clear_wide_register_state();
         let views = out.iter().map(|t| t.to_plain_array_view::<f32>().map_err(inference)).collect::<Result<Vec<_>, _>>()?;
         let slice = |i: usize| -> Result<&[f32], FaceError> {
-            views.get(i).and_then(|v| v.as_slice()).ok_or_else(|| FaceError::Inference(format!("YuNet output {i} missing or not contiguous")))
+            views
+                .get(i)
+                .and_then(|v| v.as_slice())
+                .ok_or_else(|| FaceError::Inference(format!("YuNet output {i} missing or not contiguous")))
         };
         // Back to the caller's pixels (a pixel centre at v in the input sits at (v + 0.5)/scale − 0.5).
         let back = |v: f64| (v + 0.5) / scale - 0.5;
@@ -212,9 +214,8 @@ impl YunetDetector {
                 let (bw, bh) = ((b[2] as f64).exp() * s, (b[3] as f64).exp() * s);
                 let (l, t) = (back(cx - bw / 2.0), back(cy - bh / 2.0));
                 let p = &kps[10 * i..10 * i + 10];
-                let points = std::array::from_fn(|j| {
-                    Point::new(back((c + p[2 * j] as f64) * s), back((r + p[2 * j + 1] as f64) * s))
-                });
+                let points =
+                    std::array::from_fn(|j| Point::new(back((c + p[2 * j] as f64) * s), back((r + p[2 * j + 1] as f64) * s)));
                 found.push(YunetFace { bbox: [l, t, bw / scale, bh / scale], points, score });
             }
         }

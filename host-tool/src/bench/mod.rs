@@ -1,6 +1,7 @@
 //! `host-tool bench …`: accuracy and speed of the face pipeline.
 
 pub mod blur;
+pub mod detect;
 pub mod lfw;
 pub mod link;
 pub mod liveness;

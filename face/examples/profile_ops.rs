@@ -1,0 +1,47 @@
+//! Time per operator kind of an ONNX network on tract, to see where a model's time goes.
+//! `cargo run --release -p facegate-face --example profile_ops -- MODEL.onnx 1,3,256,320`
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tract_core::plan::SimpleState;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core;
+
+fn main() -> TractResult<()> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: profile_ops MODEL.onnx SHAPE");
+    let shape: Vec<usize> = args.next().expect("SHAPE like 1,3,256,320").split(',').map(|s| s.parse().unwrap()).collect();
+    let mut model = tract_onnx::onnx().model_for_path(&path)?.with_input_fact(0, f32::fact(&shape).into())?;
+    for i in 0..model.output_outlets()?.len() {
+        model = model.with_output_fact(i, InferenceFact::default())?;
+    }
+    let plan = model.into_optimized()?.into_runnable()?;
+    let input: TValue = Tensor::zero::<f32>(&shape)?.into_tvalue();
+    let mut per_op: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let runs = 20;
+    let mut total = 0.0;
+    for run in 0..=runs {
+        let mut state = SimpleState::new(&plan)?;
+        let t0 = Instant::now();
+        state.run_plan_with_eval(tvec!(input.clone()), |ctx, st, node, inputs| {
+            let t = Instant::now();
+            let r = tract_core::plan::eval(ctx, st, node, inputs);
+            if run > 0 {
+                let e = per_op.entry(node.op().name().to_string()).or_default();
+                e.0 += t.elapsed().as_secs_f64() * 1000.0;
+                e.1 += 1;
+            }
+            r
+        })?;
+        if run > 0 {
+            total += t0.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+    let mut rows: Vec<_> = per_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("total {:.2} ms per run", total / runs as f64);
+    for (op, (ms, n)) in rows {
+        println!("{op:<28} {:>8.3} ms  ({} nodes)", ms / runs as f64, n / runs);
+    }
+    Ok(())
+}
