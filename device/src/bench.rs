@@ -1,10 +1,12 @@
 //! `device bench`: figures a user can measure on their own unit (a Pi 4, say).
 
-use crate::recognise::pick_face;
+use crate::recognise::{pick_face, recognise, LiveCheck};
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
 use facegate_arena::FrameScope;
+use facegate_face::liveness::Liveness;
 use facegate_face::{Embedding, Pipeline};
+use facegate_provision::GalleryHome;
 use facegate_store::Gallery;
 use std::time::Instant;
 
@@ -38,14 +40,48 @@ pub fn synthetic_gallery(model_id: facegate_face::ModelId, people: usize, per_pe
     Ok(g)
 }
 
+/// What `device bench` measures with.
+pub struct BenchSettings<'a> {
+    /// Runs per figure (medians are reported).
+    pub runs: usize,
+    /// Match threshold.
+    pub threshold: f32,
+    /// The liveness ensemble and its threshold, when the door requires it.
+    pub liveness: Option<(&'a Liveness, f32)>,
+    /// Cores for the whole-frame figure (resolved, ≥ 1).
+    pub threads: usize,
+}
+
+/// Median milliseconds of a whole door frame through [`recognise`] (the loop's
+/// own path: detect, align, embed, identify, liveness) with `pool` or without.
+fn whole_frame_ms(
+    pipeline: &Pipeline,
+    frame: &image::RgbImage,
+    home: &GalleryHome,
+    settings: &BenchSettings,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<f64> {
+    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, pool });
+    let mut times = Vec::with_capacity(settings.runs);
+    for i in 0..settings.runs + 5 {
+        let _frame = FrameScope::enter();
+        let t = Instant::now();
+        std::hint::black_box(recognise(pipeline, frame, home, settings.threshold, live.as_ref(), None)?);
+        if i >= 5 {
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(median(times))
+}
+
 /// Runs the benchmark on the first frame with a face from `source`.
 pub fn run(
     pipeline: &Pipeline,
     source: &mut dyn FrameSource,
-    runs: usize,
-    threshold: f32,
+    settings: &BenchSettings,
     save_gallery: Option<&std::path::Path>,
 ) -> Result<serde_json::Value> {
+    let (runs, threshold) = (settings.runs, settings.threshold);
     let frame = loop {
         match source.next_frame() {
             Some(Ok(f)) if pick_face(&pipeline.detect(&f), f.width(), f.height(), pipeline.config.min_face).is_some() => break f,
@@ -98,7 +134,31 @@ pub fn run(
     }
     let [detect, align, embed, identify] = stages.map(median);
     let [a_detect, a_align, a_embed, a_identify] = stage_allocations.map(median);
+    let (people, templates) = (gallery.people().len(), gallery.template_count());
+    // Whole frames as the loop runs them, the face enrolled (so it is
+    // recognised and, with liveness required, scored as a grant would be):
+    // on one core, then on `threads` (liveness beside the embedding).
+    let mut gallery = gallery;
+    let own = pipeline.embed(
+        &pipeline
+            .align(&frame, pick_face(&pipeline.detect(&frame), frame.width(), frame.height(), 0).expect("face found before")),
+    )?;
+    gallery.add_person("bench face", vec![own], pipeline.embedder.model_id(), 0)?;
+    let home = GalleryHome::new(std::path::Path::new("(not saved)"), gallery);
+    let frame_ms_1_thread = whole_frame_ms(pipeline, &frame, &home, settings, None)?;
+    let pool = (settings.threads > 1)
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).build())
+        .transpose()
+        .context("starting the frame threads")?;
+    let frame_ms =
+        if pool.is_some() { whole_frame_ms(pipeline, &frame, &home, settings, pool.as_ref())? } else { frame_ms_1_thread };
     Ok(serde_json::json!({
+        "threads": settings.threads,
+        "liveness": settings.liveness.is_some(),
+        "frame_ms": frame_ms,
+        "frame_ms_1_thread": frame_ms_1_thread,
+        "frame_ratio_vs_1_thread": frame_ms / frame_ms_1_thread,
+        "fps": 1000.0 / frame_ms,
         "frame": format!("{}×{}", frame.width(), frame.height()),
         "detect_ms": detect,
         "align_ms": align,
@@ -106,8 +166,8 @@ pub fn run(
         "identify_ms_50k_templates_in_frame": identify,
         "identify_ms_50k_templates": median(identify_ms),
         "frame_to_decision_ms": detect + align + embed + identify,
-        "gallery_people": gallery.people().len(),
-        "gallery_templates": gallery.template_count(),
+        "gallery_people": people,
+        "gallery_templates": templates,
         "peak_rss_mb": status_mb("VmHWM:"),
         "rss_mb": status_mb("VmRSS:"),
         "rss_mb_models_only": rss_models,

@@ -118,6 +118,9 @@ pub enum Command {
         /// measure a real `device run` with it (its people cannot be recognised).
         #[arg(long)]
         save_gallery: Option<PathBuf>,
+        /// Cores for the whole-frame figure (default: recognition.threads, 0 = all).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Demo without hardware: enrol an LFW person, replay photos, simulated lock.
     #[cfg(feature = "tools")]

@@ -214,12 +214,23 @@ pub fn unpair(common: &Common, all: bool) -> Result<()> {
 
 /// `device bench`.
 #[cfg(feature = "tools")]
-pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>) -> Result<()> {
-    let config = load_config(common)?;
-    let pipeline = load_pipeline(&models_dir(common, &config)?, &config)?;
+pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>, threads: Option<usize>) -> Result<()> {
+    let mut config = load_config(common)?;
+    if let Some(t) = threads {
+        config.recognition.threads = t;
+    }
+    let models = models_dir(common, &config)?;
+    let pipeline = load_pipeline(&models, &config)?;
+    let liveness = load_liveness(&models, &config)?;
     let c = &config.camera;
     let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
-    let figures = crate::bench::run(&pipeline, src.as_mut(), runs.max(1), config.recognition.threshold, save_gallery)?;
+    let settings = crate::bench::BenchSettings {
+        runs: runs.max(1),
+        threshold: config.recognition.threshold,
+        liveness: liveness.as_ref().map(|l| (l, config.liveness.threshold)),
+        threads: config.recognition.threads(),
+    };
+    let figures = crate::bench::run(&pipeline, src.as_mut(), &settings, save_gallery)?;
     println!("{figures}");
     Ok(())
 }

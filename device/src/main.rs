@@ -21,7 +21,9 @@ fn main() -> anyhow::Result<()> {
         Command::Embed { common, images } => commands::embed(&common, &images),
         Command::Unpair { common, all } => commands::unpair(&common, all),
         #[cfg(feature = "tools")]
-        Command::Bench { common, runs, save_gallery } => commands::bench(&common, runs, save_gallery.as_deref()),
+        Command::Bench { common, runs, save_gallery, threads } => {
+            commands::bench(&common, runs, save_gallery.as_deref(), threads)
+        }
         #[cfg(feature = "tools")]
         Command::Demo { lfw, models, keep } => commands::demo(&lfw, models, keep.as_deref()),
     }

@@ -1,0 +1,61 @@
+//! The benchmark commands' JSON interfaces, which other checks call: every key
+//! there, figures that are numbers and agree with each other. (The figures
+//! themselves are measured, not asserted: timings belong to benchmarks.)
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn lfw() -> Option<std::path::PathBuf> {
+    match facegate_lfw::locate(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")) {
+        Some((images, _)) => Some(images),
+        None => {
+            eprintln!("SKIPPED: LFW not found (../shared/datasets/lfw or $FACEGATE_LFW_DIR); bench interface tests not run");
+            None
+        }
+    }
+}
+
+fn bench_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .args(["--models"])
+        .arg(facegate_testkit::models())
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bench {args:?} printed no JSON ({e})"))
+}
+
+#[test]
+fn bench_speed_json_has_the_speed_interface() {
+    let Some(lfw) = lfw() else { return };
+    let j = bench_json(&["speed", "--json", "--runs", "3", "--threads", "2", "--lfw", lfw.to_str().unwrap()]);
+    for key in ["frame_ms", "frame_ms_1_thread", "fps", "detect_ms_640x480", "detect_ms_640x480_yunet", "embed_ms_int8", "liveness_ms"] {
+        let v = j[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number: {j}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    assert_eq!(j["threads"], 2);
+    let (fps, frame_ms) = (j["fps"].as_f64().unwrap(), j["frame_ms"].as_f64().unwrap());
+    assert!((fps * frame_ms - 1000.0).abs() < 1e-6, "fps is frames per second of frame_ms: {fps} × {frame_ms}");
+}
+
+#[test]
+fn bench_detect_counts_faces_and_fits_the_box_map() {
+    let Some(lfw) = lfw() else { return };
+    let j = bench_json(&["detect", "--json", "--every", "400", "--lfw", lfw.to_str().unwrap()]);
+    assert_eq!(j["images"], 34, "every 400th of LFW's 13,233 photos");
+    for view in ["upright", "rotated_plus20", "rotated_minus20", "mirrored"] {
+        for detector in ["found_hog", "found_yunet"] {
+            let r = j[detector][view].as_f64().unwrap_or_else(|| panic!("{detector}.{view} missing: {j}"));
+            assert!((0.0..=1.0).contains(&r), "{detector}.{view} = {r}");
+        }
+        // LFW's faces are large and centred: YuNet finds nearly all of them in every view.
+        assert!(j["found_yunet"][view].as_f64().unwrap() >= 0.95, "{view}: {j}");
+    }
+    // The shipped mapping is the fit on all of LFW: on a sample it must stay close.
+    let (used, fitted) = (&j["box_map_in_use"], &j["box_map_fitted"]);
+    assert!((used["scale"].as_f64().unwrap() - fitted["scale"].as_f64().unwrap()).abs() < 0.05, "{j}");
+    assert!(j["mean_iou_vs_hog_in_use"].as_f64().unwrap() > 0.7, "{j}");
+}
