@@ -103,6 +103,7 @@ for t in "${targets[@]}"; do
   grep -q "Architecture: ${deb_arch[$t]}" "$out/info"
   for f in ./usr/bin/facegate-device ./etc/facegate/facegate.toml ./usr/share/facegate/models/face_resnet_int8.onnx \
            ./usr/share/facegate/models/landmarks_5.fgsp ./usr/share/facegate/models/face_detector_hog.fghd \
+           ./usr/share/facegate/models/face_detector_yunet.onnx \
            ./usr/share/facegate/models/liveness_minifasnet_v2.onnx ./usr/share/facegate/models/liveness_minifasnet_v1se.onnx \
            ./usr/lib/systemd/system/facegate-device.service; do
     grep -q " $f\$" "$out/contents" || { echo "missing $f in $deb"; cat "$out/contents"; exit 1; }
