@@ -32,7 +32,9 @@ fn bench_json(args: &[&str]) -> Value {
 fn bench_speed_json_has_the_speed_interface() {
     let Some(lfw) = lfw() else { return };
     let j = bench_json(&["speed", "--json", "--runs", "3", "--threads", "2", "--lfw", lfw.to_str().unwrap()]);
-    for key in ["frame_ms", "frame_ms_1_thread", "fps", "detect_ms_640x480", "detect_ms_640x480_yunet", "embed_ms_int8", "liveness_ms"] {
+    for key in
+        ["frame_ms", "frame_ms_1_thread", "fps", "detect_ms_640x480", "detect_ms_640x480_yunet", "embed_ms_int8", "liveness_ms"]
+    {
         let v = j[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number: {j}"));
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
     }
