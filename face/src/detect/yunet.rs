@@ -275,6 +275,7 @@ mod tests {
         assert!(((identity.left + identity.right) as f64 / 2.0 - 139.5).abs() <= 1.0);
         let shifted = BoxMap { dx: 0.1, dy: 0.2, scale: 0.5 }.apply(&face);
         assert!(((shifted.top + shifted.bottom) as f64 / 2.0 - (110.0 + 24.0 - 0.5)).abs() <= 1.0);
-        assert_eq!(shifted.width(), 49);
+        // Side 0.5 · 97.98 = 48.99, corners rounded: 48 or 49 pixels.
+        assert!((48..=49).contains(&shifted.width()), "{shifted:?}");
     }
 }
