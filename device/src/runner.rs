@@ -4,12 +4,12 @@
 use crate::events::now_ms;
 use crate::lock::{DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
-use crate::recognise::{recognise, Capture, LiveCheck};
+use crate::recognise::{recognise, Capture, LiveCheck, Recognised};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
 use facegate_arena::FrameScope;
 use facegate_face::liveness::Liveness;
-use facegate_face::Pipeline;
+use facegate_face::{FaceError, Pipeline};
 use facegate_store::{Event, EventKind};
 use image::RgbImage;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +52,52 @@ pub struct Stats {
     /// [`WARM_UP_FRAMES`] (the frame path draws on the frame arena instead).
     pub system_allocations_after_warm_up: u64,
 }
+
+/// A frame's recognition as a worker finished it: the result, or the worker's panic.
+type Finished = std::thread::Result<Result<Recognised, FaceError>>;
+
+/// Frames being recognised on the pool, oldest first (at most two: one per worker).
+struct InFlight {
+    /// Sequence numbers in the order the frames were read.
+    order: std::collections::VecDeque<u64>,
+    /// Results that arrived before an older frame's.
+    early: Vec<(u64, Finished)>,
+    results: std::sync::mpsc::Receiver<(u64, Finished)>,
+    sender: std::sync::mpsc::SyncSender<(u64, Finished)>,
+    next: u64,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        let (sender, results) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        InFlight {
+            order: std::collections::VecDeque::with_capacity(PIPELINE_DEPTH),
+            early: Vec::with_capacity(PIPELINE_DEPTH),
+            results,
+            sender,
+            next: 0,
+        }
+    }
+
+    /// The oldest frame's result, waiting for it; `None` when nothing is in flight.
+    fn wait_oldest(&mut self) -> Option<Finished> {
+        let oldest = self.order.pop_front()?;
+        if let Some(i) = self.early.iter().position(|(seq, _)| *seq == oldest) {
+            return Some(self.early.swap_remove(i).1);
+        }
+        loop {
+            // The sender lives in `self`, so this only ends with a result.
+            let (seq, result) = self.results.recv().ok()?;
+            if seq == oldest {
+                return Some(result);
+            }
+            self.early.push((seq, result));
+        }
+    }
+}
+
+/// Frames recognised at once when the loop pipelines (one per worker).
+const PIPELINE_DEPTH: usize = 2;
 
 /// Frames that may still fill the frame arena's free lists.
 pub const WARM_UP_FRAMES: u64 = 5;
@@ -164,13 +210,18 @@ impl<'a> DoorLoop<'a> {
         self.emit(&e);
     }
 
-    fn observe(&mut self, frame: &RgbImage) -> Observation {
+    fn observe(&mut self, frame: &RgbImage, pool: Option<&rayon::ThreadPool>) -> Observation {
         let live = match (self.settings.live_threshold, self.liveness) {
-            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool: self.pool.as_ref() }),
+            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool }),
             _ => None,
         };
         let result =
             recognise(self.pipeline, frame, &self.shared.gallery, self.settings.threshold, live.as_ref(), self.capture.as_mut());
+        self.record(result)
+    }
+
+    /// Statistics of a recognised frame, and its observation for the policy.
+    fn record(&mut self, result: Result<Recognised, FaceError>) -> Observation {
         // Required but not loaded: fail closed, nobody recognised is live.
         let result = result.map(|mut r| {
             if let (Some(_), None, Observation::Known { live, .. }) =
@@ -200,6 +251,43 @@ impl<'a> DoorLoop<'a> {
                 Observation::NoFace
             }
         }
+    }
+
+    /// Starts recognising `frame` on a worker of `pool` (it owns the frame).
+    fn start<'s>(&self, scope: &rayon::Scope<'s>, pool: &'s rayon::ThreadPool, frame: RgbImage, flight: &mut InFlight)
+    where
+        'a: 's,
+    {
+        let (pipeline, shared, threshold) = (self.pipeline, self.shared, self.settings.threshold);
+        let live = self.settings.live_threshold.zip(self.liveness);
+        let seq = flight.next;
+        flight.next += 1;
+        flight.order.push_back(seq);
+        let sender = flight.sender.clone();
+        scope.spawn(move |_| {
+            let _frame = FrameScope::enter();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: Some(pool) });
+                recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None)
+            }));
+            // The loop waits for every frame it started; it only stops listening when it unwinds.
+            let _ = sender.send((seq, result));
+        });
+    }
+
+    /// Waits for the oldest frame in flight and feeds its observation to the policy.
+    fn finish_oldest(&mut self, flight: &mut InFlight, unlock_until: &mut Option<Instant>) -> anyhow::Result<()> {
+        let Some(result) = flight.wait_oldest() else { return Ok(()) };
+        let result = match result {
+            Ok(r) => r,
+            // The worker's panic becomes the loop's: the panic hook locks the door.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let obs = self.record(result);
+        if let Some(decision) = self.policy.observe(obs, now_ms()) {
+            self.act(decision, unlock_until)?;
+        }
+        Ok(())
     }
 
     fn act(&mut self, decision: Decision, unlock_until: &mut Option<Instant>) -> anyhow::Result<()> {
@@ -271,7 +359,29 @@ impl<'a> DoorLoop<'a> {
 
     /// Runs until the source ends (with `until_end`) or a stop signal; the relay is
     /// released at start, on every error path and at the end.
+    ///
+    /// With the pool, frames are recognised two at a time, one per worker
+    /// (each still with liveness beside its embedding when a worker is free),
+    /// and their observations reach the policy in the order they were read.
     pub fn run(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
+        let pool = self.pool.take();
+        let result = match &pool {
+            Some(p) => p.in_place_scope(|scope| self.run_frames(source, Some((scope, p)))),
+            None => self.run_frames(source, None),
+        };
+        self.pool = pool;
+        result
+    }
+
+    fn run_frames<'s>(
+        &mut self,
+        source: &mut dyn FrameSource,
+        pipelined: Option<(&rayon::Scope<'s>, &'s rayon::ThreadPool)>,
+    ) -> anyhow::Result<()>
+    where
+        'a: 's,
+    {
+        let mut flight = InFlight::new();
         self.set_relay(false)?;
         let start = Instant::now();
         let mut unlock_until: Option<Instant> = None;
@@ -325,6 +435,11 @@ impl<'a> DoorLoop<'a> {
             let warm = self.stats.frames >= WARM_UP_FRAMES;
             match source.next_frame() {
                 None if self.settings.until_end => break Ok(()),
+                None if !flight.order.is_empty() => {
+                    if let Err(e) = self.finish_oldest(&mut flight, &mut unlock_until) {
+                        break Err(e);
+                    }
+                }
                 None => std::thread::sleep(Duration::from_millis(50)),
                 Some(Err(SourceError::BadFrame { index, why })) => {
                     self.stats.frames += 1;
@@ -347,10 +462,30 @@ impl<'a> DoorLoop<'a> {
                     if panic_after.is_some_and(|n| self.stats.frames > n) {
                         panic!("injected panic after {} frames (FACEGATE_INJECT_PANIC_AFTER_FRAMES)", self.stats.frames - 1);
                     }
-                    let obs = self.observe(&frame);
-                    if let Some(decision) = self.policy.observe(obs, now_ms()) {
-                        if let Err(e) = self.act(decision, &mut unlock_until) {
-                            break Err(e);
+                    match pipelined {
+                        // A capture needs its frames one by one, in order, on this thread.
+                        Some((scope, pool)) if self.capture.is_none() => {
+                            self.start(scope, pool, frame, &mut flight);
+                            if flight.order.len() >= PIPELINE_DEPTH {
+                                if let Err(e) = self.finish_oldest(&mut flight, &mut unlock_until) {
+                                    break Err(e);
+                                }
+                            }
+                        }
+                        _ => {
+                            let mut failed = None;
+                            while failed.is_none() && !flight.order.is_empty() {
+                                failed = self.finish_oldest(&mut flight, &mut unlock_until).err();
+                            }
+                            if let Some(e) = failed {
+                                break Err(e);
+                            }
+                            let obs = self.observe(&frame, pipelined.map(|(_, p)| p));
+                            if let Some(decision) = self.policy.observe(obs, now_ms()) {
+                                if let Err(e) = self.act(decision, &mut unlock_until) {
+                                    break Err(e);
+                                }
+                            }
                         }
                     }
                 }
@@ -359,6 +494,12 @@ impl<'a> DoorLoop<'a> {
                 self.stats.system_allocations_after_warm_up += facegate_arena::system_allocations() - system_before;
             }
         };
+        // Frames still in flight are decided before the loop ends.
+        let mut result = result;
+        while !flight.order.is_empty() {
+            let finished = self.finish_oldest(&mut flight, &mut unlock_until);
+            result = result.and(finished);
+        }
         self.stats.wall_seconds = start.elapsed().as_secs_f64();
         // A capture still waiting gets its answer now, not at its deadline.
         if let Some(c) = self.capture.take() {
