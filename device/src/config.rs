@@ -228,7 +228,9 @@ impl Config {
         if r.threads > 256 {
             problems.push(format!("recognition.threads = {} must be at most 256 (0: every core)", r.threads));
         }
-        if r.detector != "hog" && r.detector != "yunet" {
+        // The names are the pipeline's own; the photo-only CNN is not for a camera.
+        use facegate_face::DetectorKind;
+        if !matches!(r.detector.parse(), Ok(DetectorKind::Hog | DetectorKind::Yunet)) {
             problems.push(format!("recognition.detector = {:?} must be \"hog\" or \"yunet\"", r.detector));
         }
         if !(self.liveness.threshold >= 0.0 && self.liveness.threshold <= 1.0) {
@@ -369,6 +371,7 @@ mod tests {
         assert!(e.contains("threshhold"), "unknown keys are refused: {e}");
         let e = Config::from_toml("[recognition]\ndetector = \"mmod\"\n").unwrap_err().to_string();
         assert!(e.contains("recognition.detector") && e.contains("yunet"), "{e}");
+        assert!(Config::from_toml("[recognition]\ndetector = \"cnn\"\n").is_err(), "the photo detector is not for the camera");
         assert_eq!(Config::from_toml("[recognition]\ndetector = \"yunet\"\n").unwrap().recognition.detector, "yunet");
     }
 }

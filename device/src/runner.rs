@@ -253,8 +253,11 @@ impl<'a> DoorLoop<'a> {
         }
     }
 
-    /// Starts recognising `frame` on a worker of `pool` (it owns the frame).
-    fn start<'s>(&self, scope: &rayon::Scope<'s>, pool: &'s rayon::ThreadPool, frame: RgbImage, flight: &mut InFlight)
+    /// Starts recognising `frame` on a worker (it owns the frame). Both workers
+    /// are busy with frames here, so liveness is scored only where it matters
+    /// (a recognised face), after identification: scoring every face beside
+    /// the embedding would cost each stranger's frame the whole ensemble.
+    fn start<'s>(&self, scope: &rayon::Scope<'s>, frame: RgbImage, flight: &mut InFlight)
     where
         'a: 's,
     {
@@ -267,7 +270,7 @@ impl<'a> DoorLoop<'a> {
         scope.spawn(move |_| {
             let _frame = FrameScope::enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: Some(pool) });
+                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: None });
                 recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None)
             }));
             // The loop waits for every frame it started; it only stops listening when it unwinds.
@@ -464,8 +467,8 @@ impl<'a> DoorLoop<'a> {
                     }
                     match pipelined {
                         // A capture needs its frames one by one, in order, on this thread.
-                        Some((scope, pool)) if self.capture.is_none() => {
-                            self.start(scope, pool, frame, &mut flight);
+                        Some((scope, _)) if self.capture.is_none() => {
+                            self.start(scope, frame, &mut flight);
                             if flight.order.len() >= PIPELINE_DEPTH {
                                 if let Err(e) = self.finish_oldest(&mut flight, &mut unlock_until) {
                                     break Err(e);
