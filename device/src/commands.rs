@@ -11,6 +11,7 @@ use facegate_face::liveness::Liveness;
 use facegate_face::{ModelId, Pipeline, PipelineConfig, Precision};
 use facegate_provision::GalleryHome;
 use facegate_store::AccessLog;
+use facegate_train::MetricHead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -109,6 +110,32 @@ pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
 }
 
+/// The trained metric of `recognition.metric`, checked against the device's
+/// model; `None` when none is set. A damaged file or one trained for another
+/// model stops the device: it would otherwise match in the wrong metric.
+pub fn load_metric(config: &Config, model: ModelId) -> Result<Option<MetricHead>> {
+    let path = &config.recognition.metric;
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let head = MetricHead::load(Path::new(path), &model).with_context(|| format!("loading recognition.metric = {path:?}"))?;
+    Ok(Some(head))
+}
+
+/// The gallery of `path` searched in the configured metric.
+pub fn open_gallery_with_metric(path: &Path, config: &Config, model: ModelId) -> Result<(GalleryHome, Option<MetricHead>)> {
+    let home = open_gallery(path, model)?;
+    let head = load_metric(config, model)?;
+    let home = match &head {
+        Some(h) => {
+            let h = h.clone();
+            home.with_metric(std::sync::Arc::new(move |e| h.apply(e)))
+        }
+        None => home,
+    };
+    Ok((home, head))
+}
+
 /// The gallery of `path` for the device's model (empty, with a warning, when there is no file).
 pub fn open_gallery(path: &Path, model: ModelId) -> Result<GalleryHome> {
     if !path.exists() {
@@ -156,7 +183,24 @@ pub fn check(common: &Common) -> Result<()> {
         }
         None => println!("liveness: off (liveness.mode = \"off\")"),
     }
-    let home = open_gallery(&data_paths(common, &config).gallery, pipeline.embedder.model_id())?;
+    let (home, metric) = open_gallery_with_metric(&data_paths(common, &config).gallery, &config, pipeline.embedder.model_id())?;
+    match metric {
+        Some(m) => {
+            println!(
+                "metric: ok (trained head {}, its validation threshold {:.4}, recognition.threshold {})",
+                &m.meta.id[..16],
+                m.meta.threshold,
+                config.recognition.threshold
+            );
+            if (m.meta.threshold - config.recognition.threshold).abs() > 0.02 {
+                println!(
+                    "  warning: recognition.threshold differs from the metric's measured threshold; set it to {:.4} unless you chose it from your own data",
+                    m.meta.threshold
+                );
+            }
+        }
+        None => println!("metric: pretrained (recognition.metric not set)"),
+    }
     let g = home.read();
     println!("gallery: ok ({} people, {} templates)", g.people().len(), g.template_count());
     let c = &config.camera;
@@ -262,7 +306,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let models = models_dir(&common, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
-    let gallery = Arc::new(open_gallery(&paths.gallery, pipeline.embedder.model_id())?);
+    let gallery = Arc::new(open_gallery_with_metric(&paths.gallery, &config, pipeline.embedder.model_id())?.0);
     let log_path = match log.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),

@@ -71,6 +71,10 @@ pub struct Recognition {
     pub precision: String,
     /// Cores the frame path uses; 0: all of the unit's.
     pub threads: usize,
+    /// A trained metric head (`host-tool train`), applied to templates and
+    /// probes; empty: the pretrained metric. `threshold` is then a distance in
+    /// the trained metric: set it from the file (`device check` shows it).
+    pub metric: String,
     /// Grant when at least `frames_agree` of the last `frames_window` frames name the same person.
     pub frames_agree: usize,
     /// Size of that window.
@@ -173,6 +177,7 @@ impl Default for Recognition {
             detector: "hog".into(),
             precision: "int8".into(),
             threads: 0,
+            metric: String::new(),
             frames_agree: 3,
             frames_window: 5,
             cooldown_ms: 5000,

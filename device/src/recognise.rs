@@ -161,9 +161,11 @@ pub fn recognise(
         _ => (pipeline.embed(&face)?, None),
     };
     let t3 = Instant::now();
-    let gallery = gallery.read();
+    // In the trained metric when one is configured (the probe mapped like the templates).
+    let probe = gallery.map_probe(&embedding);
+    let gallery = gallery.matching();
     let t4 = Instant::now();
-    let id = gallery.identify(&embedding, threshold);
+    let id = gallery.identify(&probe, threshold);
     let t5 = Instant::now();
     // Liveness only where it can matter: a recognised face, or a capture frame.
     let needs_live = matches!(id, Identification::Known { .. }) || capture.is_some();

@@ -135,3 +135,53 @@ fn a_damaged_gallery_is_refused_and_nothing_runs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("unlocked"), "{stdout}");
 }
+
+/// Runs the replay with `recognition.metric = metric` in a config file.
+fn run_device_with_metric(replay: &Path, gallery: &Path, metric: &Path) -> (Vec<Value>, String, bool) {
+    let config = gallery.with_extension("toml");
+    std::fs::write(&config, format!("[recognition]\nmetric = {:?}\n", metric.display().to_string())).unwrap();
+    let out = facegate_testkit::device_replay(replay, gallery).arg("--config").arg(&config).output().unwrap();
+    (facegate_testkit::json_lines(&out.stdout), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
+}
+
+#[test]
+fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_door() {
+    use facegate_train::MetricHead;
+    let Some((data, _)) = lfw() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("gallery.fg");
+    let person = "Colin_Powell";
+    enrol(&data, person, &gallery);
+    let approach = dir.path().join("approach");
+    std::fs::create_dir(&approach).unwrap();
+    for (k, i) in (10..15).enumerate() {
+        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(person, i)).unwrap()).unwrap();
+    }
+    let model = Gallery::load(&gallery).unwrap().model_id();
+    let metric = dir.path().join("m.fgmetric");
+    // The identity: the same grant as without a metric.
+    MetricHead::identity(model, 0.52).save(&metric).unwrap();
+    let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(ok, "{stderr}");
+    assert_eq!(kinds(&events, "granted"), 1, "{events:?}\n{stderr}");
+    // W = 3·I triples every distance: the same person is now beyond 0.52,
+    // which proves the frame path searches in the file's metric.
+    let mut tripled = MetricHead::identity(model, 0.52);
+    tripled.weights.iter_mut().for_each(|w| *w *= 3.0);
+    tripled.save(&metric).unwrap();
+    let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(ok, "{stderr}");
+    assert_eq!(kinds(&events, "granted"), 0, "{events:?}");
+    assert!(kinds(&events, "unknown") >= 1, "{events:?}\n{stderr}");
+    // A damaged file, or one trained for another model, stops the door before any frame.
+    let mut bytes = std::fs::read(&metric).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&metric, &bytes).unwrap();
+    let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(!ok && stderr.contains("recognition.metric") && stderr.contains("damaged"), "{stderr}");
+    assert!(events.iter().all(|e| e["kind"] != "granted"));
+    MetricHead::identity(facegate_face::ModelId::of_file_bytes(b"another model"), 0.52).save(&metric).unwrap();
+    let (_, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(!ok && stderr.contains("train again"), "{stderr}");
+}

@@ -4,6 +4,7 @@ use crate::keys::Keys;
 use crate::output::{iso_time, print_json, print_json_line, table};
 use crate::target::{self, Target};
 use anyhow::{bail, Context, Result};
+use facegate_core::matching::THRESHOLD_DOOR;
 use facegate_core::{hex, ModelId};
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
 use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision};
@@ -30,8 +31,10 @@ pub struct Global {
     pub models: Option<PathBuf>,
     /// Answer time-out.
     pub timeout: Duration,
-    /// Threshold for offline verify/identify.
-    pub threshold: f32,
+    /// Threshold for offline verify/identify (default: the metric's, else the door's).
+    pub threshold: Option<f32>,
+    /// Trained metric for offline verify/identify.
+    pub metric: Option<PathBuf>,
 }
 
 impl Global {
@@ -53,7 +56,15 @@ impl Global {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
                 let model = facegate_face::Embedder::model_id_of(&self.models()?, Precision::Int8)?;
-                Ok(Target::File(target::open_file(path, model, self.threshold)?))
+                let metric = self
+                    .metric
+                    .as_deref()
+                    .map(|m| {
+                        facegate_train::MetricHead::load(m, &model).with_context(|| format!("loading the metric {}", m.display()))
+                    })
+                    .transpose()?;
+                let threshold = self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(THRESHOLD_DOOR);
+                Ok(Target::File(target::open_file(path, model, threshold, metric)?))
             }
             (None, Some(port)) => Ok(Target::Device(Box::new(target::connect_paired(port, self.baud, self.timeout)?))),
             (Some(_), Some(_)) => bail!("give --port or --gallery, not both"),

@@ -3,11 +3,13 @@
 
 mod bench;
 mod cmd;
+mod features;
 mod keys;
 mod output;
 mod plot;
 mod ports;
 mod target;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,9 +41,14 @@ struct Cli {
     /// Seconds to wait for each answer.
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
-    /// Match threshold for verify and identify on a gallery file (the device uses its own setting).
-    #[arg(long, global = true, default_value_t = facegate_face::matching::THRESHOLD_DOOR)]
-    threshold: f32,
+    /// Match threshold for verify and identify on a gallery file (the device
+    /// uses its own setting) [default: 0.52, or the --metric file's threshold].
+    #[arg(long, global = true)]
+    threshold: Option<f32>,
+    /// A trained metric (`host-tool train`) for verify and identify on a
+    /// gallery file; a device uses its own `recognition.metric`.
+    #[arg(long, global = true, requires = "gallery")]
+    metric: Option<PathBuf>,
     /// Directory with the model files and their MANIFEST (default: models/ beside
     /// the program, then the user's and the system's data directory).
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
@@ -129,6 +136,8 @@ enum Command {
     Unlock,
     /// Where the models are found, and a check of every file against its MANIFEST hash.
     Models,
+    /// Learn a metric on labelled photos (one folder per person) with the triplet loss.
+    Train(train::TrainArgs),
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -186,6 +195,7 @@ fn run(cli: Cli) -> Result<()> {
         models: cli.models,
         timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
         threshold: cli.threshold,
+        metric: cli.metric,
     };
     match cli.command {
         Command::Ports => cmd::ports(&g),
@@ -206,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup { file } => cmd::backup(&g, &file),
         Command::Restore { file } => cmd::restore(&g, &file),
         Command::Unlock => cmd::unlock(&g),
+        Command::Train(args) => train::run(&g.models()?, args),
         Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models()?, args),
         Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models()?, args),
         Command::Bench(BenchCommand::Detect(args)) => bench::detect::run(&g.models()?, args),

@@ -61,12 +61,22 @@ pub fn connect_paired(port: &str, baud: u32, timeout: Duration) -> Result<Sessio
 
 /// A gallery file, or a new one for `model` when it does not exist, served
 /// with `threshold` for verify, identify and similarity warnings.
-pub fn open_file(path: &Path, model: ModelId, threshold: f32) -> Result<GalleryService> {
+/// With `metric`, templates and probes are compared in the trained metric.
+pub fn open_file(
+    path: &Path,
+    model: ModelId,
+    threshold: f32,
+    metric: Option<facegate_train::MetricHead>,
+) -> Result<GalleryService> {
     let home = if path.exists() {
         let gallery = facegate_store::Gallery::load(path).with_context(|| format!("loading {}", path.display()))?;
         GalleryHome::new(path, gallery)
     } else {
         GalleryHome::open(path, model).with_context(|| format!("starting {}", path.display()))?
+    };
+    let home = match metric {
+        Some(head) => home.with_metric(Arc::new(move |e| head.apply(e))),
+        None => home,
     };
     Ok(GalleryService::new(Arc::new(home), threshold))
 }

@@ -131,7 +131,7 @@ impl Dataset {
                     for f in std::fs::read_dir(&person).map_err(io)? {
                         let f = f.map_err(io)?.path();
                         if let (Some(p), Some(n)) = (person.file_name(), f.file_name()) {
-                            if f.extension().is_some_and(|e| e == "jpg") {
+                            if f.extension().is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x))) {
                                 out.push(format!("{}/{}", p.to_string_lossy(), n.to_string_lossy()));
                             }
                         }

@@ -1,7 +1,7 @@
 //! A gallery file and its copy in memory.
 
 use crate::wire::wire_error;
-use facegate_core::ModelId;
+use facegate_core::{Embedding, ModelId};
 use facegate_protocol::WireError;
 use facegate_store::{Gallery, StoreError};
 use std::path::{Path, PathBuf};
@@ -15,12 +15,43 @@ use std::sync::{RwLock, RwLockReadGuard};
 pub struct GalleryHome {
     path: PathBuf,
     current: RwLock<Gallery>,
+    /// A trained metric head, applied to templates and probes alike.
+    metric: Option<Metric>,
+    /// The gallery with the metric applied to every template (searched when a metric is set).
+    mapped: RwLock<Gallery>,
 }
+
+/// A trained metric: maps an embedding into the space where distances are compared.
+pub type Metric = std::sync::Arc<dyn Fn(&Embedding) -> Embedding + Send + Sync>;
 
 impl GalleryHome {
     /// A home for an already loaded gallery.
     pub fn new(path: &Path, gallery: Gallery) -> Self {
-        GalleryHome { path: path.to_path_buf(), current: RwLock::new(gallery) }
+        let empty = Gallery::new(gallery.model_id());
+        GalleryHome { path: path.to_path_buf(), current: RwLock::new(gallery), metric: None, mapped: RwLock::new(empty) }
+    }
+
+    /// Searches in a trained metric from now on: templates stay raw in the
+    /// file (no re-enrolment), a mapped copy is kept for searching.
+    pub fn with_metric(mut self, metric: Metric) -> Self {
+        let mapped = self.read().mapped(|e| metric(e));
+        *self.mapped.get_mut().unwrap_or_else(|p| p.into_inner()) = mapped;
+        self.metric = Some(metric);
+        self
+    }
+
+    /// A probe in the space [`GalleryHome::matching`] searches: mapped by the metric when one is set.
+    pub fn map_probe(&self, probe: &Embedding) -> Embedding {
+        self.metric.as_ref().map_or(*probe, |m| m(probe))
+    }
+
+    /// The gallery to search with a probe from [`GalleryHome::map_probe`]:
+    /// the mapped copy with a metric, the gallery itself without.
+    pub fn matching(&self) -> RwLockReadGuard<'_, Gallery> {
+        match self.metric {
+            Some(_) => self.mapped.read().unwrap_or_else(|p| p.into_inner()),
+            None => self.read(),
+        }
     }
 
     /// Loads `path`, or starts an empty gallery for `model` when there is no
@@ -62,6 +93,46 @@ impl GalleryHome {
     }
 
     fn swap(&self, next: Gallery) {
+        if let Some(metric) = &self.metric {
+            *self.mapped.write().unwrap_or_else(|p| p.into_inner()) = next.mapped(|e| metric(e));
+        }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_core::Identification;
+    use std::sync::Arc;
+
+    fn emb(x: f32, y: f32) -> Embedding {
+        let mut e = [0f32; facegate_core::EMBEDDING_DIM];
+        (e[0], e[1]) = (x, y);
+        e
+    }
+
+    #[test]
+    fn a_metric_searches_mapped_templates_and_follows_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ModelId::of_file_bytes(b"m");
+        let path = dir.path().join("g.fg");
+        let mut g = Gallery::new(model);
+        g.add_person("Ada", vec![emb(0.0, 0.0)], model, 0).unwrap();
+        // A metric that ignores the second coordinate (say, lighting).
+        let home = GalleryHome::new(&path, g).with_metric(Arc::new(|e: &Embedding| {
+            let mut m = *e;
+            m[1] = 0.0;
+            m
+        }));
+        let probe = emb(0.1, 0.9);
+        assert!(matches!(home.read().identify(&probe, 0.5), Identification::Unknown { .. }), "raw: too far");
+        let found = home.matching().identify(&home.map_probe(&probe), 0.5);
+        assert!(matches!(found, Identification::Known { index: 0, distance, .. } if (distance - 0.1).abs() < 1e-3), "{found:?}");
+        // A person enrolled later is searched in the metric too; the file keeps raw templates.
+        home.change(|g| g.add_person("Bob", vec![emb(5.0, 3.0)], model, 0).map(|_| ()).map_err(wire_error)).unwrap();
+        let found = home.matching().identify(&home.map_probe(&emb(5.0, 0.0)), 0.5);
+        assert!(matches!(found, Identification::Known { index: 1, .. }), "{found:?}");
+        assert_eq!(Gallery::load(&path).unwrap().people()[1].template(0)[1], 3.0);
     }
 }

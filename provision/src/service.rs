@@ -157,18 +157,18 @@ impl GalleryService {
     /// 1:1: is `probe` the person called `name`?
     pub fn verify(&self, name: &str, model: ModelId, probe: &Embedding) -> Result<MatchReply, WireError> {
         self.check_model(model)?;
-        let gallery = self.home.read();
+        let (probe, gallery) = (self.home.map_probe(probe), self.home.matching());
         let p = gallery.by_name(name).ok_or_else(|| WireError::NotFound(name.to_string()))?;
-        let distance = p.distance(probe);
+        let distance = p.distance(&probe);
         Ok(MatchReply { name: Some(p.name.clone()), distance, accepted: distance < self.threshold, threshold: self.threshold })
     }
 
     /// 1:K: the nearest person, and whether they are near enough (open set).
     pub fn identify(&self, model: ModelId, probe: &Embedding) -> Result<MatchReply, WireError> {
         self.check_model(model)?;
-        let gallery = self.home.read();
+        let (probe, gallery) = (self.home.map_probe(probe), self.home.matching());
         // The gallery's one search, asked for the nearest person whatever the distance.
-        let nearest = match gallery.identify(probe, f32::INFINITY) {
+        let nearest = match gallery.identify(&probe, f32::INFINITY) {
             Identification::Known { index, distance, .. } => Some((gallery.people()[index].name.clone(), distance)),
             Identification::Unknown { .. } => None,
         };

@@ -345,6 +345,18 @@ impl Gallery {
         }
     }
 
+    /// A copy with every template mapped through `f` (a trained metric
+    /// head): searching it with a mapped probe compares in the learnt metric.
+    /// People, ids and order are unchanged, so results name the same people.
+    pub fn mapped(&self, f: impl Fn(&Embedding) -> Embedding) -> Gallery {
+        let mut out = self.clone();
+        for person in &mut out.people {
+            person.templates.iter_mut().for_each(|t| *t = stored(&f(&expanded(t))));
+        }
+        out.reindex();
+        out
+    }
+
     /// Refuses templates of another model than the gallery's.
     pub fn check_model(&self, model_id: ModelId) -> Result<()> {
         if model_id != self.model_id {

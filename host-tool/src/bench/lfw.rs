@@ -19,40 +19,46 @@ use std::time::Instant;
 pub struct LfwArgs {
     /// LFW images: lfw.tgz or an unpacked directory.
     #[arg(long)]
-    lfw: PathBuf,
+    pub(super) lfw: PathBuf,
     /// The official pairs.txt.
     #[arg(long)]
-    pairs: PathBuf,
+    pub(super) pairs: PathBuf,
     /// Embedding precision.
     #[arg(long, default_value = "int8", value_parser = crate::parse_precision)]
-    precision: Precision,
+    pub(super) precision: Precision,
     /// Print one JSON object instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Only the first N folds (a quick regression slice); thresholds then come from those folds.
     #[arg(long)]
-    folds: Option<usize>,
+    pub(super) folds: Option<usize>,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(super) threads: Option<usize>,
     /// No mirror averaging of embeddings.
     #[arg(long)]
-    no_mirror: bool,
+    pub(super) no_mirror: bool,
     /// Extra jittered chips per face, averaged in (0–4; default: the photo pipeline's).
     #[arg(long)]
-    jitter: Option<usize>,
+    pub(super) jitter: Option<usize>,
     /// Face detector (default: the photo pipeline's, cnn).
     #[arg(long, value_parser = parse_detector)]
-    detector: Option<DetectorKind>,
+    pub(super) detector: Option<DetectorKind>,
     /// Also embed with the other precision and count the pair decisions that differ.
     #[arg(long)]
-    compare_precision: bool,
+    pub(super) compare_precision: bool,
     /// Also report the accuracy on the selected pairs at this fixed threshold.
     #[arg(long)]
-    threshold: Option<f32>,
+    pub(super) threshold: Option<f32>,
     /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
     #[arg(long)]
-    distances_csv: Option<PathBuf>,
+    pub(super) distances_csv: Option<PathBuf>,
+    /// Train a metric per fold on the other folds' people (triplet loss) and
+    /// report it beside the pretrained model on the held-out fold.
+    #[arg(long, value_enum)]
+    pub(super) train_metric: Option<crate::train::Kind>,
+    #[command(flatten)]
+    pub(super) training: crate::train::TrainingArgs,
 }
 
 fn parse_detector(s: &str) -> Result<DetectorKind, String> {
@@ -87,6 +93,9 @@ fn embed_image(pipeline: &Pipeline, other: Option<&Pipeline>, data: &Dataset, na
 
 /// Runs the benchmark and prints the result.
 pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
+    if let Some(kind) = args.train_metric {
+        return super::trained::run(models, &args, kind);
+    }
     let text = std::fs::read_to_string(&args.pairs).with_context(|| format!("reading {}", args.pairs.display()))?;
     let mut pairs = parse_pairs(&text)?;
     if let Some(n) = args.folds {

@@ -6,3 +6,4 @@ pub mod lfw;
 pub mod link;
 pub mod liveness;
 pub mod speed;
+pub mod trained;

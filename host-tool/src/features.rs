@@ -1,0 +1,111 @@
+//! Embedding a folder of photos (one folder per person) into a feature cache,
+//! once: every view the photo pipeline averages, for training and the
+//! trained-metric benchmark. Resumable: photos already cached are skipped.
+
+use anyhow::{Context, Result};
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_lfw::Dataset;
+use facegate_train::{FeatureCache, PhotoFeatures};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Cached features of a photo collection.
+pub struct Features {
+    /// Every photo, by name (`Person/file.jpg`).
+    pub photos: std::collections::BTreeMap<String, PhotoFeatures>,
+    /// The embedding model's id.
+    pub model_id: facegate_core::ModelId,
+    /// The cache file.
+    pub cache: PathBuf,
+    /// Photos embedded in this run (the rest came from the cache).
+    pub embedded_now: usize,
+    /// Seconds spent embedding in this run.
+    pub seconds: f64,
+}
+
+/// The default cache file for a photo collection and model, in the user's cache directory.
+pub fn default_cache(photos: &Path, model: &facegate_core::ModelId) -> PathBuf {
+    let where_ = std::fs::canonicalize(photos).unwrap_or_else(|_| photos.to_path_buf());
+    let tag = facegate_core::hex(&Sha256::digest(where_.to_string_lossy().as_bytes())[..6]);
+    let dir = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("facegate");
+    dir.join(format!("features-{tag}-{}.fgfeat", &model.to_hex()[..12]))
+}
+
+/// Embeds every photo of `photos` not yet in the cache (the photo pipeline:
+/// CNN detector, 5 jittered chips, each plain and mirrored).
+pub fn extract(models: &Path, photos: &Path, cache: Option<&Path>, threads: Option<usize>, quiet: bool) -> Result<Features> {
+    let precision = Precision::Int8;
+    let config = PipelineConfig::default();
+    let pipeline = Pipeline::load(models, precision, config.clone()).context("loading models")?;
+    let model_id = pipeline.embedder.model_id();
+    let key = format!(
+        "model {} precision {} detector {} jitter {} mirror {}",
+        model_id.to_hex(),
+        precision.as_str(),
+        config.detector.as_str(),
+        config.jitter,
+        config.mirror
+    );
+    let cache_path = cache.map(Path::to_path_buf).unwrap_or_else(|| default_cache(photos, &model_id));
+    let mut cache =
+        FeatureCache::open(&cache_path, &key).with_context(|| format!("opening the feature cache {}", cache_path.display()))?;
+    let data = Dataset::open(photos).with_context(|| format!("opening {}", photos.display()))?;
+    let names: Vec<String> = data.names()?.into_iter().filter(|n| n.contains('/') && !cache.contains(n)).collect();
+    let bar = ProgressBar::new(names.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} embedding photos [{bar:40}] {pos}/{len}, {per_sec}, eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_draw_target(if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let (send, receive) = mpsc::sync_channel::<Result<PhotoFeatures>>(64);
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..threads {
+            let send = send.clone();
+            let (pipeline, data, names, next) = (&pipeline, &data, &names, &next);
+            s.spawn(move || loop {
+                let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                if send.send(embed_photo(pipeline, data, name)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(send);
+        let mut written = 0usize;
+        for photo in receive {
+            // An error stops the workers (the channel closes), keeping what is cached.
+            let photo = photo?;
+            cache.add(photo)?;
+            written += 1;
+            if written.is_multiple_of(256) {
+                cache.sync()?;
+            }
+            bar.inc(1);
+        }
+        cache.sync()?;
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok(Features {
+        photos: cache.into_photos(),
+        model_id,
+        cache: cache_path,
+        embedded_now: names.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn embed_photo(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<PhotoFeatures> {
+    let img = decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
+    let (detection, detected) = crate::bench::lfw::lfw_face(&pipeline.detect(&img), img.width(), img.height());
+    let face = pipeline.align(&img, detection);
+    let views = pipeline.view_embeddings(&img, &face).with_context(|| format!("embedding {name}"))?;
+    Ok(PhotoFeatures { name: name.to_string(), detected, views })
+}
