@@ -1,0 +1,130 @@
+//! `host-tool train` and `bench lfw --train-metric` through the real program,
+//! on a small LFW slice (40 people × 4 photos) laid out like LFW, with a
+//! two-fold pairs.txt of its own: the file, the curve, the resumable cache,
+//! the JSON interfaces, using the metric offline, and refusing bad files.
+//! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
+
+use facegate_lfw::image_path;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn host_tool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host-tool")).arg("--models").arg(facegate_testkit::models()).args(args).output().unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// 40 people with 4+ photos, their first 4 photos copied to `dir`; their names.
+fn slice(dir: &Path) -> Option<Vec<String>> {
+    let (data, _) = facegate_testkit::lfw("the training tests")?;
+    let names = data.names().unwrap();
+    let mut people: Vec<&str> = names.iter().filter(|n| n.ends_with("_0004.jpg")).map(|n| n.split('/').next().unwrap()).collect();
+    people.truncate(40);
+    for p in &people {
+        std::fs::create_dir_all(dir.join(p)).unwrap();
+        for i in 1..=4 {
+            std::fs::write(dir.join(image_path(p, i)), data.read(&image_path(p, i)).unwrap()).unwrap();
+        }
+    }
+    Some(people.iter().map(|p| p.to_string()).collect())
+}
+
+#[test]
+fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let Some(people) = slice(&photos) else { return };
+    let (out, cache) = (dir.path().join("site.fgmetric"), dir.path().join("f.fgfeat"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = ["train", "--photos", &s(&photos), "--out", &s(&out), "--epochs", "4", "--cache", &s(&cache), "--json"];
+    let first = json_of(&host_tool(&args));
+    for key in ["id", "base_model", "threshold", "best_epoch", "epochs_run", "validation", "counts", "features"] {
+        assert!(first.get(key).is_some(), "train --json lacks {key}: {first}");
+    }
+    assert_eq!(first["features"]["embedded_now"], 160);
+    assert_eq!(first["counts"]["validation_people"], 4, "10 % of 40 people, held out by person");
+    assert!(first["validation"]["pretrained"]["tar_at_far_1e3"].is_number());
+    assert!(out.with_extension("png").is_file(), "the loss/validation curve");
+    // Run again: every photo comes from the cache, the same head comes out.
+    let again = json_of(&host_tool(&args));
+    assert_eq!(again["features"]["embedded_now"], 0);
+    assert_eq!(again["id"], first["id"], "same data, same seed, same head");
+    // The metric offline: enrol from two photos, identify two others in it.
+    let gallery = s(&dir.path().join("g.fg"));
+    let p = &people[0];
+    let photo = |i| s(&photos.join(image_path(p, i)));
+    let enrolled = host_tool(&["--gallery", &gallery, "enroll", p, &photo(1), &photo(2)]);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let found = host_tool(&["--gallery", &gallery, "--metric", &s(&out), "--json", "identify", &photo(3), &photo(4)]);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    let found: Vec<Value> = facegate_testkit::json_lines(&found.stdout);
+    assert_eq!(found.len(), 2);
+    for f in &found {
+        assert_eq!(f["name"], p.as_str(), "{f}");
+        let t = f["threshold"].as_f64().unwrap();
+        assert!((t - first["threshold"].as_f64().unwrap()).abs() < 1e-6, "the metric's own threshold: {f}");
+    }
+    // A damaged metric file is refused with its name; so is an unknown kind.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(&out, &bytes).unwrap();
+    let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&out), "identify", &photo(3)]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("site.fgmetric") && stderr.contains("damaged"), "{stderr}");
+    let last_layer = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
+    assert!(!last_layer.status.success() && String::from_utf8_lossy(&last_layer.stderr).contains("not available yet"));
+}
+
+#[test]
+fn bench_lfw_train_metric_has_the_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let Some(people) = slice(&photos) else { return };
+    // Two folds of 20 people each: 10 same-person and 10 different-person pairs per fold.
+    let mut pairs = String::from("2\t10\n");
+    for fold in people.chunks(20) {
+        for p in &fold[..10] {
+            pairs += &format!("{p}\t1\t2\n");
+        }
+        for k in 0..10 {
+            pairs += &format!("{}\t3\t{}\t4\n", fold[k], fold[k + 10]);
+        }
+    }
+    let pairs_file = dir.path().join("pairs.txt");
+    std::fs::write(&pairs_file, pairs).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cache = s(&dir.path().join("f.fgfeat"));
+    let args = [
+        "bench",
+        "lfw",
+        "--lfw",
+        &s(&photos),
+        "--pairs",
+        &s(&pairs_file),
+        "--train-metric",
+        "head",
+        "--epochs",
+        "3",
+        "--cache",
+        &cache,
+        "--json",
+    ];
+    let v = json_of(&host_tool(&args));
+    assert_eq!(v["kind"], "head");
+    assert_eq!(v["folds"], 2);
+    for side in ["pretrained", "trained"] {
+        for key in ["accuracy_mean", "eer", "tar_at_far_1e-3", "tar_at_far_1e-4", "fnir_at_fpir_0.003"] {
+            let x = v[side][key].as_f64().unwrap_or_else(|| panic!("{side}.{key} missing: {v}"));
+            assert!((0.0..=100.0).contains(&x), "{side}.{key} = {x} is not a percentage");
+        }
+    }
+    // Trained on the other fold's people only.
+    for run in v["fold_runs"].as_array().unwrap() {
+        assert_eq!(run["counts"]["train_people"].as_u64().unwrap() + run["counts"]["validation_people"].as_u64().unwrap(), 20);
+    }
+}
