@@ -40,6 +40,17 @@ fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
     g.save(gallery).unwrap();
 }
 
+/// Colin Powell enrolled from photos 1–3 into `gallery`, photos 10–14 in `approach`; his name.
+fn enrol_and_approach(data: &facegate_lfw::Dataset, gallery: &Path, approach: &Path) -> &'static str {
+    let person = "Colin_Powell";
+    enrol(data, person, gallery);
+    std::fs::create_dir(approach).unwrap();
+    for (k, i) in (10..15).enumerate() {
+        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(person, i)).unwrap()).unwrap();
+    }
+    person
+}
+
 fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
     run_device_with(replay, gallery, &[])
 }
@@ -59,16 +70,10 @@ fn kinds(events: &[Value], kind: &str) -> usize {
 fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
     let Some((data, names)) = lfw() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let gallery = dir.path().join("gallery.fg");
-    let person = "Colin_Powell";
-    enrol(&data, person, &gallery);
+    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
+    let person = enrol_and_approach(&data, &gallery, &approach);
 
     // Other photos of the enrolled person: one approach, one grant, one pulse.
-    let approach = dir.path().join("approach");
-    std::fs::create_dir(&approach).unwrap();
-    for (k, i) in (10..15).enumerate() {
-        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(person, i)).unwrap()).unwrap();
-    }
     let (events, stderr) = run_device(&approach, &gallery);
     assert_eq!(kinds(&events, "granted"), 1, "{events:?}\n{stderr}");
     let granted = events.iter().find(|e| e["kind"] == "granted").unwrap();
@@ -149,14 +154,8 @@ fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_d
     use facegate_train::MetricHead;
     let Some((data, _)) = lfw() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let gallery = dir.path().join("gallery.fg");
-    let person = "Colin_Powell";
-    enrol(&data, person, &gallery);
-    let approach = dir.path().join("approach");
-    std::fs::create_dir(&approach).unwrap();
-    for (k, i) in (10..15).enumerate() {
-        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(person, i)).unwrap()).unwrap();
-    }
+    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
+    enrol_and_approach(&data, &gallery, &approach);
     let model = Gallery::load(&gallery).unwrap().model_id();
     let metric = dir.path().join("m.fgmetric");
     // The identity: the same grant as without a metric.

@@ -117,6 +117,18 @@ pub fn epoch_message(r: &EpochRecord) -> String {
     )
 }
 
+/// One training run's split, epochs and validation figures.
+pub fn run_json(report: &TrainReport) -> serde_json::Value {
+    json!({
+        "counts": report.counts,
+        "best_epoch": report.best_epoch,
+        "epochs_run": report.history.len(),
+        "validation_pretrained": report.pretrained_validation,
+        "validation_trained": report.validation,
+        "seconds": report.seconds,
+    })
+}
+
 /// Refuses what is not built yet, plainly.
 pub fn check_kind(kind: Kind) -> Result<()> {
     if kind == Kind::LastLayer {
@@ -144,12 +156,7 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
         "photos": args.photos.file_name().map(|n| n.to_string_lossy().into_owned()),
         "photo_count": photos.len(),
         "config": config,
-        "counts": report.counts,
-        "best_epoch": report.best_epoch,
-        "epochs_run": report.history.len(),
-        "validation_pretrained": report.pretrained_validation,
-        "validation_trained": report.validation,
-        "seconds": report.seconds,
+        "run": run_json(&report),
         "trainer": concat!("facegate-train ", env!("CARGO_PKG_VERSION")),
     });
     head.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;

@@ -89,7 +89,7 @@ impl FeatureCache {
     /// describes. A cache made with another key is refused; a torn last
     /// record is dropped.
     pub fn open(path: &Path, key: &str) -> Result<Self, TrainError> {
-        let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+        let io = |source| TrainError::Io(path.to_path_buf(), source);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -144,14 +144,14 @@ impl FeatureCache {
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&payload);
         record.extend_from_slice(&checksum(&payload));
-        self.file.write_all(&record).map_err(|source| TrainError::Io { path: self.path.clone(), source })?;
+        self.file.write_all(&record).map_err(|source| TrainError::Io(self.path.clone(), source))?;
         self.photos.insert(photo.name.clone(), photo);
         Ok(())
     }
 
     /// Flushes the file to disk.
     pub fn sync(&self) -> Result<(), TrainError> {
-        self.file.sync_data().map_err(|source| TrainError::Io { path: self.path.clone(), source })
+        self.file.sync_data().map_err(|source| TrainError::Io(self.path.clone(), source))
     }
 
     /// Every cached photo, by name.

@@ -85,7 +85,7 @@ impl MetricHead {
 
     /// Writes the file atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+        let io = |source| TrainError::Io(path.to_path_buf(), source);
         let tmp = path.with_extension("tmp");
         {
             use std::io::Write;
@@ -135,7 +135,7 @@ impl MetricHead {
 
     /// Loads a file and checks it was trained for `base_model`.
     pub fn load(path: &Path, base_model: &ModelId) -> Result<Self, TrainError> {
-        let bytes = std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| TrainError::Io(path.to_path_buf(), source))?;
         let head = Self::from_bytes(&bytes, path)?;
         if &head.meta.base_model != base_model {
             return Err(TrainError::WrongBase {

@@ -27,15 +27,9 @@ pub use trainer::{train_head, TrainConfig, TrainReport};
 /// Errors of training and of trained-metric files.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be read or written: the file and the cause.
+    #[error("{path}: {1}", path = .0.display())]
+    Io(std::path::PathBuf, #[source] std::io::Error),
     /// The file is not what it claims to be (bad magic, checksum, truncation).
     #[error("{path}: {why}")]
     Corrupt {

@@ -6,7 +6,7 @@
 //! from the fold under test.
 
 use crate::features;
-use crate::train::{check_kind, epoch_bar, epoch_message, Kind};
+use crate::train::{check_kind, epoch_bar, epoch_message, run_json, Kind};
 use anyhow::{bail, Context, Result};
 use facegate_core::{distance, Embedding};
 use facegate_lfw::{evaluate, parse_pairs, Pair};
@@ -148,15 +148,9 @@ pub fn run(models: &Path, args: &super::lfw::LfwArgs, kind: Kind) -> Result<()> 
                 trained.fold_accuracy[k]
             );
         }
-        runs.push(json!({
-            "fold": k + 1,
-            "counts": report.counts,
-            "best_epoch": report.best_epoch,
-            "epochs_run": report.history.len(),
-            "validation_pretrained": report.pretrained_validation,
-            "validation_trained": report.validation,
-            "seconds": report.seconds,
-        }));
+        let mut run = run_json(&report);
+        run["fold"] = json!(k + 1);
+        runs.push(run);
     }
     let training_seconds: f64 = runs.iter().filter_map(|r| r["seconds"].as_f64()).sum();
     let out = json!({
