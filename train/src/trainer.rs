@@ -47,7 +47,7 @@ impl Default for TrainConfig {
             margin: 0.2,
             people_per_batch: 32,
             photos_per_person: 4,
-            learning_rate: 1e-3,
+            learning_rate: 1e-4,
             weight_decay: 1e-2,
             patience: 6,
             validation_share: 0.1,
@@ -61,7 +61,8 @@ impl Default for TrainConfig {
 pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Mean triplet loss over the mined triplets.
+    /// Mean triplet loss over every anchor–positive pair of the epoch's
+    /// batches, each with its semi-hard negative (0 where the margin holds).
     pub loss: f32,
     /// Share of anchor–positive pairs whose semi-hard triplet violated the margin.
     pub active_share: f64,
@@ -172,7 +173,7 @@ pub fn train_head(
     let steps = anchor_photos.div_ceil(batch).max(1);
     let mut history = Vec::new();
     for epoch in 1..=config.epochs {
-        let (mut loss_sum, mut loss_batches, mut active, mut pairs) = (0f64, 0usize, 0usize, 0usize);
+        let (mut loss_sum, mut active, mut pairs) = (0f64, 0usize, 0usize);
         for _ in 0..steps {
             let people: Vec<&&Vec<&PhotoFeatures>> = anchors.choose_multiple(&mut rng, config.people_per_batch.max(2)).collect();
             let mut rows: Vec<f32> = Vec::with_capacity(batch * EMBEDDING_DIM);
@@ -211,15 +212,14 @@ pub fn train_head(
             let an = a.sub(&n)?.sqr()?.sum(1)?;
             let loss = ap.sub(&an)?.affine(1.0, f64::from(config.margin))?.relu()?.mean_all()?;
             optimiser.backward_step(&loss)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?);
-            loss_batches += 1;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?) * triplets.len() as f64;
         }
         let w = eye.add(delta.as_tensor())?;
         head.weights = w.flatten_all()?.to_vec1::<f32>()?;
         let figures = mean_figures(&validation, &head);
         let record = EpochRecord {
             epoch,
-            loss: (loss_sum / loss_batches.max(1) as f64) as f32,
+            loss: (loss_sum / pairs.max(1) as f64) as f32,
             active_share: active as f64 / pairs.max(1) as f64,
             validation: figures.clone(),
         };
