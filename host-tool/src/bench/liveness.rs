@@ -356,6 +356,7 @@ mod tests {
         let lodo = leave_one_out(&[("a".into(), a), ("b".into(), b)]);
         let (ta, tb) = (lodo["a"]["threshold"].as_f64().unwrap(), lodo["b"]["threshold"].as_f64().unwrap());
         assert!((ta - 0.3).abs() < 1e-6, "a is judged at b's lowest live score: {ta}");
+        assert!((tb - 0.81).abs() < 1e-6, "b at a's, which refuses its lowest 1 of 20 (5 %): {tb}");
 
         assert_eq!(lodo["b"]["bpcer"].as_f64().unwrap(), 75.0);
         assert_eq!(lodo["a"]["bpcer"].as_f64().unwrap(), 0.0);
