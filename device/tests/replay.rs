@@ -171,6 +171,20 @@ fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_d
     let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
     assert!(ok, "{stderr}");
     assert_eq!(kinds(&events, "granted"), 0, "{events:?}");
+    // `device check` names the metric and its threshold.
+    let check = std::process::Command::new(facegate_testkit::binary("device"))
+        .args(["check", "--models"])
+        .arg(facegate_testkit::models())
+        .arg("--gallery")
+        .arg(&gallery)
+        .arg("--config")
+        .arg(gallery.with_extension("toml"))
+        .arg("--source")
+        .arg(format!("replay:{}", approach.display()))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && said.contains("metric: ok") && said.contains("0.5200"), "{said}");
     assert!(kinds(&events, "unknown") >= 1, "{events:?}\n{stderr}");
     // A damaged file, or one trained for another model, stops the door before any frame.
     let mut bytes = std::fs::read(&metric).unwrap();
