@@ -114,25 +114,102 @@ impl Embedder {
 
     /// Embeds one aligned chip, or its mirror image (no flipped copy is made).
     pub fn embed_chip(&self, chip: &RgbImage, mirrored: bool) -> Result<Embedding, FaceError> {
-        let s = CHIP_SIZE as usize;
-        if chip.width() != CHIP_SIZE || chip.height() != CHIP_SIZE {
-            return Err(FaceError::Model(format!("chip is {}×{}, expected {s}×{s}", chip.width(), chip.height())));
-        }
-        let mut input = Tensor::zero::<f32>(&[1, 3, s, s]).map_err(inference)?;
-        let mut view = input.try_as_plain_ram_mut().map_err(inference)?;
-        let planes = view.as_slice_mut::<f32>().map_err(inference)?;
-        for (y, row) in chip.as_raw().chunks_exact(3 * s).enumerate() {
-            for (x, px) in row.chunks_exact(3).enumerate() {
-                let at = y * s + if mirrored { s - 1 - x } else { x };
-                for (ch, v) in px.iter().enumerate() {
-                    planes[ch * s * s + at] = *v as f32;
-                }
+        run_chip(&self.plan, chip, mirrored)
+    }
+}
+
+/// Runs a plan on one chip (planar RGB, raw 0–255, mirrored on request) and
+/// returns its single output as `N` values.
+fn run_chip<const N: usize>(plan: &Arc<Plan>, chip: &RgbImage, mirrored: bool) -> Result<[f32; N], FaceError> {
+    let s = CHIP_SIZE as usize;
+    if chip.width() != CHIP_SIZE || chip.height() != CHIP_SIZE {
+        return Err(FaceError::Model(format!("chip is {}×{}, expected {s}×{s}", chip.width(), chip.height())));
+    }
+    let mut input = Tensor::zero::<f32>(&[1, 3, s, s]).map_err(inference)?;
+    let mut view = input.try_as_plain_ram_mut().map_err(inference)?;
+    let planes = view.as_slice_mut::<f32>().map_err(inference)?;
+    for (y, row) in chip.as_raw().chunks_exact(3 * s).enumerate() {
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let at = y * s + if mirrored { s - 1 - x } else { x };
+            for (ch, v) in px.iter().enumerate() {
+                planes[ch * s * s + at] = *v as f32;
             }
         }
-        let out = self.plan.run(tvec!(input.into_tvalue())).map_err(inference)?;
-        clear_wide_register_state();
-        let values = out[0].try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(inference)?;
-        values.try_into().map_err(|_| FaceError::Model(format!("network gave {} values, expected {EMBEDDING_DIM}", values.len())))
+    }
+    let out = plan.run(tvec!(input.into_tvalue())).map_err(inference)?;
+    clear_wide_register_state();
+    let values = out[0].try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(inference)?;
+    values.try_into().map_err(|_| FaceError::Model(format!("network gave {} values, expected {N}", values.len())))
+}
+
+/// Width of the trunk's pooled features, the last layer's input.
+pub const POOLED_DIM: usize = 256;
+
+/// The embedding network cut before its last layer (dlib's `fc_no_bias`):
+/// a chip's 256 globally pooled trunk features, and that layer's weights, so
+/// that embedding = pooled · W. What training the last layer works on.
+pub struct PooledEmbedder {
+    plan: Arc<Plan>,
+    last_layer: Vec<f32>,
+    model_id: ModelId,
+}
+
+impl PooledEmbedder {
+    /// Loads the network from memory, its output moved to the last layer's input.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FaceError> {
+        let model_error = |e: String| FaceError::Model(format!("cannot cut the embedding network before its last layer: {e}"));
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| model_error(e.to_string()))?;
+        let graph = proto.graph.as_ref().ok_or_else(|| model_error("no graph".into()))?;
+        let producer = |name: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
+        // descriptors ← (Identity) ← MatMul(pooled, W).
+        let mut at = graph.output.first().map(|o| o.name.clone()).ok_or_else(|| model_error("no output".into()))?;
+        let matmul = loop {
+            let node = producer(&at).ok_or_else(|| model_error(format!("nothing produces {at}")))?;
+            match node.op_type.as_str() {
+                "Identity" => at = node.input[0].clone(),
+                "MatMul" => break node,
+                other => return Err(model_error(format!("the output comes from {other}, not MatMul"))),
+            }
+        };
+        let weights = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == matmul.input[1])
+            .ok_or_else(|| model_error(format!("the last layer's weights {} are not a constant", matmul.input[1])))?;
+        let last_layer: Vec<f32> = if weights.float_data.is_empty() {
+            weights.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+        } else {
+            weights.float_data.clone()
+        };
+        if weights.dims != [POOLED_DIM as i64, EMBEDDING_DIM as i64] || last_layer.len() != POOLED_DIM * EMBEDDING_DIM {
+            return Err(model_error(format!("last layer of shape {:?}, expected [{POOLED_DIM}, {EMBEDDING_DIM}]", weights.dims)));
+        }
+        let pooled = producer(&matmul.input[0]).map(|n| n.name.clone()).ok_or_else(|| model_error("no pooled node".into()))?;
+        let s = CHIP_SIZE as usize;
+        let plan = onnx
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
+            .and_then(|m| m.with_outputs_by_name([pooled.as_str()]))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| model_error(e.to_string()))?;
+        Ok(PooledEmbedder { plan, last_layer, model_id: ModelId::of_file_bytes(bytes) })
+    }
+
+    /// The pooled features of one aligned chip, or of its mirror image.
+    pub fn pooled_chip(&self, chip: &RgbImage, mirrored: bool) -> Result<[f32; POOLED_DIM], FaceError> {
+        run_chip(&self.plan, chip, mirrored)
+    }
+
+    /// The last layer's weights, row-major `POOLED_DIM × EMBEDDING_DIM`.
+    pub fn last_layer(&self) -> &[f32] {
+        &self.last_layer
+    }
+
+    /// The id of the whole network's file.
+    pub fn model_id(&self) -> ModelId {
+        self.model_id
     }
 }
 
