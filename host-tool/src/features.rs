@@ -24,6 +24,8 @@ pub struct Features {
     pub cache: PathBuf,
     /// Photos embedded in this run (the rest came from the cache).
     pub embedded_now: usize,
+    /// Files that could not be decoded (name, why): left out, not cached.
+    pub unreadable: Vec<(String, String)>,
     /// Seconds spent embedding in this run.
     pub seconds: f64,
 }
@@ -65,7 +67,8 @@ pub fn extract(models: &Path, photos: &Path, cache: Option<&Path>, threads: Opti
     let start = Instant::now();
     let next = AtomicUsize::new(0);
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let (send, receive) = mpsc::sync_channel::<Result<PhotoFeatures>>(64);
+    let (send, receive) = mpsc::sync_channel::<Result<Embedded>>(64);
+    let mut unreadable = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..threads {
             let send = send.clone();
@@ -81,8 +84,10 @@ pub fn extract(models: &Path, photos: &Path, cache: Option<&Path>, threads: Opti
         let mut written = 0usize;
         for photo in receive {
             // An error stops the workers (the channel closes), keeping what is cached.
-            let photo = photo?;
-            cache.add(photo)?;
+            match photo? {
+                Embedded::Photo(photo) => cache.add(photo)?,
+                Embedded::Unreadable(name, why) => unreadable.push((name, why)),
+            }
             written += 1;
             if written.is_multiple_of(256) {
                 cache.sync()?;
@@ -97,15 +102,26 @@ pub fn extract(models: &Path, photos: &Path, cache: Option<&Path>, threads: Opti
         photos: cache.into_photos(),
         model_id,
         cache: cache_path,
-        embedded_now: names.len(),
+        embedded_now: names.len() - unreadable.len(),
+        unreadable,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
-fn embed_photo(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<PhotoFeatures> {
-    let img = decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
+/// One photo's outcome: its views, or why it could not be decoded (a
+/// damaged file in a folder of thousands is reported and left out).
+enum Embedded {
+    Photo(PhotoFeatures),
+    Unreadable(String, String),
+}
+
+fn embed_photo(pipeline: &Pipeline, data: &Dataset, name: &str) -> Result<Embedded> {
+    let img = match decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS) {
+        Ok(img) => img,
+        Err(e) => return Ok(Embedded::Unreadable(name.to_string(), e.to_string())),
+    };
     let (detection, detected) = crate::bench::lfw::lfw_face(&pipeline.detect(&img), img.width(), img.height());
     let face = pipeline.align(&img, detection);
     let views = pipeline.view_embeddings(&img, &face).with_context(|| format!("embedding {name}"))?;
-    Ok(PhotoFeatures { name: name.to_string(), detected, views })
+    Ok(Embedded::Photo(PhotoFeatures { name: name.to_string(), detected, views }))
 }

@@ -141,7 +141,18 @@ pub fn check_kind(kind: Kind) -> Result<()> {
 pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
     check_kind(args.kind)?;
     let features = features::extract(models, &args.photos, args.training.cache.as_deref(), args.threads, args.json)?;
-    let photos: Vec<&PhotoFeatures> = features.photos.values().collect();
+    // A photo without a detected face would train on whatever sits in the
+    // fallback box: left out (the LFW benchmark keeps them, as its protocol does).
+    let photos: Vec<&PhotoFeatures> = features.photos.values().filter(|p| p.detected).collect();
+    let no_face: Vec<&str> = features.photos.values().filter(|p| !p.detected).map(|p| p.name.as_str()).collect();
+    if !args.json {
+        for (name, why) in &features.unreadable {
+            eprintln!("warning: {name} left out: {why}");
+        }
+        if !no_face.is_empty() {
+            eprintln!("warning: {} photos without a face left out (e.g. {})", no_face.len(), no_face[0]);
+        }
+    }
     let config = args.training.config();
     let bar = epoch_bar(config.epochs, args.json);
     let report = train_head(&photos, features.model_id, &config, |r| {
@@ -173,7 +184,8 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
         "epochs_run": report.history.len(),
         "counts": report.counts,
         "validation": {"pretrained": report.pretrained_validation, "trained": report.validation},
-        "features": {"cache": features.cache, "photos": photos.len(), "embedded_now": features.embedded_now, "seconds": features.seconds},
+        "features": {"cache": features.cache, "photos": photos.len(), "embedded_now": features.embedded_now,
+            "seconds": features.seconds, "no_face": no_face, "unreadable": features.unreadable},
         "training_seconds": report.seconds,
     });
     if args.json {

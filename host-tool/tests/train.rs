@@ -38,6 +38,9 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     let Some(people) = slice(&photos) else { return };
+    // A damaged file and a photo without a face among them: reported and left out.
+    std::fs::write(photos.join(&people[1]).join("broken.jpg"), b"\xff\xd8\xff\xe0 not a whole jpeg").unwrap();
+    image::RgbImage::from_pixel(250, 250, image::Rgb([120, 120, 120])).save(photos.join(&people[2]).join("wall.png")).unwrap();
     let (out, cache) = (dir.path().join("site.fgmetric"), dir.path().join("f.fgfeat"));
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let args = ["train", "--photos", &s(&photos), "--out", &s(&out), "--epochs", "4", "--cache", &s(&cache), "--json"];
@@ -45,13 +48,17 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     for key in ["id", "base_model", "threshold", "best_epoch", "epochs_run", "validation", "counts", "features"] {
         assert!(first.get(key).is_some(), "train --json lacks {key}: {first}");
     }
-    assert_eq!(first["features"]["embedded_now"], 160);
+    assert_eq!(first["features"]["embedded_now"], 161, "160 faces and the wall");
+    assert_eq!(first["features"]["photos"], 160, "the wall is left out of training");
+    assert_eq!(first["features"]["no_face"].as_array().unwrap().len(), 1, "{}", first["features"]);
+    let unreadable = first["features"]["unreadable"].as_array().unwrap();
+    assert!(unreadable.len() == 1 && unreadable[0][0].as_str().unwrap().ends_with("broken.jpg"), "{unreadable:?}");
     assert_eq!(first["counts"]["validation_people"], 4, "10 % of 40 people, held out by person");
     assert!(first["validation"]["pretrained"]["tar_at_far_1e3"].is_number());
     assert!(out.with_extension("png").is_file(), "the loss/validation curve");
     // Run again: every photo comes from the cache, the same head comes out.
     let again = json_of(&host_tool(&args));
-    assert_eq!(again["features"]["embedded_now"], 0);
+    assert_eq!(again["features"]["embedded_now"], 0, "only the damaged file is tried again");
     assert_eq!(again["id"], first["id"], "same data, same seed, same head");
     // The metric offline: enrol from two photos, identify two others in it.
     let gallery = s(&dir.path().join("g.fg"));
@@ -123,6 +130,11 @@ fn bench_lfw_train_metric_has_the_interface() {
             assert!((0.0..=100.0).contains(&x), "{side}.{key} = {x} is not a percentage");
         }
     }
+    // Options of the photo pipeline do not apply to cached features: refused, not ignored.
+    let mut with_detector = args.to_vec();
+    with_detector.extend(["--detector", "hog"]);
+    let refused = host_tool(&with_detector);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("cannot be used with"));
     // Trained on the other fold's people only.
     for run in v["fold_runs"].as_array().unwrap() {
         assert_eq!(run["counts"]["train_people"].as_u64().unwrap() + run["counts"]["validation_people"].as_u64().unwrap(), 20);

@@ -55,7 +55,9 @@ pub struct LfwArgs {
     pub(super) distances_csv: Option<PathBuf>,
     /// Train a metric per fold on the other folds' people (triplet loss) and
     /// report it beside the pretrained model on the held-out fold.
-    #[arg(long, value_enum)]
+    /// (Features come from the photo pipeline's cache: the detector, jitter,
+    /// mirror and precision options do not apply.)
+    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "compare_precision", "threshold", "distances_csv"])]
     pub(super) train_metric: Option<crate::train::Kind>,
     #[command(flatten)]
     pub(super) training: crate::train::TrainingArgs,
