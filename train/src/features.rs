@@ -6,7 +6,7 @@
 //! its photo embedded again.
 
 use crate::TrainError;
-use facegate_core::{Embedding, EMBEDDING_DIM};
+use facegate_core::EMBEDDING_DIM;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -16,26 +16,27 @@ const MAGIC: &[u8; 8] = b"FGFEAT1\n";
 /// Bytes of a record's checksum (a sha256 prefix).
 const SUM: usize = 8;
 
-/// The views of one photo.
+/// The views of one photo, each a vector of `D` values: embeddings (the
+/// default), or the network's pooled features for training its last layer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PhotoFeatures {
+pub struct PhotoFeatures<const D: usize = EMBEDDING_DIM> {
     /// Relative path, `Person/file.jpg`; the folder names the person.
     pub name: String,
     /// Whether a face was detected (else the fallback box was used).
     pub detected: bool,
-    /// One embedding per view, in the pipeline's order (plain chip first).
-    pub views: Vec<Embedding>,
+    /// One vector per view, in the pipeline's order (plain chip first).
+    pub views: Vec<[f32; D]>,
 }
 
-impl PhotoFeatures {
+impl<const D: usize> PhotoFeatures<D> {
     /// The person: the folder part of the name.
     pub fn person(&self) -> &str {
         self.name.split('/').next().unwrap_or(&self.name)
     }
 
-    /// The mean of the views: the photo pipeline's embedding.
-    pub fn mean(&self) -> Embedding {
-        let mut sum = [0f32; EMBEDDING_DIM];
+    /// The mean of the views: the photo pipeline's embedding (or its pooled features).
+    pub fn mean(&self) -> [f32; D] {
+        let mut sum = [0f32; D];
         for v in &self.views {
             sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
         }
@@ -43,7 +44,7 @@ impl PhotoFeatures {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.name.len() + self.views.len() * EMBEDDING_DIM * 4);
+        let mut out = Vec::with_capacity(4 + self.name.len() + self.views.len() * D * 4);
         out.extend_from_slice(&(self.name.len() as u16).to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out.push(u8::from(self.detected));
@@ -60,11 +61,11 @@ impl PhotoFeatures {
         let rest = bytes.get(2 + name_len..)?;
         let (&detected, rest) = rest.split_first()?;
         let (&count, rest) = rest.split_first()?;
-        if rest.len() != count as usize * EMBEDDING_DIM * 4 {
+        if rest.len() != count as usize * D * 4 {
             return None;
         }
         let views = rest
-            .chunks_exact(EMBEDDING_DIM * 4)
+            .chunks_exact(D * 4)
             .map(|c| std::array::from_fn(|i| f32::from_le_bytes(c[4 * i..4 * i + 4].try_into().expect("4 bytes"))))
             .collect();
         Some(PhotoFeatures { name, detected: detected != 0, views })
@@ -77,14 +78,14 @@ fn checksum(payload: &[u8]) -> [u8; SUM] {
 
 /// A feature cache file: what made it (`key`: model id and pipeline settings)
 /// and the photos embedded so far.
-pub struct FeatureCache {
+pub struct FeatureCache<const D: usize = EMBEDDING_DIM> {
     path: PathBuf,
     key: String,
     file: std::fs::File,
-    photos: BTreeMap<String, PhotoFeatures>,
+    photos: BTreeMap<String, PhotoFeatures<D>>,
 }
 
-impl FeatureCache {
+impl<const D: usize> FeatureCache<D> {
     /// Opens (or creates) the cache at `path` for features made as `key`
     /// describes. A cache made with another key is refused; a torn last
     /// record is dropped.
@@ -96,6 +97,9 @@ impl FeatureCache {
         let mut file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
+        // The width of a view is part of what made the cache (embeddings: implied).
+        let key = if D == EMBEDDING_DIM { key.to_string() } else { format!("{key} dim {D}") };
+        let key = key.as_str();
         let header = [MAGIC.as_slice(), key.as_bytes(), b"\n"].concat();
         if bytes.is_empty() {
             file.write_all(&header).map_err(io)?;
@@ -138,7 +142,7 @@ impl FeatureCache {
     }
 
     /// Appends one photo (written through to the file).
-    pub fn add(&mut self, photo: PhotoFeatures) -> Result<(), TrainError> {
+    pub fn add(&mut self, photo: PhotoFeatures<D>) -> Result<(), TrainError> {
         let payload = photo.encode();
         let mut record = Vec::with_capacity(payload.len() + 4 + SUM);
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -155,12 +159,12 @@ impl FeatureCache {
     }
 
     /// Every cached photo, by name.
-    pub fn photos(&self) -> &BTreeMap<String, PhotoFeatures> {
+    pub fn photos(&self) -> &BTreeMap<String, PhotoFeatures<D>> {
         &self.photos
     }
 
     /// Consumes the cache, keeping the photos.
-    pub fn into_photos(self) -> BTreeMap<String, PhotoFeatures> {
+    pub fn into_photos(self) -> BTreeMap<String, PhotoFeatures<D>> {
         self.photos
     }
 }
@@ -199,10 +203,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.fgfeat");
         FeatureCache::open(&path, "model x").unwrap().add(photo("A/A_1.jpg", 1.0)).unwrap();
-        assert!(matches!(FeatureCache::open(&path, "model y"), Err(TrainError::CacheMismatch { .. })));
+        assert!(matches!(FeatureCache::<EMBEDDING_DIM>::open(&path, "model y"), Err(TrainError::CacheMismatch { .. })));
+        // Pooled features of the same model are other features.
+        assert!(matches!(FeatureCache::<256>::open(&path, "model x"), Err(TrainError::CacheMismatch { .. })));
         let other = dir.path().join("o");
         std::fs::write(&other, b"hello").unwrap();
-        assert!(matches!(FeatureCache::open(&other, "model x"), Err(TrainError::Corrupt { .. })));
+        assert!(matches!(FeatureCache::<EMBEDDING_DIM>::open(&other, "model x"), Err(TrainError::Corrupt { .. })));
         assert_eq!(std::fs::read(&other).unwrap(), b"hello", "a foreign file is left alone");
     }
 }

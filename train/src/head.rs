@@ -12,12 +12,25 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"FGMETRIC";
+
+/// Inputs of a `last-layer` file: the network's pooled trunk features.
+pub const LAST_LAYER_INPUTS: usize = 256;
+
+/// The inputs a kind of file maps from, or `None` for an unknown kind.
+fn inputs_of(kind: &str) -> Option<usize> {
+    match kind {
+        "head" => Some(EMBEDDING_DIM),
+        "last-layer" => Some(LAST_LAYER_INPUTS),
+        _ => None,
+    }
+}
 const VERSION: u32 = 1;
 
 /// What a trained-metric file says about itself.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricMeta {
-    /// What was trained: `head`.
+    /// What was trained: `head` (128 → 128 on embeddings) or `last-layer`
+    /// (256 pooled features → 128, replacing the network's last layer).
     pub kind: String,
     /// The head's id (sha256 of shape and weights, hex); filled in on save.
     #[serde(default)]
@@ -33,10 +46,11 @@ pub struct MetricMeta {
     pub training: serde_json::Value,
 }
 
-/// The linear map applied to every embedding.
+/// The linear map applied to every embedding (or, for `last-layer`, to the
+/// pooled features in place of the network's last layer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricHead {
-    /// W, row-major 128 × 128.
+    /// W, row-major 128 × inputs.
     pub weights: Vec<f32>,
     /// Notes: base model, threshold, training record.
     pub meta: MetricMeta,
@@ -52,16 +66,51 @@ impl MetricHead {
         MetricHead { weights, meta }
     }
 
-    /// W·e.
+    /// A last layer starting from the network's own: `network` is its
+    /// row-major `256 × 128` weights (embedding = pooled · network), stored
+    /// transposed so that embedding = W · pooled.
+    pub fn last_layer(base_model: ModelId, network: &[f32], threshold: f32) -> Self {
+        assert_eq!(network.len(), LAST_LAYER_INPUTS * EMBEDDING_DIM, "the network's last layer is 256 × 128");
+        let weights = (0..EMBEDDING_DIM * LAST_LAYER_INPUTS)
+            .map(|k| network[(k % LAST_LAYER_INPUTS) * EMBEDDING_DIM + k / LAST_LAYER_INPUTS])
+            .collect();
+        let meta =
+            MetricMeta { kind: "last-layer".into(), id: String::new(), base_model, threshold, training: serde_json::Value::Null };
+        MetricHead { weights, meta }
+    }
+
+    /// The model id templates carry when this file is in use: a head leaves
+    /// templates raw (the base model's id; no re-enrolment); a last layer
+    /// makes new embeddings, so a gallery enrolled without it is refused.
+    pub fn template_model(&self) -> ModelId {
+        match self.meta.kind.as_str() {
+            "head" => self.meta.base_model,
+            _ => ModelId::of_file_bytes(format!("{} {} {}", self.meta.base_model.to_hex(), self.meta.kind, self.id()).as_bytes()),
+        }
+    }
+
+    /// How many values W maps from (128 for a head, 256 for a last layer).
+    pub fn inputs(&self) -> usize {
+        self.weights.len() / EMBEDDING_DIM
+    }
+
+    /// W·e (a head, on an embedding).
     pub fn apply(&self, e: &Embedding) -> Embedding {
-        std::array::from_fn(|r| self.weights[r * EMBEDDING_DIM..(r + 1) * EMBEDDING_DIM].iter().zip(e).map(|(w, x)| w * x).sum())
+        self.apply_slice(e)
+    }
+
+    /// W·x for any input of [`MetricHead::inputs`] values.
+    pub fn apply_slice(&self, x: &[f32]) -> Embedding {
+        let n = self.inputs();
+        debug_assert_eq!(x.len(), n);
+        std::array::from_fn(|r| self.weights[r * n..(r + 1) * n].iter().zip(x).map(|(w, v)| w * v).sum())
     }
 
     /// The id of these weights (sha256 of shape and values, hex).
     pub fn id(&self) -> String {
         let mut h = Sha256::new();
         h.update((EMBEDDING_DIM as u32).to_le_bytes());
-        h.update((EMBEDDING_DIM as u32).to_le_bytes());
+        h.update((self.inputs() as u32).to_le_bytes());
         self.weights.iter().for_each(|w| h.update(w.to_le_bytes()));
         facegate_core::hex(&h.finalize())
     }
@@ -76,7 +125,7 @@ impl MetricHead {
         out.extend_from_slice(&(json.len() as u32).to_le_bytes());
         out.extend_from_slice(&json);
         out.extend_from_slice(&(EMBEDDING_DIM as u32).to_le_bytes());
-        out.extend_from_slice(&(EMBEDDING_DIM as u32).to_le_bytes());
+        out.extend_from_slice(&(self.inputs() as u32).to_le_bytes());
         self.weights.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
         let sum = Sha256::digest(&out);
         out.extend_from_slice(&sum);
@@ -119,14 +168,17 @@ impl MetricHead {
         let meta: MetricMeta = serde_json::from_slice(json).map_err(|e| corrupt(format!("metadata: {e}")))?;
         let at = 16 + json_len;
         let (rows, cols) = (u32_at(at).unwrap_or(0), u32_at(at + 4).unwrap_or(0));
-        if (rows, cols) != (EMBEDDING_DIM, EMBEDDING_DIM) || body.len() != at + 8 + rows * cols * 4 {
-            return Err(corrupt(format!("weights of shape {rows}×{cols}, expected {EMBEDDING_DIM}×{EMBEDDING_DIM}")));
+        let Some(inputs) = inputs_of(&meta.kind) else {
+            return Err(corrupt(format!("kind {:?} is neither a metric head nor a last layer", meta.kind)));
+        };
+        if (rows, cols) != (EMBEDDING_DIM, inputs) || body.len() != at + 8 + rows * cols * 4 {
+            return Err(corrupt(format!(
+                "weights of shape {rows}×{cols}, expected {EMBEDDING_DIM}×{inputs} for a {}",
+                meta.kind
+            )));
         }
         let weights = body[at + 8..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         let head = MetricHead { weights, meta };
-        if meta_kind_unknown(&head.meta.kind) {
-            return Err(corrupt(format!("kind {:?} is not a metric head", head.meta.kind)));
-        }
         if head.id() != head.meta.id || head.weights.iter().any(|w| !w.is_finite()) {
             return Err(corrupt("weights do not match the id the file records".into()));
         }
@@ -146,10 +198,6 @@ impl MetricHead {
         }
         Ok(head)
     }
-}
-
-fn meta_kind_unknown(kind: &str) -> bool {
-    kind != "head"
 }
 
 #[cfg(test)]
@@ -180,6 +228,33 @@ mod tests {
         let d = |m: &MetricHead| facegate_core::distance(&m.apply(&a), &m.apply(&b));
         assert_eq!(d(&back).to_bits(), d(&h).to_bits());
         assert_eq!(MetricHead::identity(base(), 0.5).apply(&a), a);
+    }
+
+    #[test]
+    fn a_last_layer_starts_as_the_networks_own_and_names_a_new_template_model() {
+        // A network whose last layer is some 256 × 128 matrix.
+        let network: Vec<f32> =
+            (0..LAST_LAYER_INPUTS * EMBEDDING_DIM).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let layer = MetricHead::last_layer(base(), &network, 0.6);
+        let pooled: Vec<f32> = (0..LAST_LAYER_INPUTS).map(|i| (i as f32 * 0.1).sin().abs()).collect();
+        let by_network: Vec<f32> = (0..EMBEDDING_DIM)
+            .map(|j| (0..LAST_LAYER_INPUTS).map(|i| pooled[i] * network[i * EMBEDDING_DIM + j]).sum())
+            .collect();
+        let worst = layer.apply_slice(&pooled).iter().zip(&by_network).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{worst}");
+        assert_eq!(layer.inputs(), LAST_LAYER_INPUTS);
+        // New embeddings, so a new template model; a head keeps the base's.
+        assert_ne!(layer.template_model(), base());
+        assert_eq!(head().template_model(), base());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.fgmetric");
+        layer.save(&path).unwrap();
+        assert_eq!(MetricHead::load(&path, &base()).unwrap().weights, layer.weights);
+        // A file whose kind and shape disagree is refused.
+        let mut lying = head();
+        lying.meta.kind = "last-layer".into();
+        std::fs::write(&path, lying.to_bytes()).unwrap();
+        assert!(MetricHead::load(&path, &base()).unwrap_err().to_string().contains("expected 128×256"));
     }
 
     #[test]

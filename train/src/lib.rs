@@ -22,7 +22,7 @@ pub mod trainer;
 pub use features::{FeatureCache, PhotoFeatures};
 pub use head::{MetricHead, MetricMeta};
 #[cfg(feature = "trainer")]
-pub use trainer::{train_head, TrainConfig, TrainReport};
+pub use trainer::{train_head, train_last_layer, TrainConfig, TrainReport};
 
 /// Errors of training and of trained-metric files.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! people's TAR at FAR 1e-3.
 
 use crate::figures::{all_pairs, PairFigures};
-use crate::head::{MetricHead, MetricMeta};
+use crate::head::{MetricHead, MetricMeta, LAST_LAYER_INPUTS};
 use crate::mining::{semi_hard_triplets, squared_distances, Triplet};
 use crate::{PhotoFeatures, TrainError};
 use candle_core::{DType, Device, Tensor, Var};
@@ -104,27 +104,30 @@ pub struct SplitCounts {
 
 /// Splits photos by person: (training people's photos, validation people's
 /// photos), each grouped by person. Deterministic for a seed.
-pub fn split_by_person<'a>(
-    photos: &[&'a PhotoFeatures],
+pub fn split_by_person<'a, const D: usize>(
+    photos: &[&'a PhotoFeatures<D>],
     share: f64,
     seed: u64,
-) -> (Vec<Vec<&'a PhotoFeatures>>, Vec<Vec<&'a PhotoFeatures>>) {
-    let mut people: BTreeMap<&str, Vec<&PhotoFeatures>> = BTreeMap::new();
+) -> (People<'a, D>, People<'a, D>) {
+    let mut people: BTreeMap<&str, Vec<&PhotoFeatures<D>>> = BTreeMap::new();
     photos.iter().for_each(|p| people.entry(p.person()).or_default().push(p));
-    let mut people: Vec<Vec<&PhotoFeatures>> = people.into_values().collect();
+    let mut people: People<D> = people.into_values().collect();
     people.shuffle(&mut StdRng::seed_from_u64(seed));
     let held = ((people.len() as f64 * share).round() as usize).min(people.len());
     let train = people.split_off(held);
     (train, people)
 }
 
-fn mean_figures(people: &[Vec<&PhotoFeatures>], head: &MetricHead) -> PairFigures {
+/// Photos grouped by person.
+pub type People<'a, const D: usize> = Vec<Vec<&'a PhotoFeatures<D>>>;
+
+fn mean_figures<const D: usize>(people: &[Vec<&PhotoFeatures<D>>], head: &MetricHead) -> PairFigures {
     let mut labels = Vec::new();
     let mut embeddings: Vec<Embedding> = Vec::new();
     for (i, photos) in people.iter().enumerate() {
         for p in photos {
             labels.push(i);
-            embeddings.push(head.apply(&p.mean()));
+            embeddings.push(head.apply_slice(&p.mean()));
         }
     }
     all_pairs(&labels, &embeddings)
@@ -140,11 +143,35 @@ pub fn train_head(
     photos: &[&PhotoFeatures],
     base_model: ModelId,
     config: &TrainConfig,
+    on_epoch: impl FnMut(&EpochRecord),
+) -> Result<TrainReport, TrainError> {
+    train_linear(photos, MetricHead::identity(base_model, 0.0), config, on_epoch)
+}
+
+/// Trains the network's last layer on pooled features (256 per view),
+/// starting from the network's own weights (`network`, row-major 256 × 128).
+pub fn train_last_layer(
+    photos: &[&PhotoFeatures<LAST_LAYER_INPUTS>],
+    base_model: ModelId,
+    network: &[f32],
+    config: &TrainConfig,
+    on_epoch: impl FnMut(&EpochRecord),
+) -> Result<TrainReport, TrainError> {
+    train_linear(photos, MetricHead::last_layer(base_model, network, 0.0), config, on_epoch)
+}
+
+/// Trains W = W₀ + Δ (W₀: `initial`'s weights, 128 × D) on views of D values.
+fn train_linear<const D: usize>(
+    photos: &[&PhotoFeatures<D>],
+    initial: MetricHead,
+    config: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochRecord),
 ) -> Result<TrainReport, TrainError> {
+    assert_eq!(initial.inputs(), D, "the starting map takes the views' width");
+    let base_model = initial.meta.base_model;
     let start = Instant::now();
     let (train, validation) = split_by_person(photos, config.validation_share, config.seed);
-    let anchors: Vec<&Vec<&PhotoFeatures>> = train.iter().filter(|p| p.len() >= 2).collect();
+    let anchors: Vec<&Vec<&PhotoFeatures<D>>> = train.iter().filter(|p| p.len() >= 2).collect();
     let validation_genuine = validation.iter().any(|p| p.len() >= 2);
     if anchors.len() < 2 || !validation_genuine || validation.len() < 2 {
         return Err(TrainError::NotEnoughData(format!(
@@ -160,12 +187,12 @@ pub fn train_head(
         validation_photos: validation.iter().map(Vec::len).sum(),
     };
     let dev = Device::Cpu;
-    let eye = Tensor::eye(EMBEDDING_DIM, DType::F32, &dev)?;
-    let delta = Var::zeros((EMBEDDING_DIM, EMBEDDING_DIM), DType::F32, &dev)?;
+    let eye = Tensor::from_vec(initial.weights.clone(), (EMBEDDING_DIM, D), &dev)?;
+    let delta = Var::zeros((EMBEDDING_DIM, D), DType::F32, &dev)?;
     let params = ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() };
     let mut optimiser = AdamW::new(vec![delta.clone()], params)?;
     let mut rng = StdRng::seed_from_u64(config.seed ^ 0x5eed);
-    let mut head = MetricHead::identity(base_model, 0.0);
+    let mut head = initial;
     let pretrained_validation = mean_figures(&validation, &head);
     let (mut best, mut best_epoch, mut best_figures) = (head.weights.clone(), 0, pretrained_validation.clone());
     let anchor_photos: usize = anchors.iter().map(|p| p.len()).sum();
@@ -175,8 +202,9 @@ pub fn train_head(
     for epoch in 1..=config.epochs {
         let (mut loss_sum, mut active, mut pairs) = (0f64, 0usize, 0usize);
         for _ in 0..steps {
-            let people: Vec<&&Vec<&PhotoFeatures>> = anchors.choose_multiple(&mut rng, config.people_per_batch.max(2)).collect();
-            let mut rows: Vec<f32> = Vec::with_capacity(batch * EMBEDDING_DIM);
+            let people: Vec<&&Vec<&PhotoFeatures<D>>> =
+                anchors.choose_multiple(&mut rng, config.people_per_batch.max(2)).collect();
+            let mut rows: Vec<f32> = Vec::with_capacity(batch * D);
             let mut labels = Vec::with_capacity(batch);
             for (label, photos) in people.iter().enumerate() {
                 let mut order: Vec<usize> = (0..photos.len()).collect();
@@ -189,7 +217,7 @@ pub fn train_head(
                     labels.push(label);
                 }
             }
-            let x = Tensor::from_vec(rows, (labels.len(), EMBEDDING_DIM), &dev)?;
+            let x = Tensor::from_vec(rows, (labels.len(), D), &dev)?;
             let w = eye.add(delta.as_tensor())?;
             let y = x.matmul(&w.t()?)?;
             let d2 = squared_distances(&y.flatten_all()?.to_vec1::<f32>()?, EMBEDDING_DIM);
@@ -233,7 +261,7 @@ pub fn train_head(
     }
     head.weights = best;
     head.meta = MetricMeta {
-        kind: "head".into(),
+        kind: head.meta.kind.clone(),
         id: String::new(),
         base_model,
         threshold: best_figures.threshold_far_1e4,

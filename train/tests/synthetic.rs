@@ -65,3 +65,39 @@ fn too_few_people_is_a_clear_error() {
     let err = train_head(&refs, ModelId::of_file_bytes(b"x"), &TrainConfig::default(), |_| {}).unwrap_err();
     assert!(err.to_string().contains("not enough data"), "{err}");
 }
+
+#[test]
+fn a_trained_last_layer_reaches_features_the_network_ignored() {
+    use facegate_train::head::LAST_LAYER_INPUTS;
+    // The network's last layer reads pooled features 0..128 only; who a
+    // person is lives in features 200..206, pose-like noise in 0..24. The
+    // network's embedding cannot tell people apart; a retrained layer can.
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut photos = Vec::new();
+    for p in 0..120 {
+        let centre: Vec<f32> = (0..6).map(|_| 0.25 * gaussian(&mut rng)).collect();
+        for i in 0..5 {
+            let views = (0..4)
+                .map(|_| {
+                    let mut v = [0f32; LAST_LAYER_INPUTS];
+                    v[200..206].copy_from_slice(&centre);
+                    v[..24].iter_mut().for_each(|x| *x = 0.15 * gaussian(&mut rng));
+                    v
+                })
+                .collect();
+            photos.push(PhotoFeatures::<LAST_LAYER_INPUTS> { name: format!("P{p:03}/{i}.jpg"), detected: true, views });
+        }
+    }
+    let mut network = vec![0f32; LAST_LAYER_INPUTS * EMBEDDING_DIM];
+    (0..EMBEDDING_DIM).for_each(|i| network[i * EMBEDDING_DIM + i] = 1.0);
+    let refs: Vec<&PhotoFeatures<LAST_LAYER_INPUTS>> = photos.iter().collect();
+    let config = TrainConfig { epochs: 30, validation_share: 0.25, learning_rate: 1e-2, ..TrainConfig::default() };
+    let base = ModelId::of_file_bytes(b"synthetic");
+    let report = facegate_train::train_last_layer(&refs, base, &network, &config, |_| {}).unwrap();
+    let (before, after) = (&report.pretrained_validation, &report.validation);
+    eprintln!("last layer: validation TAR@1e-3 {:.1} → {:.1} %", before.tar_at_far_1e3, after.tar_at_far_1e3);
+    assert!(before.tar_at_far_1e3 < 20.0, "{before:?}");
+    assert!(after.tar_at_far_1e3 > before.tar_at_far_1e3 + 40.0, "{after:?}");
+    assert_eq!(report.head.meta.kind, "last-layer");
+    assert_ne!(report.head.template_model(), base);
+}
