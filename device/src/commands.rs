@@ -118,7 +118,9 @@ pub fn load_metric(config: &Config, model: ModelId) -> Result<Option<MetricHead>
     if path.is_empty() {
         return Ok(None);
     }
-    let head = MetricHead::load(Path::new(path), &model).with_context(|| format!("loading recognition.metric = {path:?}"))?;
+    let head = MetricHead::load(Path::new(path), &model)
+        .and_then(|h| h.require_head(Path::new(path)))
+        .with_context(|| format!("loading recognition.metric = {path:?}"))?;
     Ok(Some(head))
 }
 

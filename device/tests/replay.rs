@@ -194,6 +194,10 @@ fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_d
     let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
     assert!(!ok && stderr.contains("recognition.metric") && stderr.contains("damaged"), "{stderr}");
     assert!(events.iter().all(|e| e["kind"] != "granted"));
+    // A last-layer file needs the network's pooled features: refused, not misapplied.
+    MetricHead::last_layer(model, &vec![0.0; 256 * 128], 0.52).save(&metric).unwrap();
+    let (_, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(!ok && stderr.contains("only a metric head"), "{stderr}");
     MetricHead::identity(facegate_face::ModelId::of_file_bytes(b"another model"), 0.52).save(&metric).unwrap();
     let (_, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
     assert!(!ok && stderr.contains("train again"), "{stderr}");

@@ -226,22 +226,25 @@ impl Pipeline {
         self.embed_mean(&chips)
     }
 
-    /// Every view of a face the photo pipeline averages, one embedding each:
-    /// the configured jitter chips, each plain then mirrored when mirroring is
-    /// on. Their mean is [`Pipeline::embed_jittered`]'s embedding; training
-    /// uses them one by one as augmentations.
-    pub fn view_embeddings(&self, img: &RgbImage, face: &Face) -> Result<Vec<Embedding>, FaceError> {
+    /// Every view of a face the photo pipeline averages: the configured
+    /// jitter chips, each plain then mirrored when mirroring is on (the flag).
+    pub fn view_chips(&self, img: &RgbImage, face: &Face) -> Vec<(RgbImage, bool)> {
         let n = self.config.jitter.min(JITTERS.len() - 1);
         let base = chip_placement(&face.landmarks);
         let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
         let mut views = Vec::with_capacity((n + 1) * mirrors.len());
         for (dx, dy, s, deg) in &JITTERS[..=n] {
             let chip = extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians()));
-            for &mirrored in mirrors {
-                views.push(self.embedder.embed_chip(&chip, mirrored)?);
-            }
+            views.extend(mirrors.iter().map(|&m| (chip.clone(), m)));
         }
-        Ok(views)
+        views
+    }
+
+    /// One embedding per view ([`Pipeline::view_chips`]). Their mean is
+    /// [`Pipeline::embed_jittered`]'s embedding; training uses them one by
+    /// one as augmentations.
+    pub fn view_embeddings(&self, img: &RgbImage, face: &Face) -> Result<Vec<Embedding>, FaceError> {
+        self.view_chips(img, face).iter().map(|(chip, mirrored)| self.embedder.embed_chip(chip, *mirrored)).collect()
     }
 
     /// Mean embedding of the chips (and their mirror images when configured).

@@ -60,7 +60,9 @@ impl Global {
                     .metric
                     .as_deref()
                     .map(|m| {
-                        facegate_train::MetricHead::load(m, &model).with_context(|| format!("loading the metric {}", m.display()))
+                        facegate_train::MetricHead::load(m, &model)
+                            .and_then(|h| h.require_head(m))
+                            .with_context(|| format!("loading the metric {}", m.display()))
                     })
                     .transpose()?;
                 let threshold = self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(THRESHOLD_DOOR);

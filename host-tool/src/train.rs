@@ -2,10 +2,10 @@
 //! triplet loss and writes it with its figures, plus a loss/validation curve.
 
 use crate::features;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use facegate_train::trainer::EpochRecord;
-use facegate_train::{train_head, PhotoFeatures, TrainConfig, TrainReport};
+use facegate_train::{train_head, train_last_layer, PhotoFeatures, TrainConfig, TrainReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 pub enum Kind {
     /// A linear map on the embedding (galleries keep their templates).
     Head,
-    /// The network's last fully connected layer (not built yet).
+    /// The network's last layer (256 pooled features → 128), retrained on
+    /// pooled features; new embeddings, so galleries need re-enrolment (the
+    /// device cannot run such a file yet).
     LastLayer,
 }
 
@@ -129,23 +131,26 @@ pub fn run_json(report: &TrainReport) -> serde_json::Value {
     })
 }
 
-/// Refuses what is not built yet, plainly.
-pub fn check_kind(kind: Kind) -> Result<()> {
-    if kind == Kind::LastLayer {
-        bail!("--kind last-layer is not available yet: only the metric head (--kind head) can be trained in this version");
-    }
-    Ok(())
+/// What is kept of the features once trained on: (photos, JSON, seconds, embedded now, cache).
+fn strip<const D: usize>(u: Usable<'_, D>) -> (usize, serde_json::Value, f64, usize, PathBuf) {
+    (u.photos.len(), u.summary, u.seconds, u.embedded_now, u.cache)
 }
 
-/// Runs `host-tool train`.
-pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
-    check_kind(args.kind)?;
-    let features = features::extract(models, &args.photos, args.training.cache.as_deref(), args.threads, args.json)?;
-    // A photo without a detected face would train on whatever sits in the
-    // fallback box: left out (the LFW benchmark keeps them, as its protocol does).
-    let photos: Vec<&PhotoFeatures> = features.photos.values().filter(|p| p.detected).collect();
+/// The photos to train on (a face was detected) and the rest, reported.
+struct Usable<'a, const D: usize> {
+    photos: Vec<&'a PhotoFeatures<D>>,
+    summary: serde_json::Value,
+    seconds: f64,
+    embedded_now: usize,
+    cache: PathBuf,
+}
+
+/// A photo without a detected face would train on whatever sits in the
+/// fallback box: left out (the LFW benchmark keeps them, as its protocol does).
+fn usable<const D: usize>(features: &features::Features<D>, quiet: bool) -> Usable<'_, D> {
+    let photos: Vec<&PhotoFeatures<D>> = features.photos.values().filter(|p| p.detected).collect();
     let no_face: Vec<&str> = features.photos.values().filter(|p| !p.detected).map(|p| p.name.as_str()).collect();
-    if !args.json {
+    if !quiet {
         for (name, why) in &features.unreadable {
             eprintln!("warning: {name} left out: {why}");
         }
@@ -153,19 +158,40 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
             eprintln!("warning: {} photos without a face left out (e.g. {})", no_face.len(), no_face[0]);
         }
     }
+    let summary = json!({"cache": features.cache, "photos": photos.len(), "embedded_now": features.embedded_now,
+        "seconds": features.seconds, "no_face": no_face, "unreadable": features.unreadable});
+    Usable { photos, summary, seconds: features.seconds, embedded_now: features.embedded_now, cache: features.cache.clone() }
+}
+
+/// Runs `host-tool train`.
+pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
     let config = args.training.config();
     let bar = epoch_bar(config.epochs, args.json);
-    let report = train_head(&photos, features.model_id, &config, |r| {
+    let progress = |r: &EpochRecord| {
         bar.set_message(epoch_message(r));
         bar.inc(1);
-    })?;
+    };
+    let (cache, threads, quiet) = (args.training.cache.as_deref(), args.threads, args.json);
+    let (report, used) = match args.kind {
+        Kind::Head => {
+            let features = features::extract(models, &args.photos, cache, threads, quiet)?;
+            let used = usable(&features, quiet);
+            (train_head(&used.photos, features.model_id, &config, progress)?, strip(used))
+        }
+        Kind::LastLayer => {
+            let (features, network) = features::extract_pooled(models, &args.photos, cache, threads, quiet)?;
+            let used = usable(&features, quiet);
+            (train_last_layer(&used.photos, features.model_id, &network, &config, progress)?, strip(used))
+        }
+    };
     bar.finish_and_clear();
+    let (photo_count, features_json, features_seconds, embedded_now, cache_path) = used;
     let mut head = report.head.clone();
     let command: Vec<String> = std::env::args().collect();
     head.meta.training = json!({
         "command": command.join(" "),
         "photos": args.photos.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "photo_count": photos.len(),
+        "photo_count": photo_count,
         "config": config,
         "run": run_json(&report),
         "trainer": concat!("facegate-train ", env!("CARGO_PKG_VERSION")),
@@ -184,8 +210,7 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
         "epochs_run": report.history.len(),
         "counts": report.counts,
         "validation": {"pretrained": report.pretrained_validation, "trained": report.validation},
-        "features": {"cache": features.cache, "photos": photos.len(), "embedded_now": features.embedded_now,
-            "seconds": features.seconds, "no_face": no_face, "unreadable": features.unreadable},
+        "features": features_json,
         "training_seconds": report.seconds,
     });
     if args.json {
@@ -193,7 +218,7 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let (b, a) = (&report.pretrained_validation, &report.validation);
-    println!("trained metric head → {} (id {})", args.out.display(), &head.id()[..16]);
+    println!("trained {} → {} (id {})", args.kind.as_str(), args.out.display(), &head.id()[..16]);
     println!(
         "  {} people / {} photos trained, {} people / {} photos validated (split by person)",
         report.counts.train_people, report.counts.train_photos, report.counts.validation_people, report.counts.validation_photos
@@ -207,9 +232,9 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
         "  best epoch {} of {}; features {:.0} s ({} photos embedded now, cache {}), training {:.0} s",
         report.best_epoch,
         report.history.len(),
-        features.seconds,
-        features.embedded_now,
-        features.cache.display(),
+        features_seconds,
+        embedded_now,
+        cache_path.display(),
         report.seconds
     );
     println!("  curve: {}", plot.display());

@@ -83,8 +83,34 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&out), "identify", &photo(3)]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("site.fgmetric") && stderr.contains("damaged"), "{stderr}");
-    let last_layer = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
-    assert!(!last_layer.status.success() && String::from_utf8_lossy(&last_layer.stderr).contains("not available yet"));
+    // The network's last layer, on pooled features (a cache of its own).
+    let layer = dir.path().join("layer.fgmetric");
+    let pooled = dir.path().join("p.fgfeat");
+    let trained = json_of(&host_tool(&[
+        "train",
+        "--photos",
+        &s(&photos),
+        "--kind",
+        "last-layer",
+        "--out",
+        &s(&layer),
+        "--epochs",
+        "2",
+        "--cache",
+        &s(&pooled),
+        "--json",
+    ]));
+    assert_eq!(trained["kind"], "last-layer");
+    assert_eq!(trained["features"]["photos"], 160);
+    let file = facegate_train::MetricHead::load(&layer, &trained["base_model"].as_str().unwrap().parse().unwrap()).unwrap();
+    assert_eq!(file.inputs(), 256);
+    // Offline matching maps embeddings: a last-layer file is refused there, plainly.
+    let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&layer), "identify", &photo(3)]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("only a metric head"), "{stderr}");
+    // The embedding cache is not mistaken for pooled features.
+    let mixed = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
+    assert!(!mixed.status.success() && String::from_utf8_lossy(&mixed.stderr).contains("feature cache made for"));
 }
 
 #[test]

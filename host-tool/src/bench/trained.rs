@@ -6,12 +6,13 @@
 //! from the fold under test.
 
 use crate::features;
-use crate::train::{check_kind, epoch_bar, epoch_message, run_json, Kind};
+use crate::train::{epoch_bar, epoch_message, run_json, Kind};
 use anyhow::{bail, Context, Result};
 use facegate_core::{distance, Embedding};
 use facegate_lfw::{evaluate, parse_pairs, Pair};
 use facegate_train::figures::{fnir_at_fpir, open_set_searches, Search};
-use facegate_train::{train_head, MetricHead, PhotoFeatures};
+use facegate_train::trainer::EpochRecord;
+use facegate_train::{train_head, train_last_layer, MetricHead, PhotoFeatures, TrainConfig, TrainReport};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -92,7 +93,6 @@ impl Scores {
 pub fn run(models: &Path, args: &super::lfw::LfwArgs, kind: Kind) -> Result<()> {
     let (lfw, pairs_file, folds, threads, json_out, training) =
         (&args.lfw, &args.pairs, args.folds, args.threads, args.json, &args.training);
-    check_kind(kind)?;
     let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
     let pairs = parse_pairs(&text)?;
     let fold_count = pairs.iter().map(|p| p.fold + 1).max().unwrap_or(0);
@@ -100,86 +100,32 @@ pub fn run(models: &Path, args: &super::lfw::LfwArgs, kind: Kind) -> Result<()> 
         bail!("pairs.txt has {fold_count} fold(s); training on the other folds needs two or more");
     }
     let tested = folds.unwrap_or(fold_count).min(fold_count);
-    let features = features::extract(models, lfw, training.cache.as_deref(), threads, json_out)?;
-    let fold_people: Vec<BTreeSet<&str>> = (0..fold_count)
-        .map(|k| pairs.iter().filter(|p| p.fold == k).flat_map(|p| [person(&p.a), person(&p.b)]).collect())
-        .collect();
-    let mut by_person: BTreeMap<&str, Vec<&PhotoFeatures>> = BTreeMap::new();
-    features.photos.values().for_each(|p| by_person.entry(person(&p.name)).or_default().push(p));
-    let mean = |name: &str| -> Result<Embedding> {
-        Ok(features.photos.get(name).with_context(|| format!("{name} is in pairs.txt but not among the photos"))?.mean())
-    };
-    // Every photo named by a pair must be there before any training starts.
-    for p in &pairs {
-        mean(&p.a)?;
-        mean(&p.b)?;
-    }
     let config = training.config();
-    let (mut pretrained, mut trained) = (Scores::default(), Scores::default());
-    let mut runs = Vec::new();
-    for k in 0..tested {
-        let test_people = &fold_people[k];
-        let train_photos: Vec<&PhotoFeatures> = (0..fold_count)
-            .filter(|&j| j != k)
-            .flat_map(|j| fold_people[j].iter())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter(|p| !test_people.contains(*p))
-            .flat_map(|p| by_person.get(p).into_iter().flatten().copied())
-            .collect();
-        let bar = epoch_bar(config.epochs, json_out);
-        bar.set_prefix(format!("fold {}", k + 1));
-        let report = train_head(&train_photos, features.model_id, &config, |r| {
-            bar.set_message(format!("fold {}/{tested}: {}", k + 1, epoch_message(r)));
-            bar.inc(1);
-        })?;
-        bar.finish_and_clear();
-        let head: &MetricHead = &report.head;
-        let fold_pairs: Vec<&Pair> = pairs.iter().filter(|p| p.fold == k).collect();
-        // Fold k's people with every photo, for the open-set study.
-        let fold_photos: Vec<(usize, &str)> = test_people
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| by_person.get(p).into_iter().flatten().map(move |f| (i, f.name.as_str())))
-            .collect();
-        let plain = |n: &str| features.photos[n].mean();
-        let learnt = |n: &str| head.apply(&features.photos[n].mean());
-        pretrained.add_fold(k, &fold_pairs, plain, report.pretrained_validation.threshold_balanced, &fold_photos);
-        trained.add_fold(k, &fold_pairs, learnt, report.validation.threshold_balanced, &fold_photos);
-        if !json_out {
-            eprintln!(
-                "fold {}: {} training people, best epoch {}, validation TAR@1e-3 {:.2} → {:.2} %, fold accuracy {:.2} → {:.2} %",
-                k + 1,
-                report.counts.train_people,
-                report.best_epoch,
-                report.pretrained_validation.tar_at_far_1e3,
-                report.validation.tar_at_far_1e3,
-                pretrained.fold_accuracy[k],
-                trained.fold_accuracy[k]
-            );
+    let (cache, quiet) = (training.cache.as_deref(), json_out);
+    let protocol = Protocol { pairs: &pairs, fold_count, tested, config: &config, quiet };
+    let mut out = match kind {
+        Kind::Head => {
+            let features = features::extract(models, lfw, cache, threads, quiet)?;
+            let initial = MetricHead::identity(features.model_id, 0.0);
+            protocol.run(&features, &initial, |photos, progress| Ok(train_head(photos, features.model_id, &config, progress)?))?
         }
-        let mut run = run_json(&report);
-        run["fold"] = json!(k + 1);
-        runs.push(run);
-    }
-    let training_seconds: f64 = runs.iter().filter_map(|r| r["seconds"].as_f64()).sum();
-    let out = json!({
-        "kind": kind.as_str(),
-        "folds": tested,
-        "pretrained": pretrained.json(),
-        "trained": trained.json(),
-        "config": config,
-        "fold_runs": runs,
-        "features": {"photos": features.photos.len(), "embedded_now": features.embedded_now, "seconds": features.seconds, "cache": features.cache},
-        "training_seconds": training_seconds,
-        "model_id": features.model_id,
-    });
+        Kind::LastLayer => {
+            let (features, network) = features::extract_pooled(models, lfw, cache, threads, quiet)?;
+            let initial = MetricHead::last_layer(features.model_id, &network, 0.0);
+            protocol.run(&features, &initial, |photos, progress| {
+                Ok(train_last_layer(photos, features.model_id, &network, &config, progress)?)
+            })?
+        }
+    };
+    out["kind"] = json!(kind.as_str());
+    out["folds"] = json!(tested);
+    out["config"] = json!(config);
     if json_out {
         println!("{out}");
         return Ok(());
     }
     let (p, t) = (&out["pretrained"], &out["trained"]);
-    println!("LFW View 2, metric {} trained per fold on the other folds' people ({tested} folds)", kind.as_str());
+    println!("LFW View 2, {} trained per fold on the other folds' people ({tested} folds)", kind.as_str());
     println!("                         pretrained     trained");
     let row = |label: &str, key: &str| {
         println!("  {label:<22} {:>8.2} %  {:>8.2} %", p[key].as_f64().unwrap_or(f64::NAN), t[key].as_f64().unwrap_or(f64::NAN));
@@ -189,9 +135,97 @@ pub fn run(models: &Path, args: &super::lfw::LfwArgs, kind: Kind) -> Result<()> 
     row("TAR@FAR=1e-3", "tar_at_far_1e-3");
     row("TAR@FAR=1e-4", "tar_at_far_1e-4");
     row("FNIR@FPIR=0.3 %", "fnir_at_fpir_0.003");
+    let f = &out["features"];
     println!(
-        "  features {:.0} s ({} photos embedded now), training {training_seconds:.0} s",
-        features.seconds, features.embedded_now
+        "  features {:.0} s ({} photos embedded now), training {:.0} s",
+        f["seconds"].as_f64().unwrap_or(0.0),
+        f["embedded_now"],
+        out["training_seconds"].as_f64().unwrap_or(0.0)
     );
     Ok(())
+}
+
+/// The View 2 folds and how to run them.
+struct Protocol<'a> {
+    pairs: &'a [Pair],
+    fold_count: usize,
+    tested: usize,
+    config: &'a TrainConfig,
+    quiet: bool,
+}
+
+impl Protocol<'_> {
+    /// Trains per fold on the other folds' people (`train`) and scores the
+    /// held-out fold with `initial` (the pretrained map) and the trained one.
+    fn run<const D: usize>(
+        &self,
+        features: &features::Features<D>,
+        initial: &MetricHead,
+        train: impl Fn(&[&PhotoFeatures<D>], &mut dyn FnMut(&EpochRecord)) -> Result<TrainReport>,
+    ) -> Result<serde_json::Value> {
+        let (pairs, fold_count, tested) = (self.pairs, self.fold_count, self.tested);
+        let fold_people: Vec<BTreeSet<&str>> = (0..fold_count)
+            .map(|k| pairs.iter().filter(|p| p.fold == k).flat_map(|p| [person(&p.a), person(&p.b)]).collect())
+            .collect();
+        let mut by_person: BTreeMap<&str, Vec<&PhotoFeatures<D>>> = BTreeMap::new();
+        features.photos.values().for_each(|p| by_person.entry(person(&p.name)).or_default().push(p));
+        // Every photo named by a pair must be there before any training starts.
+        for name in pairs.iter().flat_map(|p| [&p.a, &p.b]) {
+            features.photos.get(name).with_context(|| format!("{name} is in pairs.txt but not among the photos"))?;
+        }
+        let (mut pretrained, mut trained) = (Scores::default(), Scores::default());
+        let mut runs = Vec::new();
+        for k in 0..tested {
+            let test_people = &fold_people[k];
+            let train_photos: Vec<&PhotoFeatures<D>> = (0..fold_count)
+                .filter(|&j| j != k)
+                .flat_map(|j| fold_people[j].iter())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|p| !test_people.contains(*p))
+                .flat_map(|p| by_person.get(p).into_iter().flatten().copied())
+                .collect();
+            let bar = epoch_bar(self.config.epochs, self.quiet);
+            let report = train(&train_photos, &mut |r: &EpochRecord| {
+                bar.set_message(format!("fold {}/{tested}: {}", k + 1, epoch_message(r)));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
+            let fold_pairs: Vec<&Pair> = pairs.iter().filter(|p| p.fold == k).collect();
+            // Fold k's people with every photo, for the open-set study.
+            let fold_photos: Vec<(usize, &str)> = test_people
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| by_person.get(p).into_iter().flatten().map(move |f| (i, f.name.as_str())))
+                .collect();
+            let plain = |n: &str| initial.apply_slice(&features.photos[n].mean());
+            let learnt = |n: &str| report.head.apply_slice(&features.photos[n].mean());
+            pretrained.add_fold(k, &fold_pairs, plain, report.pretrained_validation.threshold_balanced, &fold_photos);
+            trained.add_fold(k, &fold_pairs, learnt, report.validation.threshold_balanced, &fold_photos);
+            if !self.quiet {
+                eprintln!(
+                    "fold {}: {} training people, best epoch {}, validation TAR@1e-3 {:.2} → {:.2} %, fold accuracy {:.2} → {:.2} %",
+                    k + 1,
+                    report.counts.train_people,
+                    report.best_epoch,
+                    report.pretrained_validation.tar_at_far_1e3,
+                    report.validation.tar_at_far_1e3,
+                    pretrained.fold_accuracy[k],
+                    trained.fold_accuracy[k]
+                );
+            }
+            let mut run = run_json(&report);
+            run["fold"] = json!(k + 1);
+            runs.push(run);
+        }
+        let training_seconds: f64 = runs.iter().filter_map(|r| r["seconds"].as_f64()).sum();
+        Ok(json!({
+            "pretrained": pretrained.json(),
+            "trained": trained.json(),
+            "fold_runs": runs,
+            "features": {"photos": features.photos.len(), "embedded_now": features.embedded_now, "seconds": features.seconds, "cache": features.cache},
+            "training_seconds": training_seconds,
+            "model_id": features.model_id,
+        }))
+    }
 }
