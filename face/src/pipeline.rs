@@ -214,42 +214,39 @@ impl Pipeline {
 
     /// The embedding of a face with the configured jitter, cut again from `img`.
     pub fn embed_jittered(&self, img: &RgbImage, face: &Face) -> Result<Embedding, FaceError> {
-        let n = self.config.jitter.min(JITTERS.len() - 1);
-        if n == 0 {
+        if self.config.jitter == 0 {
             return self.embed(face);
         }
-        let base = chip_placement(&face.landmarks);
-        let chips = JITTERS[..=n]
-            .iter()
-            .map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians())))
-            .collect::<Vec<_>>();
-        self.embed_mean(&chips)
+        self.embed_mean(&self.jitter_chips(img, face))
     }
 
-    /// Every view of a face the photo pipeline averages: the configured
-    /// jitter chips, each plain then mirrored when mirroring is on (the flag).
-    pub fn view_chips(&self, img: &RgbImage, face: &Face) -> Vec<(RgbImage, bool)> {
+    /// The configured jitter chips of a face (the plain chip first), cut from `img`.
+    pub fn jitter_chips(&self, img: &RgbImage, face: &Face) -> Vec<RgbImage> {
         let n = self.config.jitter.min(JITTERS.len() - 1);
         let base = chip_placement(&face.landmarks);
-        let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
-        let mut views = Vec::with_capacity((n + 1) * mirrors.len());
-        for (dx, dy, s, deg) in &JITTERS[..=n] {
-            let chip = extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians()));
-            views.extend(mirrors.iter().map(|&m| (chip.clone(), m)));
-        }
-        views
+        JITTERS[..=n].iter().map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians()))).collect()
     }
 
-    /// One embedding per view ([`Pipeline::view_chips`]). Their mean is
-    /// [`Pipeline::embed_jittered`]'s embedding; training uses them one by
-    /// one as augmentations.
+    /// Whether each chip also runs mirrored: `[false]`, or `[false, true]` with mirroring on.
+    pub fn mirrors(&self) -> &'static [bool] {
+        if self.config.mirror {
+            &[false, true]
+        } else {
+            &[false]
+        }
+    }
+
+    /// One embedding per view: every jitter chip, plain then mirrored when
+    /// configured. Their mean is [`Pipeline::embed_jittered`]'s embedding;
+    /// training uses them one by one as augmentations.
     pub fn view_embeddings(&self, img: &RgbImage, face: &Face) -> Result<Vec<Embedding>, FaceError> {
-        self.view_chips(img, face).iter().map(|(chip, mirrored)| self.embedder.embed_chip(chip, *mirrored)).collect()
+        let chips = self.jitter_chips(img, face);
+        chips.iter().flat_map(|chip| self.mirrors().iter().map(move |&m| self.embedder.embed_chip(chip, m))).collect()
     }
 
     /// Mean embedding of the chips (and their mirror images when configured).
     fn embed_mean(&self, chips: &[RgbImage]) -> Result<Embedding, FaceError> {
-        let mirrors: &[bool] = if self.config.mirror { &[false, true] } else { &[false] };
+        let mirrors = self.mirrors();
         // Summed as they come: the door runs this for every face, with nothing to allocate.
         let mut sum = [0f32; crate::EMBEDDING_DIM];
         for chip in chips {

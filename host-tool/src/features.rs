@@ -61,7 +61,8 @@ pub fn extract_pooled(
     let bytes = facegate_face::model_files::ModelDir::open(models)?.read(Precision::Int8.file_name())?;
     let cut = PooledEmbedder::from_bytes(&bytes)?;
     let features = extract_views(&pipeline, photos, cache, "-pooled", threads, quiet, |img, face| {
-        pipeline.view_chips(img, face).iter().map(|(chip, mirrored)| Ok(cut.pooled_chip(chip, *mirrored)?)).collect()
+        let (chips, cut) = (pipeline.jitter_chips(img, face), &cut);
+        chips.iter().flat_map(|chip| pipeline.mirrors().iter().map(move |&m| Ok(cut.pooled_chip(chip, m)?))).collect()
     })?;
     Ok((features, cut.last_layer().to_vec()))
 }
