@@ -8,7 +8,7 @@ use crate::source::open_source;
 use crate::{notify, policy, provision, runner, serial, shared};
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::Liveness;
-use facegate_face::{ModelId, Pipeline, PipelineConfig, Precision};
+use facegate_face::{LastLayer, ModelId, Pipeline, PipelineConfig, Precision};
 use facegate_provision::GalleryHome;
 use facegate_store::AccessLog;
 use facegate_train::MetricHead;
@@ -101,41 +101,48 @@ pub fn load_liveness(dir: &Path, config: &Config) -> Result<Option<Liveness>> {
     })
 }
 
-/// The door pipeline with the configured detector, precision, upsampling and minimum face.
+/// The door pipeline with the configured detector, precision, upsampling and
+/// minimum face; with `recognition.metric`'s layer in place of the network's
+/// last one when that file is a retrained last layer.
 pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     let r = &config.recognition;
     let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
     let detector = r.detector.parse().map_err(anyhow::Error::msg)?;
     let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, detector, ..PipelineConfig::door() };
-    Pipeline::load(dir, precision, settings).with_context(|| format!("loading models from {}", dir.display()))
+    let network = facegate_face::Embedder::model_id_of(dir, precision)?;
+    let last_layer = load_metric(config, network)?
+        .filter(MetricHead::is_last_layer)
+        .map(|m| LastLayer { template_model: m.template_model(), weights: m.weights });
+    Pipeline::load_with_last_layer(dir, precision, settings, last_layer)
+        .with_context(|| format!("loading models from {}", dir.display()))
 }
 
 /// The trained metric of `recognition.metric`, checked against the device's
-/// model; `None` when none is set. A damaged file or one trained for another
-/// model stops the device: it would otherwise match in the wrong metric.
-pub fn load_metric(config: &Config, model: ModelId) -> Result<Option<MetricHead>> {
+/// network; `None` when none is set. A damaged file or one trained for
+/// another network stops the device: it would otherwise match in the wrong metric.
+pub fn load_metric(config: &Config, network: ModelId) -> Result<Option<MetricHead>> {
     let path = &config.recognition.metric;
     if path.is_empty() {
         return Ok(None);
     }
-    let head = MetricHead::load(Path::new(path), &model)
-        .and_then(|h| h.require_head(Path::new(path)))
-        .with_context(|| format!("loading recognition.metric = {path:?}"))?;
+    let head = MetricHead::load(Path::new(path), &network).with_context(|| format!("loading recognition.metric = {path:?}"))?;
     Ok(Some(head))
 }
 
-/// The gallery of `path` searched in the configured metric.
-pub fn open_gallery_with_metric(path: &Path, config: &Config, model: ModelId) -> Result<(GalleryHome, Option<MetricHead>)> {
-    let home = open_gallery(path, model)?;
-    let head = load_metric(config, model)?;
-    let home = match &head {
-        Some(h) => {
+/// The gallery of `path` searched in the configured metric: a metric head
+/// maps templates and probes; a last layer is already in the pipeline, whose
+/// model id the templates must carry.
+pub fn open_gallery_with_metric(path: &Path, config: &Config, pipeline: &Pipeline) -> Result<(GalleryHome, Option<MetricHead>)> {
+    let home = open_gallery(path, pipeline.embedder.model_id())?;
+    let metric = load_metric(config, pipeline.embedder.network_id())?;
+    let home = match &metric {
+        Some(h) if !h.is_last_layer() => {
             let h = h.clone();
             home.with_metric(std::sync::Arc::new(move |e| h.apply(e)))
         }
-        None => home,
+        _ => home,
     };
-    Ok((home, head))
+    Ok((home, metric))
 }
 
 /// The gallery of `path` for the device's model (empty, with a warning, when there is no file).
@@ -145,7 +152,8 @@ pub fn open_gallery(path: &Path, model: ModelId) -> Result<GalleryHome> {
     }
     GalleryHome::open(path, model).map_err(|e| match e {
         facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
-            "gallery {} holds templates of model {found} but the device runs model {model}: re-enrol, or run the matching model",
+            "gallery {} holds templates of model {found} but the device runs model {model}: re-enrol, or run the matching model \
+             (a retrained last layer in recognition.metric makes its own model id: enrol with `host-tool --metric` and the same file)",
             path.display()
         ),
         other => anyhow::Error::new(other).context(format!("loading gallery {}", path.display())),
@@ -185,11 +193,12 @@ pub fn check(common: &Common) -> Result<()> {
         }
         None => println!("liveness: off (liveness.mode = \"off\")"),
     }
-    let (home, metric) = open_gallery_with_metric(&data_paths(common, &config).gallery, &config, pipeline.embedder.model_id())?;
+    let (home, metric) = open_gallery_with_metric(&data_paths(common, &config).gallery, &config, &pipeline)?;
     match metric {
         Some(m) => {
             println!(
-                "metric: ok (trained head {}, its validation threshold {:.4}, recognition.threshold {})",
+                "metric: ok ({} {}, its validation threshold {:.4}, recognition.threshold {})",
+                if m.is_last_layer() { "retrained last layer" } else { "trained head" },
                 &m.meta.id[..16],
                 m.meta.threshold,
                 config.recognition.threshold
@@ -308,7 +317,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let models = models_dir(&common, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
-    let gallery = Arc::new(open_gallery_with_metric(&paths.gallery, &config, pipeline.embedder.model_id())?.0);
+    let gallery = Arc::new(open_gallery_with_metric(&paths.gallery, &config, &pipeline)?.0);
     let log_path = match log.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),

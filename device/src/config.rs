@@ -71,9 +71,11 @@ pub struct Recognition {
     pub precision: String,
     /// Cores the frame path uses; 0: all of the unit's.
     pub threads: usize,
-    /// A trained metric head (`host-tool train`), applied to templates and
-    /// probes; empty: the pretrained metric. `threshold` is then a distance in
-    /// the trained metric: set it from the file (`device check` shows it).
+    /// A trained metric (`host-tool train`): a head is applied to templates
+    /// and probes; a last layer replaces the network's, and the gallery must
+    /// be enrolled with it. Empty: the pretrained metric. `threshold` is then
+    /// a distance in the trained metric: set it from the file (`device check`
+    /// shows it).
     pub metric: String,
     /// Grant when at least `frames_agree` of the last `frames_window` frames name the same person.
     pub frames_agree: usize,

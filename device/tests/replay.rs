@@ -4,7 +4,7 @@
 //! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
 
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
-use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_face::{LastLayer, Pipeline, PipelineConfig, Precision};
 use facegate_store::Gallery;
 use facegate_testkit::models;
 use serde_json::Value;
@@ -22,10 +22,16 @@ fn lfw() -> Option<(facegate_lfw::Dataset, Vec<String>)> {
 
 /// Enrols `person` from their photos 1–3 with HOG (doubled image) and one network run per face.
 fn enrol(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
-    let pipeline = Pipeline::load(
+    enrol_with(data, person, gallery, None)
+}
+
+/// [`enrol`], with `last_layer` in place of the network's.
+fn enrol_with(data: &facegate_lfw::Dataset, person: &str, gallery: &Path, last_layer: Option<LastLayer>) {
+    let pipeline = Pipeline::load_with_last_layer(
         &models(),
         Precision::Int8,
         PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
+        last_layer,
     )
     .unwrap();
     let templates = (1..=3)
@@ -194,11 +200,39 @@ fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_d
     let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
     assert!(!ok && stderr.contains("recognition.metric") && stderr.contains("damaged"), "{stderr}");
     assert!(events.iter().all(|e| e["kind"] != "granted"));
-    // A last-layer file needs the network's pooled features: refused, not misapplied.
+    // A last layer makes new embeddings: the gallery enrolled without it is refused, with the way out.
     MetricHead::last_layer(model, &vec![0.0; 256 * 128], 0.52).save(&metric).unwrap();
     let (_, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
-    assert!(!ok && stderr.contains("only a metric head"), "{stderr}");
+    assert!(!ok && stderr.contains("re-enrol") && stderr.contains("host-tool --metric"), "{stderr}");
     MetricHead::identity(facegate_face::ModelId::of_file_bytes(b"another model"), 0.52).save(&metric).unwrap();
     let (_, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
     assert!(!ok && stderr.contains("train again"), "{stderr}");
+}
+
+#[test]
+fn a_retrained_last_layer_runs_on_the_door_with_a_gallery_enrolled_with_it() {
+    use facegate_face::embed::PooledEmbedder;
+    use facegate_train::MetricHead;
+    let Some((data, _)) = lfw() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
+    let person = enrol_and_approach(&data, &gallery, &approach);
+    let bytes = std::fs::read(models().join(Precision::Int8.file_name())).unwrap();
+    let cut = PooledEmbedder::from_bytes(&bytes).unwrap();
+    // The network's own layer as a last-layer file: a new template id, the same embeddings.
+    let file = MetricHead::last_layer(cut.model_id(), cut.last_layer(), 0.52);
+    let metric = dir.path().join("layer.fgmetric");
+    file.save(&metric).unwrap();
+    assert_ne!(file.template_model(), cut.model_id());
+    let layer = LastLayer { weights: file.weights.clone(), template_model: file.template_model() };
+    enrol_with(&data, person, &gallery, Some(layer));
+    assert_eq!(Gallery::load(&gallery).unwrap().model_id(), file.template_model());
+    let (events, stderr, ok) = run_device_with_metric(&approach, &gallery, &metric);
+    assert!(ok, "{stderr}");
+    assert_eq!(kinds(&events, "granted"), 1, "{events:?}\n{stderr}");
+    // Without the file the door runs the plain network, and refuses that gallery.
+    let out = facegate_testkit::device_replay(&approach, &gallery).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("re-enrol"), "{stderr}");
+    assert!(facegate_testkit::json_lines::<Value>(&out.stdout).iter().all(|e| e["kind"] != "granted"));
 }

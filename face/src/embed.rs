@@ -56,7 +56,21 @@ type Plan = TypedRunnableModel;
 pub struct Embedder {
     plan: Arc<Plan>,
     model_id: ModelId,
+    network_id: ModelId,
     precision: Precision,
+    /// A retrained last layer run on the pooled features in place of the network's.
+    last_layer: Option<Vec<f32>>,
+}
+
+/// A retrained last layer (`host-tool train --kind last-layer`) to run in
+/// place of the network's own: its embeddings differ from the network's, so
+/// templates made with it carry their own model id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastLayer {
+    /// W, row-major `EMBEDDING_DIM × POOLED_DIM` (embedding = W · pooled).
+    pub weights: Vec<f32>,
+    /// The model id of templates made with this layer.
+    pub template_model: ModelId,
 }
 
 fn inference(e: impl std::fmt::Display) -> FaceError {
@@ -85,12 +99,37 @@ impl Embedder {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| FaceError::Model(format!("cannot load embedding network: {e}")))?;
-        Ok(Embedder { plan, model_id: ModelId::of_file_bytes(bytes), precision })
+        let id = ModelId::of_file_bytes(bytes);
+        Ok(Embedder { plan, model_id: id, network_id: id, precision, last_layer: None })
     }
 
-    /// sha256 of the model file: templates made with another model are not comparable.
+    /// Loads an ONNX model from memory with `layer` in place of its last layer.
+    pub fn with_last_layer(bytes: &[u8], precision: Precision, layer: LastLayer) -> Result<Self, FaceError> {
+        if layer.weights.len() != EMBEDDING_DIM * POOLED_DIM || layer.weights.iter().any(|w| !w.is_finite()) {
+            return Err(FaceError::Model(format!(
+                "a last layer needs {EMBEDDING_DIM}×{POOLED_DIM} finite weights, got {}",
+                layer.weights.len()
+            )));
+        }
+        let (plan, _) = cut_before_last_layer(bytes)?;
+        Ok(Embedder {
+            plan,
+            model_id: layer.template_model,
+            network_id: ModelId::of_file_bytes(bytes),
+            precision,
+            last_layer: Some(layer.weights),
+        })
+    }
+
+    /// sha256 of the model file (or a retrained last layer's template id):
+    /// templates made with another model are not comparable.
     pub fn model_id(&self) -> ModelId {
         self.model_id
+    }
+
+    /// sha256 of the network's file, with or without a retrained last layer.
+    pub fn network_id(&self) -> ModelId {
+        self.network_id
     }
 
     /// The precision this embedder runs.
@@ -114,7 +153,13 @@ impl Embedder {
 
     /// Embeds one aligned chip, or its mirror image (no flipped copy is made).
     pub fn embed_chip(&self, chip: &RgbImage, mirrored: bool) -> Result<Embedding, FaceError> {
-        run_chip(&self.plan, chip, mirrored)
+        match &self.last_layer {
+            None => run_chip(&self.plan, chip, mirrored),
+            Some(w) => {
+                let pooled: [f32; POOLED_DIM] = run_chip(&self.plan, chip, mirrored)?;
+                Ok(std::array::from_fn(|r| w[r * POOLED_DIM..(r + 1) * POOLED_DIM].iter().zip(&pooled).map(|(a, b)| a * b).sum()))
+            }
+        }
     }
 }
 
@@ -157,43 +202,7 @@ pub struct PooledEmbedder {
 impl PooledEmbedder {
     /// Loads the network from memory, its output moved to the last layer's input.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FaceError> {
-        let model_error = |e: String| FaceError::Model(format!("cannot cut the embedding network before its last layer: {e}"));
-        let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| model_error(e.to_string()))?;
-        let graph = proto.graph.as_ref().ok_or_else(|| model_error("no graph".into()))?;
-        let producer = |name: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
-        // descriptors ← (Identity) ← MatMul(pooled, W).
-        let mut at = graph.output.first().map(|o| o.name.clone()).ok_or_else(|| model_error("no output".into()))?;
-        let matmul = loop {
-            let node = producer(&at).ok_or_else(|| model_error(format!("nothing produces {at}")))?;
-            match node.op_type.as_str() {
-                "Identity" => at = node.input[0].clone(),
-                "MatMul" => break node,
-                other => return Err(model_error(format!("the output comes from {other}, not MatMul"))),
-            }
-        };
-        let weights = graph
-            .initializer
-            .iter()
-            .find(|t| t.name == matmul.input[1])
-            .ok_or_else(|| model_error(format!("the last layer's weights {} are not a constant", matmul.input[1])))?;
-        let last_layer: Vec<f32> = if weights.float_data.is_empty() {
-            weights.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
-        } else {
-            weights.float_data.clone()
-        };
-        if weights.dims != [POOLED_DIM as i64, EMBEDDING_DIM as i64] || last_layer.len() != POOLED_DIM * EMBEDDING_DIM {
-            return Err(model_error(format!("last layer of shape {:?}, expected [{POOLED_DIM}, {EMBEDDING_DIM}]", weights.dims)));
-        }
-        let pooled = producer(&matmul.input[0]).map(|n| n.name.clone()).ok_or_else(|| model_error("no pooled node".into()))?;
-        let s = CHIP_SIZE as usize;
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
-            .and_then(|m| m.with_outputs_by_name([pooled.as_str()]))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| model_error(e.to_string()))?;
+        let (plan, last_layer) = cut_before_last_layer(bytes)?;
         Ok(PooledEmbedder { plan, last_layer, model_id: ModelId::of_file_bytes(bytes) })
     }
 
@@ -211,6 +220,50 @@ impl PooledEmbedder {
     pub fn model_id(&self) -> ModelId {
         self.model_id
     }
+}
+
+/// The network of `bytes` cut before its last layer (dlib's `fc_no_bias`,
+/// the MatMul that makes the output): a plan giving the pooled features, and
+/// that layer's weights, row-major `POOLED_DIM × EMBEDDING_DIM`.
+fn cut_before_last_layer(bytes: &[u8]) -> Result<(Arc<Plan>, Vec<f32>), FaceError> {
+    let model_error = |e: String| FaceError::Model(format!("cannot cut the embedding network before its last layer: {e}"));
+    let onnx = tract_onnx::onnx();
+    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| model_error(e.to_string()))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| model_error("no graph".into()))?;
+    let producer = |name: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
+    // descriptors ← (Identity) ← MatMul(pooled, W).
+    let mut at = graph.output.first().map(|o| o.name.clone()).ok_or_else(|| model_error("no output".into()))?;
+    let matmul = loop {
+        let node = producer(&at).ok_or_else(|| model_error(format!("nothing produces {at}")))?;
+        match node.op_type.as_str() {
+            "Identity" => at = node.input[0].clone(),
+            "MatMul" => break node,
+            other => return Err(model_error(format!("the output comes from {other}, not MatMul"))),
+        }
+    };
+    let weights = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == matmul.input[1])
+        .ok_or_else(|| model_error(format!("the last layer's weights {} are not a constant", matmul.input[1])))?;
+    let last_layer: Vec<f32> = if weights.float_data.is_empty() {
+        weights.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    } else {
+        weights.float_data.clone()
+    };
+    if weights.dims != [POOLED_DIM as i64, EMBEDDING_DIM as i64] || last_layer.len() != POOLED_DIM * EMBEDDING_DIM {
+        return Err(model_error(format!("last layer of shape {:?}, expected [{POOLED_DIM}, {EMBEDDING_DIM}]", weights.dims)));
+    }
+    let pooled = producer(&matmul.input[0]).map(|n| n.name.clone()).ok_or_else(|| model_error("no pooled node".into()))?;
+    let s = CHIP_SIZE as usize;
+    let plan = onnx
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
+        .and_then(|m| m.with_outputs_by_name([pooled.as_str()]))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| model_error(e.to_string()))?;
+    Ok((plan, last_layer))
 }
 
 /// tract's hand-written AVX kernels return with the upper halves of the vector

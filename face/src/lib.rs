@@ -19,7 +19,7 @@ pub mod model_files;
 pub mod pipeline;
 pub mod resize;
 
-pub use embed::{Embedder, Precision};
+pub use embed::{Embedder, LastLayer, Precision};
 pub use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};
 pub use landmarks::{LandmarkModel, Landmarks};

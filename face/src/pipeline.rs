@@ -5,7 +5,7 @@ use crate::detect::cnn::CnnDetector;
 use crate::detect::hog::HogDetector;
 use crate::detect::yunet::YunetDetector;
 use crate::detect::Detection;
-use crate::embed::{Embedder, Embedding, Precision};
+use crate::embed::{Embedder, Embedding, LastLayer, Precision};
 use crate::geometry::Rect;
 use crate::landmarks::{LandmarkModel, Landmarks};
 use crate::model_files::ModelDir;
@@ -155,7 +155,23 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads the models from `models_dir`, each checked against its MANIFEST.
     pub fn load(models_dir: &Path, precision: Precision, config: PipelineConfig) -> Result<Self, FaceError> {
+        Self::load_with_last_layer(models_dir, precision, config, None)
+    }
+
+    /// [`Pipeline::load`], with a retrained last layer in place of the
+    /// network's own when one is given (its embeddings carry its own model id).
+    pub fn load_with_last_layer(
+        models_dir: &Path,
+        precision: Precision,
+        config: PipelineConfig,
+        last_layer: Option<LastLayer>,
+    ) -> Result<Self, FaceError> {
         let dir = ModelDir::open(models_dir)?;
+        let network = dir.read(precision.file_name())?;
+        let embedder = match last_layer {
+            None => Embedder::from_bytes(&network, precision)?,
+            Some(layer) => Embedder::with_last_layer(&network, precision, layer)?,
+        };
         let cnn = match config.detector {
             DetectorKind::Cnn => Some(CnnDetector::from_bytes(&dir.read(CNN_DETECTOR_FILE)?)?),
             _ => None,
@@ -169,7 +185,7 @@ impl Pipeline {
             cnn,
             yunet,
             landmarks: LandmarkModel::from_bytes(&dir.read(LANDMARKS_FILE)?)?,
-            embedder: Embedder::from_bytes(&dir.read(precision.file_name())?, precision)?,
+            embedder,
             config,
         })
     }

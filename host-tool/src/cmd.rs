@@ -7,10 +7,11 @@ use anyhow::{bail, Context, Result};
 use facegate_core::matching::THRESHOLD_DOOR;
 use facegate_core::{hex, ModelId};
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
-use facegate_face::{Embedding, Pipeline, PipelineConfig, Precision};
+use facegate_face::{Embedding, LastLayer, Pipeline, PipelineConfig, Precision};
 use facegate_protocol::message::{EnrollResult, MatchReply, NewPerson, WireTemplate};
 use facegate_protocol::{Request, Response, CHUNK};
 use facegate_provision::wire::log_event_json;
+use facegate_train::MetricHead;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -51,22 +52,42 @@ impl Global {
         })
     }
 
+    /// The `--metric` file, checked against the network of `precision`.
+    fn metric_file(&self, precision: Precision) -> Result<Option<MetricHead>> {
+        let Some(path) = self.metric.as_deref() else { return Ok(None) };
+        let network = facegate_face::Embedder::model_id_of(&self.models()?, precision)?;
+        let head = MetricHead::load(path, &network).with_context(|| format!("loading the metric {}", path.display()))?;
+        Ok(Some(head))
+    }
+
     /// The target of a gallery command.
     pub fn target(&self) -> Result<Target> {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
-                let model = facegate_face::Embedder::model_id_of(&self.models()?, Precision::Int8)?;
-                let metric = self
-                    .metric
-                    .as_deref()
-                    .map(|m| {
-                        facegate_train::MetricHead::load(m, &model)
-                            .and_then(|h| h.require_head(m))
-                            .with_context(|| format!("loading the metric {}", m.display()))
-                    })
-                    .transpose()?;
+                let metric = self.metric_file(Precision::Int8)?;
                 let threshold = self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(THRESHOLD_DOOR);
-                Ok(Target::File(target::open_file(path, model, threshold, metric)?))
+                match metric {
+                    // A last layer makes new embeddings: the gallery must hold
+                    // templates made with it, and nothing is mapped.
+                    Some(layer) if layer.is_last_layer() => {
+                        let model = layer.template_model();
+                        let file = target::open_file(path, model, threshold, None)?;
+                        let found = file.home().read().model_id();
+                        if found != model {
+                            bail!(
+                                "{} holds templates of model {found}, not of the retrained last layer in {} (model {model}): \
+                                 its people must be enrolled again, into a new gallery file, with this --metric",
+                                path.display(),
+                                self.metric.as_deref().unwrap_or(Path::new("")).display()
+                            );
+                        }
+                        Ok(Target::File(file))
+                    }
+                    metric => {
+                        let model = facegate_face::Embedder::model_id_of(&self.models()?, Precision::Int8)?;
+                        Ok(Target::File(target::open_file(path, model, threshold, metric)?))
+                    }
+                }
             }
             (None, Some(port)) => Ok(Target::Device(Box::new(target::connect_paired(port, self.baud, self.timeout)?))),
             (Some(_), Some(_)) => bail!("give --port or --gallery, not both"),
@@ -188,16 +209,33 @@ pub fn status(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// A pipeline whose model matches the target's (int8 or f32).
-pub fn pipeline_for(models: &Path, model: ModelId) -> Result<Pipeline> {
+/// A pipeline whose model matches the target's (int8 or f32, with the
+/// retrained last layer of `--metric` when the target's templates come from it).
+pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
+    let models = g.models()?;
+    let metric = match g.metric.as_deref() {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading the metric {}", path.display()))?;
+            Some(MetricHead::from_bytes(&bytes, path)?)
+        }
+        None => None,
+    };
     for precision in [Precision::Int8, Precision::F32] {
-        if facegate_face::Embedder::model_id_of(models, precision).ok() == Some(model) {
-            return Pipeline::load(models, precision, PipelineConfig::default())
+        let network = facegate_face::Embedder::model_id_of(&models, precision).ok();
+        if network == Some(model) {
+            return Pipeline::load(&models, precision, PipelineConfig::default())
+                .with_context(|| format!("loading models from {}", models.display()));
+        }
+        let made_by = |m: &MetricHead| m.is_last_layer() && Some(m.meta.base_model) == network && m.template_model() == model;
+        if let Some(m) = metric.clone().filter(made_by) {
+            let layer = LastLayer { template_model: m.template_model(), weights: m.weights };
+            return Pipeline::load_with_last_layer(&models, precision, PipelineConfig::default(), Some(layer))
                 .with_context(|| format!("loading models from {}", models.display()));
         }
     }
     bail!(
-        "no model in {} matches the target's model {model} (hint: use the host-tool release that matches the device, or --models)",
+        "no model in {} matches the target's model {model} (hint: use the host-tool release that matches the device, or --models; \
+         a door running a retrained last layer needs the same file here as --metric)",
         models.display()
     )
 }
@@ -295,7 +333,7 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
         bail!("give at least one photo (hint: three or more photos, in different light, make the best templates)");
     }
     let model = t.model();
-    let pipeline = pipeline_for(&g.models()?, model)?;
+    let pipeline = pipeline_for(g, model)?;
     let (templates, report) = templates_from_photos(g, &pipeline, photos_in)?;
     if templates.is_empty() {
         bail!(
@@ -438,7 +476,7 @@ fn match_photos(
         bail!("give at least one photo");
     }
     let mut t = g.target()?;
-    let pipeline = pipeline_for(&g.models()?, t.model())?;
+    let pipeline = pipeline_for(g, t.model())?;
     let mut failed = 0;
     for photo in photos {
         let m = match_photo(&mut t, &pipeline, photo, ask)?;

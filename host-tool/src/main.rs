@@ -45,9 +45,11 @@ struct Cli {
     /// uses its own setting) [default: 0.52, or the --metric file's threshold].
     #[arg(long, global = true)]
     threshold: Option<f32>,
-    /// A trained metric (`host-tool train`) for verify and identify on a
-    /// gallery file; a device uses its own `recognition.metric`.
-    #[arg(long, global = true, requires = "gallery")]
+    /// A trained metric (`host-tool train`). A head: verify and identify on a
+    /// gallery file use it (a device matches with its own `recognition.metric`).
+    /// A retrained last layer also makes the templates, for a gallery file or a
+    /// device that runs the same file.
+    #[arg(long, global = true)]
     metric: Option<PathBuf>,
     /// Directory with the model files and their MANIFEST (default: models/ beside
     /// the program, then the user's and the system's data directory).

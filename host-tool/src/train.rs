@@ -16,8 +16,8 @@ pub enum Kind {
     /// A linear map on the embedding (galleries keep their templates).
     Head,
     /// The network's last layer (256 pooled features → 128), retrained on
-    /// pooled features; new embeddings, so galleries need re-enrolment (the
-    /// device cannot run such a file yet).
+    /// pooled features; new embeddings with their own model id, so galleries
+    /// are enrolled again with the file.
     LastLayer,
 }
 

@@ -104,10 +104,23 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     assert_eq!(trained["features"]["photos"], 160);
     let file = facegate_train::MetricHead::load(&layer, &trained["base_model"].as_str().unwrap().parse().unwrap()).unwrap();
     assert_eq!(file.inputs(), 256);
-    // Offline matching maps embeddings: a last-layer file is refused there, plainly.
+    // A last layer makes new embeddings: a gallery enrolled without it is refused, plainly…
     let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&layer), "identify", &photo(3)]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && stderr.contains("only a metric head"), "{stderr}");
+    assert!(!refused.status.success() && stderr.contains("enrolled again"), "{stderr}");
+    // …and one enrolled with it finds its person (the threshold is given: two
+    // epochs on four validation people make no threshold worth testing).
+    let layered = s(&dir.path().join("layered.fg"));
+    let with_layer = |args: &[&str]| host_tool(&[&["--gallery", &layered, "--metric", &s(&layer)], args].concat());
+    let enrolled = with_layer(&["enroll", p, &photo(1), &photo(2)]);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let found = with_layer(&["--threshold", "0.6", "--json", "identify", &photo(3), &photo(4)]);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    let found: Vec<Value> = facegate_testkit::json_lines(&found.stdout);
+    assert!(found.len() == 2 && found.iter().all(|f| f["name"] == p.as_str()), "{found:?}");
+    // Without the file, that gallery's templates match no model here.
+    let plain = host_tool(&["--gallery", &layered, "identify", &photo(3)]);
+    assert!(!plain.status.success() && String::from_utf8_lossy(&plain.stderr).contains("--metric"));
     // The embedding cache is not mistaken for pooled features.
     let mixed = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
     assert!(!mixed.status.success() && String::from_utf8_lossy(&mixed.stderr).contains("feature cache made for"));

@@ -89,16 +89,9 @@ impl MetricHead {
         }
     }
 
-    /// Refuses a file that is not a metric head where embeddings are mapped
-    /// (a last layer needs the network's pooled features, not embeddings).
-    pub fn require_head(self, path: &Path) -> Result<Self, TrainError> {
-        match self.meta.kind.as_str() {
-            "head" => Ok(self),
-            kind => Err(TrainError::Corrupt {
-                path: path.to_path_buf(),
-                why: format!("a {kind} file replaces the network's last layer; only a metric head (`host-tool train --kind head`) can be used here"),
-            }),
-        }
+    /// Whether this file replaces the network's last layer (else it maps embeddings).
+    pub fn is_last_layer(&self) -> bool {
+        self.meta.kind == "last-layer"
     }
 
     /// How many values W maps from (128 for a head, 256 for a last layer).
