@@ -1,0 +1,43 @@
+//! A site of many facegate doors, kept in sync through an MQTT broker.
+//!
+//! - [`rules`]: people's access (groups, validity), doors, weekly schedules,
+//!   and the decision with the rule that denied;
+//! - [`keys`]: the admin key that signs every record and the data key that
+//!   seals every template;
+//! - [`records`]: what is published on which topic;
+//! - [`replica`]: the administrator's state as messages, and a door's copy
+//!   rebuilt from them, applied only when complete.
+//!
+//! No network here: the device and the host tool carry the messages.
+
+#![warn(missing_docs)]
+
+pub mod keys;
+pub mod records;
+pub mod replica;
+pub mod rules;
+
+pub use keys::{AdminKey, DataKey, SitePublicKey};
+pub use records::{Manifest, PersonRecord, Topics};
+pub use replica::{Received, Replica, SitePerson, SiteState, Snapshot};
+pub use rules::{Access, Denial, Door, Group, Rules, Schedule, WeeklyWindow};
+
+/// What can go wrong with site records.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// A message without the site's signature envelope.
+    #[error("not a signed site record")]
+    NotSigned,
+    /// A signature that does not verify: another key, another topic, or altered bytes.
+    #[error("the signature does not verify with the site's key (another key, another topic, or altered bytes)")]
+    BadSignature,
+    /// Sealed bytes that do not open with the site's data key.
+    #[error("sealed templates do not open with this site's data key")]
+    Unsealable,
+    /// A value that breaks the site's rules or format.
+    #[error("{0}")]
+    Invalid(String),
+    /// The system's random source failed.
+    #[error("no random bytes: {0}")]
+    Random(String),
+}

@@ -1,0 +1,217 @@
+//! What a site publishes, and where.
+//!
+//! Under `facegate/<site>/`, all retained, all signed by the admin key:
+//! - `people/<id>`: one [`PersonRecord`] per person (templates sealed with
+//!   the data key); an empty retained message clears a removed person;
+//! - `manifest`: the [`Manifest`], the site's whole state but the faces:
+//!   its version, the rules, and the digest of every person's record. A door
+//!   applies a version only when it holds exactly the records the manifest
+//!   lists, so a door that was away drops whoever was removed meanwhile.
+//!
+//! Doors publish under `doors/<door>/`: `status` (retained, with the broker's
+//! last will saying offline) and `events` (at least once, each with its
+//! sequence number).
+
+use crate::keys::DataKey;
+use crate::rules::{Access, Rules};
+use crate::SiteError;
+use facegate_core::{Embedding, EMBEDDING_DIM};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The topics of one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    base: String,
+}
+
+/// Whether `name` may be a site, door or person id: a topic level that needs
+/// no escaping (letters, digits, `-`, `_`, `.`; 1–64 characters).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), SiteError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(SiteError::Invalid(format!("{what} {name:?}: use 1–64 letters, digits, '-', '_' or '.'")))
+    }
+}
+
+impl Topics {
+    /// The topics of site `site`.
+    pub fn new(site: &str) -> Result<Self, SiteError> {
+        check_name("site name", site)?;
+        Ok(Topics { base: format!("facegate/{site}") })
+    }
+
+    /// The manifest's topic.
+    pub fn manifest(&self) -> String {
+        format!("{}/manifest", self.base)
+    }
+
+    /// A person's record topic.
+    pub fn person(&self, id: &str) -> String {
+        format!("{}/people/{id}", self.base)
+    }
+
+    /// Every person's record (a subscription filter).
+    pub fn people(&self) -> String {
+        format!("{}/people/+", self.base)
+    }
+
+    /// The person id of a record topic.
+    pub fn person_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic.strip_prefix(self.base.as_str())?.strip_prefix("/people/").filter(|id| valid_name(id))
+    }
+
+    /// A door's status topic (retained; the last will says offline).
+    pub fn status(&self, door: &str) -> String {
+        format!("{}/doors/{door}/status", self.base)
+    }
+
+    /// A door's events topic.
+    pub fn events(&self, door: &str) -> String {
+        format!("{}/doors/{door}/events", self.base)
+    }
+
+    /// Every door's status (a subscription filter).
+    pub fn all_status(&self) -> String {
+        format!("{}/doors/+/status", self.base)
+    }
+
+    /// Every door's events (a subscription filter).
+    pub fn all_events(&self) -> String {
+        format!("{}/doors/+/events", self.base)
+    }
+
+    /// The door named in a door topic.
+    pub fn door_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic.strip_prefix(self.base.as_str())?.strip_prefix("/doors/")?.split('/').next()
+    }
+}
+
+/// One person as the site publishes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonRecord {
+    /// Stable id (the topic level); names can change.
+    pub id: String,
+    /// Display name, as events show it.
+    pub name: String,
+    /// Groups and validity window.
+    pub access: Access,
+    /// The templates, sealed with the site's data key (see [`PersonRecord::templates`]).
+    pub sealed_templates: Vec<u8>,
+}
+
+fn template_context(site: &str, id: &str) -> Vec<u8> {
+    format!("facegate templates\0{site}\0{id}").into_bytes()
+}
+
+impl PersonRecord {
+    /// A record whose templates are sealed for `site` with `data`.
+    pub fn new(
+        site: &str,
+        id: &str,
+        name: &str,
+        access: Access,
+        templates: &[Embedding],
+        data: &DataKey,
+    ) -> Result<Self, SiteError> {
+        check_name("person id", id)?;
+        if templates.is_empty() {
+            return Err(SiteError::Invalid(format!("person {id:?} has no template")));
+        }
+        let flat: Vec<f32> = templates.iter().flatten().copied().collect();
+        let plain = postcard::to_allocvec(&flat).map_err(|e| SiteError::Invalid(e.to_string()))?;
+        let sealed_templates = data.seal(&template_context(site, id), &plain)?;
+        Ok(PersonRecord { id: id.into(), name: name.into(), access, sealed_templates })
+    }
+
+    /// The templates, opened with the site's data key.
+    pub fn templates(&self, site: &str, data: &DataKey) -> Result<Vec<Embedding>, SiteError> {
+        let plain = data.open(&template_context(site, &self.id), &self.sealed_templates)?;
+        let flat: Vec<f32> = postcard::from_bytes(&plain).map_err(|_| SiteError::Unsealable)?;
+        if flat.is_empty() || !flat.len().is_multiple_of(EMBEDDING_DIM) || flat.iter().any(|v| !v.is_finite()) {
+            return Err(SiteError::Invalid(format!("person {:?}: templates of {} values", self.id, flat.len())));
+        }
+        Ok(flat.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect())
+    }
+
+    /// The record's bytes, as signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a record serialises")
+    }
+
+    /// A record from its bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SiteError> {
+        postcard::from_bytes(bytes).map_err(|e| SiteError::Invalid(format!("person record: {e}")))
+    }
+}
+
+/// The site's whole state but the faces, at one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The site's name.
+    pub site: String,
+    /// Grows by one with every change; a door never goes back.
+    pub version: u64,
+    /// When it was issued (Unix seconds).
+    pub issued_at: i64,
+    /// Groups, doors, schedules and time zone.
+    pub rules: Rules,
+    /// Every person: id → sha256 of their signed record message.
+    pub people: BTreeMap<String, [u8; 32]>,
+}
+
+impl Manifest {
+    /// The manifest's bytes, as signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a manifest serialises")
+    }
+
+    /// A manifest from its bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SiteError> {
+        postcard::from_bytes(bytes).map_err(|e| SiteError::Invalid(format!("manifest: {e}")))
+    }
+}
+
+/// The digest a manifest lists for a signed record message.
+pub fn digest(message: &[u8]) -> [u8; 32] {
+    Sha256::digest(message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_travel_sealed_and_come_back_bit_for_bit() {
+        let data = DataKey::generate().unwrap();
+        let t: Vec<Embedding> = (0..3).map(|k| std::array::from_fn(|i| ((i * 7 + k) as f32).sin() * 0.1)).collect();
+        let r = PersonRecord::new("hq", "p-001", "Ada", Access::default(), &t, &data).unwrap();
+        let back = PersonRecord::from_bytes(&r.to_bytes()).unwrap();
+        assert_eq!(back.templates("hq", &data).unwrap(), t);
+        let plain: Vec<u8> = t[0][..8].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(!r.to_bytes().windows(plain.len()).any(|w| w == plain), "no plain template in the record");
+        assert!(back.templates("other-site", &data).is_err(), "sealed for one site");
+        let moved = PersonRecord { id: "p-002".into(), ..back.clone() };
+        assert!(moved.templates("hq", &data).is_err(), "sealed for one person");
+        assert!(PersonRecord::new("hq", "p 1", "Bad", Access::default(), &t, &data).is_err(), "a topic level with a space");
+        assert!(PersonRecord::new("hq", "p-003", "Nobody", Access::default(), &[], &data).is_err());
+        assert!(PersonRecord::from_bytes(b"\xff\xff garbage").is_err());
+    }
+
+    #[test]
+    fn topics_name_and_parse_their_levels() {
+        let t = Topics::new("hq").unwrap();
+        assert_eq!(t.person_of(&t.person("p-1")), Some("p-1"));
+        assert_eq!(t.person_of("facegate/other/people/p-1"), None);
+        assert_eq!(t.person_of("facegate/hq/people/a/b"), None);
+        assert_eq!(t.door_of(&t.status("front")), Some("front"));
+        assert_eq!(t.door_of(&t.events("lab")), Some("lab"));
+        assert!(Topics::new("a/b").is_err() && Topics::new("#").is_err() && Topics::new("").is_err());
+    }
+}

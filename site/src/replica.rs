@@ -1,0 +1,197 @@
+//! Both ends of a site's state on the broker: what the administrator
+//! publishes ([`SiteState::messages`]) and a door's copy built from what it
+//! receives ([`Replica`]).
+//!
+//! A door applies a version only when it holds the signed manifest and
+//! exactly the signed records it lists. So duplicate, reordered or replayed
+//! messages change nothing (an older version is never applied again), a
+//! message signed with another key is refused, and a door back from an
+//! outage converges on the retained state, removals included.
+
+use crate::keys::{AdminKey, DataKey, SitePublicKey};
+use crate::records::{digest, Manifest, PersonRecord, Topics};
+use crate::rules::{Access, Rules};
+use crate::SiteError;
+use facegate_core::Embedding;
+use std::collections::{BTreeMap, HashMap};
+
+/// The administrator's view: the whole site at one version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteState {
+    /// The site's name.
+    pub name: String,
+    /// The current version.
+    pub version: u64,
+    /// Groups, doors, schedules, time zone.
+    pub rules: Rules,
+    /// Every person's record by id (templates already sealed).
+    pub people: BTreeMap<String, PersonRecord>,
+}
+
+impl SiteState {
+    /// The retained messages that bring a broker to this state: every
+    /// person's signed record, then the signed manifest that lists them.
+    /// Signing is deterministic, so publishing twice sends the same bytes.
+    pub fn messages(&self, admin: &AdminKey, issued_at: i64) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
+        self.rules.validate()?;
+        let topics = Topics::new(&self.name)?;
+        let mut out = Vec::with_capacity(self.people.len() + 1);
+        let mut listed = BTreeMap::new();
+        for (id, record) in &self.people {
+            let topic = topics.person(id);
+            let message = admin.sign(&topic, &record.to_bytes());
+            listed.insert(id.clone(), digest(&message));
+            out.push((topic, message));
+        }
+        let manifest =
+            Manifest { site: self.name.clone(), version: self.version, issued_at, rules: self.rules.clone(), people: listed };
+        out.push((topics.manifest(), admin.sign(&topics.manifest(), &manifest.to_bytes())));
+        Ok(out)
+    }
+}
+
+/// One person of an applied version, templates opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SitePerson {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Groups and validity window.
+    pub access: Access,
+    /// Templates.
+    pub templates: Vec<Embedding>,
+}
+
+/// A complete version, ready to apply in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The version.
+    pub version: u64,
+    /// The rules.
+    pub rules: Rules,
+    /// Everybody, by id.
+    pub people: Vec<SitePerson>,
+}
+
+/// What a message did to a [`Replica`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A newer manifest, now waiting for its records.
+    Manifest(u64),
+    /// A manifest at or below what is applied or pending: ignored.
+    StaleManifest(u64),
+    /// A person's record, held.
+    Person(String),
+    /// A person's record cleared (removed from the site).
+    Cleared(String),
+    /// A topic this replica does not follow.
+    Ignored,
+}
+
+/// A door's copy of the site, built from verified messages.
+pub struct Replica {
+    topics: Topics,
+    site: String,
+    public: SitePublicKey,
+    data: DataKey,
+    applied: u64,
+    manifest: Option<Manifest>,
+    people: HashMap<String, ([u8; 32], PersonRecord)>,
+}
+
+impl Replica {
+    /// A replica of `site` verifying with `public`, opening templates with
+    /// `data`, with `applied` the version the door already holds.
+    pub fn new(site: &str, public: SitePublicKey, data: DataKey, applied: u64) -> Result<Self, SiteError> {
+        Ok(Replica {
+            topics: Topics::new(site)?,
+            site: site.into(),
+            public,
+            data,
+            applied,
+            manifest: None,
+            people: HashMap::new(),
+        })
+    }
+
+    /// The site's topics.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The version applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Takes one message from the broker. A message that is not signed by
+    /// the site's key, or does not decode, is refused with an error and
+    /// changes nothing.
+    pub fn receive(&mut self, topic: &str, payload: &[u8]) -> Result<Received, SiteError> {
+        if topic == self.topics.manifest() {
+            let manifest = Manifest::from_bytes(self.public.open(topic, payload)?)?;
+            if manifest.site != self.site {
+                return Err(SiteError::Invalid(format!("a manifest of site {:?} on {topic}", manifest.site)));
+            }
+            let newest = self.manifest.as_ref().map_or(self.applied, |m| m.version.max(self.applied));
+            if manifest.version <= newest {
+                return Ok(Received::StaleManifest(manifest.version));
+            }
+            manifest.rules.validate()?;
+            let version = manifest.version;
+            self.manifest = Some(manifest);
+            return Ok(Received::Manifest(version));
+        }
+        let Some(id) = self.topics.person_of(topic) else { return Ok(Received::Ignored) };
+        if payload.is_empty() {
+            self.people.remove(id);
+            return Ok(Received::Cleared(id.to_string()));
+        }
+        let record = PersonRecord::from_bytes(self.public.open(topic, payload)?)?;
+        if record.id != id {
+            return Err(SiteError::Invalid(format!("the record of {:?} arrived on {topic}", record.id)));
+        }
+        self.people.insert(id.to_string(), (digest(payload), record));
+        Ok(Received::Person(id.to_string()))
+    }
+
+    /// The pending manifest's version and how many of its records are not
+    /// held yet (in their listed form); `None` when nothing newer is pending.
+    pub fn pending(&self) -> Option<(u64, usize)> {
+        let m = self.manifest.as_ref().filter(|m| m.version > self.applied)?;
+        let missing = m.people.iter().filter(|(id, d)| self.people.get(*id).is_none_or(|(held, _)| held != *d)).count();
+        Some((m.version, missing))
+    }
+
+    /// The pending version when every record it lists is held: opened and
+    /// ready to apply. `Ok(None)` while something is missing or nothing is
+    /// pending; an error when a listed record cannot be opened (the door's
+    /// data key is not the site's).
+    pub fn complete(&self) -> Result<Option<Snapshot>, SiteError> {
+        match self.pending() {
+            Some((_, 0)) => {}
+            _ => return Ok(None),
+        }
+        let m = self.manifest.as_ref().expect("pending");
+        let people = m
+            .people
+            .keys()
+            .map(|id| {
+                let (_, r) = &self.people[id];
+                Ok(SitePerson {
+                    id: id.clone(),
+                    name: r.name.clone(),
+                    access: r.access.clone(),
+                    templates: r.templates(&self.site, &self.data)?,
+                })
+            })
+            .collect::<Result<_, SiteError>>()?;
+        Ok(Some(Snapshot { version: m.version, rules: m.rules.clone(), people }))
+    }
+
+    /// Records that `version` is applied (after the door saved it).
+    pub fn mark_applied(&mut self, version: u64) {
+        self.applied = self.applied.max(version);
+    }
+}

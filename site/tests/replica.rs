@@ -1,0 +1,207 @@
+//! A door's replica against the administrator's messages, delivered the way a
+//! broker may deliver them: late, twice, out of order, replayed, forged.
+
+use facegate_core::Embedding;
+use facegate_site::{
+    Access, AdminKey, DataKey, Door, Group, PersonRecord, Received, Replica, Rules, SiteError, SiteState, Snapshot,
+};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+struct Site {
+    admin: AdminKey,
+    data: DataKey,
+    state: SiteState,
+}
+
+fn template(seed: usize) -> Embedding {
+    std::array::from_fn(|i| ((i * 31 + seed * 17) as f32).sin() * 0.1)
+}
+
+impl Site {
+    fn new() -> Self {
+        let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
+        rules.groups.insert("staff".into(), Group::default());
+        rules.doors.insert("front".into(), Door { groups: ["staff".to_string()].into(), schedule: None });
+        let state = SiteState { name: "hq".into(), version: 0, rules, people: BTreeMap::new() };
+        Site { admin: AdminKey::generate().unwrap(), data: DataKey::generate().unwrap(), state }
+    }
+
+    fn enrol(&mut self, id: &str, seed: usize) {
+        let access = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+        let t = [template(seed), template(seed + 1000)];
+        let r = PersonRecord::new("hq", id, &format!("Person {id}"), access, &t, &self.data).unwrap();
+        self.state.people.insert(id.into(), r);
+        self.state.version += 1;
+    }
+
+    fn remove(&mut self, id: &str) -> (String, Vec<u8>) {
+        self.state.people.remove(id);
+        self.state.version += 1;
+        (format!("facegate/hq/people/{id}"), Vec::new())
+    }
+
+    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        self.state.messages(&self.admin, 0).unwrap()
+    }
+
+    fn replica(&self) -> Replica {
+        Replica::new("hq", self.admin.public(), self.data.clone(), 0).unwrap()
+    }
+}
+
+/// Feeds `messages`, applying every complete version as a door does; the last applied.
+fn feed(replica: &mut Replica, messages: &[(String, Vec<u8>)]) -> Option<Snapshot> {
+    let mut last = None;
+    for (topic, payload) in messages {
+        replica.receive(topic, payload).unwrap();
+        if let Some(s) = replica.complete().unwrap() {
+            replica.mark_applied(s.version);
+            last = Some(s);
+        }
+    }
+    last
+}
+
+fn ids(s: &Snapshot) -> Vec<&str> {
+    s.people.iter().map(|p| p.id.as_str()).collect()
+}
+
+#[test]
+fn a_door_applies_a_version_only_when_it_holds_every_record_the_manifest_lists() {
+    let mut site = Site::new();
+    (0..3).for_each(|i| site.enrol(&format!("p{i}"), i));
+    let messages = site.messages();
+    let mut door = site.replica();
+    // The manifest first: it waits for its three records.
+    let (manifest, records) = messages.split_last().unwrap();
+    assert_eq!(door.receive(&manifest.0, &manifest.1).unwrap(), Received::Manifest(3));
+    assert_eq!(door.pending(), Some((3, 3)));
+    assert!(door.complete().unwrap().is_none());
+    let snapshot = feed(&mut door, records).unwrap();
+    assert_eq!(snapshot.version, 3);
+    assert_eq!(ids(&snapshot), ["p0", "p1", "p2"]);
+    assert_eq!(snapshot.people[1].templates, vec![template(1), template(1001)]);
+    // The same messages again change nothing.
+    assert!(feed(&mut door, &messages).is_none());
+    assert_eq!(door.applied(), 3);
+}
+
+#[test]
+fn a_door_that_was_away_drops_whoever_was_removed_meanwhile() {
+    let mut site = Site::new();
+    (0..4).for_each(|i| site.enrol(&format!("p{i}"), i));
+    let mut door = site.replica();
+    feed(&mut door, &site.messages()).unwrap();
+    // Away: p1 removed, p9 enrolled. Back: the broker's retained state only
+    // (p1's record cleared, the others and the new manifest).
+    site.remove("p1");
+    site.enrol("p9", 9);
+    let mut retained = vec![("facegate/hq/people/p1".to_string(), Vec::new())];
+    retained.extend(site.messages());
+    let s = feed(&mut door, &retained).unwrap();
+    assert_eq!(ids(&s), ["p0", "p2", "p3", "p9"]);
+    // Even when p1's clearing never arrives, the manifest leaves p1 out.
+    let mut other = site.replica();
+    let mut old = Site { state: site.state.clone(), ..Site::new() };
+    old.admin = AdminKey::from_bytes(&site.admin.to_bytes());
+    old.data = site.data.clone();
+    old.enrol("p1", 1);
+    let stale_p1 = old.messages().into_iter().find(|(t, _)| t.ends_with("/p1")).unwrap();
+    let mut mixed = vec![stale_p1];
+    mixed.extend(site.messages());
+    assert_eq!(ids(&feed(&mut other, &mixed).unwrap()), ["p0", "p2", "p3", "p9"]);
+}
+
+#[test]
+fn a_replayed_older_manifest_is_never_applied_again() {
+    let mut site = Site::new();
+    site.enrol("p0", 0);
+    let v1 = site.messages();
+    let (_, removal) = (site.enrol("p1", 1), site.remove("p0"));
+    let v3 = site.messages();
+    let mut door = site.replica();
+    feed(&mut door, &v3).unwrap();
+    assert_eq!(door.applied(), 3);
+    // An attacker (or a confused broker) replays version 1 with p0's record.
+    let (manifest, _) = v1.split_last().unwrap();
+    door.receive(&removal.0, &removal.1).unwrap();
+    assert!(feed(&mut door, &v1).is_none());
+    assert_eq!(door.receive(&manifest.0, &manifest.1).unwrap(), Received::StaleManifest(1));
+    assert_eq!(door.applied(), 3);
+}
+
+#[test]
+fn a_record_signed_with_another_key_or_moved_to_another_topic_is_refused() {
+    let mut site = Site::new();
+    site.enrol("p0", 0);
+    let mut door = site.replica();
+    let mut intruder = Site::new();
+    intruder.data = site.data.clone(); // even knowing the data key
+    intruder.state.version = 99;
+    intruder.enrol("mallory", 7);
+    for (topic, payload) in intruder.messages() {
+        assert!(matches!(door.receive(&topic, &payload), Err(SiteError::BadSignature)), "{topic}");
+    }
+    assert_eq!(door.pending(), None);
+    // p0's genuine record replayed on p1's topic.
+    let genuine = site.messages();
+    let (_, p0) = &genuine[0];
+    assert!(matches!(door.receive("facegate/hq/people/p1", p0), Err(SiteError::BadSignature)));
+    assert!(matches!(door.receive("facegate/hq/manifest", b"garbage"), Err(SiteError::NotSigned)));
+    assert_eq!(door.receive("facegate/elsewhere/people/p0", p0).unwrap(), Received::Ignored);
+    assert!(feed(&mut door, &genuine).is_some());
+}
+
+#[test]
+fn a_door_with_another_data_key_cannot_open_templates_and_says_so() {
+    let mut site = Site::new();
+    site.enrol("p0", 0);
+    let mut door = Replica::new("hq", site.admin.public(), DataKey::generate().unwrap(), 0).unwrap();
+    for (topic, payload) in site.messages() {
+        door.receive(&topic, &payload).unwrap();
+    }
+    assert!(matches!(door.complete(), Err(SiteError::Unsealable)));
+    assert_eq!(door.applied(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Whatever order and duplication the broker delivers in, the door ends
+    /// on the newest version, with exactly its people.
+    #[test]
+    fn any_order_and_any_duplicates_converge_on_the_newest_version(
+        order in Just((0..24usize).collect::<Vec<_>>()).prop_shuffle(),
+        dups in proptest::collection::vec(0..24usize, 0..12),
+    ) {
+        let mut site = Site::new();
+        let mut all = Vec::new();
+        for i in 0..5 {
+            site.enrol(&format!("p{i}"), i);
+        }
+        all.extend(site.messages());
+        all.push(site.remove("p2"));
+        site.enrol("p7", 7);
+        all.extend(site.messages());
+        let final_ids: Vec<String> = site.state.people.keys().cloned().collect();
+        let final_version = site.state.version;
+        // A delivery: a shuffle of the sent messages, some twice, then the
+        // retained state again (what any reconnect gets).
+        let mut delivery: Vec<_> = order.iter().filter(|&&k| k < all.len()).map(|&k| all[k].clone()).collect();
+        delivery.extend(dups.iter().filter(|&&k| k < all.len()).map(|&k| all[k].clone()));
+        delivery.extend(site.messages());
+        let mut door = site.replica();
+        let mut applied = Vec::new();
+        for (topic, payload) in &delivery {
+            door.receive(topic, payload).unwrap();
+            if let Some(s) = door.complete().unwrap() {
+                door.mark_applied(s.version);
+                applied.push(s);
+            }
+        }
+        let last = applied.last().unwrap();
+        prop_assert_eq!(last.version, final_version);
+        prop_assert_eq!(last.people.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), final_ids);
+        prop_assert!(applied.windows(2).all(|w| w[0].version < w[1].version), "versions only grow");
+    }
+}
