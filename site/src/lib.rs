@@ -6,17 +6,20 @@
 //!   seals every template;
 //! - [`records`]: what is published on which topic;
 //! - [`replica`]: the administrator's state as messages, and a door's copy
-//!   rebuilt from them, applied only when complete.
+//!   rebuilt from them, applied only when complete;
+//! - [`door`]: a door's secrets and the rules it keeps on disk.
 //!
 //! No network here: the device and the host tool carry the messages.
 
 #![warn(missing_docs)]
 
+pub mod door;
 pub mod keys;
 pub mod records;
 pub mod replica;
 pub mod rules;
 
+pub use door::{DoorCopy, DoorSecrets};
 pub use keys::{AdminKey, DataKey, SitePublicKey};
 pub use records::{Manifest, PersonRecord, Topics};
 pub use replica::{Received, Replica, SitePerson, SiteState, Snapshot};

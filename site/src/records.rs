@@ -15,7 +15,7 @@
 use crate::keys::DataKey;
 use crate::rules::{Access, Rules};
 use crate::SiteError;
-use facegate_core::{Embedding, EMBEDDING_DIM};
+use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -160,6 +160,9 @@ pub struct Manifest {
     pub version: u64,
     /// When it was issued (Unix seconds).
     pub issued_at: i64,
+    /// The embedding model every template was made with; a door running
+    /// another model cannot use them and says so.
+    pub model: ModelId,
     /// Groups, doors, schedules and time zone.
     pub rules: Rules,
     /// Every person: id → sha256 of their signed record message.

@@ -12,7 +12,7 @@ use crate::keys::{AdminKey, DataKey, SitePublicKey};
 use crate::records::{digest, Manifest, PersonRecord, Topics};
 use crate::rules::{Access, Rules};
 use crate::SiteError;
-use facegate_core::Embedding;
+use facegate_core::{Embedding, ModelId};
 use std::collections::{BTreeMap, HashMap};
 
 /// The administrator's view: the whole site at one version.
@@ -22,6 +22,8 @@ pub struct SiteState {
     pub name: String,
     /// The current version.
     pub version: u64,
+    /// The embedding model of every template.
+    pub model: ModelId,
     /// Groups, doors, schedules, time zone.
     pub rules: Rules,
     /// Every person's record by id (templates already sealed).
@@ -43,8 +45,14 @@ impl SiteState {
             listed.insert(id.clone(), digest(&message));
             out.push((topic, message));
         }
-        let manifest =
-            Manifest { site: self.name.clone(), version: self.version, issued_at, rules: self.rules.clone(), people: listed };
+        let manifest = Manifest {
+            site: self.name.clone(),
+            version: self.version,
+            issued_at,
+            model: self.model,
+            rules: self.rules.clone(),
+            people: listed,
+        };
         out.push((topics.manifest(), admin.sign(&topics.manifest(), &manifest.to_bytes())));
         Ok(out)
     }
@@ -68,6 +76,8 @@ pub struct SitePerson {
 pub struct Snapshot {
     /// The version.
     pub version: u64,
+    /// The embedding model of every template.
+    pub model: ModelId,
     /// The rules.
     pub rules: Rules,
     /// Everybody, by id.
@@ -187,7 +197,7 @@ impl Replica {
                 })
             })
             .collect::<Result<_, SiteError>>()?;
-        Ok(Some(Snapshot { version: m.version, rules: m.rules.clone(), people }))
+        Ok(Some(Snapshot { version: m.version, model: m.model, rules: m.rules.clone(), people }))
     }
 
     /// Records that `version` is applied (after the door saved it).

@@ -23,7 +23,8 @@ impl Site {
         let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
         rules.groups.insert("staff".into(), Group::default());
         rules.doors.insert("front".into(), Door { groups: ["staff".to_string()].into(), schedule: None });
-        let state = SiteState { name: "hq".into(), version: 0, rules, people: BTreeMap::new() };
+        let model = facegate_core::ModelId::of_file_bytes(b"the door's network");
+        let state = SiteState { name: "hq".into(), version: 0, model, rules, people: BTreeMap::new() };
         Site { admin: AdminKey::generate().unwrap(), data: DataKey::generate().unwrap(), state }
     }
 
