@@ -38,6 +38,10 @@ pub struct DataPaths {
     pub log: PathBuf,
     /// The pairing file.
     pub pairing: PathBuf,
+    /// The site secrets (fleet).
+    pub fleet_secrets: PathBuf,
+    /// The door's copy of the site's rules (fleet).
+    pub site: PathBuf,
 }
 
 /// The data paths for these options.
@@ -45,12 +49,20 @@ pub fn data_paths(common: &Common, config: &Config) -> DataPaths {
     match (&common.gallery, &common.config) {
         (Some(g), None) => {
             let dir = g.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-            DataPaths { gallery: g.clone(), log: dir.join("access.log"), pairing: dir.join("pairing.fg") }
+            DataPaths {
+                gallery: g.clone(),
+                log: dir.join("access.log"),
+                pairing: dir.join("pairing.fg"),
+                fleet_secrets: dir.join("fleet.toml"),
+                site: dir.join("site.fgsite"),
+            }
         }
         _ => DataPaths {
             gallery: common.gallery.clone().unwrap_or(config.paths.gallery.clone()),
             log: config.paths.log.clone(),
             pairing: config.paths.pairing.clone(),
+            fleet_secrets: config.paths.fleet_secrets.clone(),
+            site: config.paths.site.clone(),
         },
     }
 }
@@ -355,6 +367,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         let server = facegate_protocol::server::Server::new(pairings, window, handler);
         serial::start(serial_spec, baud.unwrap_or(config.serial.baud), emulate_baud, server, stop.clone())?;
     }
+    let fleet_stop = Arc::new(AtomicBool::new(false));
+    let fleet = match config.fleet.enabled {
+        true => {
+            let files = crate::fleet::FleetPaths { secrets: paths.fleet_secrets.clone(), site: paths.site.clone() };
+            Some(crate::fleet::start(&config.fleet, files, shared.clone(), fleet_stop.clone())?)
+        }
+        false => None,
+    };
     let r = &config.recognition;
     let mut door = runner::DoorLoop::new(
         &pipeline,
@@ -378,6 +398,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     notifier.send("READY=1");
     door.notifier = Some(notifier);
     let result = door.run(src.as_mut());
+    // The link says offline and saves its cursor before the process ends.
+    fleet_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(link) = fleet {
+        let _ = link.join();
+    }
     if stats {
         eprintln!("{}", door.stats.summary());
     }

@@ -18,8 +18,52 @@ pub struct Config {
     pub lock: Lock,
     /// Provisioning link.
     pub serial: Serial,
+    /// The site link (off by default).
+    pub fleet: Fleet,
     /// Where files live.
     pub paths: Paths,
+}
+
+/// The site link: with it on, the door's people and access rules come from
+/// its site through an MQTT broker, and its events and status go back there.
+/// The door still decides alone, from its saved copy, when the broker is away.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fleet {
+    /// Whether the door follows a site.
+    pub enabled: bool,
+    /// The broker: `mqtts://host:port` (TLS only: templates and credentials travel there).
+    pub broker: String,
+    /// PEM file of the CA that signed the broker's certificate; empty: the system's roots.
+    pub ca_file: String,
+    /// Seconds between keep-alive pings (the broker declares the door offline after 1.5×).
+    pub keep_alive_s: u64,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet { enabled: false, broker: String::new(), ca_file: String::new(), keep_alive_s: 15 }
+    }
+}
+
+impl Fleet {
+    /// Host and port of `broker`.
+    pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
+        let rest = self.broker.strip_prefix("mqtts://").ok_or_else(|| {
+            anyhow::anyhow!(
+                "fleet.broker = {:?} must be mqtts://host:port (TLS: templates and credentials travel there)",
+                self.broker
+            )
+        })?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| anyhow::anyhow!("fleet.broker = {:?}: bad port", self.broker))?),
+            None => (rest, 8883),
+        };
+        if host.is_empty() {
+            anyhow::bail!("fleet.broker = {:?} names no host", self.broker);
+        }
+        Ok((host.to_string(), port))
+    }
 }
 
 /// The provisioning link to the host tool.
@@ -152,6 +196,10 @@ pub struct Paths {
     pub log_capacity: u32,
     /// Device identity and paired hosts (secrets: kept 0600).
     pub pairing: PathBuf,
+    /// The site's keys and the door's broker credentials (secrets: kept 0600).
+    pub fleet_secrets: PathBuf,
+    /// The door's copy of its site's rules.
+    pub site: PathBuf,
 }
 
 impl Default for Camera {
@@ -201,6 +249,8 @@ impl Default for Paths {
             log: PathBuf::from("/var/lib/facegate/access.log"),
             log_capacity: facegate_store::access_log::DEFAULT_CAPACITY,
             pairing: PathBuf::from("/var/lib/facegate/pairing.fg"),
+            fleet_secrets: PathBuf::from("/var/lib/facegate/fleet.toml"),
+            site: PathBuf::from("/var/lib/facegate/site.fgsite"),
         }
     }
 }
@@ -265,6 +315,14 @@ impl Config {
         }
         if !(1200..=4_000_000).contains(&self.serial.baud) {
             problems.push("serial.baud must be between 1200 and 4000000".into());
+        }
+        if self.fleet.enabled {
+            if let Err(e) = self.fleet.host_port() {
+                problems.push(e.to_string());
+            }
+            if !(1..=3600).contains(&self.fleet.keep_alive_s) {
+                problems.push("fleet.keep_alive_s must be between 1 and 3600".into());
+            }
         }
         if self.paths.log_capacity == 0 {
             problems.push("paths.log_capacity must be at least 1".into());

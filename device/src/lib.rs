@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod lock;
 pub mod notify;
 pub mod policy;

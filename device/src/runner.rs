@@ -10,6 +10,7 @@ use crate::source::{FrameSource, SourceError};
 use facegate_arena::FrameScope;
 use facegate_face::liveness::Liveness;
 use facegate_face::{FaceError, Pipeline};
+use facegate_site::Denial;
 use facegate_store::{Event, EventKind};
 use image::RgbImage;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -296,12 +297,22 @@ impl<'a> DoorLoop<'a> {
     fn act(&mut self, decision: Decision, unlock_until: &mut Option<Instant>) -> anyhow::Result<()> {
         match decision {
             Decision::Grant { person, distance, frames } => {
-                let mut e = Event::new(EventKind::Granted, now_ms());
-                e.person = Some(person);
-                e.name = self.shared.gallery().by_id(person).map(|p| p.name.clone());
-                e.distance = Some(distance);
-                e.frames = frames;
+                let now = now_ms();
+                let name = self.shared.gallery().by_id(person).map(|p| p.name.clone());
+                // Recognised (and live); the site's rules have the last word.
+                let verdict = self.shared.site().decide(name.as_deref().unwrap_or_default(), now.div_euclid(1000));
+                let kind = match verdict {
+                    Ok(()) => EventKind::Granted,
+                    Err(Denial::Group) => EventKind::DeniedGroup,
+                    Err(Denial::Schedule) => EventKind::DeniedSchedule,
+                    Err(Denial::Expired) => EventKind::DeniedExpired,
+                };
+                let mut e = Event::new(kind, now);
+                (e.person, e.name, e.distance, e.frames) = (Some(person), name, Some(distance), frames);
                 self.emit(&e);
+                if verdict.is_err() {
+                    return Ok(());
+                }
                 if unlock_until.is_none() {
                     self.set_relay(true)?;
                 }

@@ -5,10 +5,11 @@ use crate::events::Events;
 use facegate_face::enrol::EnrolProblem;
 use facegate_face::Embedding;
 use facegate_provision::GalleryHome;
+use facegate_site::{Denial, DoorCopy};
 use facegate_store::Gallery;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 /// State both threads use. The loop only ever reads the gallery; the server
@@ -22,17 +23,51 @@ pub struct Shared {
     pub frames: AtomicU64,
     /// When the device started.
     pub started: Instant,
+    /// The site's rules, when the door follows a site.
+    pub site: RwLock<SiteGate>,
+}
+
+/// Whether site rules apply to a recognised person.
+#[derive(Debug, Clone)]
+pub enum SiteGate {
+    /// No site (`fleet.enabled = false`): recognised means granted.
+    Off,
+    /// A site door without a copy of its rules yet: nobody passes.
+    Waiting,
+    /// A site door's copy of its rules.
+    Copy(Arc<DoorCopy>),
+}
+
+impl SiteGate {
+    /// Whether the person the gallery calls `name` passes at `now` (Unix seconds).
+    pub fn decide(&self, name: &str, now: i64) -> Result<(), Denial> {
+        match self {
+            SiteGate::Off => Ok(()),
+            SiteGate::Waiting => Err(Denial::Group),
+            SiteGate::Copy(copy) => copy.decide(name, now),
+        }
+    }
 }
 
 impl Shared {
     /// Shared state around a loaded gallery and the event outputs.
     pub fn new(gallery: Arc<GalleryHome>, events: Events) -> Self {
-        Shared { gallery, events, frames: AtomicU64::new(0), started: Instant::now() }
+        Shared { gallery, events, frames: AtomicU64::new(0), started: Instant::now(), site: RwLock::new(SiteGate::Off) }
     }
 
     /// The gallery for reading.
     pub fn gallery(&self) -> RwLockReadGuard<'_, Gallery> {
         self.gallery.read()
+    }
+
+    /// The site rules in force.
+    pub fn site(&self) -> SiteGate {
+        self.site.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `gate` in force.
+    pub fn set_site(&self, gate: SiteGate) {
+        *self.site.write().unwrap_or_else(|p| p.into_inner()) = gate;
     }
 
     /// Frames so far.

@@ -120,6 +120,14 @@ event_kinds! {
     /// A recognised face that is not live (a print or a screen): never unlocks
     /// (person, distance and live score recorded).
     Spoof => "spoof",
+    /// A recognised person in no group this door allows (site rules).
+    DeniedGroup => "denied-group",
+    /// A recognised person outside every schedule that applies now (site rules).
+    DeniedSchedule => "denied-schedule",
+    /// A recognised person outside their validity window (site rules).
+    DeniedExpired => "denied-expired",
+    /// The door applied a new site version (name: the version).
+    SiteSynced => "site-synced",
 }
 
 impl EventKind {

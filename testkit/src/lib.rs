@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod broker;
+
 pub use facegate_lfw::Dataset;
 
 /// The workspace root.

@@ -1,0 +1,461 @@
+//! The site link (`[fleet]`): the door's people and access rules come from
+//! its site's retained records on an MQTT broker, its events and status go
+//! back there.
+//!
+//! - Every record is checked against the site's admin key and applied only
+//!   as a complete, newer version ([`facegate_site::Replica`]): the rules
+//!   copy is saved, then the gallery is saved and swapped, the same atomic
+//!   save as serial provisioning. A crash between the two fails secure (a
+//!   person the copy does not know is in no group).
+//! - The access log is the outbox: events are published at least once, each
+//!   with (door, seq). The door subscribes to its own events topic, and an
+//!   event counts as delivered once the broker hands it back; the cursor of
+//!   delivered events is saved, so events raised offline or before a restart
+//!   are sent after reconnecting, never re-numbered.
+//! - The frame loop never waits for this thread: it reads the gallery and
+//!   the rules through locks held only for a pointer swap.
+
+use crate::config::Fleet;
+use crate::events::now_ms;
+use crate::shared::{Shared, SiteGate};
+use anyhow::{bail, Context, Result};
+use facegate_site::{DoorCopy, DoorSecrets, Received, Replica, Snapshot, Topics};
+use facegate_store::access_log::iso_time;
+use facegate_store::{Event, EventKind, Gallery};
+use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration, Transport};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest message the door takes or sends: a manifest lists every person
+/// (about 50 bytes each) and a record carries a person's sealed templates.
+const MAX_PACKET: usize = 16 << 20;
+/// Events published but not yet handed back, at most.
+const WINDOW: u64 = 500;
+/// How often the status is refreshed without a change (free space, counters).
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+/// Where the link keeps its files.
+pub struct FleetPaths {
+    /// The site secrets (from pairing).
+    pub secrets: PathBuf,
+    /// The door's copy of the rules.
+    pub site: PathBuf,
+}
+
+impl FleetPaths {
+    /// The saved delivery cursor, beside the rules copy.
+    fn cursor(&self) -> PathBuf {
+        facegate_store::atomic::sibling(&self.site, ".sent")
+    }
+}
+
+/// Reads the secrets and the saved copy, puts the copy's rules in force and
+/// starts the link's thread. Missing or bad secrets stop the device: a site
+/// door that cannot reach its site must say so at start, not run blind.
+pub fn start(
+    config: &Fleet,
+    paths: FleetPaths,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let text = std::fs::read_to_string(&paths.secrets).with_context(|| {
+        format!(
+            "fleet.enabled = true but the site secrets {} cannot be read (pair the door with its site: `host-tool --site SITE.toml door add`)",
+            paths.secrets.display()
+        )
+    })?;
+    let secrets = DoorSecrets::from_toml(&text).with_context(|| format!("reading {}", paths.secrets.display()))?;
+    let copy = match std::fs::read(&paths.site) {
+        Ok(bytes) => match DoorCopy::from_bytes(&bytes) {
+            Ok(c) if c.door == secrets.door => Some(c),
+            Ok(c) => {
+                tracing::warn!(
+                    "{} is the copy of door {:?}, not {:?}: waiting for the site",
+                    paths.site.display(),
+                    c.door,
+                    secrets.door
+                );
+                None
+            }
+            Err(e) => {
+                tracing::error!("{}: {e}; nobody passes until the site is read again", paths.site.display());
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let applied = copy.as_ref().map_or(0, |c| c.version);
+    shared.set_site(copy.map_or(SiteGate::Waiting, |c| SiteGate::Copy(Arc::new(c))));
+    let replica = Replica::new(&secrets.site, secrets.public_key()?, secrets.data_key()?, applied)?;
+    let (client, connection) = Client::new(options(config, &secrets)?, 256);
+    let outbox = Outbox::load(paths.cursor());
+    let mut link = Link {
+        door: secrets.door.clone(),
+        topics: Topics::new(&secrets.site)?,
+        client,
+        replica,
+        outbox,
+        shared,
+        paths,
+        connected: false,
+        last_status: None,
+        error: None,
+    };
+    tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, secrets.site, config.broker);
+    Ok(std::thread::Builder::new().name("fleet".into()).spawn(move || link.run(connection, &stop))?)
+}
+
+fn options(config: &Fleet, secrets: &DoorSecrets) -> Result<MqttOptions> {
+    let (host, port) = config.host_port()?;
+    let mut o = MqttOptions::new(format!("facegate-{}-{}", secrets.site, secrets.door), host, port);
+    o.set_credentials(secrets.username.clone(), secrets.password.clone());
+    o.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    // The retained state and the saved cursor carry everything across a
+    // reconnect; nothing is left to a broker-side session.
+    o.set_clean_session(true);
+    let topics = Topics::new(&secrets.site)?;
+    let offline = serde_json::json!({"door": secrets.door, "online": false});
+    o.set_last_will(LastWill::new(topics.status(&secrets.door), offline.to_string(), QoS::AtLeastOnce, true));
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(&config.ca_file)?))));
+    Ok(o)
+}
+
+/// TLS with ring, trusting the CA of `ca_file` (PEM), or the system's roots.
+fn tls(ca_file: &str) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            bail!("fleet.ca_file is empty and the system has no CA certificates: give the broker's CA");
+        }
+    } else {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("fleet.ca_file = {ca_file:?}: {e}"))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            bail!("fleet.ca_file = {ca_file:?} holds no usable certificate");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The access log as an outbox: what was published, and what the broker
+/// handed back (delivered).
+struct Outbox {
+    /// Every event up to here is delivered.
+    delivered: u64,
+    /// Every event up to here was published (since the last connect).
+    published: u64,
+    /// Delivered beyond `delivered` (out of order).
+    echoed: BTreeSet<u64>,
+    /// Sequence ranges the log no longer holds (overwritten while offline).
+    gaps: Vec<(u64, u64)>,
+    /// Events the log lost before they were sent.
+    lost: u64,
+    path: PathBuf,
+    saved: u64,
+    saved_at: Instant,
+}
+
+impl Outbox {
+    fn load(path: PathBuf) -> Self {
+        let delivered = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        Outbox {
+            delivered,
+            published: delivered,
+            echoed: BTreeSet::new(),
+            gaps: Vec::new(),
+            lost: 0,
+            path,
+            saved: delivered,
+            saved_at: Instant::now(),
+        }
+    }
+
+    /// After a (re)connect: everything not handed back is sent again.
+    fn rewind(&mut self) {
+        self.published = self.delivered;
+    }
+
+    fn echo(&mut self, seq: u64) {
+        if seq > self.delivered {
+            self.echoed.insert(seq);
+        }
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        loop {
+            let next = self.delivered + 1;
+            if self.echoed.remove(&next) {
+                self.delivered = next;
+            } else if let Some(at) = self.gaps.iter().position(|&(from, _)| from == next) {
+                self.delivered = self.gaps.swap_remove(at).1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Saves the cursor at most once a second (a crash re-sends at most that
+    /// second's events; the collector drops duplicates by (door, seq)).
+    fn save(&mut self, force: bool) {
+        if self.delivered != self.saved && (force || self.saved_at.elapsed() >= Duration::from_secs(1)) {
+            match facegate_store::atomic::replace(&self.path, self.delivered.to_string().as_bytes(), false) {
+                Ok(()) => self.saved = self.delivered,
+                Err(e) => tracing::warn!("fleet: saving {}: {e}", self.path.display()),
+            }
+            self.saved_at = Instant::now();
+        }
+    }
+}
+
+struct Link {
+    door: String,
+    topics: Topics,
+    client: Client,
+    replica: Replica,
+    outbox: Outbox,
+    shared: Arc<Shared>,
+    paths: FleetPaths,
+    connected: bool,
+    last_status: Option<Instant>,
+    error: Option<String>,
+}
+
+impl Link {
+    fn run(&mut self, mut connection: Connection, stop: &AtomicBool) {
+        let mut backoff = Duration::from_millis(250);
+        while !stop.load(Ordering::Relaxed) {
+            match connection.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(rumqttc::Event::Incoming(Packet::ConnAck(_)))) => {
+                    backoff = Duration::from_millis(250);
+                    self.on_connect();
+                }
+                Ok(Ok(rumqttc::Event::Incoming(Packet::Publish(p)))) => self.on_message(&p.topic, &p.payload),
+                Ok(Ok(_)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Err(e)) => {
+                    if std::mem::take(&mut self.connected) {
+                        tracing::warn!("fleet: lost the broker ({e}); deciding from the saved copy");
+                    } else {
+                        tracing::debug!("fleet: broker: {e}");
+                    }
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.connected {
+                self.send_events();
+                if self.last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                    self.publish_status();
+                }
+            }
+            self.outbox.save(false);
+        }
+        self.outbox.save(true);
+        if self.connected {
+            let offline = serde_json::json!({"door": self.door, "online": false});
+            let _ = self.client.try_publish(self.topics.status(&self.door), QoS::AtLeastOnce, true, offline.to_string());
+            let _ = self.client.try_disconnect();
+            // Let the event loop send both.
+            let end = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < end {
+                if let Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) = connection.recv_timeout(Duration::from_millis(50)) {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_connect(&mut self) {
+        self.connected = true;
+        tracing::info!("fleet: connected to the broker");
+        let t = &self.topics;
+        let filters = [t.manifest(), t.people(), t.events(&self.door)];
+        let subscribe = filters.into_iter().map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(subscribe) {
+            tracing::warn!("fleet: subscribing: {e}");
+        }
+        self.outbox.rewind();
+        self.publish_status();
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        if topic == self.topics.events(&self.door) {
+            if let Some(seq) = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v["seq"].as_u64()) {
+                self.outbox.echo(seq);
+            }
+            return;
+        }
+        match self.replica.receive(topic, payload) {
+            Ok(Received::Manifest(v)) => tracing::debug!("fleet: site version {v} announced"),
+            Ok(_) => {}
+            Err(e) => {
+                // Forged, replayed under another topic, or garbage: logged, nothing changes.
+                tracing::warn!("fleet: refused a message on {topic}: {e}");
+                self.shared.events.named(EventKind::Refused, &format!("site {topic}: {e}"));
+                return;
+            }
+        }
+        match self.replica.complete() {
+            Ok(Some(snapshot)) => {
+                let version = snapshot.version;
+                match self.apply(&snapshot) {
+                    Ok(()) => {
+                        self.replica.mark_applied(version);
+                        self.error = None;
+                        self.shared.events.named(EventKind::SiteSynced, &format!("version {version}"));
+                        self.publish_status();
+                    }
+                    Err(e) => self.failed(format!("site version {version} not applied: {e:#}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.failed(format!("site version not applied: {e}")),
+        }
+    }
+
+    fn failed(&mut self, why: String) {
+        if self.error.as_deref() != Some(why.as_str()) {
+            tracing::error!("fleet: {why}");
+            self.shared.events.named(EventKind::Error, &why);
+            self.error = Some(why);
+            self.publish_status();
+        }
+    }
+
+    /// Rules copy first, then the gallery: both saved atomically, then in force.
+    fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let model = self.shared.gallery().model_id();
+        if snapshot.model != model {
+            bail!(
+                "the site's templates are of model {}, this door runs model {model} (update the door or the site)",
+                snapshot.model
+            );
+        }
+        let copy = DoorCopy::of(snapshot, &self.door)?;
+        let mut gallery = Gallery::new(model);
+        let now = (now_ms() / 1000) as u64;
+        for p in &snapshot.people {
+            gallery.add_person(&p.name, p.templates.clone(), model, now).with_context(|| format!("person {:?}", p.id))?;
+        }
+        facegate_store::atomic::replace(&self.paths.site, &copy.to_bytes(), false)
+            .with_context(|| format!("saving {}", self.paths.site.display()))?;
+        self.shared.gallery.replace(&gallery.to_bytes(), gallery).map_err(|e| anyhow::anyhow!("saving the gallery: {e}"))?;
+        self.shared.set_site(SiteGate::Copy(Arc::new(copy)));
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let (people, templates, model) = {
+            let g = self.shared.gallery();
+            (g.people().len(), g.template_count(), g.model_id().to_hex())
+        };
+        let status = serde_json::json!({
+            "door": self.door,
+            "online": true,
+            "version": self.replica.applied(),
+            "pending": self.replica.pending().map(|(v, missing)| serde_json::json!({"version": v, "missing": missing})),
+            "people": people,
+            "templates": templates,
+            "model": model,
+            "free_bytes": free_bytes(self.shared.gallery.path()),
+            "events_last": self.shared.events.last_seq(),
+            "events_delivered": self.outbox.delivered,
+            "events_lost": self.outbox.lost,
+            "error": self.error,
+            "time": iso_time(now_ms()),
+        });
+        match self.client.try_publish(self.topics.status(&self.door), QoS::AtLeastOnce, true, status.to_string()) {
+            Ok(()) => self.last_status = Some(Instant::now()),
+            Err(e) => tracing::debug!("fleet: status: {e}"),
+        }
+    }
+
+    /// Publishes logged events the broker has not been sent yet.
+    fn send_events(&mut self) {
+        let last = self.shared.events.last_seq();
+        let o = &mut self.outbox;
+        if last <= o.published || o.published - o.delivered >= WINDOW {
+            return;
+        }
+        let Some(log) = &self.shared.events.log else { return };
+        let batch: Vec<Event> = match log.lock().unwrap_or_else(|p| p.into_inner()).events_since(o.published) {
+            Ok(events) => events.into_iter().take(WINDOW as usize).collect(),
+            Err(e) => {
+                tracing::warn!("fleet: reading the access log: {e}");
+                return;
+            }
+        };
+        for e in batch {
+            if e.seq > o.published + 1 {
+                // Overwritten in the log before it could be sent.
+                tracing::warn!(
+                    "fleet: events {}..{} were overwritten in the log before they were sent",
+                    o.published + 1,
+                    e.seq - 1
+                );
+                o.lost += e.seq - o.published - 1;
+                o.gaps.push((o.published + 1, e.seq - 1));
+                o.advance();
+            }
+            if !o.echoed.contains(&e.seq) {
+                let mut json = e.to_json();
+                json["door"] = self.door.clone().into();
+                if self.client.try_publish(self.topics.events(&self.door), QoS::AtLeastOnce, false, json.to_string()).is_err() {
+                    return; // the request queue is full: next round
+                }
+            }
+            o.published = e.seq;
+        }
+    }
+}
+
+/// Free bytes on the file system holding `path` (0 when unknown).
+fn free_bytes(path: &Path) -> u64 {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs4::available_space(dir).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_counts_delivered_only_when_contiguous_and_skips_what_the_log_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.fgsite.sent");
+        let mut o = Outbox::load(path.clone());
+        assert_eq!(o.delivered, 0);
+        o.published = 5;
+        o.echo(2);
+        o.echo(3);
+        assert_eq!(o.delivered, 0, "1 is not back yet");
+        o.echo(1);
+        assert_eq!(o.delivered, 3);
+        o.echo(3);
+        assert_eq!(o.delivered, 3, "a duplicate echo changes nothing");
+        o.rewind();
+        assert_eq!(o.published, 3, "after a reconnect, 4 and 5 are sent again");
+        o.gaps.push((4, 9));
+        o.echo(10);
+        assert_eq!(o.delivered, 10);
+        o.save(true);
+        assert_eq!(Outbox::load(path).delivered, 10, "the cursor survives a restart");
+    }
+}

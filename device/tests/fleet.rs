@@ -1,0 +1,258 @@
+//! Doors of one site through a real broker (mosquitto over TLS, started
+//! here): real `device` processes on replays of LFW photos with simulated
+//! locks follow the site's signed records, decide by its groups, send their
+//! events back with (door, seq), refuse a forged change, and the broker's
+//! store never holds a plain template.
+//! Needs LFW in ../shared (or $FACEGATE_LFW_DIR) and mosquitto; skips loudly without them.
+
+use facegate_core::{Embedding, ModelId};
+use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, SiteState};
+use facegate_testkit::broker::Broker;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PERSON: &str = "Colin_Powell";
+
+/// Colin Powell's templates from photos 1–3, and his photos 10–14 in `approach`.
+fn templates_and_approach(data: &facegate_lfw::Dataset, approach: &Path) -> (Vec<Embedding>, ModelId) {
+    let pipeline = Pipeline::load(
+        &facegate_testkit::models(),
+        Precision::Int8,
+        PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
+    )
+    .unwrap();
+    let templates = (1..=3)
+        .map(|i| {
+            let img = decode_image(&data.read(&facegate_lfw::image_path(PERSON, i)).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+            pipeline.embed(&pipeline.faces(&img)[0]).unwrap()
+        })
+        .collect();
+    std::fs::create_dir_all(approach).unwrap();
+    for (k, i) in (10..15).enumerate() {
+        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(PERSON, i)).unwrap()).unwrap();
+    }
+    (templates, pipeline.embedder.model_id())
+}
+
+struct Site {
+    admin: AdminKey,
+    data: DataKey,
+    state: SiteState,
+}
+
+fn site(model: ModelId, colin: &[Embedding], strangers: usize) -> Site {
+    let (admin, data) = (AdminKey::generate().unwrap(), DataKey::generate().unwrap());
+    let mut rules = Rules { time_zone: "Europe/Paris".into(), ..Rules::default() };
+    rules.groups.insert("staff".into(), Group::default());
+    rules.groups.insert("visitors".into(), Group::default());
+    rules.doors.insert("front".into(), Door { groups: ["staff".to_string()].into(), schedule: None });
+    rules.doors.insert("lab".into(), Door { groups: ["visitors".to_string()].into(), schedule: None });
+    let staff = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+    let mut people = BTreeMap::new();
+    people.insert("p-colin".to_string(), PersonRecord::new("hq", "p-colin", PERSON, staff.clone(), colin, &data).unwrap());
+    for k in 0..strangers {
+        let t: Vec<Embedding> = (0..3).map(|j| std::array::from_fn(|i| ((i * 13 + k * 7 + j) as f32).sin() * 0.09)).collect();
+        let id = format!("p-{k:04}");
+        people.insert(id.clone(), PersonRecord::new("hq", &id, &format!("Person {k}"), staff.clone(), &t, &data).unwrap());
+    }
+    Site { admin, data, state: SiteState { name: "hq".into(), version: 1, model, rules, people } }
+}
+
+/// A running door and the JSON events it printed so far.
+struct RunningDoor {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    stderr: std::path::PathBuf,
+}
+
+impl RunningDoor {
+    fn start(dir: &Path, door: &str, broker: &Broker, site: &Site, approach: &Path) -> RunningDoor {
+        std::fs::create_dir_all(dir).unwrap();
+        let secrets = DoorSecrets {
+            site: "hq".into(),
+            door: door.into(),
+            site_public_key: facegate_core::hex(&site.admin.public().to_bytes()),
+            data_key: facegate_core::hex(&site.data.to_bytes()),
+            username: format!("door-{door}"),
+            password: format!("pw-{door}"),
+        };
+        std::fs::write(dir.join("fleet.toml"), secrets.to_toml()).unwrap();
+        let d = dir.display();
+        let config = format!(
+            "[camera]\nfps = 5\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
+             [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
+             [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\
+             fleet_secrets = \"{d}/fleet.toml\"\nsite = \"{d}/site.fgsite\"\n",
+            broker.url(),
+            broker.ca.display(),
+            facegate_testkit::models().display()
+        );
+        std::fs::write(dir.join("facegate.toml"), config).unwrap();
+        let stderr = dir.join("stderr.log");
+        let mut child = Command::new(facegate_testkit::binary("device"))
+            .args(["run", "--lock", "sim", "--events-json", "--replay-loop", "--config"])
+            .arg(dir.join("facegate.toml"))
+            .arg("--source")
+            .arg(format!("replay:{}", approach.display()))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), events.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = line.parse::<Value>() {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        RunningDoor { child, events, stderr }
+    }
+
+    /// Waits up to `secs` for an event with `kind` (and `person`, if given).
+    fn wait_for(&self, kind: &str, person: Option<&str>, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let found = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == kind && person.is_none_or(|p| e["person"] == p))
+                .cloned();
+            if let Some(e) = found {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event within {secs} s; events: {:?}\nstderr: {}",
+                self.events.lock().unwrap(),
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kinds(&self, kind: &str) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| e["kind"] == kind).count()
+    }
+
+    /// SIGTERM, as systemd stops the unit; the door says offline on its way out.
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RunningDoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Everything published on `filter` from now on, collected in the background.
+fn collect(broker: &Broker, filter: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+    let (client, mut connection) = broker.client(&format!("collector-{filter}"), "admin", "pw-admin");
+    client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let _keep = client;
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                        sink.lock().unwrap().push((p.topic.clone(), v));
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
+    let Some((data, _)) = facegate_testkit::lfw("the fleet test") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
+    let Some(mut broker) = Broker::start(&dir.path().join("broker"), &users, "the fleet test") else { return };
+    let approach = dir.path().join("approach");
+    let (colin, model) = templates_and_approach(&data, &approach);
+    let site = site(model, &colin, 200);
+    let events = collect(&broker, "facegate/hq/doors/+/events");
+    let status = collect(&broker, "facegate/hq/doors/+/status");
+    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
+
+    // Colin is staff: granted at the front door, refused at the lab (visitors only).
+    let front = RunningDoor::start(&dir.path().join("front"), "front", &broker, &site, &approach);
+    let lab = RunningDoor::start(&dir.path().join("lab"), "lab", &broker, &site, &approach);
+    front.wait_for("site-synced", None, 60);
+    let granted = front.wait_for("granted", Some(PERSON), 60);
+    let denied = lab.wait_for("denied-group", Some(PERSON), 60);
+    assert_eq!(lab.kinds("granted"), 0, "the lab never opens for staff");
+    assert!(granted["seq"].as_u64().is_some() && denied["seq"].as_u64().is_some());
+    // Both arrive at the broker with (door, seq).
+    let arrived = |door: &str, seq: &Value| {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(topic, e)| topic.ends_with(&format!("/{door}/events")) && e["door"] == door && e["seq"] == *seq)
+    };
+    wait_until("the front door's grant at the broker", 30, || arrived("front", &granted["seq"]));
+    wait_until("the lab's denial at the broker", 30, || arrived("lab", &denied["seq"]));
+    // Status: online, the applied version, the whole gallery.
+    let online = |door: &str| {
+        status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
+    };
+    wait_until("the front door's status", 30, || online("front").is_some_and(|s| s["version"] == 1));
+    let s = online("front").unwrap();
+    assert!(s["online"] == true && s["people"] == 201 && s["templates"] == 603 && s["model"] == model.to_hex(), "{s}");
+
+    // A change signed with another key, published by someone with broker access: refused and logged.
+    let intruder = AdminKey::generate().unwrap();
+    let mut forged = site.state.clone();
+    forged.version = 99;
+    forged.rules.doors.get_mut("lab").unwrap().groups.insert("staff".into());
+    broker.publish_retained("admin", "pw-admin", &forged.messages(&intruder, 0).unwrap());
+    lab.wait_for("refused", None, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.kinds("site-synced"), 1, "the forged version is not applied");
+    let before = lab.kinds("denied-group");
+    lab.wait_for("denied-group", Some(PERSON), 30);
+    wait_until("another refusal at the lab", 30, || lab.kinds("denied-group") > before);
+    assert_eq!(lab.kinds("granted"), 0);
+
+    // Stopped doors say offline (their last status, retained).
+    front.stop();
+    lab.stop();
+    wait_until("the front door's offline status", 30, || online("front").is_some_and(|s| s["online"] == false));
+
+    // The broker's store holds the sealed records, never a plain template.
+    broker.stop();
+    let store = std::fs::read(broker.store()).expect("mosquitto saved its store");
+    assert!(store.windows(19).any(|w| w == b"facegate/hq/people/"), "the records are in the store");
+    for t in &colin {
+        let plain: Vec<u8> = t[..4].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(!store.windows(plain.len()).any(|w| w == plain), "a plain template in the broker's store");
+    }
+}

@@ -1,0 +1,180 @@
+//! A real MQTT broker for tests: Debian's `mosquitto` on a free port with
+//! TLS (a CA and a server certificate made here), password logins, and
+//! persistence on, so that a test can kill it, restart it, and read its
+//! store. Without `mosquitto` a test skips loudly, except under CI
+//! (`CI` set), where `.ci/run` installs it and its absence is a failure.
+
+use rumqttc::{Client, Connection, MqttOptions, QoS, TlsConfiguration, Transport};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A running broker and its files.
+pub struct Broker {
+    /// Its TCP port on 127.0.0.1 (TLS).
+    pub port: u16,
+    /// The CA certificate (PEM) that signed the broker's.
+    pub ca: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn mosquitto() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+impl Broker {
+    /// Starts a broker in `dir` with these `(user, password)` logins, or
+    /// `None` after a loud skip of `what` when mosquitto is not installed.
+    pub fn start(dir: &Path, users: &[(&str, &str)], what: &str) -> Option<Broker> {
+        let Some(program) = mosquitto() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("mosquitto is not installed: .ci/run installs it (apt-get install mosquitto)");
+            }
+            crate::skip(what, "mosquitto not installed (apt-get install mosquitto)");
+            return None;
+        };
+        std::fs::create_dir_all(dir).expect("the broker's directory");
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "facegate test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().expect("a server key");
+        let server_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("server parameters");
+        let server_cert = server_params.signed_by(&server_key, &issuer).expect("the server certificate");
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("writing a broker file");
+            p
+        };
+        let ca = write("ca.pem", &ca_cert.pem());
+        write("server.pem", &server_cert.pem());
+        write("server.key", &server_key.serialize_pem());
+        let passwd = dir.join("passwd");
+        std::fs::write(&passwd, "").expect("the password file");
+        for (user, password) in users {
+            let ok = Command::new(program.with_file_name("mosquitto_passwd"))
+                .args(["-b"])
+                .arg(&passwd)
+                .args([user, password])
+                .status()
+                .or_else(|_| Command::new("mosquitto_passwd").arg("-b").arg(&passwd).args([user, password]).status())
+                .expect("mosquitto_passwd runs");
+            assert!(ok.success(), "mosquitto_passwd failed");
+        }
+        let mut broker = Broker { port: free_port(), ca, dir: dir.to_path_buf(), child: None };
+        broker.spawn(&program);
+        Some(broker)
+    }
+
+    fn spawn(&mut self, program: &Path) {
+        let d = self.dir.display();
+        let conf = format!(
+            "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+             allow_anonymous false\npassword_file {d}/passwd\npersistence true\npersistence_location {d}/\n\
+             autosave_interval 1\nuser root\nlog_dest file {d}/mosquitto.log\nmax_inflight_messages 100\nmax_queued_messages 100000\n",
+            port = self.port
+        );
+        std::fs::write(self.dir.join("mosquitto.conf"), conf).expect("the broker's configuration");
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {} (see {d}/mosquitto.log)", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the broker at once (SIGKILL: no goodbye, no final save).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the broker cleanly (SIGTERM: it saves its store first).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port, with the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn(&mosquitto().expect("mosquitto was there a moment ago"));
+    }
+
+    /// The broker's persistence file.
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("mosquitto.db")
+    }
+
+    /// The broker URL for a door's `fleet.broker`.
+    pub fn url(&self) -> String {
+        format!("mqtts://localhost:{}", self.port)
+    }
+
+    /// A client of this broker logged in as `user`.
+    pub fn client(&self, id: &str, user: &str, password: &str) -> (Client, Connection) {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&self.ca).expect("the CA file") {
+            roots.add(cert.expect("a CA certificate")).expect("a usable CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut o = MqttOptions::new(id, "localhost", self.port);
+        o.set_credentials(user, password);
+        o.set_max_packet_size(16 << 20, 16 << 20);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
+        Client::new(o, 4096)
+    }
+
+    /// Publishes `messages` retained at QoS 1 as `user` and returns once the
+    /// broker acknowledged every one.
+    pub fn publish_retained(&self, user: &str, password: &str, messages: &[(String, Vec<u8>)]) {
+        let (client, mut connection) = self.client(&format!("{user}-publisher"), user, password);
+        for (topic, payload) in messages {
+            client.publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone()).expect("queued");
+        }
+        let (mut acked, deadline) = (0, Instant::now() + Duration::from_secs(30));
+        while acked < messages.len() {
+            assert!(Instant::now() < deadline, "the broker acknowledged {acked} of {} messages", messages.len());
+            match connection.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
+                Ok(Err(e)) => panic!("publishing: {e}"),
+                _ => {}
+            }
+        }
+        let _ = client.disconnect();
+        let _ = connection.recv_timeout(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
