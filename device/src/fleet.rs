@@ -21,7 +21,7 @@ use crate::shared::{Shared, SiteGate};
 use anyhow::{bail, Context, Result};
 use facegate_site::{DoorCopy, DoorSecrets, Received, Replica, Snapshot, Topics};
 use facegate_store::access_log::iso_time;
-use facegate_store::{Event, EventKind, Gallery};
+use facegate_store::{Event, EventKind};
 use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration, Transport};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -349,10 +349,28 @@ impl Link {
             );
         }
         let copy = DoorCopy::of(snapshot, &self.door)?;
-        let mut gallery = Gallery::new(model);
+        // Changed on a copy of the gallery, so a person who stays keeps their
+        // id, and a removed person's id is never given again: a decision
+        // still in flight for them finds nobody and is denied.
+        let mut gallery = self.shared.gallery().clone();
         let now = (now_ms() / 1000) as u64;
+        let wanted: std::collections::HashSet<&str> = snapshot.people.iter().map(|p| p.name.as_str()).collect();
+        let gone: Vec<String> =
+            gallery.people().iter().filter(|p| !wanted.contains(p.name.as_str())).map(|p| p.name.clone()).collect();
+        for name in gone {
+            gallery.remove(&name)?;
+        }
         for p in &snapshot.people {
-            gallery.add_person(&p.name, p.templates.clone(), model, now).with_context(|| format!("person {:?}", p.id))?;
+            let person = || format!("person {:?}", p.id);
+            match gallery.enroll(&p.name, p.templates.clone(), model, now) {
+                Ok(_) => {}
+                // Same name, new templates: the old ones go.
+                Err(facegate_store::StoreError::AlreadyEnrolled(_)) => {
+                    gallery.remove(&p.name)?;
+                    gallery.add_person(&p.name, p.templates.clone(), model, now).with_context(person)?;
+                }
+                Err(e) => return Err(e).with_context(person),
+            }
         }
         facegate_store::atomic::replace(&self.paths.site, &copy.to_bytes(), false)
             .with_context(|| format!("saving {}", self.paths.site.display()))?;

@@ -10,13 +10,11 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, SiteState};
 use facegate_testkit::broker::Broker;
+use facegate_testkit::fleet::{collect, wait_until, RunningDoor};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PERSON: &str = "Colin_Powell";
 
@@ -65,128 +63,20 @@ fn site(model: ModelId, colin: &[Embedding], strangers: usize) -> Site {
     Site { admin, data, state: SiteState { name: "hq".into(), version: 1, model, rules, people } }
 }
 
-/// A running door and the JSON events it printed so far.
-struct RunningDoor {
-    child: Child,
-    events: Arc<Mutex<Vec<Value>>>,
-    stderr: std::path::PathBuf,
-}
-
-impl RunningDoor {
-    fn start(dir: &Path, door: &str, broker: &Broker, site: &Site, approach: &Path) -> RunningDoor {
-        std::fs::create_dir_all(dir).unwrap();
-        let secrets = DoorSecrets {
-            site: "hq".into(),
-            door: door.into(),
-            site_public_key: facegate_core::hex(&site.admin.public().to_bytes()),
-            data_key: facegate_core::hex(&site.data.to_bytes()),
-            username: format!("door-{door}"),
-            password: format!("pw-{door}"),
-        };
-        std::fs::write(dir.join("fleet.toml"), secrets.to_toml()).unwrap();
-        let d = dir.display();
-        let config = format!(
-            "[camera]\nfps = 5\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
-             [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
-             [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\
-             fleet_secrets = \"{d}/fleet.toml\"\nsite = \"{d}/site.fgsite\"\n",
-            broker.url(),
-            broker.ca.display(),
-            facegate_testkit::models().display()
-        );
-        std::fs::write(dir.join("facegate.toml"), config).unwrap();
-        let stderr = dir.join("stderr.log");
-        let mut child = Command::new(facegate_testkit::binary("device"))
-            .args(["run", "--lock", "sim", "--events-json", "--replay-loop", "--config"])
-            .arg(dir.join("facegate.toml"))
-            .arg("--source")
-            .arg(format!("replay:{}", approach.display()))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let (out, sink) = (child.stdout.take().unwrap(), events.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = line.parse::<Value>() {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        RunningDoor { child, events, stderr }
-    }
-
-    /// Waits up to `secs` for an event with `kind` (and `person`, if given).
-    fn wait_for(&self, kind: &str, person: Option<&str>, secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let found = self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|e| e["kind"] == kind && person.is_none_or(|p| e["person"] == p))
-                .cloned();
-            if let Some(e) = found {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {kind} event within {secs} s; events: {:?}\nstderr: {}",
-                self.events.lock().unwrap(),
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kinds(&self, kind: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| e["kind"] == kind).count()
-    }
-
-    /// SIGTERM, as systemd stops the unit; the door says offline on its way out.
-    fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RunningDoor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-/// Everything published on `filter` from now on, collected in the background.
-fn collect(broker: &Broker, filter: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
-    let (client, mut connection) = broker.client(&format!("collector-{filter}"), "admin", "pw-admin");
-    client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    std::thread::spawn(move || {
-        let _keep = client;
-        for event in connection.iter() {
-            match event {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
-                        sink.lock().unwrap().push((p.topic.clone(), v));
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                _ => {}
-            }
-        }
-    });
-    seen
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// A door's directory with its secrets, as pairing would leave it.
+fn door_dir(root: &Path, door: &str, site: &Site) -> std::path::PathBuf {
+    let dir = root.join(door);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets = DoorSecrets {
+        site: "hq".into(),
+        door: door.into(),
+        site_public_key: facegate_core::hex(&site.admin.public().to_bytes()),
+        data_key: facegate_core::hex(&site.data.to_bytes()),
+        username: format!("door-{door}"),
+        password: format!("pw-{door}"),
+    };
+    std::fs::write(dir.join("fleet.toml"), secrets.to_toml()).unwrap();
+    dir
 }
 
 #[test]
@@ -198,13 +88,13 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     let approach = dir.path().join("approach");
     let (colin, model) = templates_and_approach(&data, &approach);
     let site = site(model, &colin, 200);
-    let events = collect(&broker, "facegate/hq/doors/+/events");
-    let status = collect(&broker, "facegate/hq/doors/+/status");
+    let events = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/events");
+    let status = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/status");
     broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
 
     // Colin is staff: granted at the front door, refused at the lab (visitors only).
-    let front = RunningDoor::start(&dir.path().join("front"), "front", &broker, &site, &approach);
-    let lab = RunningDoor::start(&dir.path().join("lab"), "lab", &broker, &site, &approach);
+    let front = RunningDoor::start(&door_dir(dir.path(), "front", &site), &broker, &approach);
+    let lab = RunningDoor::start(&door_dir(dir.path(), "lab", &site), &broker, &approach);
     front.wait_for("site-synced", None, 60);
     let granted = front.wait_for("granted", Some(PERSON), 60);
     let denied = lab.wait_for("denied-group", Some(PERSON), 60);

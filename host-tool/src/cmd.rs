@@ -253,7 +253,7 @@ fn photo_template(
 }
 
 /// Templates from photos, each photo checked; refused photos are reported, not used.
-fn templates_from_photos(
+pub(crate) fn templates_from_photos(
     g: &Global,
     pipeline: &Pipeline,
     photos_in: &[PathBuf],

@@ -8,6 +8,7 @@ mod keys;
 mod output;
 mod plot;
 mod ports;
+mod site;
 mod target;
 mod train;
 
@@ -55,6 +56,11 @@ struct Cli {
     /// the program, then the user's and the system's data directory).
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
     models: Option<PathBuf>,
+    /// A site file (`site init`): enroll, remove, rename and log work on the
+    /// whole site through its broker; door, group, schedule, grant, doors and
+    /// sync need it.
+    #[arg(long, global = true, env = "FACEGATE_SITE", conflicts_with_all = ["port", "gallery"])]
+    site: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +87,15 @@ enum Command {
         /// Add the photos to someone already enrolled.
         #[arg(long)]
         add: bool,
+        /// With --site: the access groups they join (repeat or comma-separate).
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// With --site: not valid before this time (UTC, e.g. 2026-12-01T08:00).
+        #[arg(long)]
+        from: Option<String>,
+        /// With --site: not valid from this time on (UTC).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// List enrolled people.
     People,
@@ -120,6 +135,9 @@ enum Command {
         /// Keep printing new events (JSON lines with --json).
         #[arg(long)]
         follow: bool,
+        /// With --site: one door's events only.
+        #[arg(long)]
+        door: Option<String>,
     },
     /// Read or change the device's settings (the device validates them).
     #[command(subcommand)]
@@ -143,6 +161,36 @@ enum Command {
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A site of many doors (`site init`).
+    #[command(subcommand)]
+    Site(site::SiteAction),
+    /// The site's doors: add (with its secrets file), remove.
+    #[command(subcommand)]
+    Door(site::DoorAction),
+    /// The site's access groups.
+    #[command(subcommand)]
+    Group(site::GroupAction),
+    /// The site's weekly schedules.
+    #[command(subcommand)]
+    Schedule(site::ScheduleAction),
+    /// Put a person of the site in an access group.
+    Grant {
+        /// The person's name.
+        name: String,
+        /// The group.
+        group: String,
+    },
+    /// The site's doors: online, applied version, last seen.
+    Doors,
+    /// Publish the site to its broker; with --wait, until every door applied it.
+    Sync {
+        /// Wait until every door reports the current version.
+        #[arg(long)]
+        wait: bool,
+        /// How long to wait (s).
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +236,11 @@ pub fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse()
 }
 
+/// The `--site` file a site command needs.
+fn site_file(site: &Option<PathBuf>) -> Result<&std::path::Path> {
+    site.as_deref().ok_or_else(|| anyhow::anyhow!("this command works on a site: give --site SITE.toml"))
+}
+
 fn run(cli: Cli) -> Result<()> {
     let g = cmd::Global {
         port: cli.port,
@@ -199,20 +252,46 @@ fn run(cli: Cli) -> Result<()> {
         threshold: cli.threshold,
         metric: cli.metric,
     };
+    let site = cli.site;
     match cli.command {
+        Command::Enroll { name, photos, groups, from, until, .. } if site.is_some() => {
+            site::enroll(&g, site_file(&site)?, &name, &photos, site::Validity { groups, from, until })
+        }
+        Command::Remove { name } if site.is_some() => site::remove(&g, site_file(&site)?, &name),
+        Command::Rename { from, to } if site.is_some() => site::rename(&g, site_file(&site)?, &from, &to),
+        Command::Log { action: None, follow, door, .. } if site.is_some() => {
+            site::log(&g, site_file(&site)?, follow, door.as_deref())
+        }
+        Command::Site(action) => site::init(&g, site_file(&site)?, action),
+        Command::Door(action) => site::door(&g, site_file(&site)?, action),
+        Command::Group(action) => site::group(&g, site_file(&site)?, action),
+        Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),
+        Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
+        Command::Doors => site::doors(&g, site_file(&site)?),
+        Command::Sync { wait, wait_s } => site::sync(&g, site_file(&site)?, wait, wait_s),
         Command::Ports => cmd::ports(&g),
         Command::Models => cmd::models(&g),
         Command::Status => cmd::status(&g),
         Command::Pair => cmd::pair(&g),
         Command::Unpair => cmd::unpair(&g),
-        Command::Enroll { name, photos, on_device, add } => cmd::enroll(&g, &name, &photos, on_device, add),
+        Command::Enroll { name, photos, on_device, add, groups, from, until } => {
+            if !groups.is_empty() || from.is_some() || until.is_some() {
+                anyhow::bail!("--group, --from and --until are for a site's people: give --site SITE.toml");
+            }
+            cmd::enroll(&g, &name, &photos, on_device, add)
+        }
         Command::People => cmd::people(&g),
         Command::Remove { name } => cmd::remove(&g, &name),
         Command::Rename { from, to } => cmd::rename(&g, &from, &to),
         Command::Verify { name, photos } => cmd::verify(&g, &name, &photos),
         Command::Identify { photos } => cmd::identify(&g, &photos),
         Command::Log { action: Some(LogAction::Clear), .. } => cmd::log_clear(&g),
-        Command::Log { action: None, since, follow } => cmd::log(&g, since.as_deref(), follow),
+        Command::Log { action: None, since, follow, door } => {
+            if door.is_some() {
+                anyhow::bail!("--door is for a site's log: give --site SITE.toml");
+            }
+            cmd::log(&g, since.as_deref(), follow)
+        }
         Command::Config(ConfigAction::Get { key }) => cmd::config_get(&g, key.as_deref()),
         Command::Config(ConfigAction::Set { key, value }) => cmd::config_set(&g, &key, &value),
         Command::Backup { file } => cmd::backup(&g, &file),

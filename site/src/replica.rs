@@ -16,7 +16,7 @@ use facegate_core::{Embedding, ModelId};
 use std::collections::{BTreeMap, HashMap};
 
 /// The administrator's view: the whole site at one version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SiteState {
     /// The site's name.
     pub name: String,

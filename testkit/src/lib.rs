@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod broker;
+pub mod fleet;
 
 pub use facegate_lfw::Dataset;
 

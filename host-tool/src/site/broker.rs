@@ -1,0 +1,197 @@
+//! The administrator's connection to the site's broker (MQTT over TLS).
+
+use super::SiteConfig;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rumqttc::{Client, Connection, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connected client and the site's topics.
+pub struct Link {
+    client: Client,
+    connection: Connection,
+    topics: facegate_site::Topics,
+}
+
+fn tls(ca_file: &str) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if added == 0 {
+            bail!("the site file gives no ca_file and the system has no CA certificates");
+        }
+    } else {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
+            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("ca_file {ca_file:?}: {e}"))?;
+        roots.add_parsable_certificates(certs);
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl Link {
+    /// Connects as the site's administrator; `role` names the client, and a
+    /// persistent session (`clean` false) keeps QoS 1 messages for it while away.
+    pub fn connect(config: &SiteConfig, role: &str, clean: bool) -> Result<Self> {
+        let rest = config
+            .broker
+            .strip_prefix("mqtts://")
+            .with_context(|| format!("broker {:?}: use mqtts://host:port", config.broker))?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().with_context(|| format!("broker {:?}: bad port", config.broker))?),
+            None => (rest.to_string(), 8883),
+        };
+        let id = match clean {
+            true => format!("facegate-{}-{role}-{}", config.name, std::process::id()),
+            false => format!("facegate-{}-{role}", config.name),
+        };
+        let mut o = MqttOptions::new(id, host, port);
+        o.set_credentials(config.username.clone(), config.password.clone());
+        o.set_keep_alive(Duration::from_secs(10));
+        o.set_clean_session(clean);
+        o.set_max_packet_size(16 << 20, 16 << 20);
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(&config.ca_file)?))));
+        let (client, mut connection) = Client::new(o, 8192);
+        // Wait for the broker's welcome: a wrong password or certificate is said here.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match connection.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+                Ok(Err(e)) => bail!("cannot reach the broker {}: {e}", config.broker),
+                _ if Instant::now() > deadline => bail!("the broker {} did not answer within 10 s", config.broker),
+                _ => {}
+            }
+        }
+        Ok(Link { client, connection, topics: facegate_site::Topics::new(&config.name)? })
+    }
+
+    /// Publishes `messages` retained at QoS 1 and waits until the broker has
+    /// acknowledged each one (an empty payload clears a retained record).
+    pub fn publish_retained(&mut self, messages: &[(String, Vec<u8>)], quiet: bool) -> Result<()> {
+        let pb = if quiet || messages.len() < 20 { ProgressBar::hidden() } else { ProgressBar::new(messages.len() as u64) };
+        pb.set_style(ProgressStyle::with_template("publishing [{bar:30}] {pos}/{len}").expect("template").progress_chars("=> "));
+        let mut queued = 0;
+        let mut acked = 0;
+        let deadline = Instant::now() + Duration::from_secs(60 + messages.len() as u64 / 50);
+        while acked < messages.len() {
+            // Keep the request queue fed without blocking the event loop.
+            while queued < messages.len() && queued - acked < 1000 {
+                let (topic, payload) = &messages[queued];
+                self.client.try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone()).context("queueing a message")?;
+                queued += 1;
+            }
+            match self.connection.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                    acked += 1;
+                    pb.inc(1);
+                }
+                Ok(Err(e)) => bail!("publishing to the broker: {e} ({acked} of {} acknowledged)", messages.len()),
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                bail!("the broker acknowledged {acked} of {} messages in time", messages.len());
+            }
+        }
+        pb.finish_and_clear();
+        Ok(())
+    }
+
+    fn subscribe(&mut self, filter: String) -> Result<()> {
+        self.client.subscribe(filter, QoS::AtLeastOnce).context("subscribing")?;
+        Ok(())
+    }
+
+    /// The doors' retained statuses, read for up to `quiet` after the last one.
+    pub fn statuses(&mut self, doors: &[String], quiet: Duration) -> Result<BTreeMap<String, Value>> {
+        self.subscribe(self.topics.all_status())?;
+        let mut out = BTreeMap::new();
+        let mut last = Instant::now();
+        while last.elapsed() < quiet && out.len() < doors.len() {
+            if let Some((door, status)) = self.next_status()? {
+                out.insert(door, status);
+                last = Instant::now();
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_status(&mut self) -> Result<Option<(String, Value)>> {
+        match self.connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let door = self.topics.door_of(&p.topic).map(str::to_string);
+                Ok(door.zip(serde_json::from_slice(&p.payload).ok()))
+            }
+            Ok(Err(e)) => bail!("the broker: {e}"),
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits until every door's status says it applied `version` (or the time is up).
+    pub fn wait_for_doors(
+        &mut self,
+        doors: &[String],
+        version: u64,
+        within: Duration,
+        quiet: bool,
+    ) -> Result<BTreeMap<String, Value>> {
+        self.subscribe(self.topics.all_status())?;
+        let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(doors.len() as u64) };
+        pb.set_style(
+            ProgressStyle::with_template("doors at version {msg} [{bar:30}] {pos}/{len}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(version.to_string());
+        let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        let done = |out: &BTreeMap<String, Value>, d: &String| out.get(d).and_then(|s| s["version"].as_u64()) >= Some(version);
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && !doors.iter().all(|d| done(&out, d)) {
+            if let Some((door, status)) = self.next_status()? {
+                out.insert(door, status);
+                pb.set_position(doors.iter().filter(|d| done(&out, d)).count() as u64);
+            }
+        }
+        pb.finish_and_clear();
+        Ok(out)
+    }
+
+    /// Calls `each` for every event of the site's doors (or one door), once
+    /// per (door, seq); stops after a quiet second unless `follow`.
+    pub fn events(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
+        let filter = match door {
+            Some(d) => self.topics.events(d),
+            None => self.topics.all_events(),
+        };
+        self.subscribe(filter)?;
+        let mut seen: HashSet<(String, u64)> = HashSet::new();
+        let mut last = Instant::now();
+        loop {
+            match self.connection.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    last = Instant::now();
+                    let Ok(e) = serde_json::from_slice::<Value>(&p.payload) else { continue };
+                    let key = (e["door"].as_str().unwrap_or_default().to_string(), e["seq"].as_u64().unwrap_or(0));
+                    if seen.insert(key) {
+                        each(&e);
+                    }
+                }
+                Ok(Err(e)) if !follow => bail!("the broker: {e}"),
+                Ok(Err(e)) => {
+                    eprintln!("the broker: {e}; reconnecting");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                _ => {}
+            }
+            if !follow && last.elapsed() > Duration::from_secs(1) {
+                return Ok(());
+            }
+        }
+    }
+}

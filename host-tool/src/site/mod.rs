@@ -1,0 +1,522 @@
+//! `host-tool --site SITE.toml …`: the administrator's side of a site of
+//! many doors. The site is the source of truth: every change is made to the
+//! local state (`SITE.state`, beside the site file), then published to the
+//! broker as signed, retained records; doors follow on their own.
+//!
+//! - `SITE.toml` (mode 0600): the site's name, the broker and the
+//!   administrator's login, the admin signing key and the data key.
+//! - `SITE.state`: the people (templates sealed), groups, doors, schedules,
+//!   the version, and what was last published.
+
+mod broker;
+
+use crate::cmd::Global;
+use crate::output::{print_json, print_json_line, table};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The site file: who the administrator is and how to reach the broker.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's name (a topic level).
+    pub name: String,
+    /// `mqtts://host:port`.
+    pub broker: String,
+    /// PEM of the broker's CA; empty: the system's roots.
+    #[serde(default)]
+    pub ca_file: String,
+    /// The administrator's broker login.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// The admin signing key (hex; secret).
+    pub admin_key: String,
+    /// The site's data key (hex; secret).
+    pub data_key: String,
+}
+
+impl SiteConfig {
+    fn admin(&self) -> Result<AdminKey> {
+        Ok(AdminKey::from_bytes(&unhex32("admin_key", &self.admin_key)?))
+    }
+
+    fn data(&self) -> Result<DataKey> {
+        Ok(DataKey::from_bytes(unhex32("data_key", &self.data_key)?))
+    }
+}
+
+fn unhex32(what: &str, text: &str) -> Result<[u8; 32]> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<_>>()
+        .with_context(|| format!("{what} is not hex"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} must be 64 hex digits"))
+}
+
+/// The site's state as the administrator keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+struct AdminState {
+    site: SiteState,
+    /// Topic → digest of what was last published there (so a change sends only what changed).
+    published: BTreeMap<String, [u8; 32]>,
+}
+
+/// A site file and its state beside it.
+pub struct SiteHome {
+    path: PathBuf,
+    config: SiteConfig,
+    state: AdminState,
+}
+
+fn state_path(site: &Path) -> PathBuf {
+    site.with_extension("state")
+}
+
+impl SiteHome {
+    fn open(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the site file {} (create one with `site init`)", path.display()))?;
+        let config: SiteConfig = toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        config.admin()?;
+        config.data()?;
+        let bytes = std::fs::read(state_path(path)).with_context(|| format!("reading {}", state_path(path).display()))?;
+        let state: AdminState =
+            postcard::from_bytes(&bytes).with_context(|| format!("{} is damaged", state_path(path).display()))?;
+        Ok(SiteHome { path: path.to_path_buf(), config, state })
+    }
+
+    fn save(&self) -> Result<()> {
+        let bytes = postcard::to_allocvec(&self.state).expect("the state serialises");
+        facegate_store::atomic::replace(&state_path(&self.path), &bytes, true)
+            .with_context(|| format!("saving {}", state_path(&self.path).display()))
+    }
+
+    /// Validates, counts one more version, saves, and publishes what changed.
+    fn commit(&mut self, g: &Global) -> Result<()> {
+        self.state.site.rules.validate()?;
+        self.state.site.version += 1;
+        self.save()?;
+        self.publish(g)
+    }
+
+    /// Publishes every record that differs from what the broker was last
+    /// given, clears removed people, then the manifest; waits for the broker's
+    /// acknowledgements.
+    fn publish(&mut self, g: &Global) -> Result<()> {
+        let admin = self.config.admin()?;
+        let messages = self.state.site.messages(&admin, chrono_now())?;
+        let mut send: Vec<(String, Vec<u8>)> = Vec::new();
+        let current: BTreeSet<&String> = messages.iter().map(|(t, _)| t).collect();
+        for topic in self.state.published.keys().filter(|t| !current.contains(t)) {
+            send.push((topic.clone(), Vec::new()));
+        }
+        for (topic, payload) in &messages {
+            if self.state.published.get(topic) != Some(&facegate_site::records::digest(payload)) {
+                send.push((topic.clone(), payload.clone()));
+            }
+        }
+        let mut link = broker::Link::connect(&self.config, "admin", false)?;
+        link.publish_retained(&send, g.json)?;
+        self.state.published = messages.iter().map(|(t, p)| (t.clone(), facegate_site::records::digest(p))).collect();
+        self.save()?;
+        if !g.json {
+            println!("site {} version {} published ({} messages)", self.config.name, self.state.site.version, send.len());
+        }
+        Ok(())
+    }
+
+    fn person_id(&self, name: &str) -> Result<String> {
+        self.state
+            .site
+            .people
+            .iter()
+            .find(|(_, r)| r.name == name)
+            .map(|(id, _)| id.clone())
+            .with_context(|| format!("nobody named {name:?} in site {}", self.config.name))
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
+    Ok(facegate_core::hex(&b))
+}
+
+/// `site …`.
+#[derive(Subcommand)]
+pub enum SiteAction {
+    /// Create the site file (keys made here; mode 0600) and an empty site.
+    Init {
+        /// The site's name (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// The broker: mqtts://host:port.
+        #[arg(long)]
+        broker: String,
+        /// PEM of the broker's CA (default: the system's roots).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The administrator's broker login.
+        #[arg(long)]
+        username: String,
+        /// Its password.
+        #[arg(long, env = "FACEGATE_SITE_PASSWORD")]
+        password: String,
+        /// IANA time zone the schedules are read in.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+    },
+}
+
+/// `door …`.
+#[derive(Subcommand)]
+pub enum DoorAction {
+    /// Add (or change) a door: the groups it lets in, its schedule; writes the
+    /// door's secrets file to hand to it (mode 0600).
+    Add {
+        /// The door's name.
+        name: String,
+        /// Groups it lets in (repeat or comma-separate).
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// When it lets anybody in (a schedule's name; default: always).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// The door's own broker login.
+        #[arg(long)]
+        username: String,
+        /// Its password.
+        #[arg(long)]
+        password: String,
+        /// Where to write the door's secrets (`paths.fleet_secrets` on the door).
+        #[arg(long)]
+        secrets_out: PathBuf,
+    },
+    /// Remove a door from the site.
+    Remove {
+        /// The door's name.
+        name: String,
+    },
+}
+
+/// `group …`.
+#[derive(Subcommand)]
+pub enum GroupAction {
+    /// Add (or change) an access group.
+    Add {
+        /// The group's name.
+        name: String,
+        /// When its members pass (a schedule's name; default: always).
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// Remove a group (doors and people lose it).
+    Remove {
+        /// The group's name.
+        name: String,
+    },
+}
+
+/// `schedule …`.
+#[derive(Subcommand)]
+pub enum ScheduleAction {
+    /// Set a weekly schedule: windows like "mon-fri 07:00-19:00", "sat 09:00-13:00".
+    Set {
+        /// The schedule's name.
+        name: String,
+        /// Its windows.
+        #[arg(required = true)]
+        windows: Vec<String>,
+    },
+    /// Remove a schedule (nothing may use it).
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `site init`.
+pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
+    let SiteAction::Init { name, broker, ca, username, password, time_zone } = action;
+    if site.exists() {
+        bail!("{} exists: a site is made once (its keys are in it)", site.display());
+    }
+    facegate_site::Topics::new(&name)?;
+    let rules = Rules { time_zone, ..Rules::default() };
+    rules.validate()?;
+    let config = SiteConfig {
+        name: name.clone(),
+        broker,
+        ca_file: ca.map(|p| p.display().to_string()).unwrap_or_default(),
+        username,
+        password,
+        admin_key: facegate_core::hex(&AdminKey::generate()?.to_bytes()),
+        data_key: facegate_core::hex(&DataKey::generate()?.to_bytes()),
+    };
+    let model = facegate_face::Embedder::model_id_of(&g.models()?, facegate_face::Precision::Int8)?;
+    let state =
+        AdminState { site: SiteState { name, version: 0, model, rules, people: BTreeMap::new() }, published: BTreeMap::new() };
+    let home = SiteHome { path: site.to_path_buf(), config, state };
+    facegate_store::atomic::replace_private(site, toml::to_string(&home.config)?.as_bytes())
+        .with_context(|| format!("writing {}", site.display()))?;
+    home.save()?;
+    println!("site {} created in {} (keep it private: it holds the site's keys)", home.config.name, site.display());
+    Ok(())
+}
+
+/// `door add|remove`.
+pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    match action {
+        DoorAction::Add { name, groups, schedule, username, password, secrets_out } => {
+            let secrets = DoorSecrets {
+                site: home.config.name.clone(),
+                door: name.clone(),
+                site_public_key: facegate_core::hex(&home.config.admin()?.public().to_bytes()),
+                data_key: home.config.data_key.clone(),
+                username,
+                password,
+            };
+            DoorSecrets::from_toml(&secrets.to_toml())?;
+            let groups = groups.into_iter().filter(|g| !g.is_empty()).collect();
+            home.state.site.rules.doors.insert(name.clone(), Door { groups, schedule });
+            home.state.site.rules.validate()?;
+            facegate_store::atomic::replace_private(&secrets_out, secrets.to_toml().as_bytes())
+                .with_context(|| format!("writing {}", secrets_out.display()))?;
+            if !g.json {
+                println!(
+                    "door {name}: its secrets are in {} (copy them to the door's paths.fleet_secrets, mode 0600)",
+                    secrets_out.display()
+                );
+            }
+        }
+        DoorAction::Remove { name } => {
+            if home.state.site.rules.doors.remove(&name).is_none() {
+                bail!("no door named {name:?}");
+            }
+        }
+    }
+    home.commit(g)
+}
+
+/// `group add|remove`.
+pub fn group(g: &Global, site: &Path, action: GroupAction) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let s = &mut home.state.site;
+    match action {
+        GroupAction::Add { name, schedule } => {
+            s.rules.groups.insert(name, Group { schedule });
+        }
+        GroupAction::Remove { name } => {
+            if s.rules.groups.remove(&name).is_none() {
+                bail!("no group named {name:?}");
+            }
+            s.rules.doors.values_mut().for_each(|d| {
+                d.groups.remove(&name);
+            });
+            // Changed records are signed and sent again.
+            s.people.values_mut().for_each(|r| {
+                r.access.groups.remove(&name);
+            });
+        }
+    }
+    home.commit(g)
+}
+
+/// `schedule set|remove`.
+pub fn schedule(g: &Global, site: &Path, action: ScheduleAction) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    match action {
+        ScheduleAction::Set { name, windows } => {
+            let windows = windows.iter().map(|w| w.parse()).collect::<Result<_, _>>()?;
+            home.state.site.rules.schedules.insert(name, Schedule { windows });
+        }
+        ScheduleAction::Remove { name } => {
+            if home.state.site.rules.schedules.remove(&name).is_none() {
+                bail!("no schedule named {name:?}");
+            }
+        }
+    }
+    home.commit(g)
+}
+
+/// `grant NAME GROUP`.
+pub fn grant(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    if !home.state.site.rules.groups.contains_key(group) {
+        bail!("no group named {group:?} (add it with `group add {group}`)");
+    }
+    let id = home.person_id(name)?;
+    let record = home.state.site.people.get_mut(&id).expect("found");
+    if !record.access.groups.insert(group.to_string()) && !g.json {
+        println!("{name} is already in {group}");
+    }
+    home.commit(g)
+}
+
+/// When a person may pass, as given on the command line.
+pub struct Validity {
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Not before (ISO 8601 UTC, e.g. 2026-12-01T08:00).
+    pub from: Option<String>,
+    /// Not from (ISO 8601 UTC).
+    pub until: Option<String>,
+}
+
+fn parse_time(what: &str, text: &Option<String>) -> Result<Option<i64>> {
+    text.as_deref()
+        .map(|t| {
+            facegate_store::access_log::parse_iso_time(t)
+                .map(|ms| ms / 1000)
+                .with_context(|| format!("{what} {t:?}: use e.g. 2026-12-01T08:00 (UTC)"))
+        })
+        .transpose()
+}
+
+/// `enroll NAME PHOTO…` to the site.
+pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity: Validity) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    if photos.is_empty() {
+        bail!("give at least one photo (three or more, in different light, make the best templates)");
+    }
+    let model = home.state.site.model;
+    let pipeline = crate::cmd::pipeline_for(g, model)?;
+    let (templates, report) = crate::cmd::templates_from_photos(g, &pipeline, photos)?;
+    if templates.is_empty() {
+        bail!("no usable photo of {name}");
+    }
+    let groups: BTreeSet<String> = validity.groups.into_iter().filter(|g| !g.is_empty()).collect();
+    if let Some(unknown) = groups.iter().find(|g| !home.state.site.rules.groups.contains_key(*g)) {
+        bail!("no group named {unknown:?} (add it with `group add {unknown}`)");
+    }
+    let access = Access {
+        groups,
+        valid_from: parse_time("--from", &validity.from)?,
+        valid_until: parse_time("--until", &validity.until)?,
+    };
+    let id = match home.person_id(name) {
+        Ok(id) => id,
+        Err(_) => format!("p-{}", random_hex(8)?),
+    };
+    let data = home.config.data()?;
+    let record = PersonRecord::new(&home.config.name, &id, name, access, &templates, &data)?;
+    home.state.site.people.insert(id.clone(), record);
+    home.commit(g)?;
+    if g.json {
+        print_json(
+            &json!({"name": name, "id": id, "templates": templates.len(), "version": home.state.site.version, "photos": report}),
+        );
+    } else {
+        println!("enrolled {name} ({} templates) in site {}", templates.len(), home.config.name);
+    }
+    Ok(())
+}
+
+/// `remove NAME` from the site.
+pub fn remove(g: &Global, site: &Path, name: &str) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let id = home.person_id(name)?;
+    home.state.site.people.remove(&id);
+    home.commit(g)
+}
+
+/// `rename FROM TO` in the site.
+pub fn rename(g: &Global, site: &Path, from: &str, to: &str) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    if home.person_id(to).is_ok() {
+        bail!("{to:?} is already in site {}", home.config.name);
+    }
+    let id = home.person_id(from)?;
+    home.state.site.people.get_mut(&id).expect("found").name = to.to_string();
+    home.commit(g)
+}
+
+/// `sync [--wait]`: publishes what the broker lacks; with `wait`, returns
+/// when every door has applied the current version.
+pub fn sync(g: &Global, site: &Path, wait: bool, wait_s: u64) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    home.publish(g)?;
+    if !wait {
+        return Ok(());
+    }
+    let version = home.state.site.version;
+    let doors: Vec<String> = home.state.site.rules.doors.keys().cloned().collect();
+    let mut link = broker::Link::connect(&home.config, "sync", true)?;
+    let started = std::time::Instant::now();
+    let statuses = link.wait_for_doors(&doors, version, Duration::from_secs(wait_s), g.json)?;
+    let behind: Vec<&String> =
+        doors.iter().filter(|d| statuses.get(*d).and_then(|s| s["version"].as_u64()) < Some(version)).collect();
+    if g.json {
+        print_json(&json!({"version": version, "doors": statuses, "behind": behind, "seconds": started.elapsed().as_secs_f64()}));
+    }
+    if !behind.is_empty() {
+        bail!("{} of {} doors have not applied version {version} within {wait_s} s: {behind:?}", behind.len(), doors.len());
+    }
+    if !g.json {
+        println!("every door ({}) applied version {version} in {:.1} s", doors.len(), started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `doors`: each door's last status.
+pub fn doors(g: &Global, site: &Path) -> Result<()> {
+    let home = SiteHome::open(site)?;
+    let doors: Vec<String> = home.state.site.rules.doors.keys().cloned().collect();
+    let mut link = broker::Link::connect(&home.config, "doors", true)?;
+    let statuses = link.statuses(&doors, Duration::from_secs(2))?;
+    if g.json {
+        print_json(&json!({"version": home.state.site.version, "doors": statuses}));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = doors
+        .iter()
+        .map(|d| match statuses.get(d) {
+            Some(s) => vec![
+                d.clone(),
+                if s["online"] == true { "online".into() } else { "offline".into() },
+                s["version"].as_u64().map_or("-".into(), |v| v.to_string()),
+                s["people"].as_u64().map_or("-".into(), |v| v.to_string()),
+                s["time"].as_str().unwrap_or("-").to_string(),
+                s["error"].as_str().unwrap_or("").to_string(),
+            ],
+            None => vec![d.clone(), "never seen".into(), "-".into(), "-".into(), "-".into(), String::new()],
+        })
+        .collect();
+    println!("site {} version {}", home.config.name, home.state.site.version);
+    print!("{}", table(&["door", "state", "version", "people", "last seen", "error"], &rows));
+    Ok(())
+}
+
+/// `log [--follow] [--door D]`: events of every door, de-duplicated by (door, seq).
+pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>) -> Result<()> {
+    let home = SiteHome::open(site)?;
+    let mut link = broker::Link::connect(&home.config, "log", false)?;
+    link.events(door, follow, |e| {
+        if g.json {
+            print_json_line(e);
+        } else {
+            println!(
+                "{}  {:<8} #{:<6} {:<16} {}",
+                e["time"].as_str().unwrap_or("-"),
+                e["door"].as_str().unwrap_or("?"),
+                e["seq"].as_u64().unwrap_or(0),
+                e["kind"].as_str().unwrap_or("?"),
+                e["person"].as_str().unwrap_or("")
+            );
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Doors of a site in tests: `device` processes on looping replays with
+//! simulated locks, following a [`Broker`], their JSON events collected.
+
+use crate::broker::Broker;
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running door and the JSON events it printed so far.
+pub struct RunningDoor {
+    child: Child,
+    /// Every JSON event it printed so far.
+    pub events: Arc<Mutex<Vec<Value>>>,
+    stderr: std::path::PathBuf,
+}
+
+impl RunningDoor {
+    /// Starts `device run` in `dir` (which holds the door's `fleet.toml`
+    /// secrets) on a looping replay of `approach`, following `broker`.
+    pub fn start(dir: &Path, broker: &Broker, approach: &Path) -> RunningDoor {
+        let d = dir.display();
+        let config = format!(
+            "[camera]\nfps = 5\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
+             [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
+             [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\
+             fleet_secrets = \"{d}/fleet.toml\"\nsite = \"{d}/site.fgsite\"\n",
+            broker.url(),
+            broker.ca.display(),
+            crate::models().display()
+        );
+        std::fs::write(dir.join("facegate.toml"), config).unwrap();
+        let stderr = dir.join("stderr.log");
+        let mut child = Command::new(crate::binary("device"))
+            .args(["run", "--lock", "sim", "--events-json", "--replay-loop", "--config"])
+            .arg(dir.join("facegate.toml"))
+            .arg("--source")
+            .arg(format!("replay:{}", approach.display()))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), events.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = line.parse::<Value>() {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        RunningDoor { child, events, stderr }
+    }
+
+    /// Waits up to `secs` for an event with `kind` (and `person`, if given).
+    pub fn wait_for(&self, kind: &str, person: Option<&str>, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let found = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == kind && person.is_none_or(|p| e["person"] == p))
+                .cloned();
+            if let Some(e) = found {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event within {secs} s; events: {:?}\nstderr: {}",
+                self.events.lock().unwrap(),
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// How many events of `kind` it printed.
+    pub fn kinds(&self, kind: &str) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| e["kind"] == kind).count()
+    }
+
+    /// SIGTERM, as systemd stops the unit; the door says offline on its way out.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RunningDoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Everything published on `filter` from now on, collected in the background.
+pub fn collect(broker: &Broker, user: &str, password: &str, filter: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+    let (client, mut connection) = broker.client(&format!("collector-{filter}"), user, password);
+    client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let _keep = client;
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                        sink.lock().unwrap().push((p.topic.clone(), v));
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+/// Waits until `done`, failing the test after `secs`.
+pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
