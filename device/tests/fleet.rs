@@ -9,8 +9,7 @@ use facegate_core::{Embedding, ModelId};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, SiteState};
-use facegate_testkit::broker::Broker;
-use facegate_testkit::fleet::{collect, wait_until, RunningDoor};
+use facegate_testkit::fleet::{collect, start_door, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,7 +83,7 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     let Some((data, _)) = facegate_testkit::lfw("the fleet test") else { return };
     let dir = tempfile::tempdir().unwrap();
     let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
-    let Some(mut broker) = Broker::start(&dir.path().join("broker"), &users, "the fleet test") else { return };
+    let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the fleet test") else { return };
     let approach = dir.path().join("approach");
     let (colin, model) = templates_and_approach(&data, &approach);
     let site = site(model, &colin, 200);
@@ -93,8 +92,8 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
 
     // Colin is staff: granted at the front door, refused at the lab (visitors only).
-    let front = RunningDoor::start(&door_dir(dir.path(), "front", &site), &broker, &approach);
-    let lab = RunningDoor::start(&door_dir(dir.path(), "lab", &site), &broker, &approach);
+    let front = start_door(&door_dir(dir.path(), "front", &site), &broker, &approach);
+    let lab = start_door(&door_dir(dir.path(), "lab", &site), &broker, &approach);
     front.wait_for("site-synced", None, 60);
     let granted = front.wait_for("granted", Some(PERSON), 60);
     let denied = lab.wait_for("denied-group", Some(PERSON), 60);

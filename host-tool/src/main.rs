@@ -229,6 +229,8 @@ enum BenchCommand {
     Link(bench::link::LinkArgs),
     /// Liveness (presentation-attack detection) on labelled live/attack sets: BPCER, APCER, ACER, DET curves.
     Liveness(bench::liveness::LivenessArgs),
+    /// A site pushed to many doors through a local mosquitto: convergence, broker bytes, events collected.
+    Fleet(bench::fleet::FleetArgs),
 }
 
 /// Parses `f32|int8` for clap.
@@ -304,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models()?, args),
         Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models()?, args),
         Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models()?, args),
+        Command::Bench(BenchCommand::Fleet(args)) => bench::fleet::run(&g.models()?, args),
     }
 }
 

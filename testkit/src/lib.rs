@@ -6,8 +6,35 @@
 
 use std::path::{Path, PathBuf};
 
-pub mod broker;
-pub mod fleet;
+/// The local broker for fleet tests.
+pub mod broker {
+    pub use facegate_localbroker::broker::Broker;
+
+    /// A broker in `dir` with these logins, or `None` after a loud skip of
+    /// `what` when mosquitto is not installed (a failure under CI, where
+    /// `.ci/run` installs it).
+    pub fn start(dir: &std::path::Path, users: &[(&str, &str)], what: &str) -> Option<Broker> {
+        match Broker::start(dir, users) {
+            Ok(b) => Some(b),
+            Err(why) if std::env::var_os("CI").is_some() => panic!("{why}: .ci/run installs it"),
+            Err(why) => {
+                crate::skip(what, &why);
+                None
+            }
+        }
+    }
+}
+
+/// Site doors for fleet tests.
+pub mod fleet {
+    pub use facegate_localbroker::doors::{collect, wait_until, RunningDoor};
+
+    /// This workspace's `device` program as a door of the site in `dir`
+    /// (which holds its secrets), replaying `approach` in a loop at 5 fps.
+    pub fn start_door(dir: &std::path::Path, broker: &super::broker::Broker, approach: &std::path::Path) -> RunningDoor {
+        RunningDoor::start(&crate::binary("device"), &crate::models(), dir, broker, approach, 5)
+    }
+}
 
 pub use facegate_lfw::Dataset;
 

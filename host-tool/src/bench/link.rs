@@ -41,7 +41,7 @@ pub struct LinkArgs {
 }
 
 /// Deterministic descriptor-like vectors (norm ≈ 1.4 like real ones).
-fn synthetic(person: usize, k: usize) -> Embedding {
+pub(crate) fn synthetic(person: usize, k: usize) -> Embedding {
     let mut state = (person as u64 * 1_000_003 + k as u64 * 7919 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     std::array::from_fn(|_| {
         state ^= state << 13;

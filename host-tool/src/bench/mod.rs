@@ -2,6 +2,7 @@
 
 pub mod blur;
 pub mod detect;
+pub mod fleet;
 pub mod lfw;
 pub mod link;
 pub mod liveness;

@@ -165,20 +165,27 @@ impl Link {
     /// Calls `each` for every event of the site's doors (or one door), once
     /// per (door, seq); stops after a quiet second unless `follow`.
     pub fn events(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
+        let mut seen: HashSet<(String, u64)> = HashSet::new();
+        self.events_raw(door, follow, |e| {
+            if seen.insert((e["door"].as_str().unwrap_or_default().to_string(), e["seq"].as_u64().unwrap_or(0))) {
+                each(e);
+            }
+        })
+    }
+
+    /// Calls `each` for every copy of every event received (duplicates included).
+    pub fn events_raw(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
         let filter = match door {
             Some(d) => self.topics.events(d),
             None => self.topics.all_events(),
         };
         self.subscribe(filter)?;
-        let mut seen: HashSet<(String, u64)> = HashSet::new();
         let mut last = Instant::now();
         loop {
             match self.connection.recv_timeout(Duration::from_millis(100)) {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                     last = Instant::now();
-                    let Ok(e) = serde_json::from_slice::<Value>(&p.payload) else { continue };
-                    let key = (e["door"].as_str().unwrap_or_default().to_string(), e["seq"].as_u64().unwrap_or(0));
-                    if seen.insert(key) {
+                    if let Ok(e) = serde_json::from_slice::<Value>(&p.payload) {
                         each(&e);
                     }
                 }

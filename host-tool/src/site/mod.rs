@@ -8,7 +8,7 @@
 //! - `SITE.state`: the people (templates sealed), groups, doors, schedules,
 //!   the version, and what was last published.
 
-mod broker;
+pub mod broker;
 
 use crate::cmd::Global;
 use crate::output::{print_json, print_json_line, table};

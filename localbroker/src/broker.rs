@@ -1,8 +1,7 @@
-//! A real MQTT broker for tests: Debian's `mosquitto` on a free port with
-//! TLS (a CA and a server certificate made here), password logins, and
-//! persistence on, so that a test can kill it, restart it, and read its
-//! store. Without `mosquitto` a test skips loudly, except under CI
-//! (`CI` set), where `.ci/run` installs it and its absence is a failure.
+//! A real MQTT broker on this machine: Debian's `mosquitto` on a free port
+//! with TLS (a CA and a server certificate made here), password logins,
+//! persistence on (so it can be killed, restarted and its store read) and
+//! its `$SYS` counters every second.
 
 use rumqttc::{Client, Connection, MqttOptions, QoS, TlsConfiguration, Transport};
 use std::path::{Path, PathBuf};
@@ -29,16 +28,10 @@ fn free_port() -> u16 {
 }
 
 impl Broker {
-    /// Starts a broker in `dir` with these `(user, password)` logins, or
-    /// `None` after a loud skip of `what` when mosquitto is not installed.
-    pub fn start(dir: &Path, users: &[(&str, &str)], what: &str) -> Option<Broker> {
-        let Some(program) = mosquitto() else {
-            if std::env::var_os("CI").is_some() {
-                panic!("mosquitto is not installed: .ci/run installs it (apt-get install mosquitto)");
-            }
-            crate::skip(what, "mosquitto not installed (apt-get install mosquitto)");
-            return None;
-        };
+    /// Starts a broker in `dir` with these `(user, password)` logins; an
+    /// error when mosquitto is not installed. Panics on anything else.
+    pub fn start(dir: &Path, users: &[(&str, &str)]) -> Result<Broker, String> {
+        let program = mosquitto().ok_or("mosquitto is not installed (apt-get install mosquitto)")?;
         std::fs::create_dir_all(dir).expect("the broker's directory");
         let ca_key = rcgen::KeyPair::generate().expect("a CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
@@ -72,7 +65,7 @@ impl Broker {
         }
         let mut broker = Broker { port: free_port(), ca, dir: dir.to_path_buf(), child: None };
         broker.spawn(&program);
-        Some(broker)
+        Ok(broker)
     }
 
     fn spawn(&mut self, program: &Path) {
@@ -80,7 +73,8 @@ impl Broker {
         let conf = format!(
             "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
              allow_anonymous false\npassword_file {d}/passwd\npersistence true\npersistence_location {d}/\n\
-             autosave_interval 1\nuser root\nlog_dest file {d}/mosquitto.log\nmax_inflight_messages 100\nmax_queued_messages 100000\n",
+             autosave_interval 1\nuser root\nlog_dest file {d}/mosquitto.log\nmax_inflight_messages 100\nmax_queued_messages 100000\n\
+             sys_interval 1\n",
             port = self.port
         );
         std::fs::write(self.dir.join("mosquitto.conf"), conf).expect("the broker's configuration");

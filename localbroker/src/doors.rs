@@ -1,5 +1,5 @@
-//! Doors of a site in tests: `device` processes on looping replays with
-//! simulated locks, following a [`Broker`], their JSON events collected.
+//! Doors of a site on this machine: `device` processes on looping replays
+//! with simulated locks, following a [`Broker`], their JSON events collected.
 
 use crate::broker::Broker;
 use serde_json::Value;
@@ -18,22 +18,23 @@ pub struct RunningDoor {
 }
 
 impl RunningDoor {
-    /// Starts `device run` in `dir` (which holds the door's `fleet.toml`
-    /// secrets) on a looping replay of `approach`, following `broker`.
-    pub fn start(dir: &Path, broker: &Broker, approach: &Path) -> RunningDoor {
+    /// Starts the `device` program in `dir` (which holds the door's
+    /// `fleet.toml` secrets) with the models of `models`, on a looping replay
+    /// of `approach` at `fps`, following `broker`.
+    pub fn start(device: &Path, models: &Path, dir: &Path, broker: &Broker, approach: &Path, fps: u32) -> RunningDoor {
         let d = dir.display();
         let config = format!(
-            "[camera]\nfps = 5\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
+            "[camera]\nfps = {fps}\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
              [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
              [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\
              fleet_secrets = \"{d}/fleet.toml\"\nsite = \"{d}/site.fgsite\"\n",
             broker.url(),
             broker.ca.display(),
-            crate::models().display()
+            models.display()
         );
         std::fs::write(dir.join("facegate.toml"), config).unwrap();
         let stderr = dir.join("stderr.log");
-        let mut child = Command::new(crate::binary("device"))
+        let mut child = Command::new(device)
             .args(["run", "--lock", "sim", "--events-json", "--replay-loop", "--config"])
             .arg(dir.join("facegate.toml"))
             .arg("--source")
