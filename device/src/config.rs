@@ -47,22 +47,9 @@ impl Default for Fleet {
 }
 
 impl Fleet {
-    /// Host and port of `broker`.
+    /// Host and port of `broker` (`mqtts://` only).
     pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
-        let rest = self.broker.strip_prefix("mqtts://").ok_or_else(|| {
-            anyhow::anyhow!(
-                "fleet.broker = {:?} must be mqtts://host:port (TLS: templates and credentials travel there)",
-                self.broker
-            )
-        })?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| anyhow::anyhow!("fleet.broker = {:?}: bad port", self.broker))?),
-            None => (rest, 8883),
-        };
-        if host.is_empty() {
-            anyhow::bail!("fleet.broker = {:?} names no host", self.broker);
-        }
-        Ok((host.to_string(), port))
+        facegate_site::mqtt::host_port(&self.broker).map_err(|e| anyhow::anyhow!("fleet.broker: {e}"))
     }
 }
 

@@ -22,16 +22,13 @@ use anyhow::{bail, Context, Result};
 use facegate_site::{DoorCopy, DoorSecrets, Received, Replica, Snapshot, Topics};
 use facegate_store::access_log::iso_time;
 use facegate_store::{Event, EventKind};
-use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError, TlsConfiguration, Transport};
+use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest message the door takes or sends: a manifest lists every person
-/// (about 50 bytes each) and a record carries a person's sealed templates.
-const MAX_PACKET: usize = 16 << 20;
 /// Events published but not yet handed back, at most.
 const WINDOW: u64 = 500;
 /// How often the status is refreshed without a change (free space, counters).
@@ -109,45 +106,22 @@ pub fn start(
 }
 
 fn options(config: &Fleet, secrets: &DoorSecrets) -> Result<MqttOptions> {
-    let (host, port) = config.host_port()?;
-    let mut o = MqttOptions::new(format!("facegate-{}-{}", secrets.site, secrets.door), host, port);
-    o.set_credentials(secrets.username.clone(), secrets.password.clone());
-    o.set_keep_alive(Duration::from_secs(config.keep_alive_s));
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    let mut o = facegate_site::mqtt::options(&facegate_site::mqtt::Login {
+        broker: &config.broker,
+        ca_file: &config.ca_file,
+        client_id: format!("facegate-{}-{}", secrets.site, secrets.door),
+        username: &secrets.username,
+        password: &secrets.password,
+        keep_alive: Duration::from_secs(config.keep_alive_s),
+    })
+    .context("fleet.broker / fleet.ca_file")?;
     // The retained state and the saved cursor carry everything across a
     // reconnect; nothing is left to a broker-side session.
     o.set_clean_session(true);
     let topics = Topics::new(&secrets.site)?;
     let offline = serde_json::json!({"door": secrets.door, "online": false});
     o.set_last_will(LastWill::new(topics.status(&secrets.door), offline.to_string(), QoS::AtLeastOnce, true));
-    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(&config.ca_file)?))));
     Ok(o)
-}
-
-/// TLS with ring, trusting the CA of `ca_file` (PEM), or the system's roots.
-fn tls(ca_file: &str) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    if ca_file.is_empty() {
-        let found = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
-            bail!("fleet.ca_file is empty and the system has no CA certificates: give the broker's CA");
-        }
-    } else {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| anyhow::anyhow!("fleet.ca_file = {ca_file:?}: {e}"))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            bail!("fleet.ca_file = {ca_file:?} holds no usable certificate");
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// The access log as an outbox: what was published, and what the broker

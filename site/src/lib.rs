@@ -9,12 +9,15 @@
 //!   rebuilt from them, applied only when complete;
 //! - [`door`]: a door's secrets and the rules it keeps on disk.
 //!
-//! No network here: the device and the host tool carry the messages.
+//! With the `mqtt` feature, [`mqtt`] says how both ends reach the broker;
+//! the messages themselves are carried by the device and the host tool.
 
 #![warn(missing_docs)]
 
 pub mod door;
 pub mod keys;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod records;
 pub mod replica;
 pub mod rules;

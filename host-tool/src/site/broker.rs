@@ -3,10 +3,9 @@
 use super::SiteConfig;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use rumqttc::{Client, Connection, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{Client, Connection, Event, Packet, QoS};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A connected client and the site's topics.
@@ -16,48 +15,23 @@ pub struct Link {
     topics: facegate_site::Topics,
 }
 
-fn tls(ca_file: &str) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    if ca_file.is_empty() {
-        let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if added == 0 {
-            bail!("the site file gives no ca_file and the system has no CA certificates");
-        }
-    } else {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
-            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| anyhow::anyhow!("ca_file {ca_file:?}: {e}"))?;
-        roots.add_parsable_certificates(certs);
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 impl Link {
     /// Connects as the site's administrator; `role` names the client, and a
     /// persistent session (`clean` false) keeps QoS 1 messages for it while away.
     pub fn connect(config: &SiteConfig, role: &str, clean: bool) -> Result<Self> {
-        let rest = config
-            .broker
-            .strip_prefix("mqtts://")
-            .with_context(|| format!("broker {:?}: use mqtts://host:port", config.broker))?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().with_context(|| format!("broker {:?}: bad port", config.broker))?),
-            None => (rest.to_string(), 8883),
-        };
-        let id = match clean {
+        let client_id = match clean {
             true => format!("facegate-{}-{role}-{}", config.name, std::process::id()),
             false => format!("facegate-{}-{role}", config.name),
         };
-        let mut o = MqttOptions::new(id, host, port);
-        o.set_credentials(config.username.clone(), config.password.clone());
-        o.set_keep_alive(Duration::from_secs(10));
+        let mut o = facegate_site::mqtt::options(&facegate_site::mqtt::Login {
+            broker: &config.broker,
+            ca_file: &config.ca_file,
+            client_id,
+            username: &config.username,
+            password: &config.password,
+            keep_alive: Duration::from_secs(10),
+        })?;
         o.set_clean_session(clean);
-        o.set_max_packet_size(16 << 20, 16 << 20);
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(&config.ca_file)?))));
         let (client, mut connection) = Client::new(o, 8192);
         // Wait for the broker's welcome: a wrong password or certificate is said here.
         let deadline = Instant::now() + Duration::from_secs(10);
