@@ -362,6 +362,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             config.clone(),
             common.config.clone(),
             commands_tx,
+            paths.fleet_secrets.clone(),
         );
         let window = setup.then(|| std::time::Duration::from_secs(config.serial.setup_window_s));
         let server = facegate_protocol::server::Server::new(pairings, window, handler);

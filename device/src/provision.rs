@@ -34,6 +34,8 @@ pub struct DeviceHandler {
     pub config_path: Option<PathBuf>,
     /// To the frame loop.
     pub commands: Sender<LoopCommand>,
+    /// Where a site's secrets go when the door joins one.
+    pub fleet_secrets: PathBuf,
 }
 
 impl DeviceHandler {
@@ -44,9 +46,31 @@ impl DeviceHandler {
         config: Config,
         config_path: Option<PathBuf>,
         commands: Sender<LoopCommand>,
+        fleet_secrets: PathBuf,
     ) -> Self {
         let gallery = GalleryService::new(shared.gallery.clone(), config.recognition.threshold);
-        DeviceHandler { shared, gallery, pairing_path, config, config_path, commands }
+        DeviceHandler { shared, gallery, pairing_path, config, config_path, commands, fleet_secrets }
+    }
+
+    /// Joins a site: checks everything first, then writes the secrets (0600)
+    /// and the broker's CA, then turns the link on in the settings. The link
+    /// starts with the next start of the door.
+    fn fleet_join(&mut self, secrets: &str, broker: &str, ca_pem: &str) -> Result<Response, WireError> {
+        let invalid = |e: facegate_site::SiteError| WireError::InvalidConfig(e.to_string());
+        let parsed = facegate_site::DoorSecrets::from_toml(secrets).map_err(invalid)?;
+        facegate_site::mqtt::host_port(broker).map_err(invalid)?;
+        let ca_path = facegate_store::atomic::sibling(&self.fleet_secrets, ".ca.pem");
+        if !ca_pem.is_empty() {
+            facegate_store::atomic::replace(&ca_path, ca_pem.as_bytes(), false).map_err(wire_error)?;
+            facegate_site::mqtt::tls(&ca_path.display().to_string()).map_err(invalid)?;
+        }
+        facegate_store::atomic::replace_private(&self.fleet_secrets, secrets.as_bytes()).map_err(wire_error)?;
+        let ca_file = if ca_pem.is_empty() { String::new() } else { ca_path.display().to_string() };
+        self.config_set("fleet.broker", &format!("{broker:?}"))?;
+        self.config_set("fleet.ca_file", &format!("{ca_file:?}"))?;
+        let done = self.config_set("fleet.enabled", "true")?;
+        self.shared.events.named(EventKind::ConfigChanged, &format!("joined site {} as door {}", parsed.site, parsed.door));
+        Ok(done)
     }
 
     fn log_changes(&self, changes: &[Change]) {
@@ -190,6 +214,7 @@ impl Handler for DeviceHandler {
                 }
             }
             Request::ConfigSet { key, value } => self.config_set(&key, &value),
+            Request::FleetJoin { secrets, broker, ca_pem } => self.fleet_join(&secrets, &broker, &ca_pem),
             Request::Unlock => {
                 self.commands
                     .send(LoopCommand::Unlock { by: host.name.clone() })

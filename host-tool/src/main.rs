@@ -59,7 +59,7 @@ struct Cli {
     /// A site file (`site init`): enroll, remove, rename and log work on the
     /// whole site through its broker; door, group, schedule, grant, doors and
     /// sync need it.
-    #[arg(long, global = true, env = "FACEGATE_SITE", conflicts_with_all = ["port", "gallery"])]
+    #[arg(long, global = true, env = "FACEGATE_SITE", conflicts_with = "gallery")]
     site: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -255,6 +255,9 @@ fn run(cli: Cli) -> Result<()> {
         metric: cli.metric,
     };
     let site = cli.site;
+    if site.is_some() && g.port.is_some() && !matches!(cli.command, Command::Door(site::DoorAction::Add { .. })) {
+        anyhow::bail!("with --site, --port is only for `door add` (handing a door its secrets)");
+    }
     match cli.command {
         Command::Enroll { name, photos, groups, from, until, .. } if site.is_some() => {
             site::enroll(&g, site_file(&site)?, &name, &photos, site::Validity { groups, from, until })

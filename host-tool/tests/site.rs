@@ -197,3 +197,104 @@ fn facegate_localbroker_missing() -> bool {
     let dir = tempfile::tempdir().unwrap();
     facegate_testkit::broker::start(dir.path(), &[("probe", "probe")], "the fleet benchmark test").is_none()
 }
+
+#[test]
+fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
+    use facegate_testkit::fleet::RunningDoor;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((enrol, approach)) = photos(dir.path()) else { return };
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
+    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the serial join test") else {
+        return;
+    };
+    let site = dir.path().join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    ok(host_tool(
+        &site,
+        &["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"],
+    ));
+    ok(host_tool(&site, &["group", "add", "staff"]));
+    ok(host_tool(
+        &site,
+        &[&["enroll", PERSON], &enrol.iter().map(String::as_str).collect::<Vec<_>>()[..], &["--group", "staff"]].concat(),
+    ));
+    // A door with a config file and a serial link, started in setup mode; this host pairs with it.
+    let d = dir.path().join("front");
+    std::fs::create_dir_all(&d).unwrap();
+    let config = d.join("facegate.toml");
+    let p = d.display();
+    std::fs::write(
+        &config,
+        format!(
+            "[camera]\nfps = 5\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n[serial]\nport = \"pty\"\n\
+             [paths]\nmodels = \"{}\"\ngallery = \"{p}/gallery.fg\"\nlog = \"{p}/access.log\"\npairing = \"{p}/pairing.fg\"\n\
+             fleet_secrets = \"{p}/fleet.toml\"\nsite = \"{p}/site.fgsite\"\n",
+            facegate_testkit::models().display()
+        ),
+    )
+    .unwrap();
+    let device = facegate_testkit::binary("device");
+    let port = |door: &RunningDoor| {
+        let mut found = None;
+        wait_until("the door's serial path", 60, || {
+            found = door.stderr().lines().find_map(|l| l.split("serial: ").nth(1).map(|p| p.trim().to_string()));
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    let home = dir.path().join("home");
+    let host = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_host-tool"))
+            .arg("--models")
+            .arg(facegate_testkit::models())
+            .args(args)
+            .env("FACEGATE_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let door = RunningDoor::start_with_config(&device, &config, &approach, &["--setup"]);
+    let tty = port(&door);
+    ok(host(&["--port", &tty, "pair"]));
+    let site_arg = site.display().to_string();
+    let add = [
+        "--site",
+        &site_arg,
+        "--port",
+        &tty,
+        "door",
+        "add",
+        "front",
+        "--group",
+        "staff",
+        "--username",
+        "door-front",
+        "--password",
+        "pw-front",
+    ];
+    ok(host(&add));
+    let settings = std::fs::read_to_string(&config).unwrap();
+    assert!(settings.contains("enabled = true") && settings.contains(&url), "the door's settings turn the link on: {settings}");
+    let secrets = d.join("fleet.toml");
+    assert!(std::fs::read_to_string(&secrets).unwrap().contains("door-front"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600, "secrets are private");
+    }
+    door.stop();
+    // Restarted (no setup mode): it follows the site and lets Colin in.
+    let door = RunningDoor::start_with_config(&device, &config, &approach, &[]);
+    door.wait_for("site-synced", None, 60);
+    door.wait_for("granted", Some(PERSON), 60);
+    // Out of setup mode, nobody hands it another site, even a paired host.
+    let tty = port(&door);
+    let mut again = add;
+    again[3] = &tty;
+    let refused = host(&again);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("setup mode"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    door.stop();
+}

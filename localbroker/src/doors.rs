@@ -33,12 +33,19 @@ impl RunningDoor {
             models.display()
         );
         std::fs::write(dir.join("facegate.toml"), config).unwrap();
-        let stderr = dir.join("stderr.log");
+        Self::start_with_config(device, &dir.join("facegate.toml"), approach, &[])
+    }
+
+    /// Starts the `device` program with the config file `config` (and `extra`
+    /// arguments) on a looping replay of `approach`; its stderr goes beside the config.
+    pub fn start_with_config(device: &Path, config: &Path, approach: &Path, extra: &[&str]) -> RunningDoor {
+        let stderr = config.with_extension("stderr.log");
         let mut child = Command::new(device)
             .args(["run", "--lock", "sim", "--events-json", "--replay-loop", "--config"])
-            .arg(dir.join("facegate.toml"))
+            .arg(config)
             .arg("--source")
             .arg(format!("replay:{}", approach.display()))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -77,6 +84,11 @@ impl RunningDoor {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// How many events of `kind` it printed.

@@ -212,10 +212,20 @@ pub enum Request {
     RestoreCommit,
     /// Unlock the door for one pulse (logged).
     Unlock,
+    /// Join a site (setup mode only, so someone stands at the door): the
+    /// site's keys and this door's broker login never cross a network.
+    FleetJoin {
+        /// The door's site secrets as TOML (`facegate_site::DoorSecrets`).
+        secrets: String,
+        /// The broker, `mqtts://host:port`.
+        broker: String,
+        /// PEM of the broker's CA (empty: the door trusts its system's roots).
+        ca_pem: String,
+    },
 }
 
 /// Number of [`Request`] variants this build knows.
-pub const REQUEST_KINDS: u32 = 21;
+pub const REQUEST_KINDS: u32 = 22;
 
 /// The device's answer to [`Request::Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -509,8 +519,8 @@ mod tests {
 
     #[test]
     fn request_tags_are_counted_right() {
-        let last = to_bytes(&Request::Unlock);
-        assert_eq!(last, vec![(REQUEST_KINDS - 1) as u8], "REQUEST_KINDS must follow the enum");
+        let last = to_bytes(&Request::FleetJoin { secrets: String::new(), broker: String::new(), ca_pem: String::new() });
+        assert_eq!(last, vec![(REQUEST_KINDS - 1) as u8, 0, 0, 0], "REQUEST_KINDS must follow the enum");
         assert_eq!(decode_request(&[REQUEST_KINDS as u8]), Err(WireError::UnknownRequest));
         assert!(matches!(decode_request(&[5, 200]), Err(WireError::Malformed(_))));
         assert!(matches!(decode_request(&[]), Err(WireError::Malformed(_))));

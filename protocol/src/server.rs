@@ -217,6 +217,10 @@ impl<H: Handler> Server<H> {
                     Response::Done
                 })
             }
+            Ok(Request::FleetJoin { .. }) if !self.in_setup_mode() => {
+                self.handler.security_event(SecurityEvent::Refused(WireError::NotInSetupMode), Some(&host.name));
+                Err(WireError::NotInSetupMode)
+            }
             Ok(request) => self.handler.handle(request, &host),
             Err(e) => Err(e),
         };

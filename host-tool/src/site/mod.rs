@@ -183,8 +183,9 @@ pub enum SiteAction {
 /// `door …`.
 #[derive(Subcommand)]
 pub enum DoorAction {
-    /// Add (or change) a door: the groups it lets in, its schedule; writes the
-    /// door's secrets file to hand to it (mode 0600).
+    /// Add (or change) a door: the groups it lets in, its schedule. Its
+    /// secrets go to the door over its serial link (`--port`, the door in
+    /// setup mode and paired with this host) or to a file (`--secrets-out`).
     Add {
         /// The door's name.
         name: String,
@@ -200,9 +201,9 @@ pub enum DoorAction {
         /// Its password.
         #[arg(long)]
         password: String,
-        /// Where to write the door's secrets (`paths.fleet_secrets` on the door).
+        /// Where to write the door's secrets (`paths.fleet_secrets` on the door), instead of `--port`.
         #[arg(long)]
-        secrets_out: PathBuf,
+        secrets_out: Option<PathBuf>,
     },
     /// Remove a door from the site.
     Remove {
@@ -290,16 +291,24 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
                 password,
             };
             DoorSecrets::from_toml(&secrets.to_toml())?;
+            if secrets_out.is_none() && g.port.is_none() {
+                bail!("give the door's serial port (--port, the door in setup mode) or --secrets-out FILE");
+            }
             let groups = groups.into_iter().filter(|g| !g.is_empty()).collect();
             home.state.site.rules.doors.insert(name.clone(), Door { groups, schedule });
             home.state.site.rules.validate()?;
-            facegate_store::atomic::replace_private(&secrets_out, secrets.to_toml().as_bytes())
-                .with_context(|| format!("writing {}", secrets_out.display()))?;
-            if !g.json {
-                println!(
-                    "door {name}: its secrets are in {} (copy them to the door's paths.fleet_secrets, mode 0600)",
-                    secrets_out.display()
-                );
+            if let Some(out) = &secrets_out {
+                facegate_store::atomic::replace_private(out, secrets.to_toml().as_bytes())
+                    .with_context(|| format!("writing {}", out.display()))?;
+                if !g.json {
+                    println!(
+                        "door {name}: its secrets are in {} (copy them to the door's paths.fleet_secrets, mode 0600)",
+                        out.display()
+                    );
+                }
+            }
+            if let Some(port) = &g.port {
+                join_over_serial(g, port, &home.config, &secrets)?;
             }
         }
         DoorAction::Remove { name } => {
@@ -309,6 +318,25 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
         }
     }
     home.commit(g)
+}
+
+/// Hands `secrets` to the door on `port` (paired, in setup mode) with the
+/// broker and its CA; the door turns its link on and follows the site from
+/// its next start.
+fn join_over_serial(g: &Global, port: &str, config: &SiteConfig, secrets: &DoorSecrets) -> Result<()> {
+    let ca_pem = match config.ca_file.as_str() {
+        "" => String::new(),
+        f => std::fs::read_to_string(f).with_context(|| format!("reading the broker's CA {f}"))?,
+    };
+    let mut door = crate::target::connect_paired(port, g.baud, g.timeout)?;
+    let request = facegate_protocol::Request::FleetJoin { secrets: secrets.to_toml(), broker: config.broker.clone(), ca_pem };
+    door.call(&request)
+        .map_err(crate::output::client_error)
+        .with_context(|| format!("handing the site's secrets to the door on {port}"))?;
+    if !g.json {
+        println!("door {} on {port} joined site {}: restart it to follow the site", secrets.door, config.name);
+    }
+    Ok(())
 }
 
 /// `group add|remove`.
