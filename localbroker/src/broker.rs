@@ -127,17 +127,7 @@ impl Broker {
 
     /// A client of this broker logged in as `user`.
     pub fn client(&self, id: &str, user: &str, password: &str) -> (Client, Connection) {
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::pem::PemObject;
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&self.ca).expect("the CA file") {
-            roots.add(cert.expect("a CA certificate")).expect("a usable CA");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = facegate_site::mqtt::tls(&self.ca.display().to_string()).expect("the broker's CA");
         let mut o = MqttOptions::new(id, "localhost", self.port);
         o.set_credentials(user, password);
         o.set_max_packet_size(16 << 20, 16 << 20);

@@ -36,15 +36,7 @@ impl std::fmt::Debug for DoorSecrets {
 }
 
 fn unhex<const N: usize>(what: &str, text: &str) -> Result<[u8; N], SiteError> {
-    let bad = || SiteError::Invalid(format!("{what}: expected {} hex digits", 2 * N));
-    if text.len() != 2 * N {
-        return Err(bad());
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    facegate_core::from_hex(text).ok_or_else(|| SiteError::Invalid(format!("{what}: expected {} hex digits", 2 * N)))
 }
 
 impl DoorSecrets {

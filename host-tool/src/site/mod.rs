@@ -53,12 +53,7 @@ impl SiteConfig {
 }
 
 fn unhex32(what: &str, text: &str) -> Result<[u8; 32]> {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect::<Option<_>>()
-        .with_context(|| format!("{what} is not hex"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} must be 64 hex digits"))
+    facegate_core::from_hex(text).with_context(|| format!("{what} must be 64 hex digits"))
 }
 
 /// The site's state as the administrator keeps it.
