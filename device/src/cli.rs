@@ -71,6 +71,18 @@ pub struct RunArgs {
     /// Pace the link's replies like a real line at this baud rate (benchmarks over a PTY).
     #[arg(long, hide = true)]
     pub emulate_baud: Option<u32>,
+    /// Run the wall clock from this instant (RFC 3339, e.g.
+    /// 2026-12-02T10:00:00+01:00) instead of the system's: schedules,
+    /// validity windows and event times follow it (tests and demonstrations).
+    #[arg(long, hide = true, value_parser = parse_clock)]
+    pub clock_start: Option<i64>,
+}
+
+/// An RFC 3339 instant as Unix milliseconds.
+fn parse_clock(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("not an RFC 3339 time (2026-12-02T10:00:00+01:00): {e}"))
 }
 
 /// The subcommands.

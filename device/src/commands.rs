@@ -314,7 +314,15 @@ pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<
 
 /// `device run`: the door loop, with the provisioning link beside it.
 pub fn run(args: RunArgs) -> Result<()> {
-    let RunArgs { common, lock, log, until_end, events_json, stats, serial, baud, setup, replay_loop, emulate_baud } = args;
+    let RunArgs { common, lock, log, until_end, events_json, stats, serial, baud, setup, replay_loop, emulate_baud, clock_start } =
+        args;
+    if let Some(start) = clock_start {
+        crate::events::start_clock_at(start);
+        tracing::warn!(
+            "the door's clock is set to {} (--clock-start), not the system's",
+            facegate_store::access_log::iso_time(start)
+        );
+    }
     let config = load_config(&common)?;
     let paths = data_paths(&common, &config);
     let (relay, inputs) = open_hardware(lock, &config)?;

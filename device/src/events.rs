@@ -5,12 +5,26 @@
 use facegate_store::access_log::iso_time;
 use facegate_store::{AccessLog, Event, EventKind};
 use std::io::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
+/// How far the door's clock is set from the system's (see [`start_clock_at`]).
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+fn system_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Milliseconds since the Unix epoch, by the door's clock.
+pub fn now_ms() -> i64 {
+    system_ms() + CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// Runs the door's clock from `start_ms` on (`run --clock-start`): every
+/// wall-clock reading — schedules, validity windows, event times — follows it.
+pub fn start_clock_at(start_ms: i64) {
+    CLOCK_OFFSET_MS.store(start_ms - system_ms(), Ordering::Relaxed);
 }
 
 /// Writes one JSON object as a line on stdout, flushed.

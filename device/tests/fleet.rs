@@ -8,8 +8,8 @@
 use facegate_core::{Embedding, ModelId};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
-use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, SiteState};
-use facegate_testkit::fleet::{collect, start_door, wait_until};
+use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
+use facegate_testkit::fleet::{collect, start_door, start_door_with, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,4 +144,67 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
         let plain: Vec<u8> = t[..4].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert!(!store.windows(plain.len()).any(|w| w == plain), "a plain template in the broker's store");
     }
+}
+
+/// The door's schedule is "mon-fri 07:00-19:00" in Paris and Colin's access
+/// ends on 2027-06-30; the door's clock is injected (`--clock-start`).
+/// Without its broker the door still decides from its copy, and the events it
+/// logged meanwhile reach the broker once each when it is back.
+#[test]
+fn a_door_decides_by_schedule_and_validity_without_its_broker_and_sends_those_events_later() {
+    let Some((data, _)) = facegate_testkit::lfw("the fleet schedule test") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
+    let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the fleet schedule test") else {
+        return;
+    };
+    let approach = dir.path().join("approach");
+    let (colin, model) = templates_and_approach(&data, &approach);
+    let mut site = site(model, &colin, 0);
+    let office = Schedule { windows: vec!["mon-fri 07:00-19:00".parse().unwrap()] };
+    site.state.rules.schedules.insert("office".into(), office);
+    site.state.rules.doors.get_mut("front").unwrap().schedule = Some("office".into());
+    let until = chrono::DateTime::parse_from_rfc3339("2027-06-30T00:00:00+02:00").unwrap().timestamp();
+    let access = Access { groups: ["staff".to_string()].into(), valid_until: Some(until), ..Access::default() };
+    site.state.people.insert("p-colin".into(), PersonRecord::new("hq", "p-colin", PERSON, access, &colin, &site.data).unwrap());
+    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
+    let front_dir = door_dir(dir.path(), "front", &site);
+    let door_at = |broker: &facegate_testkit::broker::Broker, time: &str| {
+        start_door_with(&front_dir, broker, &approach, &["--clock-start", time])
+    };
+
+    // Wednesday 10:00 in Paris: inside the window, inside the validity.
+    let front = door_at(&broker, "2026-12-02T10:00:00+01:00");
+    front.wait_for("site-synced", None, 60);
+    front.wait_for("granted", Some(PERSON), 60);
+    front.stop();
+
+    // The broker dies (SIGKILL). Sunday 10:00: the door decides alone, from its copy.
+    broker.kill();
+    let front = door_at(&broker, "2026-12-06T10:00:00+01:00");
+    front.wait_for("denied-schedule", Some(PERSON), 60);
+    wait_until("three refusals on Sunday", 60, || front.kinds("denied-schedule") >= 3);
+    let offline: Vec<u64> = front.events.lock().unwrap().iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(front.kinds("granted"), 0, "closed on Sunday");
+    front.stop();
+
+    // The broker is back (same store); a Wednesday after Colin's access ended.
+    broker.restart();
+    let events = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/events");
+    let front = door_at(&broker, "2027-07-07T10:00:00+02:00");
+    front.wait_for("denied-expired", Some(PERSON), 60);
+    let copies = |seq: u64| events.lock().unwrap().iter().filter(|(_, e)| e["door"] == "front" && e["seq"] == seq).count();
+    wait_until("Sunday's events at the broker", 60, || offline.iter().all(|s| copies(*s) > 0));
+    std::thread::sleep(Duration::from_secs(2));
+    for seq in &offline {
+        assert_eq!(copies(*seq), 1, "event {seq} of the offline Sunday arrives once");
+    }
+    let sunday: Vec<Value> =
+        events.lock().unwrap().iter().filter(|(_, e)| e["kind"] == "denied-schedule").map(|(_, e)| e.clone()).collect();
+    assert!(
+        sunday.len() >= 3 && sunday.iter().all(|e| e["time"].as_str().is_some_and(|t| t.starts_with("2026-12-06"))),
+        "{sunday:?}"
+    );
+    assert_eq!(front.kinds("granted"), 0, "expired");
+    front.stop();
 }

@@ -20,8 +20,17 @@ pub struct RunningDoor {
 impl RunningDoor {
     /// Starts the `device` program in `dir` (which holds the door's
     /// `fleet.toml` secrets) with the models of `models`, on a looping replay
-    /// of `approach` at `fps`, following `broker`.
-    pub fn start(device: &Path, models: &Path, dir: &Path, broker: &Broker, approach: &Path, fps: u32) -> RunningDoor {
+    /// of `approach` at `fps`, following `broker`, with `extra` arguments to
+    /// `device run` (e.g. `--stats`, `--clock-start T`).
+    pub fn start(
+        device: &Path,
+        models: &Path,
+        dir: &Path,
+        broker: &Broker,
+        approach: &Path,
+        fps: u32,
+        extra: &[&str],
+    ) -> RunningDoor {
         let d = dir.display();
         let config = format!(
             "[camera]\nfps = {fps}\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
@@ -33,7 +42,7 @@ impl RunningDoor {
             models.display()
         );
         std::fs::write(dir.join("facegate.toml"), config).unwrap();
-        Self::start_with_config(device, &dir.join("facegate.toml"), approach, &[])
+        Self::start_with_config(device, &dir.join("facegate.toml"), approach, extra)
     }
 
     /// Starts the `device` program with the config file `config` (and `extra`
@@ -96,10 +105,12 @@ impl RunningDoor {
         self.events.lock().unwrap().iter().filter(|e| e["kind"] == kind).count()
     }
 
-    /// SIGTERM, as systemd stops the unit; the door says offline on its way out.
-    pub fn stop(mut self) {
+    /// SIGTERM, as systemd stops the unit; the door says offline on its way
+    /// out. Returns all it wrote on stderr (with `--stats`, its loop figures).
+    pub fn stop(mut self) -> String {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
+        self.stderr()
     }
 }
 
@@ -115,10 +126,14 @@ pub fn collect(broker: &Broker, user: &str, password: &str, filter: &str) -> Arc
     client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
+    let filter = filter.to_string();
     std::thread::spawn(move || {
-        let _keep = client;
         for event in connection.iter() {
             match event {
+                // Reconnected after a broker restart: a clean session subscribes again.
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) if !ack.session_present => {
+                    let _ = client.try_subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce);
+                }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                     if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
                         sink.lock().unwrap().push((p.topic.clone(), v));

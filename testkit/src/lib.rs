@@ -32,7 +32,17 @@ pub mod fleet {
     /// This workspace's `device` program as a door of the site in `dir`
     /// (which holds its secrets), replaying `approach` in a loop at 5 fps.
     pub fn start_door(dir: &std::path::Path, broker: &super::broker::Broker, approach: &std::path::Path) -> RunningDoor {
-        RunningDoor::start(&crate::binary("device"), &crate::models(), dir, broker, approach, 5)
+        start_door_with(dir, broker, approach, &[])
+    }
+
+    /// [`start_door`] with `extra` arguments to `device run` (e.g. `--clock-start T`).
+    pub fn start_door_with(
+        dir: &std::path::Path,
+        broker: &super::broker::Broker,
+        approach: &std::path::Path,
+        extra: &[&str],
+    ) -> RunningDoor {
+        RunningDoor::start(&crate::binary("device"), &crate::models(), dir, broker, approach, 5, extra)
     }
 }
 

@@ -40,6 +40,11 @@ pub struct FleetArgs {
     /// Restart the broker (clean stop, same store) halfway through the event phase.
     #[arg(long)]
     restart_broker: bool,
+    /// Kill the broker (SIGKILL: its unsaved last second lost) right after it
+    /// took the site, while the doors are still applying it; restart it and
+    /// repair it as `host-tool sync` does.
+    #[arg(long)]
+    kill_broker: bool,
     /// The device program (default: `device` next to this program).
     #[arg(long)]
     device: Option<PathBuf>,
@@ -98,6 +103,9 @@ pub fn run(models: &Path, args: FleetArgs) -> Result<()> {
             figures["events_duplicated"],
             figures["events_per_s"].as_f64().unwrap_or(0.0)
         );
+        if let Some(ms) = figures["frame_loop_longest_gallery_wait_ms"].as_f64() {
+            println!("longest gallery wait in any door's frame loop, sync included: {ms:.3} ms");
+        }
     }
     Ok(())
 }
@@ -151,7 +159,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
             password: pw.clone(),
         };
         std::fs::write(dir.join("fleet.toml"), secrets.to_toml())?;
-        doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, 5));
+        doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, 5, &["--stats"]));
     }
     let config = SiteConfig {
         name: "bench".into(),
@@ -195,6 +203,17 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     let mut admin_link = Link::connect(&config, "bench-admin", true)?;
     admin_link.publish_retained(&messages, true)?;
     let published_s = started.elapsed().as_secs_f64();
+    let mut repaired = None;
+    // A killed broker's counters restart at zero: count what it had last reported (≤ 1 s old) before.
+    let mut bytes_before_kill = 0;
+    if args.kill_broker {
+        drop(admin_link);
+        bytes_before_kill = broker_bytes(&sys).unwrap_or(bytes_before).saturating_sub(bytes_before);
+        broker.kill();
+        broker.restart();
+        let mut link = Link::connect(&config, "bench-repair", true)?;
+        repaired = Some(link.publish_missing(&messages, true)?);
+    }
     wait_all("applied the site", 300, &|s| s["version"] == 1)?;
     let converged_s = started.elapsed().as_secs_f64();
     let bytes_after = fresh_broker_bytes(&sys)?;
@@ -210,8 +229,18 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     }
     std::thread::sleep(Duration::from_secs(args.seconds).saturating_sub(half));
     let printed: Vec<Vec<Value>> = doors.iter().map(|d| d.events.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+    // The frame loops' longest gallery wait, sync included (printed by `--stats` on exit).
+    let mut longest_gallery_wait_ms: Option<f64> = None;
     for d in doors {
-        d.stop();
+        let stderr = d.stop();
+        let wait = stderr.lines().rev().find_map(|l| {
+            let rest = &l[l.find("longest gallery wait")? + "longest gallery wait".len()..];
+            rest.trim_start().split(" ms").next()?.trim().parse::<f64>().ok()
+        });
+        longest_gallery_wait_ms = match (longest_gallery_wait_ms, wait) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
     // Every door's log up to its last event before stopping.
     let sent: HashMap<String, u64> = names
@@ -251,12 +280,15 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
         "messages": messages.len(),
         "published_s": published_s,
         "converged_s": converged_s,
-        "broker_bytes": bytes_after.saturating_sub(bytes_before),
+        "broker_bytes": if args.kill_broker { bytes_before_kill + bytes_after } else { bytes_after.saturating_sub(bytes_before) },
         "events_sent": events_sent,
         "events_collected": wanted,
         "events_lost": events_sent - wanted,
         "events_duplicated": raw.len() - collected.len(),
         "events_per_s": collected.len() as f64 / events_s,
         "broker_restarted": args.restart_broker,
+        "broker_killed_mid_sync": args.kill_broker,
+        "messages_republished": repaired,
+        "frame_loop_longest_gallery_wait_ms": longest_gallery_wait_ms,
     }))
 }

@@ -77,6 +77,47 @@ impl Link {
         Ok(())
     }
 
+    /// The site's records retained on the broker now (manifest and people):
+    /// topic → digest of the payload. Read until the broker is quiet for half a second.
+    pub fn retained_records(&mut self) -> Result<BTreeMap<String, [u8; 32]>> {
+        self.subscribe(self.topics.manifest())?;
+        self.subscribe(self.topics.people())?;
+        let mut out = BTreeMap::new();
+        let mut last = Instant::now();
+        while last.elapsed() < Duration::from_millis(500) {
+            match self.connection.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.retain => {
+                    out.insert(p.topic.clone(), facegate_site::records::digest(&p.payload));
+                    last = Instant::now();
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => last = Instant::now(),
+                Ok(Err(e)) => bail!("reading the site's records from the broker: {e}"),
+                _ => {}
+            }
+        }
+        self.client.unsubscribe(self.topics.manifest()).context("unsubscribing")?;
+        self.client.unsubscribe(self.topics.people()).context("unsubscribing")?;
+        Ok(out)
+    }
+
+    /// Makes the broker's retained records exactly `messages`: reads what it
+    /// holds, publishes what is missing or different and clears people it
+    /// should not hold (e.g. after the broker lost its last seconds in a
+    /// crash). The manifest goes last, so a door never sees it before its
+    /// people. Returns how many messages were sent.
+    pub fn publish_missing(&mut self, messages: &[(String, Vec<u8>)], quiet: bool) -> Result<usize> {
+        let held = self.retained_records()?;
+        let wanted: HashSet<&String> = messages.iter().map(|(t, _)| t).collect();
+        let mut send: Vec<(String, Vec<u8>)> =
+            held.keys().filter(|t| !wanted.contains(t)).map(|t| (t.clone(), Vec::new())).collect();
+        let manifest = self.topics.manifest();
+        let differs = |(t, p): &&(String, Vec<u8>)| held.get(t) != Some(&facegate_site::records::digest(p));
+        send.extend(messages.iter().filter(|m| m.0 != manifest).filter(differs).cloned());
+        send.extend(messages.iter().filter(|m| m.0 == manifest).filter(differs).cloned());
+        self.publish_retained(&send, quiet)?;
+        Ok(send.len())
+    }
+
     fn subscribe(&mut self, filter: String) -> Result<()> {
         self.client.subscribe(filter, QoS::AtLeastOnce).context("subscribing")?;
         Ok(())
@@ -153,10 +194,12 @@ impl Link {
             Some(d) => self.topics.events(d),
             None => self.topics.all_events(),
         };
-        self.subscribe(filter)?;
+        self.subscribe(filter.clone())?;
         let mut last = Instant::now();
         loop {
             match self.connection.recv_timeout(Duration::from_millis(100)) {
+                // Back after a broker restart that lost the session: subscribe again.
+                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if !ack.session_present => self.subscribe(filter.clone())?,
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                     last = Instant::now();
                     if let Ok(e) = serde_json::from_slice::<Value>(&p.payload) {

@@ -128,6 +128,25 @@ impl SiteHome {
         Ok(())
     }
 
+    /// Makes the broker hold exactly the current records, whatever it lost
+    /// or kept (reads its retained records first); for `sync`.
+    fn republish(&mut self, g: &Global) -> Result<()> {
+        let messages = self.state.site.messages(&self.config.admin()?, chrono_now())?;
+        let mut link = broker::Link::connect(&self.config, "admin", true)?;
+        let sent = link.publish_missing(&messages, g.json)?;
+        self.state.published = messages.iter().map(|(t, p)| (t.clone(), facegate_site::records::digest(p))).collect();
+        self.save()?;
+        if !g.json {
+            println!(
+                "site {} version {}: the broker lacked {sent} of {} messages",
+                self.config.name,
+                self.state.site.version,
+                messages.len()
+            );
+        }
+        Ok(())
+    }
+
     fn person_id(&self, name: &str) -> Result<String> {
         self.state
             .site
@@ -467,11 +486,12 @@ pub fn rename(g: &Global, site: &Path, from: &str, to: &str) -> Result<()> {
     home.commit(g)
 }
 
-/// `sync [--wait]`: publishes what the broker lacks; with `wait`, returns
+/// `sync [--wait]`: publishes what the broker lacks (read from its retained
+/// records, so a broker that lost data is repaired); with `wait`, returns
 /// when every door has applied the current version.
 pub fn sync(g: &Global, site: &Path, wait: bool, wait_s: u64) -> Result<()> {
     let mut home = SiteHome::open(site)?;
-    home.publish(g)?;
+    home.republish(g)?;
     if !wait {
         return Ok(());
     }
