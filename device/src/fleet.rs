@@ -12,6 +12,11 @@
 //!   event counts as delivered once the broker hands it back; the cursor of
 //!   delivered events is saved, so events raised offline or before a restart
 //!   are sent after reconnecting, never re-numbered.
+//! - A collector that missed events (a broker crash loses what it had not
+//!   saved) asks for them again on the door's `resend` topic; the door
+//!   sends what its log still holds from there, at most once per
+//!   [`RESEND_EVERY`] (a request needs broker access, not the admin key:
+//!   it can cost traffic, never change anything).
 //! - The frame loop never waits for this thread: it reads the gallery and
 //!   the rules through locks held only for a pointer swap.
 
@@ -33,6 +38,8 @@ use std::time::{Duration, Instant};
 const WINDOW: u64 = 500;
 /// How often the status is refreshed without a change (free space, counters).
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// Resend requests honoured at most this often.
+const RESEND_EVERY: Duration = Duration::from_secs(2);
 
 /// Where the link keeps its files.
 pub struct FleetPaths {
@@ -99,6 +106,8 @@ pub fn start(
         paths,
         connected: false,
         last_status: None,
+        last_resend: None,
+        resend_asked: None,
         error: None,
     };
     tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, secrets.site, config.broker);
@@ -137,6 +146,8 @@ struct Outbox {
     gaps: Vec<(u64, u64)>,
     /// Events the log lost before they were sent.
     lost: u64,
+    /// Sending again on request: the next seq, and the last one to send again.
+    resend: Option<(u64, u64)>,
     path: PathBuf,
     saved: u64,
     saved_at: Instant,
@@ -151,6 +162,7 @@ impl Outbox {
             echoed: BTreeSet::new(),
             gaps: Vec::new(),
             lost: 0,
+            resend: None,
             path,
             saved: delivered,
             saved_at: Instant::now(),
@@ -167,6 +179,18 @@ impl Outbox {
             self.echoed.insert(seq);
         }
         self.advance();
+    }
+
+    /// The next event the log holds is `seq`: those before it that were
+    /// never sent are lost (overwritten or torn before they could be).
+    fn skip_to(&mut self, seq: u64) {
+        if seq > self.published + 1 {
+            tracing::warn!("fleet: events {}..{} were lost from the log before they were sent", self.published + 1, seq - 1);
+            self.lost += seq - self.published - 1;
+            self.gaps.push((self.published + 1, seq - 1));
+            self.published = seq - 1;
+            self.advance();
+        }
     }
 
     fn advance(&mut self) {
@@ -205,6 +229,8 @@ struct Link {
     paths: FleetPaths,
     connected: bool,
     last_status: Option<Instant>,
+    last_resend: Option<Instant>,
+    resend_asked: Option<u64>,
     error: Option<String>,
 }
 
@@ -260,7 +286,7 @@ impl Link {
         self.connected = true;
         tracing::info!("fleet: connected to the broker");
         let t = &self.topics;
-        let filters = [t.manifest(), t.people(), t.events(&self.door)];
+        let filters = [t.manifest(), t.people(), t.events(&self.door), t.resend(&self.door)];
         let subscribe = filters.into_iter().map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
         if let Err(e) = self.client.try_subscribe_many(subscribe) {
             tracing::warn!("fleet: subscribing: {e}");
@@ -274,6 +300,10 @@ impl Link {
             if let Some(seq) = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v["seq"].as_u64()) {
                 self.outbox.echo(seq);
             }
+            return;
+        }
+        if topic == self.topics.resend(&self.door) {
+            self.on_resend(payload);
             return;
         }
         match self.replica.receive(topic, payload) {
@@ -301,6 +331,31 @@ impl Link {
             }
             Ok(None) => {}
             Err(e) => self.failed(format!("site version not applied: {e}")),
+        }
+    }
+
+    /// `{"from": N}`: events N… that were already sent go out again. Asks
+    /// are merged (the lowest N) and served at most once per [`RESEND_EVERY`].
+    fn on_resend(&mut self, payload: &[u8]) {
+        let Some(from) = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v["from"].as_u64()) else {
+            tracing::warn!("fleet: ignored a resend request that is not {{\"from\": N}}");
+            return;
+        };
+        self.resend_asked = Some(self.resend_asked.map_or(from, |f| f.min(from)).max(1));
+    }
+
+    /// Starts serving an ask once the last one is done and old enough.
+    fn start_resend(&mut self) {
+        let Some(from) = self.resend_asked else { return };
+        if self.outbox.resend.is_some() || self.last_resend.is_some_and(|t| t.elapsed() < RESEND_EVERY) {
+            return;
+        }
+        self.resend_asked = None;
+        let until = self.outbox.published;
+        if from <= until {
+            tracing::info!("fleet: sending events {from}..={until} again, as asked");
+            self.outbox.resend = Some((from, until));
+            self.last_resend = Some(Instant::now());
         }
     }
 
@@ -367,6 +422,7 @@ impl Link {
             "templates": templates,
             "model": model,
             "free_bytes": free_bytes(self.shared.gallery.path()),
+            "events_first": self.shared.events.first_seq(),
             "events_last": self.shared.events.last_seq(),
             "events_delivered": self.outbox.delivered,
             "events_lost": self.outbox.lost,
@@ -379,41 +435,56 @@ impl Link {
         }
     }
 
-    /// Publishes logged events the broker has not been sent yet.
-    fn send_events(&mut self) {
-        let last = self.shared.events.last_seq();
-        let o = &mut self.outbox;
-        if last <= o.published || o.published - o.delivered >= WINDOW {
-            return;
-        }
-        let Some(log) = &self.shared.events.log else { return };
-        let batch: Vec<Event> = match log.lock().unwrap_or_else(|p| p.into_inner()).events_since(o.published) {
-            Ok(events) => events.into_iter().take(WINDOW as usize).collect(),
+    fn publish_event(&self, e: &Event) -> bool {
+        let mut json = e.to_json();
+        json["door"] = self.door.clone().into();
+        self.client.try_publish(self.topics.events(&self.door), QoS::AtLeastOnce, false, json.to_string()).is_ok()
+    }
+
+    fn read_log(&self, after: u64, at_most: u64) -> Option<Vec<Event>> {
+        let log = self.shared.events.log.as_ref()?;
+        match log.lock().unwrap_or_else(|p| p.into_inner()).events_after(after, at_most as usize) {
+            Ok(events) => Some(events),
             Err(e) => {
                 tracing::warn!("fleet: reading the access log: {e}");
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Sends a batch of what a collector asked for again.
+    fn send_again(&mut self) {
+        self.start_resend();
+        let Some((next, until)) = self.outbox.resend else { return };
+        let Some(batch) = self.read_log(next - 1, (until - next + 1).min(WINDOW)) else { return };
+        let mut sent_to = batch.first().map_or(until.min(next + WINDOW - 1), |e| e.seq - 1);
+        for e in batch.iter().filter(|e| e.seq <= until) {
+            if !self.publish_event(e) {
+                break; // the request queue is full: next round
+            }
+            sent_to = e.seq;
+        }
+        self.outbox.resend = (sent_to < until).then_some((sent_to + 1, until));
+    }
+
+    /// Publishes logged events the broker has not been sent yet.
+    fn send_events(&mut self) {
+        self.send_again();
+        let last = self.shared.events.last_seq();
+        if last <= self.outbox.published || self.outbox.published.saturating_sub(self.outbox.delivered) >= WINDOW {
+            return;
+        }
+        let Some(batch) = self.read_log(self.outbox.published, WINDOW) else { return };
+        if batch.is_empty() {
+            // The whole range is unreadable (torn by power cuts): never sent, counted lost.
+            self.outbox.skip_to(last.min(self.outbox.published + WINDOW) + 1);
+        }
         for e in batch {
-            if e.seq > o.published + 1 {
-                // Overwritten in the log before it could be sent.
-                tracing::warn!(
-                    "fleet: events {}..{} were overwritten in the log before they were sent",
-                    o.published + 1,
-                    e.seq - 1
-                );
-                o.lost += e.seq - o.published - 1;
-                o.gaps.push((o.published + 1, e.seq - 1));
-                o.advance();
+            self.outbox.skip_to(e.seq);
+            if !self.outbox.echoed.contains(&e.seq) && !self.publish_event(&e) {
+                return; // the request queue is full: next round
             }
-            if !o.echoed.contains(&e.seq) {
-                let mut json = e.to_json();
-                json["door"] = self.door.clone().into();
-                if self.client.try_publish(self.topics.events(&self.door), QoS::AtLeastOnce, false, json.to_string()).is_err() {
-                    return; // the request queue is full: next round
-                }
-            }
-            o.published = e.seq;
+            self.outbox.published = e.seq;
         }
     }
 }
@@ -444,7 +515,10 @@ mod tests {
         assert_eq!(o.delivered, 3, "a duplicate echo changes nothing");
         o.rewind();
         assert_eq!(o.published, 3, "after a reconnect, 4 and 5 are sent again");
-        o.gaps.push((4, 9));
+        o.skip_to(4);
+        assert_eq!((o.lost, o.published), (0, 3), "4 is next: nothing skipped");
+        o.skip_to(10);
+        assert_eq!((o.lost, o.published, o.delivered), (6, 9, 9), "4-9 left the log unsent: lost, and not waited for");
         o.echo(10);
         assert_eq!(o.delivered, 10);
         o.save(true);

@@ -138,6 +138,10 @@ enum Command {
         /// With --site: one door's events only.
         #[arg(long)]
         door: Option<String>,
+        /// With --site: every event the doors' logs still hold, not only
+        /// those this site file has not printed yet.
+        #[arg(long)]
+        all: bool,
     },
     /// Read or change the device's settings (the device validates them).
     #[command(subcommand)]
@@ -264,8 +268,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Remove { name } if site.is_some() => site::remove(&g, site_file(&site)?, &name),
         Command::Rename { from, to } if site.is_some() => site::rename(&g, site_file(&site)?, &from, &to),
-        Command::Log { action: None, follow, door, .. } if site.is_some() => {
-            site::log(&g, site_file(&site)?, follow, door.as_deref())
+        Command::Log { action: None, follow, door, all, since } if site.is_some() => {
+            if since.is_some() {
+                anyhow::bail!("--since is for one device's log; a site's log prints what was not printed yet (or --all)");
+            }
+            site::log(&g, site_file(&site)?, follow, door.as_deref(), all)
         }
         Command::Site(action) => site::init(&g, site_file(&site)?, action),
         Command::Door(action) => site::door(&g, site_file(&site)?, action),
@@ -291,9 +298,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { name, photos } => cmd::verify(&g, &name, &photos),
         Command::Identify { photos } => cmd::identify(&g, &photos),
         Command::Log { action: Some(LogAction::Clear), .. } => cmd::log_clear(&g),
-        Command::Log { action: None, since, follow, door } => {
-            if door.is_some() {
-                anyhow::bail!("--door is for a site's log: give --site SITE.toml");
+        Command::Log { action: None, since, follow, door, all } => {
+            if door.is_some() || all {
+                anyhow::bail!("--door and --all are for a site's log: give --site SITE.toml");
             }
             cmd::log(&g, since.as_deref(), follow)
         }

@@ -102,20 +102,31 @@ fn a_site_from_the_host_tool_reaches_its_doors_and_their_events_come_back_once()
     front.wait_for("granted", Some(PERSON), 60);
     lab.wait_for("denied-group", Some(PERSON), 60);
 
-    // The merged log: events of both doors, each (door, seq) once.
+    // The merged log: events of both doors, each (door, seq) printed once across runs.
+    let key = |e: &Value| (e["door"].as_str().unwrap().to_string(), e["seq"].as_u64().unwrap());
     let mut log: Vec<Value> = Vec::new();
     wait_until("both doors' events in host-tool log", 60, || {
         let out = ok(host_tool(&site, &["--json", "log"]));
-        log = facegate_testkit::json_lines(&out.stdout);
+        log.extend(facegate_testkit::json_lines(&out.stdout));
         log.iter().any(|e| e["door"] == "front" && e["kind"] == "granted")
             && log.iter().any(|e| e["door"] == "lab" && e["kind"] == "denied-group")
     });
-    let mut keys: Vec<(String, u64)> =
-        log.iter().map(|e| (e["door"].as_str().unwrap().to_string(), e["seq"].as_u64().unwrap())).collect();
+    let mut keys: Vec<(String, u64)> = log.iter().map(key).collect();
     let n = keys.len();
     keys.sort();
     keys.dedup();
-    assert_eq!(keys.len(), n, "no (door, seq) twice");
+    assert_eq!(keys.len(), n, "no (door, seq) twice across runs: {log:?}");
+    // --all asks the doors for everything their logs hold: from seq 1 (sent
+    // and delivered long ago), every seq once, no gap.
+    let everything: Vec<Value> = facegate_testkit::json_lines(&ok(host_tool(&site, &["--json", "log", "--all"])).stdout);
+    for door in ["front", "lab"] {
+        let mut seqs: Vec<u64> = everything.iter().filter(|e| e["door"] == door).map(|e| e["seq"].as_u64().unwrap()).collect();
+        let n = seqs.len();
+        seqs.sort();
+        seqs.dedup();
+        assert_eq!(seqs.len(), n, "{door}: a seq twice");
+        assert!(n > 0 && seqs == (1..=n as u64).collect::<Vec<_>>(), "{door}: the whole log from 1: {seqs:?}");
+    }
     let listed = json(host_tool(&site, &["--json", "doors"]));
     assert!(listed["doors"]["front"]["online"] == true && listed["doors"]["lab"]["people"] == 1, "{listed}");
 

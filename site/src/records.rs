@@ -77,6 +77,12 @@ impl Topics {
         format!("{}/doors/{door}/events", self.base)
     }
 
+    /// Where a collector asks a door to send its events again from a
+    /// sequence number (`{"from": N}`): repairs what a broker lost in a crash.
+    pub fn resend(&self, door: &str) -> String {
+        format!("{}/doors/{door}/resend", self.base)
+    }
+
     /// Every door's status (a subscription filter).
     pub fn all_status(&self) -> String {
         format!("{}/doors/+/status", self.base)

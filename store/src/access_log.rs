@@ -309,6 +309,29 @@ impl AccessLog {
         Ok(events)
     }
 
+    /// The oldest events with `seq > after` still in the ring, at most
+    /// `at_most` sequence numbers' worth, reading only their slots (the
+    /// outbox's batches). Events the ring overwrote or a power cut damaged
+    /// are absent.
+    pub fn events_after(&self, after: u64, at_most: usize) -> Result<Vec<Event>> {
+        let (last, capacity) = (self.last_seq(), self.capacity as u64);
+        let first = (after + 1).max((last + 1).saturating_sub(capacity));
+        let end = last.min((first + at_most as u64).saturating_sub(1));
+        let mut out = Vec::new();
+        let mut seq = first;
+        while seq <= end {
+            // One read per contiguous run of slots: at most two (the ring wraps once).
+            let slot = (seq - 1) % capacity;
+            let n = (end - seq + 1).min(capacity - slot);
+            let mut buf = vec![0u8; n as usize * RECORD];
+            read_exact_at(&self.file, &mut buf, HEADER + slot * RECORD as u64).map_err(io(&self.path))?;
+            let range = seq..seq + n;
+            out.extend(buf.chunks_exact(RECORD).filter_map(Event::decode).filter(|e| range.contains(&e.seq)));
+            seq += n;
+        }
+        Ok(out)
+    }
+
     /// Sequence number of the newest event (0 when none was ever logged).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
@@ -382,6 +405,26 @@ mod tests {
         assert_eq!(log.events_since(6).unwrap().len(), 2);
         // Live scores survive to 1/65535; events without one stay without.
         assert!((events[3].live.unwrap() - 0.006).abs() < 2e-5 && events[2].live.is_none(), "{:?}", &events[2..4]);
+    }
+
+    #[test]
+    fn a_batch_after_a_seq_reads_across_the_wrap_and_skips_what_was_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AccessLog::open(&dir.path().join("log"), 5).unwrap();
+        for i in 0..8 {
+            log.append(&event(i)).unwrap();
+        }
+        let seqs = |after, n| log.events_after(after, n).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(0, 100), vec![4, 5, 6, 7, 8], "1-3 were overwritten");
+        assert_eq!(seqs(4, 3), vec![5, 6, 7], "slots 5, 1, 2: across the wrap");
+        assert_eq!(seqs(3, 1), vec![4]);
+        assert_eq!(seqs(8, 10), Vec::<u64>::new(), "nothing after the newest");
+        assert_eq!(seqs(0, 2), vec![4, 5], "1-3 are gone: the batch starts at the oldest kept");
+        assert_eq!(seqs(0, 0), Vec::<u64>::new());
+        for after in 0..9 {
+            let all: Vec<u64> = log.events_since(after).unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(seqs(after, 100), all, "the same as reading the whole ring");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub struct Link {
     client: Client,
     connection: Connection,
     topics: facegate_site::Topics,
+    events_filter: Option<String>,
 }
 
 impl Link {
@@ -43,7 +44,7 @@ impl Link {
                 _ => {}
             }
         }
-        Ok(Link { client, connection, topics: facegate_site::Topics::new(&config.name)? })
+        Ok(Link { client, connection, topics: facegate_site::Topics::new(&config.name)?, events_filter: None })
     }
 
     /// Publishes `messages` retained at QoS 1 and waits until the broker has
@@ -177,41 +178,55 @@ impl Link {
         Ok(out)
     }
 
-    /// Calls `each` for every event of the site's doors (or one door), once
-    /// per (door, seq); stops after a quiet second unless `follow`.
-    pub fn events(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
-        let mut seen: HashSet<(String, u64)> = HashSet::new();
-        self.events_raw(door, follow, |e| {
-            if seen.insert((e["door"].as_str().unwrap_or_default().to_string(), e["seq"].as_u64().unwrap_or(0))) {
-                each(e);
-            }
-        })
-    }
-
-    /// Calls `each` for every copy of every event received (duplicates included).
-    pub fn events_raw(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
+    /// Subscribes to the events of the site's doors (or one door).
+    pub fn subscribe_events(&mut self, door: Option<&str>) -> Result<()> {
         let filter = match door {
             Some(d) => self.topics.events(d),
             None => self.topics.all_events(),
         };
-        self.subscribe(filter.clone())?;
+        self.events_filter = Some(filter.clone());
+        self.subscribe(filter)
+    }
+
+    /// The next event received within `wait` (duplicates included). With
+    /// `reconnect`, a lost broker is waited for (the client reconnects and
+    /// subscribes again); without, it is an error.
+    pub fn next_event(&mut self, wait: Duration, reconnect: bool) -> Result<Option<Value>> {
+        match self.connection.recv_timeout(wait) {
+            // Back after a broker restart that lost the session: subscribe again.
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if !ack.session_present => {
+                if let Some(f) = self.events_filter.clone() {
+                    self.subscribe(f)?;
+                }
+                Ok(None)
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => Ok(serde_json::from_slice::<Value>(&p.payload).ok()),
+            Ok(Err(e)) if !reconnect => bail!("the broker: {e}"),
+            Ok(Err(e)) => {
+                eprintln!("the broker: {e}; reconnecting");
+                std::thread::sleep(Duration::from_secs(1));
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Asks `door` to send its events from `from` on again (it does while
+    /// its log holds them; at most one request per two seconds is honoured).
+    pub fn ask_resend(&mut self, door: &str, from: u64) -> Result<()> {
+        let request = serde_json::json!({ "from": from }).to_string();
+        self.client.try_publish(self.topics.resend(door), QoS::AtLeastOnce, false, request).context("asking a door to resend")
+    }
+
+    /// Calls `each` for every copy of every event received (duplicates
+    /// included); stops after a quiet second unless `follow`.
+    pub fn events_raw(&mut self, door: Option<&str>, follow: bool, mut each: impl FnMut(&Value)) -> Result<()> {
+        self.subscribe_events(door)?;
         let mut last = Instant::now();
         loop {
-            match self.connection.recv_timeout(Duration::from_millis(100)) {
-                // Back after a broker restart that lost the session: subscribe again.
-                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if !ack.session_present => self.subscribe(filter.clone())?,
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                    last = Instant::now();
-                    if let Ok(e) = serde_json::from_slice::<Value>(&p.payload) {
-                        each(&e);
-                    }
-                }
-                Ok(Err(e)) if !follow => bail!("the broker: {e}"),
-                Ok(Err(e)) => {
-                    eprintln!("the broker: {e}; reconnecting");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                _ => {}
+            if let Some(e) = self.next_event(Duration::from_millis(100), follow)? {
+                last = Instant::now();
+                each(&e);
             }
             if !follow && last.elapsed() > Duration::from_secs(1) {
                 return Ok(());

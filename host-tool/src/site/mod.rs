@@ -9,17 +9,19 @@
 //!   the version, and what was last published.
 
 pub mod broker;
+mod printed;
 
 use crate::cmd::Global;
 use crate::output::{print_json, print_json_line, table};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
+use printed::Printed;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The site file: who the administrator is and how to reach the broker.
 #[derive(Clone, Serialize, Deserialize)]
@@ -543,23 +545,99 @@ pub fn doors(g: &Global, site: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `log [--follow] [--door D]`: events of every door, de-duplicated by (door, seq).
-pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>) -> Result<()> {
+/// `log [--follow] [--door D] [--all]`: events of every door, each (door,
+/// seq) printed once across runs (the cursors in `SITE.printed`); doors are
+/// asked to send again what was not printed yet (`--all`: everything their
+/// logs still hold).
+pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool) -> Result<()> {
     let home = SiteHome::open(site)?;
+    let mut printed = if all { Printed::default() } else { Printed::load(site)? };
+    let doors: Vec<String> = match door {
+        Some(d) => vec![d.to_string()],
+        None => home.state.site.rules.doors.keys().cloned().collect(),
+    };
     let mut link = broker::Link::connect(&home.config, "log", false)?;
-    link.events(door, follow, |e| {
-        if g.json {
-            print_json_line(e);
-        } else {
-            println!(
-                "{}  {:<8} #{:<6} {:<16} {}",
-                e["time"].as_str().unwrap_or("-"),
-                e["door"].as_str().unwrap_or("?"),
-                e["seq"].as_u64().unwrap_or(0),
-                e["kind"].as_str().unwrap_or("?"),
-                e["person"].as_str().unwrap_or("")
+    let statuses = link.statuses(&doors, Duration::from_millis(500))?;
+    link.subscribe_events(door)?;
+    let newest = |d: &str| statuses.get(d).and_then(|s| s["events_last"].as_u64()).unwrap_or(0);
+    let mut asked: BTreeMap<String, Instant> = BTreeMap::new();
+    for d in &doors {
+        let cursor = printed.door(d);
+        if let Some(first) = statuses.get(d).and_then(|s| s["events_first"].as_u64()) {
+            let gone = cursor.forget_before(first);
+            if gone > 0 {
+                eprintln!("warning: door {d}: {gone} events left its log before they were collected");
+            }
+        }
+        if let Some(from) = cursor.missing_from(newest(d)) {
+            link.ask_resend(d, from)?;
+            asked.insert(d.clone(), Instant::now());
+        }
+    }
+    let mut last_save = Instant::now();
+    let mut last_new: BTreeMap<&str, Instant> = doors.iter().map(|d| (d.as_str(), Instant::now())).collect();
+    let mut complete_since: Option<Instant> = None;
+    loop {
+        if let Some(e) = link.next_event(Duration::from_millis(100), follow)? {
+            let (Some(d), Some(seq)) = (e["door"].as_str(), e["seq"].as_u64()) else { continue };
+            if doors.iter().any(|x| x == d) && printed.door(d).take(seq) {
+                print_event(g, &e);
+                if let Some(t) = last_new.get_mut(d) {
+                    *t = Instant::now();
+                }
+            }
+        }
+        // A gap that stays (later events printed, or the door's status newer): ask again.
+        for d in &doors {
+            let known = if follow { 0 } else { newest(d) };
+            if let Some(from) = printed.door(d).missing_from(known) {
+                if asked.get(d).is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
+                    link.ask_resend(d, from)?;
+                    asked.insert(d.clone(), Instant::now());
+                }
+            }
+        }
+        if follow {
+            if last_save.elapsed() > Duration::from_secs(2) {
+                printed.save(site)?;
+                last_save = Instant::now();
+            }
+            continue;
+        }
+        // Done once every door is printed up to its newest (or sent nothing new for 4 s), for a second.
+        let done = doors.iter().all(|d| {
+            printed.door(d).missing_from(newest(d)).is_none() || last_new[d.as_str()].elapsed() > Duration::from_secs(4)
+        });
+        complete_since = if done { complete_since.or(Some(Instant::now())) } else { None };
+        if complete_since.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            break;
+        }
+    }
+    printed.save(site)?;
+    for d in &doors {
+        if let Some(from) = printed.door(d).missing_from(newest(d)) {
+            let online = statuses.get(d).is_some_and(|s| s["online"] == true);
+            eprintln!(
+                "note: door {d}'s events {from}..={} did not come{}",
+                newest(d),
+                if online { "; run log again" } else { " (the door is offline: they come when it is back)" }
             );
         }
-    })?;
+    }
     Ok(())
+}
+
+fn print_event(g: &Global, e: &Value) {
+    if g.json {
+        print_json_line(e);
+    } else {
+        println!(
+            "{}  {:<8} #{:<6} {:<16} {}",
+            e["time"].as_str().unwrap_or("-"),
+            e["door"].as_str().unwrap_or("?"),
+            e["seq"].as_u64().unwrap_or(0),
+            e["kind"].as_str().unwrap_or("?"),
+            e["person"].as_str().unwrap_or("")
+        );
+    }
 }
