@@ -1,5 +1,5 @@
 //! Doors of one site through a real broker (mosquitto over TLS, started
-//! here): real `device` processes on replays of LFW photos with simulated
+//! here): ten real `device` processes (1,000 people × 3 templates) on replays of LFW photos with simulated
 //! locks follow the site's signed records, decide by its groups, send their
 //! events back with (door, seq), refuse a forged change, and the broker's
 //! store never holds a plain template.
@@ -82,13 +82,33 @@ fn door_dir(root: &Path, door: &str, site: &Site) -> std::path::PathBuf {
 fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     let Some((data, _)) = facegate_testkit::lfw("the fleet test") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
+    // Ten doors: the front door and the lab see Colin; eight halls see an empty corridor.
+    let halls: Vec<String> = (2..10).map(|i| format!("hall-{i}")).collect();
+    let logins: Vec<(String, String)> = ["front", "lab"]
+        .iter()
+        .map(|d| d.to_string())
+        .chain(halls.iter().cloned())
+        .map(|d| (format!("door-{d}"), format!("pw-{d}")))
+        .collect();
+    let mut users = vec![("admin", "pw-admin")];
+    users.extend(logins.iter().map(|(u, p)| (u.as_str(), p.as_str())));
     let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the fleet test") else { return };
     let approach = dir.path().join("approach");
+    let corridor = dir.path().join("corridor");
+    std::fs::create_dir_all(&corridor).unwrap();
+    image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90])).save(corridor.join("empty.png")).unwrap();
     let (colin, model) = templates_and_approach(&data, &approach);
-    let site = site(model, &colin, 200);
+    // 1,000 people, 3 templates each.
+    let mut site = site(model, &colin, 999);
+    for h in &halls {
+        site.state.rules.doors.insert(h.clone(), Door { groups: ["staff".to_string()].into(), schedule: None });
+    }
     let events = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/events");
     let status = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/status");
+    let online = |door: &str| {
+        status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
+    };
+    let hall_doors: Vec<_> = halls.iter().map(|h| start_door(&door_dir(dir.path(), h, &site), &broker, &corridor)).collect();
     broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
 
     // Colin is staff: granted at the front door, refused at the lab (visitors only).
@@ -109,13 +129,19 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     };
     wait_until("the front door's grant at the broker", 30, || arrived("front", &granted["seq"]));
     wait_until("the lab's denial at the broker", 30, || arrived("lab", &denied["seq"]));
-    // Status: online, the applied version, the whole gallery.
-    let online = |door: &str| {
-        status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
-    };
-    wait_until("the front door's status", 30, || online("front").is_some_and(|s| s["version"] == 1));
-    let s = online("front").unwrap();
-    assert!(s["online"] == true && s["people"] == 201 && s["templates"] == 603 && s["model"] == model.to_hex(), "{s}");
+    // Status: online, the applied version, the whole gallery, at all ten doors.
+    for door in ["front", "lab"].into_iter().chain(halls.iter().map(String::as_str)) {
+        wait_until(&format!("{door}'s status at version 1"), 60, || online(door).is_some_and(|s| s["version"] == 1));
+        let s = online(door).unwrap();
+        assert!(
+            s["online"] == true && s["people"] == 1000 && s["templates"] == 3000 && s["model"] == model.to_hex(),
+            "{door}: {s}"
+        );
+    }
+    for h in hall_doors {
+        assert_eq!(h.kinds("granted"), 0, "nobody in the corridor");
+        h.stop();
+    }
 
     // A change signed with another key, published by someone with broker access: refused and logged.
     let intruder = AdminKey::generate().unwrap();
