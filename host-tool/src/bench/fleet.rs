@@ -233,10 +233,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     let mut longest_gallery_wait_ms: Option<f64> = None;
     for d in doors {
         let stderr = d.stop();
-        let wait = stderr.lines().rev().find_map(|l| {
-            let rest = &l[l.find("longest gallery wait")? + "longest gallery wait".len()..];
-            rest.trim_start().split(" ms").next()?.trim().parse::<f64>().ok()
-        });
+        let wait = stderr.lines().rev().find_map(|l| super::stats_figure(l, "longest gallery wait", " ms"));
         longest_gallery_wait_ms = match (longest_gallery_wait_ms, wait) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),

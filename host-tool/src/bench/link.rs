@@ -152,11 +152,7 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
                 break;
             }
         }
-        let parse = |key: &str, unit: &str| -> Option<f64> {
-            let s = loop_stats.as_deref()?;
-            let rest = &s[s.find(key)? + key.len()..];
-            rest.trim_start().split(unit).next()?.trim().parse().ok()
-        };
+        let parse = |key: &str, unit: &str| super::stats_figure(loop_stats.as_deref()?, key, unit);
         Ok(serde_json::json!({
             "people": args.people, "templates_per_person": args.templates, "enrolled": enrolled, "requests": requests,
             "baud": args.baud, "line_limit_bytes_per_s": limit, "seconds": seconds,
