@@ -95,10 +95,7 @@ impl Events {
 
     /// The oldest sequence number the log's ring can still hold (1 until it wrapped).
     pub fn first_seq(&self) -> u64 {
-        self.log.as_ref().map_or(1, |l| {
-            let l = l.lock().unwrap_or_else(|p| p.into_inner());
-            (l.last_seq() + 1).saturating_sub(l.capacity() as u64).max(1)
-        })
+        self.log.as_ref().map_or(1, |l| l.lock().unwrap_or_else(|p| p.into_inner()).first_seq())
     }
 
     /// The latest sequence number in the log (0 without one).

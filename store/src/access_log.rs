@@ -315,7 +315,7 @@ impl AccessLog {
     /// are absent.
     pub fn events_after(&self, after: u64, at_most: usize) -> Result<Vec<Event>> {
         let (last, capacity) = (self.last_seq(), self.capacity as u64);
-        let first = (after + 1).max((last + 1).saturating_sub(capacity));
+        let first = (after + 1).max(self.first_seq());
         let end = last.min((first + at_most as u64).saturating_sub(1));
         let mut out = Vec::new();
         let mut seq = first;
@@ -330,6 +330,11 @@ impl AccessLog {
             seq += n;
         }
         Ok(out)
+    }
+
+    /// The oldest sequence number the ring can still hold (1 until it wrapped).
+    pub fn first_seq(&self) -> u64 {
+        (self.last_seq() + 1).saturating_sub(self.capacity as u64).max(1)
     }
 
     /// Sequence number of the newest event (0 when none was ever logged).

@@ -102,19 +102,10 @@ impl Link {
     }
 
     /// Makes the broker's retained records exactly `messages`: reads what it
-    /// holds, publishes what is missing or different and clears people it
-    /// should not hold (e.g. after the broker lost its last seconds in a
-    /// crash). The manifest goes last, so a door never sees it before its
-    /// people. Returns how many messages were sent.
+    /// holds and publishes the [`changes`] (e.g. after the broker lost its
+    /// last seconds in a crash). Returns how many messages were sent.
     pub fn publish_missing(&mut self, messages: &[(String, Vec<u8>)], quiet: bool) -> Result<usize> {
-        let held = self.retained_records()?;
-        let wanted: HashSet<&String> = messages.iter().map(|(t, _)| t).collect();
-        let mut send: Vec<(String, Vec<u8>)> =
-            held.keys().filter(|t| !wanted.contains(t)).map(|t| (t.clone(), Vec::new())).collect();
-        let manifest = self.topics.manifest();
-        let differs = |(t, p): &&(String, Vec<u8>)| held.get(t) != Some(&facegate_site::records::digest(p));
-        send.extend(messages.iter().filter(|m| m.0 != manifest).filter(differs).cloned());
-        send.extend(messages.iter().filter(|m| m.0 == manifest).filter(differs).cloned());
+        let send = changes(&self.retained_records()?, messages);
         self.publish_retained(&send, quiet)?;
         Ok(send.len())
     }
@@ -233,4 +224,15 @@ impl Link {
             }
         }
     }
+}
+
+/// What turns retained records whose digests are `held` (topic → digest)
+/// into exactly `messages`: clears for topics no longer wanted, then every
+/// message that differs, in `messages`' order (the manifest is last there,
+/// so a door never sees it before its people).
+pub fn changes(held: &BTreeMap<String, [u8; 32]>, messages: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let wanted: HashSet<&String> = messages.iter().map(|(t, _)| t).collect();
+    let clears = held.keys().filter(|t| !wanted.contains(t)).map(|t| (t.clone(), Vec::new()));
+    let differs = messages.iter().filter(|(t, p)| held.get(t) != Some(&facegate_site::records::digest(p))).cloned();
+    clears.chain(differs).collect()
 }

@@ -108,39 +108,31 @@ impl SiteHome {
     /// given, clears removed people, then the manifest; waits for the broker's
     /// acknowledgements.
     fn publish(&mut self, g: &Global) -> Result<()> {
-        let admin = self.config.admin()?;
-        let messages = self.state.site.messages(&admin, chrono_now())?;
-        let mut send: Vec<(String, Vec<u8>)> = Vec::new();
-        let current: BTreeSet<&String> = messages.iter().map(|(t, _)| t).collect();
-        for topic in self.state.published.keys().filter(|t| !current.contains(t)) {
-            send.push((topic.clone(), Vec::new()));
-        }
-        for (topic, payload) in &messages {
-            if self.state.published.get(topic) != Some(&facegate_site::records::digest(payload)) {
-                send.push((topic.clone(), payload.clone()));
-            }
-        }
-        let mut link = broker::Link::connect(&self.config, "admin", false)?;
-        link.publish_retained(&send, g.json)?;
-        self.state.published = messages.iter().map(|(t, p)| (t.clone(), facegate_site::records::digest(p))).collect();
-        self.save()?;
-        if !g.json {
-            println!("site {} version {} published ({} messages)", self.config.name, self.state.site.version, send.len());
-        }
-        Ok(())
+        self.publish_against(g, false)
     }
 
     /// Makes the broker hold exactly the current records, whatever it lost
     /// or kept (reads its retained records first); for `sync`.
     fn republish(&mut self, g: &Global) -> Result<()> {
+        self.publish_against(g, true)
+    }
+
+    /// Publishes the changes against what the broker holds (`read_broker`)
+    /// or against what this site file last gave it.
+    fn publish_against(&mut self, g: &Global, read_broker: bool) -> Result<()> {
         let messages = self.state.site.messages(&self.config.admin()?, chrono_now())?;
-        let mut link = broker::Link::connect(&self.config, "admin", true)?;
-        let sent = link.publish_missing(&messages, g.json)?;
+        let sent = if read_broker {
+            broker::Link::connect(&self.config, "admin", true)?.publish_missing(&messages, g.json)?
+        } else {
+            let send = broker::changes(&self.state.published, &messages);
+            broker::Link::connect(&self.config, "admin", false)?.publish_retained(&send, g.json)?;
+            send.len()
+        };
         self.state.published = messages.iter().map(|(t, p)| (t.clone(), facegate_site::records::digest(p))).collect();
         self.save()?;
         if !g.json {
             println!(
-                "site {} version {}: the broker lacked {sent} of {} messages",
+                "site {} version {}: {sent} of {} messages published",
                 self.config.name,
                 self.state.site.version,
                 messages.len()
