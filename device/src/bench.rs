@@ -1,9 +1,10 @@
 //! `device bench`: figures a user can measure on their own unit (a Pi 4, say).
 
-use crate::recognise::{pick_face, recognise, LiveCheck};
+use crate::recognise::{frame_workers, pick_face, recognise, LiveCheck};
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
 use facegate_arena::FrameScope;
+use facegate_face::cores::Cores;
 use facegate_face::liveness::Liveness;
 use facegate_face::{Embedding, Pipeline};
 use facegate_provision::GalleryHome;
@@ -53,25 +54,28 @@ pub struct BenchSettings<'a> {
 }
 
 /// Median milliseconds of a whole door frame through [`recognise`] (the loop's
-/// own path: detect, align, embed, identify, liveness) with `pool` or without.
+/// own path: detect, align, embed, identify, liveness) on `cores` or on this
+/// thread, and the median of the system allocations each frame made (all threads).
 fn whole_frame_ms(
     pipeline: &Pipeline,
     frame: &image::RgbImage,
     home: &GalleryHome,
     settings: &BenchSettings,
-    pool: Option<&rayon::ThreadPool>,
-) -> Result<f64> {
-    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, pool });
-    let mut times = Vec::with_capacity(settings.runs);
+    cores: Option<&Cores>,
+) -> Result<(f64, f64)> {
+    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, beside_embedding: cores.is_some() });
+    let (mut times, mut system) = (Vec::with_capacity(settings.runs), Vec::with_capacity(settings.runs));
     for i in 0..settings.runs + 5 {
         let _frame = FrameScope::enter();
+        let system_before = facegate_arena::system_allocations();
         let t = Instant::now();
-        std::hint::black_box(recognise(pipeline, frame, home, settings.threshold, live.as_ref(), None)?);
+        std::hint::black_box(recognise(pipeline, frame, home, settings.threshold, live.as_ref(), None, cores)?);
         if i >= 5 {
             times.push(t.elapsed().as_secs_f64() * 1000.0);
+            system.push((facegate_arena::system_allocations() - system_before) as f64);
         }
     }
-    Ok(median(times))
+    Ok((median(times), median(system)))
 }
 
 /// Runs the benchmark on the first frame with a face from `source`.
@@ -145,13 +149,13 @@ pub fn run(
     )?;
     gallery.add_person("bench face", vec![own], pipeline.embedder.model_id(), 0)?;
     let home = GalleryHome::new(std::path::Path::new("(not saved)"), gallery);
-    let frame_ms_1_thread = whole_frame_ms(pipeline, &frame, &home, settings, None)?;
-    let pool = (settings.threads > 1)
-        .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).build())
-        .transpose()
-        .context("starting the frame threads")?;
-    let frame_ms =
-        if pool.is_some() { whole_frame_ms(pipeline, &frame, &home, settings, pool.as_ref())? } else { frame_ms_1_thread };
+    let (frame_ms_1_thread, _) = whole_frame_ms(pipeline, &frame, &home, settings, None)?;
+    let cores =
+        (settings.threads > 1).then(|| frame_workers(settings.threads)).transpose().context("starting the frame threads")?;
+    let (frame_ms, frame_system_allocations) = match &cores {
+        Some(cores) => whole_frame_ms(pipeline, &frame, &home, settings, Some(cores))?,
+        None => (frame_ms_1_thread, median(system_allocations.clone())),
+    };
     Ok(serde_json::json!({
         "threads": settings.threads,
         "liveness": settings.liveness.is_some(),
@@ -173,6 +177,7 @@ pub fn run(
         "rss_mb_models_only": rss_models,
         "allocations_per_frame": median(allocations),
         "system_allocations_per_frame": median(system_allocations),
+        "system_allocations_per_frame_on_threads": frame_system_allocations,
         "arena_mb": facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
         "allocations_by_stage": { "detect": a_detect, "align": a_align, "embed": a_embed, "identify": a_identify },
         "precision": pipeline.embedder.precision().as_str(),

@@ -4,6 +4,7 @@
 
 use crate::policy::Observation;
 use crate::shared::{CaptureResult, CaptureShort};
+use facegate_face::cores::Cores;
 use facegate_face::detect::Detection;
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
 use facegate_face::liveness::Liveness;
@@ -90,11 +91,28 @@ pub struct LiveCheck<'a> {
     pub model: &'a Liveness,
     /// Live at or above this.
     pub threshold: f32,
-    /// With a pool (`recognition.threads` ≥ 2), every face is scored on one
-    /// core while another embeds it (the score is then ready whether or not
-    /// the face is recognised); without, only a recognised face is scored,
-    /// after identification.
-    pub pool: Option<&'a rayon::ThreadPool>,
+    /// Score every face on one worker while another embeds it (the score is
+    /// then ready whether or not the face is recognised); otherwise only a
+    /// recognised face is scored, after identification. Needs the frame's
+    /// cores; worth it only while the other worker would be idle.
+    pub beside_embedding: bool,
+}
+
+/// The frame workers of a door with `threads` cores (at least two): frames,
+/// and pieces of their networks, run on them. Each worker stays in the frame
+/// arena, so a piece of a product stolen by an idle worker allocates there too.
+pub fn frame_workers(threads: usize) -> Result<Cores, rayon::ThreadPoolBuildError> {
+    Cores::with_start(threads.max(2), "facegate-frame", |_| std::mem::forget(facegate_arena::FrameScope::enter()))
+}
+
+/// Runs a stage on the frame's cores when it has them: on one of the pool's
+/// workers (already there in the pipelined loop), each network splitting its
+/// products over the pool, the HOG detector searching its pyramid levels at once.
+fn on_cores<R: Send>(cores: Option<&Cores>, f: impl FnOnce() -> R + Send) -> R {
+    match cores {
+        Some(c) => c.run(f),
+        None => f(),
+    }
 }
 
 /// The live score of the face at `rect`; an error scores 0 (it denies).
@@ -109,6 +127,7 @@ fn live_score(model: &Liveness, frame: &RgbImage, rect: facegate_face::Rect) -> 
 /// `live`, a recognised face (and every capture frame) also gets a live score;
 /// with `capture`, a frame whose face passes the enrolment policy (live
 /// included) also gives it a template. A liveness error scores 0: it denies.
+/// With `cores`, the networks split their work over the pool's workers.
 pub fn recognise(
     pipeline: &Pipeline,
     frame: &RgbImage,
@@ -116,10 +135,11 @@ pub fn recognise(
     threshold: f32,
     live: Option<&LiveCheck>,
     capture: Option<&mut Capture>,
+    cores: Option<&Cores>,
 ) -> Result<Recognised, FaceError> {
     let mut timings = Timings::default();
     let t0 = Instant::now();
-    let dets = pipeline.detect(frame);
+    let dets = on_cores(cores, || pipeline.detect(frame));
     let t1 = Instant::now();
     timings.detect = (t1 - t0).as_secs_f64();
     let picked = pick_face(&dets, frame.width(), frame.height(), pipeline.config.min_face);
@@ -136,30 +156,30 @@ pub fn recognise(
         }
         return Ok(Recognised { observation: Observation::NoFace, timings });
     };
-    let face = pipeline.align(frame, det);
-    let t2 = Instant::now();
-    // With a pool, the embedding and the live score run at once on its two
-    // workers (kept warm across frames, so the frame path stays without
-    // system allocations: each job draws on the frame arena).
-    let (embedding, early_live) = match live {
-        Some(LiveCheck { model, pool: Some(pool), .. }) => {
-            let (embedding, scored) = pool.install(|| {
-                rayon::join(
-                    || {
-                        let _frame = facegate_arena::FrameScope::enter();
-                        pipeline.embed(&face)
-                    },
-                    || {
-                        let _frame = facegate_arena::FrameScope::enter();
-                        let t = Instant::now();
-                        (live_score(model, frame, det.rect), t.elapsed().as_secs_f64())
-                    },
-                )
-            });
-            (embedding?, Some(scored))
-        }
-        _ => (pipeline.embed(&face)?, None),
+    // Aligns and embeds the face; the time the alignment took.
+    let align_and_embed = || {
+        let t = Instant::now();
+        let face = pipeline.align(frame, det);
+        let aligned = t.elapsed().as_secs_f64();
+        let embedding = pipeline.embed(&face);
+        (face, aligned, embedding)
     };
+    // With cores, the live score (which needs only the box) runs on one
+    // worker while another aligns and embeds the face (both kept warm across
+    // frames and inside the frame arena, so the frame path stays without
+    // system allocations); the embedding's products go to whichever is idle.
+    let ((face, aligned, embedding), early_live) = match (live, cores) {
+        (Some(LiveCheck { model, beside_embedding: true, .. }), Some(cores)) => {
+            let (embedded, scored) = cores.join_beside(align_and_embed, || {
+                let t = Instant::now();
+                (live_score(model, frame, det.rect), t.elapsed().as_secs_f64())
+            });
+            (embedded, Some(scored))
+        }
+        _ => (on_cores(cores, align_and_embed), None),
+    };
+    let embedding = embedding?;
+    let t2 = t1 + std::time::Duration::from_secs_f64(aligned);
     let t3 = Instant::now();
     // In the trained metric when one is configured (the probe mapped like the templates).
     let probe = gallery.map_probe(&embedding);
@@ -174,6 +194,7 @@ pub fn recognise(
             timings.liveness = seconds;
             needs_live.then_some(score)
         }
+        // Whole on this worker: its small products cost less than handing them out.
         (Some(l), None) if needs_live => Some(live_score(l.model, frame, det.rect)),
         _ => None,
     };

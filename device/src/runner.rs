@@ -4,10 +4,11 @@
 use crate::events::now_ms;
 use crate::lock::{DoorInputs, SharedRelay};
 use crate::policy::{Decision, Observation, Policy};
-use crate::recognise::{recognise, Capture, LiveCheck, Recognised};
+use crate::recognise::{frame_workers, recognise, Capture, LiveCheck, Recognised};
 use crate::shared::{LoopCommand, Shared};
 use crate::source::{FrameSource, SourceError};
 use facegate_arena::FrameScope;
+use facegate_face::cores::Cores;
 use facegate_face::liveness::Liveness;
 use facegate_face::{FaceError, Pipeline};
 use facegate_site::Denial;
@@ -151,9 +152,10 @@ pub struct DoorLoop<'a> {
     /// (without it every recognised face then counts as not live).
     pub liveness: Option<&'a Liveness>,
     capture: Option<Capture>,
-    /// Two workers for the embedding and the live score of a face at once
-    /// (`settings.threads` ≥ 2; none when the threads cannot be started).
-    pool: Option<rayon::ThreadPool>,
+    /// Two workers for two frames at once, or for the embedding and the live
+    /// score of a face at once, their networks' products split over whichever
+    /// is idle (`settings.threads` ≥ 2; none when the threads cannot be started).
+    cores: Option<Cores>,
 }
 
 impl<'a> DoorLoop<'a> {
@@ -169,11 +171,9 @@ impl<'a> DoorLoop<'a> {
     ) -> Self {
         let mut policy = policy;
         policy.live_threshold = settings.live_threshold;
-        let pool = (settings.threads > 1)
-            .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).thread_name(|i| format!("facegate-frame-{i}")).build())
-            .and_then(|built| {
-                built.map_err(|e| tracing::warn!("one core for the frame path: cannot start its threads: {e}")).ok()
-            });
+        let cores = (settings.threads > 1).then(|| frame_workers(settings.threads)).and_then(|built| {
+            built.map_err(|e| tracing::warn!("one core for the frame path: cannot start its threads: {e}")).ok()
+        });
         DoorLoop {
             pipeline,
             shared,
@@ -187,7 +187,7 @@ impl<'a> DoorLoop<'a> {
             stats: Stats::default(),
             notifier: None,
             capture: None,
-            pool,
+            cores,
         }
     }
 
@@ -211,13 +211,13 @@ impl<'a> DoorLoop<'a> {
         self.emit(&e);
     }
 
-    fn observe(&mut self, frame: &RgbImage, pool: Option<&rayon::ThreadPool>) -> Observation {
+    fn observe(&mut self, frame: &RgbImage, cores: Option<&Cores>) -> Observation {
         let live = match (self.settings.live_threshold, self.liveness) {
-            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool }),
+            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, beside_embedding: cores.is_some() }),
             _ => None,
         };
-        let result =
-            recognise(self.pipeline, frame, &self.shared.gallery, self.settings.threshold, live.as_ref(), self.capture.as_mut());
+        let (gallery, threshold) = (&self.shared.gallery, self.settings.threshold);
+        let result = recognise(self.pipeline, frame, gallery, threshold, live.as_ref(), self.capture.as_mut(), cores);
         self.record(result)
     }
 
@@ -258,7 +258,7 @@ impl<'a> DoorLoop<'a> {
     /// are busy with frames here, so liveness is scored only where it matters
     /// (a recognised face), after identification: scoring every face beside
     /// the embedding would cost each stranger's frame the whole ensemble.
-    fn start<'s>(&self, scope: &rayon::Scope<'s>, frame: RgbImage, flight: &mut InFlight)
+    fn start<'s>(&self, scope: &rayon::Scope<'s>, cores: &'s Cores, frame: RgbImage, flight: &mut InFlight)
     where
         'a: 's,
     {
@@ -271,8 +271,8 @@ impl<'a> DoorLoop<'a> {
         scope.spawn(move |_| {
             let _frame = FrameScope::enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: None });
-                recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None)
+                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, beside_embedding: false });
+                recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None, Some(cores))
             }));
             // The loop waits for every frame it started; it only stops listening when it unwinds.
             let _ = sender.send((seq, result));
@@ -378,19 +378,19 @@ impl<'a> DoorLoop<'a> {
     /// (each still with liveness beside its embedding when a worker is free),
     /// and their observations reach the policy in the order they were read.
     pub fn run(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
-        let pool = self.pool.take();
-        let result = match &pool {
-            Some(p) => p.in_place_scope(|scope| self.run_frames(source, Some((scope, p)))),
+        let cores = self.cores.take();
+        let result = match &cores {
+            Some(c) => c.pool().in_place_scope(|scope| self.run_frames(source, Some((scope, c)))),
             None => self.run_frames(source, None),
         };
-        self.pool = pool;
+        self.cores = cores;
         result
     }
 
     fn run_frames<'s>(
         &mut self,
         source: &mut dyn FrameSource,
-        pipelined: Option<(&rayon::Scope<'s>, &'s rayon::ThreadPool)>,
+        pipelined: Option<(&rayon::Scope<'s>, &'s Cores)>,
     ) -> anyhow::Result<()>
     where
         'a: 's,
@@ -478,8 +478,8 @@ impl<'a> DoorLoop<'a> {
                     }
                     match pipelined {
                         // A capture needs its frames one by one, in order, on this thread.
-                        Some((scope, _)) if self.capture.is_none() => {
-                            self.start(scope, frame, &mut flight);
+                        Some((scope, cores)) if self.capture.is_none() => {
+                            self.start(scope, cores, frame, &mut flight);
                             if flight.order.len() >= PIPELINE_DEPTH {
                                 if let Err(e) = self.finish_oldest(&mut flight, &mut unlock_until) {
                                     break Err(e);
@@ -494,7 +494,7 @@ impl<'a> DoorLoop<'a> {
                             if let Some(e) = failed {
                                 break Err(e);
                             }
-                            let obs = self.observe(&frame, pipelined.map(|(_, p)| p));
+                            let obs = self.observe(&frame, pipelined.map(|(_, c)| c));
                             if let Some(decision) = self.policy.observe(obs, now_ms()) {
                                 if let Err(e) = self.act(decision, &mut unlock_until) {
                                     break Err(e);

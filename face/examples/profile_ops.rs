@@ -17,6 +17,13 @@ fn main() -> TractResult<()> {
     }
     let plan = model.into_optimized()?.into_runnable()?;
     let input: TValue = Tensor::zero::<f32>(&shape)?.into_tvalue();
+    let threads: usize = args.next().map(|t| t.parse().unwrap()).unwrap_or(1);
+    if threads > 1 {
+        tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
+        if let Ok(p) = std::env::var("PANELS") {
+            tract_linalg::multithread::set_threading_panel_threshold(p.parse().unwrap());
+        }
+    }
     let mut per_op: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let runs = 20;
     let mut total = 0.0;

@@ -7,6 +7,7 @@
 
 mod bytes;
 pub mod chip;
+pub mod cores;
 pub mod decode;
 pub mod detect;
 pub mod embed;

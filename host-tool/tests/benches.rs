@@ -31,16 +31,40 @@ fn bench_json(args: &[&str]) -> Value {
 #[test]
 fn bench_speed_json_has_the_speed_interface() {
     let Some(lfw) = lfw() else { return };
-    let j = bench_json(&["speed", "--json", "--runs", "3", "--threads", "2", "--lfw", lfw.to_str().unwrap()]);
-    for key in
-        ["frame_ms", "frame_ms_1_thread", "fps", "detect_ms_640x480", "detect_ms_640x480_yunet", "embed_ms_int8", "liveness_ms"]
-    {
+    let frame = tempfile::tempdir().unwrap();
+    let frame_png = frame.path().join("frame.png");
+    let j = bench_json(&[
+        "speed",
+        "--json",
+        "--runs",
+        "3",
+        "--threads",
+        "2",
+        "--lfw",
+        lfw.to_str().unwrap(),
+        "--save-frame",
+        frame_png.to_str().unwrap(),
+    ]);
+    for key in [
+        "frame_ms",
+        "frame_ms_1_thread",
+        "fps",
+        "detect_ms_640x480",
+        "detect_ms_640x480_yunet",
+        "embed_ms_int8",
+        "liveness_ms",
+        "detect_ms_640x480_threads",
+        "embed_ms_threads",
+    ] {
         let v = j[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number: {j}"));
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
     }
     assert_eq!(j["threads"], 2);
     // At 2 threads the door pipelines frames: its frame rate is that of whole frames on both cores.
     assert_eq!(j["fps"], j["fps_frames_in_parallel"], "{j}");
+    // The frame it measured, for `device bench` on the unit.
+    let saved = image::open(&frame_png).unwrap_or_else(|e| panic!("--save-frame wrote no image: {e}"));
+    assert_eq!((saved.width(), saved.height()), (640, 480));
 }
 
 #[test]

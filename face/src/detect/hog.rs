@@ -68,13 +68,30 @@ pub struct HogDetector {
 #[derive(Default)]
 struct Scratch {
     up: [RgbImage; 2],
-    levels: [RgbImage; 2],
+    /// The pyramid's levels after the first (index 0 unused: level 0 is the base image).
+    levels: Vec<RgbImage>,
     resize: ResizeScratch,
+    /// One per level searched, so levels can be searched at once.
+    features: Vec<LevelFeatures>,
+    /// One per level searched and filter (level-major).
+    searches: Vec<FilterSearch>,
+    raw: Vec<(f64, usize, Rect)>,
+}
+
+/// The features of one pyramid level searched.
+#[derive(Default)]
+struct LevelFeatures {
+    level: usize,
     fhog: fhog::FhogScratch,
     feats: FhogImage,
+}
+
+/// One filter's search of one level: its buffers and what it found.
+#[derive(Default)]
+struct FilterSearch {
     saliency: Vec<f32>,
     separable: Vec<f32>,
-    raw: Vec<(f64, usize, Rect)>,
+    found: Vec<(f64, usize, Rect)>,
 }
 
 thread_local! {
@@ -186,9 +203,11 @@ impl HogDetector {
         }
     }
 
-    /// Each filter's response over one feature image, where the filter fits whole.
+    /// Filter `index`'s response over one feature image, where the filter fits whole.
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
+        index: usize,
         feats: &FhogImage,
         out: &mut Vec<(f64, usize, Rect)>,
         adjust: f64,
@@ -206,7 +225,8 @@ impl HogDetector {
         saliency.resize(out_rows * out_cols, 0.0);
         scratch.resize(feats.rows * out_cols, 0.0);
         let (saliency, scratch) = (&mut saliency[..out_rows * out_cols], &mut scratch[..feats.rows * out_cols]);
-        for (index, filter) in self.filters.iter().enumerate() {
+        {
+            let filter = &self.filters[index];
             correlate(feats, filter, fr, fc, scratch, saliency);
             let thresh = filter.threshold + adjust;
             for r in 0..out_rows {
@@ -283,26 +303,60 @@ impl HogDetector {
             std::mem::swap(&mut up, &mut up_spare);
         }
         let base = if upsample > 0 { &up } else { img };
-        let (mut level_img, mut spare) = (std::mem::take(&mut s.levels[0]), std::mem::take(&mut s.levels[1]));
         s.raw.clear();
+        let mut searched = 0;
         if base.width() > 0 && base.height() > 0 {
             let levels = self.levels(base.width(), base.height());
+            if s.levels.len() < levels {
+                s.levels.resize_with(levels, RgbImage::default);
+            }
             for level in 0..levels {
                 if level > 0 {
-                    let src = if level == 1 { base } else { &level_img };
-                    resize_bilinear_into(src, 5 * src.width() / 6, 5 * src.height() / 6, &mut s.resize, &mut spare);
-                    std::mem::swap(&mut level_img, &mut spare);
+                    let (done, next) = s.levels.split_at_mut(level);
+                    let src = if level == 1 { base } else { &done[level - 1] };
+                    resize_bilinear_into(src, 5 * src.width() / 6, 5 * src.height() / 6, &mut s.resize, &mut next[0]);
                 }
                 if self.box_width_at(level) >> upsample < min_width as i64 {
                     continue;
                 }
-                let current = if level == 0 { base } else { &level_img };
-                fhog::extract_into(current, self.cell_size, self.filter_rows, self.filter_cols, &mut s.fhog, &mut s.feats);
-                self.respond(&s.feats, &mut s.raw, adjust_threshold, level, &mut s.saliency, &mut s.separable);
+                if s.features.len() <= searched {
+                    s.features.push(LevelFeatures::default());
+                }
+                s.features[searched].level = level;
+                searched += 1;
             }
         }
+        let filters = self.filters.len();
+        if s.searches.len() < searched * filters {
+            s.searches.resize_with(searched * filters, FilterSearch::default);
+        }
+        let (images, features, searches) = (&s.levels, &mut s.features[..searched], &mut s.searches[..searched * filters]);
+        let extract = |f: &mut LevelFeatures| {
+            let current = if f.level == 0 { base } else { &images[f.level] };
+            fhog::extract_into(current, self.cell_size, self.filter_rows, self.filter_cols, &mut f.fhog, &mut f.feats);
+        };
+        let search = |features: &[LevelFeatures], i: usize, w: &mut FilterSearch| {
+            let f = &features[i / filters];
+            w.found.clear();
+            self.respond(i % filters, &f.feats, &mut w.found, adjust_threshold, f.level, &mut w.saliency, &mut w.separable);
+        };
+        // On a pool's worker (the door with several cores) the levels'
+        // features, then each (level, filter) search, are computed at once,
+        // one task each, idle workers taking the next; elsewhere one by one
+        // on the calling thread.
+        if rayon::current_thread_index().is_some() {
+            use rayon::prelude::*;
+            features.par_iter_mut().with_max_len(1).for_each(extract);
+            let features = &*features;
+            searches.par_iter_mut().enumerate().with_max_len(1).for_each(|(i, w)| search(features, i, w));
+        } else {
+            features.iter_mut().for_each(extract);
+            searches.iter_mut().enumerate().for_each(|(i, w)| search(features, i, w));
+        }
+        for w in searches.iter() {
+            s.raw.extend_from_slice(&w.found);
+        }
         s.up = [up, up_spare];
-        s.levels = [level_img, spare];
         let mut kept = non_max_suppression(&mut s.raw, self.nms_iou, self.nms_covered);
         undo_upsampling(&mut kept, upsample);
         kept

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::chip::face_chip;
+use facegate_face::cores::Cores;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::cnn::CnnDetector;
 use facegate_face::detect::yunet::YunetDetector;
@@ -38,6 +39,10 @@ pub struct SpeedArgs {
     /// Directory with dlib's .dat files (for --dlib-python).
     #[arg(long)]
     dlib_models: Option<PathBuf>,
+    /// Also write the 640×480 frame measured here as a PNG (for `device bench
+    /// --source replay:DIR` on the unit: the same frame there).
+    #[arg(long)]
+    save_frame: Option<PathBuf>,
 }
 
 /// The face image used: the first image of LFW's pairs.
@@ -119,6 +124,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let data = facegate_lfw::Dataset::open(&lfw)?;
     let face = decode_image(&data.read(FACE)?, DEFAULT_MAX_PIXELS)?;
     let frame = door_frame(&face);
+    if let Some(path) = &args.save_frame {
+        frame.save(path).with_context(|| format!("writing the frame to {}", path.display()))?;
+    }
     let mut jpeg = std::io::Cursor::new(Vec::new());
     frame.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
     let jpeg = jpeg.into_inner();
@@ -159,31 +167,51 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     // The door's frame as configured by default (liveness required): every face
     // embedded, and the recognised one checked for liveness.
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |c| c.get())).max(1);
+    let cores = (threads > 1).then(|| Cores::new(threads, "bench")).transpose().context("starting the bench threads")?;
     // One door frame: every face embedded, the first one's liveness scored;
-    // with `parallel`, liveness runs on a second core beside the embedding (as
-    // the device does at recognition.threads ≥ 2).
-    let door_frame_once = |parallel: bool| {
-        let faces = pipeline.faces(&frame);
-        let embed_all = || faces.iter().map(|f| pipeline.embed(f).expect("embeds")).collect::<Vec<_>>();
-        let live = |f: &facegate_face::Face| liveness.score(&frame, f.detection.rect).expect("scores");
-        match faces.first() {
-            Some(first) if parallel => std::thread::scope(|s| {
-                let scorer = s.spawn(|| live(first));
-                let embedded = embed_all();
-                (embedded, Some(scorer.join().expect("liveness thread")))
-            }),
-            first => (embed_all(), first.map(live)),
+    // with `cores`, as the device does at recognition.threads ≥ 2: liveness
+    // on one worker beside the embedding, every network splitting its
+    // products over whichever worker is idle.
+    let door_frame_once = |cores: Option<&Cores>| {
+        let live = |rect: facegate_face::Rect| liveness.score(&frame, rect).expect("scores");
+        let Some(cores) = cores else {
+            let faces = pipeline.faces(&frame);
+            let embedded = faces.iter().map(|f| pipeline.embed(f).expect("embeds")).collect::<Vec<_>>();
+            return (embedded, faces.first().map(|f| live(f.detection.rect)));
+        };
+        // Liveness needs only the box: it starts while the faces are aligned and embedded.
+        let dets = cores.run(|| pipeline.detect(&frame));
+        let embed_all = || dets.iter().map(|d| pipeline.embed(&pipeline.align(&frame, *d)).expect("embeds")).collect::<Vec<_>>();
+        match dets.first() {
+            Some(first) => {
+                let (embedded, score) = cores.join_beside(embed_all, || live(first.rect));
+                (embedded, Some(score))
+            }
+            None => (cores.split(embed_all), None),
         }
     };
-    let (frame_ms_1_thread, _) = median_ms(n, || door_frame_once(false));
+    let (frame_ms_1_thread, _) = median_ms(n, || door_frame_once(None));
     let (frame_ms, _) =
-        if threads > 1 { median_ms(n, || door_frame_once(true)) } else { (frame_ms_1_thread, Default::default()) };
+        if cores.is_some() { median_ms(n, || door_frame_once(cores.as_ref())) } else { (frame_ms_1_thread, Default::default()) };
+    // One network on every core (tract's kernels splitting each product).
+    let on_threads = |f: &(dyn Fn() + Sync)| match &cores {
+        Some(c) => median_ms(n, || c.run(f)).0,
+        None => median_ms(n, f).0,
+    };
+    let embed_threads_ms = on_threads(&|| {
+        std::hint::black_box(pipeline.embedder.embed(&chip).expect("embeds"));
+    });
+    let detect_threads_ms = on_threads(&|| drop(pipeline.detect(&frame)));
+    let yunet_threads_ms = on_threads(&|| drop(yunet.detect(&frame, 0.0).expect("runs")));
+    let liveness_threads_ms = on_threads(&|| {
+        std::hint::black_box(liveness.score(&frame, det.rect).expect("scores"));
+    });
     // Whole frames on every core at once, as the door pipelines them (each
     // frame's latency stays about one frame's).
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| (0..n).for_each(|_| drop(std::hint::black_box(door_frame_once(false)))));
+            s.spawn(|| (0..n).for_each(|_| drop(std::hint::black_box(door_frame_once(None)))));
         }
     });
     let fps_frames_in_parallel = (threads * n) as f64 / start.elapsed().as_secs_f64();
@@ -218,6 +246,10 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "chip_ms": chip_ms,
         "embed_ms_f32": embed_f32,
         "embed_ms_int8": embed_int8,
+        "embed_ms_threads": embed_threads_ms,
+        "detect_ms_640x480_yunet_threads": yunet_threads_ms,
+        "detect_ms_640x480_threads": detect_threads_ms,
+        "liveness_ms_threads": liveness_threads_ms,
         "frame_ms": frame_ms,
         "frame_ms_without_liveness": frame_ms_without_liveness,
         "liveness_ms": liveness_ms,
