@@ -200,7 +200,7 @@ impl Pipeline {
             // failed allocation makes them fail, and HOG still gives an answer then.
             let found = match (&self.cnn, &self.yunet) {
                 (Some(cnn), _) => cnn_detect(cnn, img, c.upsample + extra_upsample, threshold).unwrap_or_else(|_| hog()),
-                (None, Some(yunet)) => yunet.detect(img, threshold).unwrap_or_else(|_| hog()),
+                (None, Some(yunet)) => yunet.detect_min(img, threshold, c.min_face).unwrap_or_else(|_| hog()),
                 (None, None) => hog(),
             };
             found.into_iter().filter(big_enough).collect()

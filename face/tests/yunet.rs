@@ -38,6 +38,11 @@ fn yunet_finds_the_face_and_lands_landmarks_where_hog_does() {
         // Eyes above the nose tip, the nose above the mouth corners; right eye (as seen) left of the left eye.
         assert!(p[0].x < p[1].x && p[3].x < p[4].x, "{p:?}");
         assert!(p[0].y.max(p[1].y) < p[2].y && p[2].y < p[3].y.min(p[4].y), "{p:?}");
+        // The door (faces ≥ 100 px) runs it on a 154×115 copy: the same face, nearly the same box.
+        let coarse = detector.detect_faces_min(frame, detector.threshold, yunet.config.min_face).unwrap();
+        assert_eq!(coarse.len(), 1, "one face at the door's scale, got {coarse:?}");
+        let (fine_box, coarse_box) = (detector.box_map.apply(&found[0]), detector.box_map.apply(&coarse[0]));
+        assert!(fine_box.iou(&coarse_box) > 0.8, "{fine_box:?} at 320 px, {coarse_box:?} at the door's scale");
         let (h, y) = (hog.faces(frame), yunet.faces(frame));
         assert_eq!((h.len(), y.len()), (1, 1));
         assert!(h[0].detection.rect.iou(&y[0].detection.rect) > 0.6, "{:?} vs {:?}", h[0].detection.rect, y[0].detection.rect);

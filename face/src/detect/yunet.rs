@@ -2,8 +2,10 @@
 //! finds faces and five landmarks at every angle HOG misses, for the camera.
 //!
 //! The frame is shrunk so its longest side is at most [`YUNET_MAX_SIDE`]
-//! (the door's 640×480 becomes 320×240; faces ≥ 20 px are still found),
-//! padded to multiples of 32 and run once. Each anchor (every cell of the
+//! (the door's 640×480 becomes 320×240), and further when the smallest face
+//! wanted is large: down to where that face is [`YUNET_SMALLEST_FACE`] px
+//! wide (the door's 100 px faces: 640×480 becomes 154×115); then padded to
+//! multiples of 32 and run once. Each anchor (every cell of the
 //! stride 8, 16 and 32 grids) scores √(class · objectness) and regresses a
 //! box in stride units. The box is then mapped to the box dlib's landmark
 //! model was trained on ([`BoxMap`], calibrated on LFW against dlib's HOG
@@ -19,6 +21,9 @@ use tract_onnx::prelude::*;
 
 /// The longest side of the image the network sees (the cost grows with its pixels).
 pub const YUNET_MAX_SIDE: u32 = 320;
+/// The width in the network's input at which a face is still reliably found
+/// (its finest anchors are 8 px apart): the input is shrunk no further.
+pub const YUNET_SMALLEST_FACE: u32 = 24;
 /// Default score threshold (√(class · objectness)).
 pub const YUNET_THRESHOLD: f32 = 0.6;
 /// Boxes overlapping a better one by more than this IoU are dropped.
@@ -175,11 +180,19 @@ impl YunetDetector {
 
     /// Every face in `img` scoring above `threshold`, best first, after non-max suppression.
     pub fn detect_faces(&self, img: &RgbImage, threshold: f32) -> Result<Vec<YunetFace>, FaceError> {
+        self.detect_faces_min(img, threshold, 0)
+    }
+
+    /// As [`detect_faces`](Self::detect_faces) for faces at least `min_face`
+    /// px wide: the input is shrunk until such a face is [`YUNET_SMALLEST_FACE`]
+    /// px wide in it (smaller faces may be missed).
+    pub fn detect_faces_min(&self, img: &RgbImage, threshold: f32, min_face: u32) -> Result<Vec<YunetFace>, FaceError> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         if w == 0 || h == 0 {
             return Ok(Vec::new());
         }
-        let scale = (YUNET_MAX_SIDE as f64 / w.max(h) as f64).min(1.0);
+        let for_faces = if min_face > YUNET_SMALLEST_FACE { YUNET_SMALLEST_FACE as f64 / min_face as f64 } else { 1.0 };
+        let scale = (YUNET_MAX_SIDE as f64 / w.max(h) as f64).min(for_faces).min(1.0);
         let (sw, sh) = (((w as f64 * scale).round() as usize).max(1), ((h as f64 * scale).round() as usize).max(1));
         let (pw, ph) = (ceil32(sw), ceil32(sh));
         let input = Self::input(img, scale, sw, sh, pw, ph)?;
@@ -233,9 +246,15 @@ impl YunetDetector {
     /// score is YuNet's minus the threshold (above 0 means detected), so
     /// `adjust_threshold` works as for dlib's detectors.
     pub fn detect(&self, img: &RgbImage, adjust_threshold: f64) -> Result<Vec<Detection>, FaceError> {
+        self.detect_min(img, adjust_threshold, 0)
+    }
+
+    /// As [`detect`](Self::detect) for faces at least `min_face` px wide
+    /// (faster for large ones: see [`detect_faces_min`](Self::detect_faces_min)).
+    pub fn detect_min(&self, img: &RgbImage, adjust_threshold: f64, min_face: u32) -> Result<Vec<Detection>, FaceError> {
         let threshold = (self.threshold as f64 + adjust_threshold).clamp(0.0, 1.0) as f32;
         Ok(self
-            .detect_faces(img, threshold)?
+            .detect_faces_min(img, threshold, min_face)?
             .iter()
             .map(|f| Detection { rect: self.box_map.apply(f), score: (f.score - self.threshold) as f64, filter: 0 })
             .collect())

@@ -98,7 +98,7 @@ fn photo(hog: &HogDetector, yunet: &YunetDetector, img: &RgbImage, min_face: u32
             hog.detect(view, 0, 0.0).into_iter().map(|d| d.rect).filter(|r| r.width() >= min_face as i64).collect();
         out.hog_ms += t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
-        let faces = yunet.detect_faces(view, yunet.threshold)?;
+        let faces = yunet.detect_faces_min(view, yunet.threshold, min_face)?;
         out.yunet_ms += t.elapsed().as_secs_f64() * 1000.0;
         let mapped: Vec<(Rect, YunetFace)> =
             faces.iter().map(|f| (yunet.box_map.apply(f), *f)).filter(|(r, _)| r.width() >= min_face as i64).collect();

@@ -44,6 +44,10 @@ pub struct LfwArgs {
     /// Face detector (default: the photo pipeline's, cnn).
     #[arg(long, value_parser = parse_detector)]
     pub(super) detector: Option<DetectorKind>,
+    /// Smallest face width the pipeline keeps, in pixels (default: the photo
+    /// pipeline's, 40); YuNet shrinks its input until such a face is 24 px.
+    #[arg(long)]
+    pub(super) min_face: Option<u32>,
     /// Also embed with the other precision and count the pair decisions that differ.
     #[arg(long)]
     pub(super) compare_precision: bool,
@@ -57,7 +61,7 @@ pub struct LfwArgs {
     /// report it beside the pretrained model on the held-out fold.
     /// (Features come from the photo pipeline's cache: the detector, jitter,
     /// mirror and precision options do not apply.)
-    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "compare_precision", "threshold", "distances_csv"])]
+    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "min_face", "compare_precision", "threshold", "distances_csv"])]
     pub(super) train_metric: Option<crate::train::Kind>,
     #[command(flatten)]
     pub(super) training: crate::train::TrainingArgs,
@@ -114,7 +118,12 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         DetectorKind::Cnn => defaults,
         DetectorKind::Yunet => PipelineConfig { detector: DetectorKind::Yunet, retry_threshold: Some(-0.3), ..defaults },
     };
-    let config = PipelineConfig { mirror: !args.no_mirror, jitter: args.jitter.unwrap_or(config.jitter), ..config };
+    let config = PipelineConfig {
+        mirror: !args.no_mirror,
+        jitter: args.jitter.unwrap_or(config.jitter),
+        min_face: args.min_face.unwrap_or(config.min_face),
+        ..config
+    };
     let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
     let other_precision = if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 };
     let other = args.compare_precision.then(|| Pipeline::load(models, other_precision, config)).transpose()?;
@@ -240,6 +249,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "threads": threads,
         "precision": args.precision.as_str(),
         "detector": pipeline.config.detector.as_str(),
+        "min_face": pipeline.config.min_face,
         "mirror": pipeline.config.mirror,
         "jitter": pipeline.config.jitter,
         "model_id": pipeline.embedder.model_id(),
