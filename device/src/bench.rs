@@ -54,16 +54,18 @@ pub struct BenchSettings<'a> {
 }
 
 /// Median milliseconds of a whole door frame through [`recognise`] (the loop's
-/// own path: detect, align, embed, identify, liveness) on `cores` or on this
-/// thread, and the median of the system allocations each frame made (all threads).
+/// own path: detect, align, embed, identify, liveness) with the loop's workers
+/// (liveness on `pool` beside the embedding, the stages split over `cores`)
+/// or without, and the median of the system allocations each frame made (all threads).
 fn whole_frame_ms(
     pipeline: &Pipeline,
     frame: &image::RgbImage,
     home: &GalleryHome,
     settings: &BenchSettings,
-    cores: Option<&Cores>,
+    workers: Option<&(rayon::ThreadPool, Cores)>,
 ) -> Result<(f64, f64)> {
-    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, beside_embedding: cores.is_some() });
+    let (pool, cores) = (workers.map(|w| &w.0), workers.map(|w| &w.1));
+    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, pool });
     let (mut times, mut system) = (Vec::with_capacity(settings.runs), Vec::with_capacity(settings.runs));
     for i in 0..settings.runs + 5 {
         let _frame = FrameScope::enter();

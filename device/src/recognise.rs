@@ -91,26 +91,32 @@ pub struct LiveCheck<'a> {
     pub model: &'a Liveness,
     /// Live at or above this.
     pub threshold: f32,
-    /// Score every face on one worker while another embeds it (the score is
-    /// then ready whether or not the face is recognised); otherwise only a
-    /// recognised face is scored, after identification. Needs the frame's
-    /// cores; worth it only while the other worker would be idle.
-    pub beside_embedding: bool,
+    /// With a pool (`recognition.threads` ≥ 2, one frame at a time), every
+    /// face is scored on one of its workers while this thread aligns and
+    /// embeds it (the score is then ready whether or not the face is
+    /// recognised); without, only a recognised face is scored, after
+    /// identification.
+    pub pool: Option<&'a rayon::ThreadPool>,
 }
 
-/// The frame workers of a door with `threads` cores (at least two): frames,
-/// and pieces of their networks, run on them. Each worker stays in the frame
-/// arena, so a piece of a product stolen by an idle worker allocates there too.
-pub fn frame_workers(threads: usize) -> Result<Cores, rayon::ThreadPoolBuildError> {
-    Cores::with_start(threads.max(2), "facegate-frame", |_| std::mem::forget(facegate_arena::FrameScope::enter()))
+/// The workers of a door with `threads` cores (at least two): `frames`, two
+/// workers that recognise two frames at once or score liveness beside the
+/// embedding, and `split`, the workers one frame's detector and networks
+/// split their work over. Each worker stays in the frame arena.
+pub fn frame_workers(threads: usize) -> Result<(rayon::ThreadPool, Cores), rayon::ThreadPoolBuildError> {
+    let in_arena = |_| std::mem::forget(facegate_arena::FrameScope::enter());
+    let frames = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("facegate-frame-{i}"))
+        .start_handler(in_arena)
+        .build()?;
+    Ok((frames, Cores::with_start(threads.max(2), "facegate-split", in_arena)?))
 }
 
-/// Runs a stage on the frame's cores when it has them: on one of the pool's
-/// workers (already there in the pipelined loop), each network splitting its
-/// products over the pool, the HOG detector searching its pyramid levels at once.
-fn on_cores<R: Send>(cores: Option<&Cores>, f: impl FnOnce() -> R + Send) -> R {
+/// Runs a stage split over `cores` when the frame has them (see [`Cores::split`]).
+fn on_cores<R>(cores: Option<&Cores>, f: impl FnOnce() -> R) -> R {
     match cores {
-        Some(c) => c.run(f),
+        Some(c) => c.split(f),
         None => f(),
     }
 }
@@ -127,7 +133,8 @@ fn live_score(model: &Liveness, frame: &RgbImage, rect: facegate_face::Rect) -> 
 /// `live`, a recognised face (and every capture frame) also gets a live score;
 /// with `capture`, a frame whose face passes the enrolment policy (live
 /// included) also gives it a template. A liveness error scores 0: it denies.
-/// With `cores`, the networks split their work over the pool's workers.
+/// With `cores`, the detector and the embedding split their work over its
+/// workers (this thread must then be a plain thread: see [`Cores::split`]).
 pub fn recognise(
     pipeline: &Pipeline,
     frame: &RgbImage,
@@ -164,17 +171,21 @@ pub fn recognise(
         let embedding = pipeline.embed(&face);
         (face, aligned, embedding)
     };
-    // With cores, the live score (which needs only the box) runs on one
-    // worker while another aligns and embeds the face (both kept warm across
-    // frames and inside the frame arena, so the frame path stays without
-    // system allocations); the embedding's products go to whichever is idle.
-    let ((face, aligned, embedding), early_live) = match (live, cores) {
-        (Some(LiveCheck { model, beside_embedding: true, .. }), Some(cores)) => {
-            let (embedded, scored) = cores.join_beside(align_and_embed, || {
-                let t = Instant::now();
-                (live_score(model, frame, det.rect), t.elapsed().as_secs_f64())
+    // With a pool, the live score (which needs only the box) runs on one of
+    // its workers while this thread aligns and embeds the face (the worker
+    // kept warm across frames and inside the frame arena, so the frame path
+    // stays without system allocations).
+    let ((face, aligned, embedding), early_live) = match live {
+        Some(LiveCheck { model, pool: Some(pool), .. }) => {
+            let mut scored = None;
+            let embedded = pool.in_place_scope(|scope| {
+                scope.spawn(|_| {
+                    let t = Instant::now();
+                    scored = Some((live_score(model, frame, det.rect), t.elapsed().as_secs_f64()));
+                });
+                on_cores(cores, align_and_embed)
             });
-            (embedded, Some(scored))
+            (embedded, scored)
         }
         _ => (on_cores(cores, align_and_embed), None),
     };

@@ -153,8 +153,11 @@ pub struct DoorLoop<'a> {
     pub liveness: Option<&'a Liveness>,
     capture: Option<Capture>,
     /// Two workers for two frames at once, or for the embedding and the live
-    /// score of a face at once, their networks' products split over whichever
-    /// is idle (`settings.threads` ≥ 2; none when the threads cannot be started).
+    /// score of a face at once (`settings.threads` ≥ 2; none when the threads
+    /// cannot be started).
+    pool: Option<rayon::ThreadPool>,
+    /// The workers a frame recognised on the loop's own thread (a capture's)
+    /// splits its detector and embedding over.
     cores: Option<Cores>,
 }
 
@@ -171,9 +174,12 @@ impl<'a> DoorLoop<'a> {
     ) -> Self {
         let mut policy = policy;
         policy.live_threshold = settings.live_threshold;
-        let cores = (settings.threads > 1).then(|| frame_workers(settings.threads)).and_then(|built| {
-            built.map_err(|e| tracing::warn!("one core for the frame path: cannot start its threads: {e}")).ok()
-        });
+        let (pool, cores) = (settings.threads > 1)
+            .then(|| frame_workers(settings.threads))
+            .and_then(|built| {
+                built.map_err(|e| tracing::warn!("one core for the frame path: cannot start its threads: {e}")).ok()
+            })
+            .unzip();
         DoorLoop {
             pipeline,
             shared,
@@ -187,6 +193,7 @@ impl<'a> DoorLoop<'a> {
             stats: Stats::default(),
             notifier: None,
             capture: None,
+            pool,
             cores,
         }
     }
@@ -211,12 +218,14 @@ impl<'a> DoorLoop<'a> {
         self.emit(&e);
     }
 
-    fn observe(&mut self, frame: &RgbImage, cores: Option<&Cores>) -> Observation {
+    /// Recognises `frame` on this (the loop's) thread, with liveness beside
+    /// the embedding on `pool` and the stages split over the loop's cores.
+    fn observe(&mut self, frame: &RgbImage, pool: Option<&rayon::ThreadPool>) -> Observation {
         let live = match (self.settings.live_threshold, self.liveness) {
-            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, beside_embedding: cores.is_some() }),
+            (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool }),
             _ => None,
         };
-        let (gallery, threshold) = (&self.shared.gallery, self.settings.threshold);
+        let (gallery, threshold, cores) = (&self.shared.gallery, self.settings.threshold, self.cores.as_ref());
         let result = recognise(self.pipeline, frame, gallery, threshold, live.as_ref(), self.capture.as_mut(), cores);
         self.record(result)
     }
@@ -258,7 +267,7 @@ impl<'a> DoorLoop<'a> {
     /// are busy with frames here, so liveness is scored only where it matters
     /// (a recognised face), after identification: scoring every face beside
     /// the embedding would cost each stranger's frame the whole ensemble.
-    fn start<'s>(&self, scope: &rayon::Scope<'s>, cores: &'s Cores, frame: RgbImage, flight: &mut InFlight)
+    fn start<'s>(&self, scope: &rayon::Scope<'s>, frame: RgbImage, flight: &mut InFlight)
     where
         'a: 's,
     {
@@ -271,8 +280,9 @@ impl<'a> DoorLoop<'a> {
         scope.spawn(move |_| {
             let _frame = FrameScope::enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, beside_embedding: false });
-                recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None, Some(cores))
+                // On a worker nothing may be split (see `Cores::split`): one core per frame.
+                let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: None });
+                recognise(pipeline, &frame, &shared.gallery, threshold, live.as_ref(), None, None)
             }));
             // The loop waits for every frame it started; it only stops listening when it unwinds.
             let _ = sender.send((seq, result));
@@ -378,19 +388,19 @@ impl<'a> DoorLoop<'a> {
     /// (each still with liveness beside its embedding when a worker is free),
     /// and their observations reach the policy in the order they were read.
     pub fn run(&mut self, source: &mut dyn FrameSource) -> anyhow::Result<()> {
-        let cores = self.cores.take();
-        let result = match &cores {
-            Some(c) => c.pool().in_place_scope(|scope| self.run_frames(source, Some((scope, c)))),
+        let pool = self.pool.take();
+        let result = match &pool {
+            Some(p) => p.in_place_scope(|scope| self.run_frames(source, Some((scope, p)))),
             None => self.run_frames(source, None),
         };
-        self.cores = cores;
+        self.pool = pool;
         result
     }
 
     fn run_frames<'s>(
         &mut self,
         source: &mut dyn FrameSource,
-        pipelined: Option<(&rayon::Scope<'s>, &'s Cores)>,
+        pipelined: Option<(&rayon::Scope<'s>, &'s rayon::ThreadPool)>,
     ) -> anyhow::Result<()>
     where
         'a: 's,
@@ -478,8 +488,8 @@ impl<'a> DoorLoop<'a> {
                     }
                     match pipelined {
                         // A capture needs its frames one by one, in order, on this thread.
-                        Some((scope, cores)) if self.capture.is_none() => {
-                            self.start(scope, cores, frame, &mut flight);
+                        Some((scope, _)) if self.capture.is_none() => {
+                            self.start(scope, frame, &mut flight);
                             if flight.order.len() >= PIPELINE_DEPTH {
                                 if let Err(e) = self.finish_oldest(&mut flight, &mut unlock_until) {
                                     break Err(e);
@@ -494,7 +504,7 @@ impl<'a> DoorLoop<'a> {
                             if let Some(e) = failed {
                                 break Err(e);
                             }
-                            let obs = self.observe(&frame, pipelined.map(|(_, c)| c));
+                            let obs = self.observe(&frame, pipelined.map(|(_, p)| p));
                             if let Some(decision) = self.policy.observe(obs, now_ms()) {
                                 if let Err(e) = self.act(decision, &mut unlock_until) {
                                     break Err(e);

@@ -1,21 +1,27 @@
-//! One frame's networks on several cores.
+//! One frame's work on several cores.
 //!
-//! tract's matrix kernels can split one product over a rayon pool. The door
-//! gives them the same two-worker pool it runs frames on: when one frame is in
-//! flight the idle worker takes half of each product (lower latency); when both
-//! workers carry a frame each keeps its own products (rayon runs a job's
-//! pieces on the thread that waits for them when nobody steals them), so
-//! pipelined frames lose nothing.
+//! tract's matrix kernels can split one product over a rayon pool, and the
+//! HOG detector can search its pyramid levels at once. Both only ever hand
+//! the pool *leaves*: pieces that wait for nothing. The thread that asks
+//! waits for them without running anything else, which is why only a plain
+//! thread (not a rayon worker) may split: a rayon worker waiting on a pool
+//! runs other queued jobs meanwhile, and a whole frame run in the middle of
+//! another one's matrix product would find that product's per-thread scratch
+//! still borrowed (tract's kernels are not re-entrant on one thread).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-pub use rayon::ThreadPool;
+thread_local! {
+    /// The pool this thread is splitting its work over, inside [`Cores::split`].
+    static SPLITTING: RefCell<Option<Arc<rayon::ThreadPool>>> = const { RefCell::new(None) };
+}
 
-/// A pool of workers that the networks' kernels split their products over.
+/// A pool of workers that one frame's networks and detector split their work over.
 #[derive(Clone, Debug)]
 pub struct Cores {
-    pool: Arc<ThreadPool>,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl Cores {
@@ -40,33 +46,61 @@ impl Cores {
         Ok(Cores { pool: Arc::new(pool) })
     }
 
-    /// The pool, for jobs of whole frames.
-    pub fn pool(&self) -> &ThreadPool {
-        &self.pool
-    }
-
     /// Its number of workers.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
 
-    /// Runs `f` on the calling thread with every network it runs splitting
-    /// its products over the pool's workers (from inside one of them, idle
-    /// workers steal the pieces; from outside, the calling thread waits).
+    /// Runs `f` on the calling thread with the networks it runs splitting
+    /// their products, and the HOG detector its pyramid, over the pool's
+    /// workers while this thread waits. On a rayon worker `f` runs as is,
+    /// on one core (see the module's note).
     pub fn split<R>(&self, f: impl FnOnce() -> R) -> R {
-        multithread_tract_scope(Executor::MultiThread(self.pool.clone()), f)
+        if rayon::current_thread_index().is_some() {
+            return f();
+        }
+        let previous = SPLITTING.replace(Some(self.pool.clone()));
+        let result = multithread_tract_scope(Executor::MultiThread(self.pool.clone()), f);
+        SPLITTING.set(previous);
+        result
     }
+}
 
-    /// Runs `f` on one of the pool's workers, its networks split as by [`Cores::split`].
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(|| self.split(f))
+/// Runs `leaves` on the pool this thread is splitting over (inside
+/// [`Cores::split`]) and returns true; false when there is none (the caller
+/// then does the work itself). `leaves` must hand the pool only work that
+/// waits for nothing.
+pub(crate) fn on_splitting_pool(leaves: impl FnOnce() + Send) -> bool {
+    match SPLITTING.with_borrow(|p| p.clone()) {
+        Some(pool) => {
+            pool.install(leaves);
+            true
+        }
+        None => false,
     }
+}
 
-    /// Runs `main` and `beside` at once on two of the pool's workers:
-    /// `main`'s networks split as by [`Cores::split`] (so whichever worker is
-    /// done first helps with them), `beside`'s run whole on their worker
-    /// (for small networks, whose products cost less than handing them out).
-    pub fn join_beside<A: Send, B: Send>(&self, main: impl FnOnce() -> A + Send, beside: impl FnOnce() -> B + Send) -> (A, B) {
-        self.pool.install(|| rayon::join(|| self.split(main), || multithread_tract_scope(Executor::SingleThread, beside)))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_thread_splits() {
+        let cores = Cores::new(2, "test-split").unwrap();
+        assert!(cores.split(|| on_splitting_pool(|| {})), "a plain thread splits over the pool");
+        assert!(!on_splitting_pool(|| {}), "outside split, nothing is split");
+        // A rayon worker would run queued jobs while it waited: it must not split.
+        let frames = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert!(!frames.install(|| cores.split(|| on_splitting_pool(|| {}))), "a worker split its work");
+        let leaves = std::sync::atomic::AtomicUsize::new(0);
+        cores.split(|| {
+            on_splitting_pool(|| {
+                use rayon::prelude::*;
+                (0..64).into_par_iter().for_each(|_| {
+                    leaves.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+            })
+        });
+        assert_eq!(leaves.into_inner(), 64);
     }
 }

@@ -117,7 +117,7 @@ fn hog_detections_match_dlib_on_lfw() {
         let img = decode_image(&data.read(name).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
         for (up, on_cores) in [(0u32, false), (1, false), (0, true), (1, true)] {
             let want = boxes(&rec[format!("hog_upsample{up}")]);
-            let got = if on_cores { cores.run(|| det.detect(&img, up, 0.0)) } else { det.detect(&img, up, 0.0) };
+            let got = if on_cores { cores.split(|| det.detect(&img, up, 0.0)) } else { det.detect(&img, up, 0.0) };
             total += 1;
             let got_boxes: Vec<Rect> = got.iter().map(|d| d.rect).collect();
             let want_boxes: Vec<Rect> = want.iter().map(|d| d.0).collect();

@@ -340,16 +340,16 @@ impl HogDetector {
             w.found.clear();
             self.respond(i % filters, &f.feats, &mut w.found, adjust_threshold, f.level, &mut w.saliency, &mut w.separable);
         };
-        // On a pool's worker (the door with several cores) the levels'
-        // features, then each (level, filter) search, are computed at once,
-        // one task each, idle workers taking the next; elsewhere one by one
-        // on the calling thread.
-        if rayon::current_thread_index().is_some() {
+        // Inside `Cores::split` (the door with several cores, one frame at a
+        // time) the levels' features, then each (level, filter) search, are
+        // computed at once on the pool, one task each; otherwise one by one.
+        let split = crate::cores::on_splitting_pool(|| {
             use rayon::prelude::*;
             features.par_iter_mut().with_max_len(1).for_each(extract);
             let features = &*features;
             searches.par_iter_mut().enumerate().with_max_len(1).for_each(|(i, w)| search(features, i, w));
-        } else {
+        });
+        if !split {
             features.iter_mut().for_each(extract);
             searches.iter_mut().enumerate().for_each(|(i, w)| search(features, i, w));
         }

@@ -173,9 +173,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |c| c.get())).max(1);
     let cores = (threads > 1).then(|| Cores::new(threads, "bench")).transpose().context("starting the bench threads")?;
     // One door frame: every face embedded, the first one's liveness scored;
-    // with `cores`, as the device does at recognition.threads ≥ 2: liveness
-    // on one worker beside the embedding, every network splitting its
-    // products over whichever worker is idle.
+    // with `cores`, as the device does at recognition.threads ≥ 2 with one
+    // frame at a time: liveness on another core beside the alignment and
+    // embedding, the detector and the embedding split over the workers.
     let door_frame_once = |cores: Option<&Cores>| {
         let live = |rect: facegate_face::Rect| liveness.score(&frame, rect).expect("scores");
         let Some(cores) = cores else {
@@ -184,13 +184,14 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
             return (embedded, faces.first().map(|f| live(f.detection.rect)));
         };
         // Liveness needs only the box: it starts while the faces are aligned and embedded.
-        let dets = cores.run(|| pipeline.detect(&frame));
+        let dets = cores.split(|| pipeline.detect(&frame));
         let embed_all = || dets.iter().map(|d| pipeline.embed(&pipeline.align(&frame, *d)).expect("embeds")).collect::<Vec<_>>();
         match dets.first() {
-            Some(first) => {
-                let (embedded, score) = cores.join_beside(embed_all, || live(first.rect));
-                (embedded, Some(score))
-            }
+            Some(first) => std::thread::scope(|s| {
+                let scorer = s.spawn(|| live(first.rect));
+                let embedded = cores.split(embed_all);
+                (embedded, Some(scorer.join().expect("liveness thread")))
+            }),
             None => (cores.split(embed_all), None),
         }
     };
@@ -198,8 +199,8 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let (frame_ms, _) =
         if cores.is_some() { median_ms(n, || door_frame_once(cores.as_ref())) } else { (frame_ms_1_thread, Default::default()) };
     // One network on every core (tract's kernels splitting each product).
-    let on_threads = |f: &(dyn Fn() + Sync)| match &cores {
-        Some(c) => median_ms(n, || c.run(f)).0,
+    let on_threads = |f: &dyn Fn()| match &cores {
+        Some(c) => median_ms(n, || c.split(f)).0,
         None => median_ms(n, f).0,
     };
     let embed_threads_ms = on_threads(&|| {
