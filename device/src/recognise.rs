@@ -190,7 +190,6 @@ pub fn recognise(
         _ => (on_cores(cores, align_and_embed), None),
     };
     let embedding = embedding?;
-    let t2 = t1 + std::time::Duration::from_secs_f64(aligned);
     let t3 = Instant::now();
     // In the trained metric when one is configured (the probe mapped like the templates).
     let probe = gallery.map_probe(&embedding);
@@ -224,8 +223,8 @@ pub fn recognise(
             Err(problem) => c.last_problem = Some(problem),
         }
     }
-    timings.align = (t2 - t1).as_secs_f64();
-    timings.embed = (t3 - t2).as_secs_f64();
+    timings.align = aligned;
+    timings.embed = (t3 - t1).as_secs_f64() - aligned;
     timings.gallery_wait = (t4 - t3).as_secs_f64();
     timings.identify = (t5 - t4).as_secs_f64();
     if early_live.is_none() {

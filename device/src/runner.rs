@@ -277,8 +277,8 @@ impl<'a> DoorLoop<'a> {
         flight.next += 1;
         flight.order.push_back(seq);
         let sender = flight.sender.clone();
+        // The frame workers stay in the frame arena (`frame_workers`).
         scope.spawn(move |_| {
-            let _frame = FrameScope::enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 // On a worker nothing may be split (see `Cores::split`): one core per frame.
                 let live = live.map(|(threshold, model)| LiveCheck { model, threshold, pool: None });

@@ -1,5 +1,6 @@
 //! Time per operator kind of an ONNX network on tract, to see where a model's time goes.
-//! `cargo run --release -p facegate-face --example profile_ops -- MODEL.onnx 1,3,256,320`
+//! `cargo run --release -p facegate-face --example profile_ops -- MODEL.onnx 1,3,256,320 [THREADS]`
+//! (THREADS > 1: tract's matrix kernels split over that many workers).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -20,9 +21,6 @@ fn main() -> TractResult<()> {
     let threads: usize = args.next().map(|t| t.parse().unwrap()).unwrap_or(1);
     if threads > 1 {
         tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
-        if let Ok(p) = std::env::var("PANELS") {
-            tract_linalg::multithread::set_threading_panel_threshold(p.parse().unwrap());
-        }
     }
     let mut per_op: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let runs = 20;

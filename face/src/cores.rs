@@ -46,11 +46,6 @@ impl Cores {
         Ok(Cores { pool: Arc::new(pool) })
     }
 
-    /// Its number of workers.
-    pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
-    }
-
     /// Runs `f` on the calling thread with the networks it runs splitting
     /// their products, and the HOG detector its pyramid, over the pool's
     /// workers while this thread waits. On a rayon worker `f` runs as is,
