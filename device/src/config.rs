@@ -98,7 +98,7 @@ pub struct Recognition {
     /// The face detector: "hog" (dlib's, frontal faces) or "yunet" (a small CNN
     /// that also finds tilted and turned faces).
     pub detector: String,
-    /// "f32" or "int8".
+    /// "int8" (int8 weights computed in f32), "qint8" (computed in int8) or "f32".
     pub precision: String,
     /// Cores the frame path uses; 0: all of the unit's.
     pub threads: usize,
@@ -266,8 +266,8 @@ impl Config {
         if r.frames_window > crate::policy::MAX_WINDOW {
             problems.push(format!("recognition.frames_window must be at most {}", crate::policy::MAX_WINDOW));
         }
-        if r.precision != "int8" && r.precision != "f32" {
-            problems.push(format!("recognition.precision = {:?} must be \"int8\" or \"f32\"", r.precision));
+        if r.precision.parse::<facegate_face::Precision>().is_err() {
+            problems.push(format!("recognition.precision = {:?} must be \"int8\", \"qint8\" or \"f32\"", r.precision));
         }
         if r.threads > 256 {
             problems.push(format!("recognition.threads = {} must be at most 256 (0: every core)", r.threads));

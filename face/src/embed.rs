@@ -12,9 +12,12 @@ use tract_onnx::prelude::*;
 pub enum Precision {
     /// f32 weights.
     F32,
-    /// int8 per-channel weights (the shipped default).
+    /// int8 per-channel weights (the shipped default), computed in f32.
     #[default]
     Int8,
+    /// Computed in int8: u8 activations with calibrated scales, int8
+    /// per-channel weights, i32 accumulation (tract's quantized conv).
+    QInt8,
 }
 
 impl Precision {
@@ -23,6 +26,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
+            Precision::QInt8 => "qint8",
         }
     }
 
@@ -31,6 +35,7 @@ impl Precision {
         match self {
             Precision::F32 => "face_resnet_f32.onnx",
             Precision::Int8 => "face_resnet_int8.onnx",
+            Precision::QInt8 => "face_resnet_qint8.onnx",
         }
     }
 }
@@ -41,7 +46,8 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "int8" => Ok(Precision::Int8),
-            other => Err(format!("unknown precision {other:?} (expected f32 or int8)")),
+            "qint8" => Ok(Precision::QInt8),
+            other => Err(format!("unknown precision {other:?} (expected f32, int8 or qint8)")),
         }
     }
 }

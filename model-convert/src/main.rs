@@ -6,6 +6,7 @@
 //! The output is deterministic: the same package gives the same bytes.
 
 mod antispoof;
+mod calibrate;
 mod mmod;
 mod onnx;
 mod resnet;
@@ -72,7 +73,31 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Measure the embedding network's activation ranges on LFW face chips
+    /// (what the int8-activation model's scales come from) and write them
+    /// as text: the committed copy is model-convert/data/resnet_activation_ranges.txt.
+    Calibrate {
+        /// The face-recognition-models sdist (.tar.gz) as downloaded from PyPI.
+        #[arg(long)]
+        package: PathBuf,
+        /// LFW images: lfw.tgz or an unpacked directory.
+        #[arg(long)]
+        lfw: PathBuf,
+        /// A models directory with the detector and landmark model that make the chips.
+        #[arg(long)]
+        models: PathBuf,
+        /// Use every Nth photo of LFW's sorted list.
+        #[arg(long, default_value_t = 25)]
+        every: usize,
+        /// Output text file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
+
+/// The calibrated activation ranges the int8-activation model is built from
+/// (written by `model-convert calibrate`).
+const ACTIVATION_RANGES: &str = include_str!("../data/resnet_activation_ranges.txt");
 
 fn sha256(bytes: &[u8]) -> String {
     facegate_core::hex(&Sha256::digest(bytes))
@@ -263,6 +288,7 @@ fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> 
         ensure!(got == pin, "{name} has sha256 {got}, expected {pin}");
     }
     let net = facegate_dlib::resnet::parse(&files[RESNET_DAT]).context("parsing the ResNet")?;
+    let ranges = resnet::ActivationRanges::parse(ACTIVATION_RANGES).context("data/resnet_activation_ranges.txt")?;
     let mut outputs = Vec::new();
     for (precision, file, what) in [
         (resnet::Precision::F32, "face_resnet_f32.onnx", "128-d face embedding, f32 weights (affine folded into conv)"),
@@ -271,13 +297,18 @@ fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> 
             "face_resnet_int8.onnx",
             "128-d face embedding, int8 per-output-channel symmetric conv weights (QDQ), final fc layer f32",
         ),
+        (
+            resnet::Precision::QInt8,
+            "face_resnet_qint8.onnx",
+            "128-d face embedding computed in int8: QLinearConv, i8 activations with scales calibrated on LFW chips, int8 per-output-channel weights; residual adds and final fc layer f32",
+        ),
     ] {
         let meta = [
             ("facegate.source", format!("{PACKAGE} {PACKAGE_VERSION} {RESNET_DAT} sha256:{RESNET_SHA256}")),
             ("facegate.precision", precision.name().to_string()),
             ("facegate.input", "chips: N×3×150×150 RGB planar, raw 0..255".to_string()),
         ];
-        let model = resnet::build(&net, precision, &meta)?;
+        let model = resnet::build(&net, precision, Some(&ranges), &meta)?;
         outputs.push(Output { file, source: dlib_models(RESNET_DAT, RESNET_SHA256), bytes: model.encode_to_vec(), what });
     }
     let sp = facegate_dlib::shape_predictor::parse(&files[LANDMARKS_DAT]).context("parsing the shape predictor")?;
@@ -388,8 +419,27 @@ fn manifest(outputs: &[Output]) -> String {
     s
 }
 
+/// The embedding network parsed from the package, hashes checked.
+fn resnet_from_package(package: &Path) -> Result<facegate_dlib::resnet::ResNet> {
+    let files = read_package(package, &[RESNET_DAT])?;
+    let got = sha256(&files[RESNET_DAT]);
+    ensure!(got == RESNET_SHA256, "{RESNET_DAT} has sha256 {got}, expected {RESNET_SHA256}");
+    facegate_dlib::resnet::parse(&files[RESNET_DAT]).context("parsing the ResNet")
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Calibrate { package, lfw, models, every, out } => {
+            let net = resnet_from_package(&package)?;
+            let ranges = calibrate::activation_ranges(&net, &lfw, &models, every)?;
+            let header = format!(
+                "Activation ranges of dlib's face ResNet (f32) on LFW face chips, every {every}th photo:\n\
+                 written by `model-convert calibrate`; the int8-activation model's scales come from them."
+            );
+            std::fs::write(&out, ranges.to_text(&header)).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} ranges written to {}", ranges.0.len(), out.display());
+            Ok(())
+        }
         Command::Build { package, hog, antispoof, yunet, out, check } => {
             let outputs = build(&package, &hog, &antispoof, &yunet)?;
             let manifest = manifest(&outputs);

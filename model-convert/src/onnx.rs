@@ -48,6 +48,14 @@ impl GraphBuilder {
         name
     }
 
+    /// Adds an i32 constant and returns its name.
+    pub fn i32_const(&mut self, prefix: &str, dims: &[i64], data: &[i32]) -> String {
+        let name = self.fresh(prefix);
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_init(&name, dims, DataType::Int32, raw);
+        name
+    }
+
     /// Adds an i64 constant and returns its name.
     pub fn i64_const(&mut self, prefix: &str, dims: &[i64], data: &[i64]) -> String {
         let name = self.fresh(prefix);

@@ -1,8 +1,9 @@
-//! dlib's face ResNet → ONNX, in f32 or with int8 weights.
+//! dlib's face ResNet → ONNX: f32, int8 weights, or int8 weights and activations.
 
 use crate::onnx::{Attr, GraphBuilder};
 use anyhow::{bail, ensure, Context, Result};
 use facegate_dlib::resnet::{Layer, ResNet};
+use std::collections::BTreeMap;
 use tract_onnx::pb::ModelProto;
 
 /// How weights are stored in the produced graph.
@@ -14,6 +15,10 @@ pub enum Precision {
     /// the final fully-connected layer stays f32 (it maps straight onto the
     /// descriptor: quantizing it raised the error vs dlib from 5e-3 to 8e-3).
     Int8,
+    /// Weights and activations in int8 (QLinearConv: i8 activations with
+    /// calibrated scales, per-output-channel int8 weights, i32 accumulation);
+    /// residual additions, pooling and the final layer stay f32.
+    QInt8,
 }
 
 impl Precision {
@@ -22,6 +27,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
+            Precision::QInt8 => "qint8",
         }
     }
 }
@@ -35,10 +41,56 @@ pub const INPUT: &str = "chips";
 /// Output name: float N×128 descriptors (not normalised).
 pub const OUTPUT: &str = "descriptors";
 
+/// Observed value ranges of the network's activations, by probe label
+/// (`stem`, `b3.conv1`, `b3.conv2`, `b3.out`, …): what the int8-activation
+/// model's scales come from. Text form: one `label min max` line each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActivationRanges(pub BTreeMap<String, (f32, f32)>);
+
+impl ActivationRanges {
+    /// Parses the text form (`#` comments and blank lines allowed).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut ranges = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [label, lo, hi] = fields[..] else { bail!("line {}: expected `label min max`", n + 1) };
+            let (lo, hi): (f32, f32) = (lo.parse()?, hi.parse()?);
+            ensure!(lo.is_finite() && hi.is_finite() && lo <= hi, "line {}: bad range {lo} {hi}", n + 1);
+            ranges.insert(label.to_string(), (lo, hi));
+        }
+        Ok(ActivationRanges(ranges))
+    }
+
+    /// The text form, with a header comment.
+    pub fn to_text(&self, header: &str) -> String {
+        let mut out: String = header.lines().map(|l| format!("# {l}\n")).collect();
+        for (label, (lo, hi)) in &self.0 {
+            out.push_str(&format!("{label} {lo:e} {hi:e}\n"));
+        }
+        out
+    }
+}
+
+/// i8 quantisation of a range: scale and zero point (0 lies on the grid).
+/// i8, not u8: tract's integer kernels multiply i8 by i8.
+fn i8_params((lo, hi): (f32, f32)) -> (f32, i8) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    (scale, ((-lo / scale).round() - 128.0).clamp(-128.0, 127.0) as i8)
+}
+
 struct Builder<'a> {
     g: GraphBuilder,
     layers: std::iter::Peekable<std::slice::Iter<'a, Layer>>,
     precision: Precision,
+    /// QInt8: the calibrated ranges.
+    ranges: Option<&'a ActivationRanges>,
+    /// F32/Int8: the f32 tensors a calibration observes, by label.
+    probes: Vec<(String, String)>,
 }
 
 /// Value in the graph with its C×H×W shape.
@@ -46,6 +98,23 @@ struct Builder<'a> {
 struct Value {
     name: String,
     shape: [usize; 3],
+    /// QInt8: the same value in i8 with its scale and zero point (graph names) and scale.
+    quantized: Option<Quantized>,
+}
+
+#[derive(Clone)]
+struct Quantized {
+    name: String,
+    scale: String,
+    zero: String,
+    scale_value: f32,
+}
+
+/// What follows a conv: a ReLU (fused into the int8 conv's output range) or nothing.
+#[derive(Clone, Copy, PartialEq)]
+enum After {
+    Relu,
+    Nothing,
 }
 
 fn out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> Result<usize> {
@@ -82,11 +151,40 @@ impl Builder<'_> {
         self.layers.next().context("layer records end early")
     }
 
+    fn value(name: String, shape: [usize; 3]) -> Value {
+        Value { name, shape, quantized: None }
+    }
+
+    /// Records `value` as the calibration probe `label` (f32 graphs), or
+    /// returns the calibrated range of `label` (QInt8).
+    fn probe(&mut self, label: &str, value: &str) -> Result<Option<(f32, f32)>> {
+        match self.ranges {
+            Some(r) => Ok(Some(*r.0.get(label).with_context(|| format!("no calibrated range for {label}"))?)),
+            None => {
+                self.probes.push((label.to_string(), value.to_string()));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Scale and zero point constants for a range.
+    fn quant_params(&mut self, range: (f32, f32)) -> (String, String, f32) {
+        let (scale, zero) = i8_params(range);
+        (self.g.f32_const("qs", &[], &[scale]), self.g.i8_const("qz", &[], &[zero]), scale)
+    }
+
+    /// QInt8: `x` quantised to i8 over `range`.
+    fn quantize(&mut self, x: &Value, range: (f32, f32)) -> Value {
+        let (scale, zero, scale_value) = self.quant_params(range);
+        let name = self.g.node("QuantizeLinear", &[&x.name, &scale, &zero], vec![]);
+        Value { quantized: Some(Quantized { name, scale, zero, scale_value }), ..x.clone() }
+    }
+
     /// Conv weights (O×…) as a graph value: a constant, or int8 per output channel + DequantizeLinear.
     fn weights(&mut self, dims: &[i64], data: &[f32]) -> String {
         match self.precision {
             Precision::F32 => self.g.f32_const("w", dims, data),
-            Precision::Int8 => {
+            Precision::Int8 | Precision::QInt8 => {
                 let channels = dims[0] as usize;
                 let (q, scales) = quantize_rows(data, channels);
                 let qw = self.g.i8_const("wq", dims, &q);
@@ -97,8 +195,11 @@ impl Builder<'_> {
         }
     }
 
-    /// Conv record followed by an Affine record, folded into one Conv node.
-    fn conv_affine(&mut self, x: &Value) -> Result<Value> {
+    /// Conv record followed by an Affine record, folded into one conv, then
+    /// `after`. In QInt8 `x` must be quantised; the output is i8 over the
+    /// range calibrated for `label` (a ReLU is the clamp at its zero point)
+    /// and, without a ReLU, also dequantised to f32.
+    fn conv_affine(&mut self, x: &Value, label: &str, after: After) -> Result<Value> {
         let Layer::Conv { filters, inputs, kernel, stride, pad, weights, bias } = self.next()?.clone() else {
             bail!("expected a conv record");
         };
@@ -107,41 +208,82 @@ impl Builder<'_> {
         ensure!(gamma.len() == filters, "affine size differs from conv filters");
         let (folded, folded_bias) = fold_affine(&weights, &bias, &gamma, &beta);
         let dims = [filters as i64, inputs as i64, kernel[0] as i64, kernel[1] as i64];
-        let w = self.weights(&dims, &folded);
-        let b = self.g.f32_const("b", &[filters as i64], &folded_bias);
         let (p0, p1) = (pad[0] as i64, pad[1] as i64);
-        let name = self.g.node(
-            "Conv",
-            &[&x.name, &w, &b],
+        let attrs = || {
             vec![
                 ("kernel_shape", Attr::Ints(vec![kernel[0] as i64, kernel[1] as i64])),
                 ("strides", Attr::Ints(vec![stride[0] as i64, stride[1] as i64])),
                 ("pads", Attr::Ints(vec![p0, p1, p0, p1])),
-            ],
-        );
+            ]
+        };
         let shape =
             [filters, out_size(x.shape[1], kernel[0], stride[0], pad[0])?, out_size(x.shape[2], kernel[1], stride[1], pad[1])?];
-        Ok(Value { name, shape })
+        if self.precision != Precision::QInt8 {
+            let w = self.weights(&dims, &folded);
+            let b = self.g.f32_const("b", &[filters as i64], &folded_bias);
+            let conv = Self::value(self.g.node("Conv", &[&x.name, &w, &b], attrs()), shape);
+            let out = match after {
+                After::Relu => self.relu(conv)?,
+                After::Nothing => conv,
+            };
+            self.probe(label, &out.name)?;
+            return Ok(out);
+        }
+        let xq = x.quantized.clone().context("an int8 conv needs a quantised input")?;
+        let range = self.probe(label, "")?.context("QInt8 has ranges")?;
+        let range = if after == After::Relu { (0.0, range.1) } else { range };
+        let (q, w_scales) = quantize_rows(&folded, filters);
+        let w = self.g.i8_const("wq", &dims, &q);
+        let w_scale = self.g.f32_const("ws", &[filters as i64], &w_scales);
+        let w_zero = self.g.i8_const("wz", &[filters as i64], &vec![0; filters]);
+        let b: Vec<i32> = folded_bias.iter().zip(&w_scales).map(|(b, s)| (b / (xq.scale_value * s)).round() as i32).collect();
+        let b = self.g.i32_const("bq", &[filters as i64], &b);
+        let (y_scale, y_zero, y_scale_value) = self.quant_params(range);
+        let y =
+            self.g.node("QLinearConv", &[&xq.name, &xq.scale, &xq.zero, &w, &w_scale, &w_zero, &y_scale, &y_zero, &b], attrs());
+        if after == After::Relu {
+            ensure!(matches!(self.next()?, Layer::Relu), "expected a relu record");
+        }
+        let quantized = Quantized { name: y.clone(), scale: y_scale.clone(), zero: y_zero.clone(), scale_value: y_scale_value };
+        let name = match after {
+            After::Relu => String::new(),
+            After::Nothing => self.g.node("DequantizeLinear", &[&y, &y_scale, &y_zero], vec![]),
+        };
+        Ok(Value { name, shape, quantized: Some(quantized) })
+    }
+
+    /// QInt8: the f32 form of a value known only quantised.
+    fn dequantized(&mut self, x: Value) -> Value {
+        if !x.name.is_empty() {
+            return x;
+        }
+        let q = x.quantized.clone().expect("a value has an f32 or an i8 form");
+        let name = self.g.node("DequantizeLinear", &[&q.name, &q.scale, &q.zero], vec![]);
+        Value { name, ..x }
     }
 
     fn relu(&mut self, x: Value) -> Result<Value> {
         ensure!(matches!(self.next()?, Layer::Relu), "expected a relu record");
         let name = self.g.node("Relu", &[&x.name], vec![]);
-        Ok(Value { name, shape: x.shape })
+        Ok(Self::value(name, x.shape))
     }
 
     fn pool(&mut self, op: &str, x: &Value, kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2]) -> Result<Value> {
         ensure!(pad == [0, 0], "pooling with padding is not used by this network");
-        let name = self.g.node(
-            op,
-            &[&x.name],
+        let attrs = || {
             vec![
                 ("kernel_shape", Attr::Ints(vec![kernel[0] as i64, kernel[1] as i64])),
                 ("strides", Attr::Ints(vec![stride[0] as i64, stride[1] as i64])),
-            ],
-        );
+            ]
+        };
         let shape = [x.shape[0], out_size(x.shape[1], kernel[0], stride[0], 0)?, out_size(x.shape[2], kernel[1], stride[1], 0)?];
-        Ok(Value { name, shape })
+        // Max pooling commutes with a monotonic quantisation: the i8 form pools as is.
+        let quantized = match (&x.quantized, op) {
+            (Some(q), "MaxPool") => Some(Quantized { name: self.g.node(op, &[&q.name], attrs()), ..q.clone() }),
+            _ => None,
+        };
+        let name = if x.name.is_empty() { String::new() } else { self.g.node(op, &[&x.name], attrs()) };
+        Ok(Value { name, shape, quantized })
     }
 
     /// Zero-pads `x` at the end of C, H and W up to `shape` (dlib's add_prev semantics).
@@ -152,13 +294,13 @@ impl Builder<'_> {
         let end: Vec<i64> = (0..3).map(|i| (shape[i] - x.shape[i]) as i64).collect();
         let pads = self.g.i64_const("pads", &[8], &[0, 0, 0, 0, 0, end[0], end[1], end[2]]);
         let name = self.g.node("Pad", &[&x.name, &pads], vec![("mode", Attr::Str("constant"))]);
-        Value { name, shape }
+        Self::value(name, shape)
     }
 
-    fn residual(&mut self, x: Value, down: bool) -> Result<Value> {
-        let y = self.conv_affine(&x)?;
-        let y = self.relu(y)?;
-        let y = self.conv_affine(&y)?;
+    fn residual(&mut self, x: Value, block: usize, down: bool) -> Result<Value> {
+        let y = self.conv_affine(&x, &format!("b{block}.conv1"), After::Relu)?;
+        let y = self.conv_affine(&y, &format!("b{block}.conv2"), After::Nothing)?;
+        let x = self.dequantized(x);
         let skip = if down {
             let Layer::AvgPool { kernel, stride, pad } = self.next()?.clone() else { bail!("expected the skip avg_pool") };
             self.pool("AveragePool", &x, kernel, stride, pad)?
@@ -170,46 +312,78 @@ impl Builder<'_> {
         let y = self.pad_to(y, shape);
         let skip = self.pad_to(skip, shape);
         let name = self.g.node("Add", &[&y.name, &skip.name], vec![]);
-        self.relu(Value { name, shape })
+        let out = self.relu(Self::value(name, shape))?;
+        match self.probe(&format!("b{block}.out"), &out.name)? {
+            Some(range) if block + 1 < BLOCKS.len() => Ok(self.quantize(&out, range)),
+            _ => Ok(out),
+        }
     }
 }
 
-/// Builds the ONNX model for the parsed network.
-pub fn build(net: &ResNet, precision: Precision, metadata: &[(&str, String)]) -> Result<ModelProto> {
+/// Builds the ONNX model for the parsed network. `ranges` is required for
+/// [`Precision::QInt8`] and ignored otherwise.
+pub fn build(
+    net: &ResNet,
+    precision: Precision,
+    ranges: Option<&ActivationRanges>,
+    metadata: &[(&str, String)],
+) -> Result<ModelProto> {
+    Ok(build_with_probes(net, precision, ranges, metadata)?.0)
+}
+
+/// As [`build`], also returning the calibration probes of an f32 or int8
+/// graph: (label, tensor name) pairs, in graph order.
+pub fn build_with_probes(
+    net: &ResNet,
+    precision: Precision,
+    ranges: Option<&ActivationRanges>,
+    metadata: &[(&str, String)],
+) -> Result<(ModelProto, Vec<(String, String)>)> {
     ensure!(net.input_size == [150, 150], "unexpected input size {:?}", net.input_size);
-    let mut b = Builder { g: GraphBuilder::default(), layers: net.layers.iter().peekable(), precision };
+    let ranges = match precision {
+        Precision::QInt8 => Some(ranges.context("an int8-activation model needs calibrated ranges")?),
+        _ => None,
+    };
+    let mut b =
+        Builder { g: GraphBuilder::default(), layers: net.layers.iter().peekable(), precision, ranges, probes: Vec::new() };
     b.g.input(INPUT, "N", &[3, 150, 150]);
     let mean: Vec<f32> = net.input_mean.to_vec();
     let mean = b.g.f32_const("mean", &[1, 3, 1, 1], &mean);
     let inv = b.g.f32_const("inv256", &[], &[1.0 / 256.0]);
     let centred = b.g.node("Sub", &[INPUT, &mean], vec![]);
     let scaled = b.g.node("Mul", &[&centred, &inv], vec![]);
-    let x = Value { name: scaled, shape: [3, 150, 150] };
+    let mut x = Builder::value(scaled, [3, 150, 150]);
+    if precision == Precision::QInt8 {
+        // The input's range follows from pixels in 0..=255.
+        let lo = net.input_mean.iter().fold(f32::MAX, |m, v| m.min(*v));
+        let hi = net.input_mean.iter().fold(f32::MIN, |m, v| m.max(*v));
+        x = b.quantize(&x, ((0.0 - hi) / 256.0, (255.0 - lo) / 256.0));
+    }
 
-    let x = b.conv_affine(&x)?;
-    let x = b.relu(x)?;
+    let x = b.conv_affine(&x, "stem", After::Relu)?;
     let Layer::MaxPool { kernel, stride, pad } = b.next()?.clone() else { bail!("expected the stem max_pool") };
     let mut x = b.pool("MaxPool", &x, kernel, stride, pad)?;
 
     let mut seen = String::new();
-    for expected in BLOCKS.chars() {
+    for (block, expected) in BLOCKS.chars().enumerate() {
         // A down block is the one whose skip path is an avg_pool (5 records ahead).
         let down = matches!(b.layers.clone().nth(5), Some(Layer::AvgPool { .. }));
         seen.push(if down { 'd' } else { 'r' });
         ensure!(seen.ends_with(expected), "block structure {seen} differs from dlib's {BLOCKS}");
-        x = b.residual(x, down)?;
+        x = b.residual(x, block, down)?;
     }
     let Layer::AvgPool { kernel: [0, 0], .. } = b.next()?.clone() else { bail!("expected the global average pool") };
     let pooled = b.g.node("GlobalAveragePool", &[&x.name], vec![]);
     let flat = b.g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
     let Layer::FcNoBias { outputs, inputs, weights } = b.next()?.clone() else { bail!("expected fc_2") };
     ensure!(inputs == x.shape[0], "fc expects {inputs} inputs, gets {}", x.shape[0]);
-    // The head stays f32 in both precisions (see Precision::Int8).
+    // The head stays f32 in every precision (see Precision::Int8).
     let w = b.g.f32_const("w", &[inputs as i64, outputs as i64], &weights);
     let out = b.g.node("MatMul", &[&flat, &w], vec![]);
     ensure!(b.layers.next().is_none(), "records left after fc_2");
     b.g.output(&out, OUTPUT, "N", &[outputs as i64]);
-    Ok(b.g.finish("dlib_face_recognition_resnet_v1", metadata))
+    let probes = std::mem::take(&mut b.probes);
+    Ok((b.g.finish("dlib_face_recognition_resnet_v1", metadata), probes))
 }
 
 #[cfg(test)]
@@ -227,5 +401,31 @@ mod tests {
         }
         assert_eq!(q[1], -127);
         assert_eq!(q[6], 127);
+    }
+
+    #[test]
+    fn activation_grids_hold_zero_and_span_the_range() {
+        // A ReLU output: 0 is the lowest code, so the clamp at -128 is the ReLU.
+        let (scale, zero) = i8_params((0.0, 10.2));
+        assert_eq!(zero, -128);
+        assert!((scale * 255.0 - 10.2).abs() < 1e-5);
+        // Both signs: 0 falls on a code, both ends within the 256 codes.
+        let (scale, zero) = i8_params((-3.0, 5.0));
+        let code = |v: f32| (v / scale).round() + zero as f32;
+        assert!(code(-3.0) >= -128.0 && code(5.0) <= 127.5, "{} {}", code(-3.0), code(5.0));
+        assert_eq!(code(0.0), zero as f32, "0 is exactly a code");
+        // A range not holding 0 is widened to it.
+        assert_eq!(i8_params((2.0, 4.0)).1, -128);
+    }
+
+    #[test]
+    fn activation_ranges_round_trip_and_refuse_garbage() {
+        let text = "# header\nb0.conv1 0e0 1.5e1\nb0.conv2 -9.5e0 7.25e0\n";
+        let r = ActivationRanges::parse(text).unwrap();
+        assert_eq!(r.0["b0.conv2"], (-9.5, 7.25));
+        assert_eq!(ActivationRanges::parse(&r.to_text("again")).unwrap(), r);
+        assert!(ActivationRanges::parse("b0.conv1 3 1").is_err(), "min above max");
+        assert!(ActivationRanges::parse("b0.conv1 0 NaN").is_err());
+        assert!(ActivationRanges::parse("b0.conv1 0").is_err());
     }
 }

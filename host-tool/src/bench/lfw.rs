@@ -125,6 +125,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         ..config
     };
     let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
+    // int8 against f32; f32 and int8-computed against the shipped int8.
     let other_precision = if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 };
     let other = args.compare_precision.then(|| Pipeline::load(models, other_precision, config)).transpose()?;
     let names: Vec<&str> = {

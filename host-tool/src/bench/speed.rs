@@ -133,7 +133,8 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
 
     // The door configuration: HOG at native resolution, faces ≥ 100 px, one network run per face.
     let pipeline = Pipeline::load(models, args.precision, PipelineConfig::door())?;
-    let other = Embedder::load(models, if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 })?;
+    // Every precision, measured on the same chip in the same run.
+    let precisions = [Precision::F32, Precision::Int8, Precision::QInt8].map(|p| Embedder::load(models, p));
     let n = args.runs;
     let (decode_ms, _) = median_ms(n, || decode_image(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes"));
     let (detect_ms, dets) = median_ms(n, || pipeline.detect(&frame));
@@ -158,9 +159,12 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let (landmarks_ms, landmarks) = median_ms(n, || pipeline.landmarks.predict(&frame, det.rect));
     let (chip_ms, chip) = median_ms(n, || face_chip(&frame, &landmarks));
     let (embed_default, _) = median_ms(n, || pipeline.embedder.embed(&chip).expect("embeds"));
-    let (embed_other, _) = median_ms(n, || other.embed(&chip).expect("embeds"));
-    let (embed_f32, embed_int8) =
-        if args.precision == Precision::Int8 { (embed_other, embed_default) } else { (embed_default, embed_other) };
+    let mut embed_by_precision = Vec::new();
+    for net in precisions {
+        let net = net?;
+        embed_by_precision.push((net.precision(), median_ms(n, || net.embed(&chip).expect("embeds")).0));
+    }
+    let embed_ms_of = |p: Precision| embed_by_precision.iter().find(|(q, _)| *q == p).map_or(f64::NAN, |(_, ms)| *ms);
     // Liveness: both networks of the ensemble on the face, as the door runs them.
     let liveness = facegate_face::liveness::Liveness::load(models)?;
     let (liveness_ms, _) = median_ms(n, || liveness.score(&frame, det.rect).expect("scores"));
@@ -250,8 +254,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "detect_ms_640x480_hog_x2": detect_hog_x2_ms,
         "landmarks_ms": landmarks_ms,
         "chip_ms": chip_ms,
-        "embed_ms_f32": embed_f32,
-        "embed_ms_int8": embed_int8,
+        "embed_ms_f32": embed_ms_of(Precision::F32),
+        "embed_ms_int8": embed_ms_of(Precision::Int8),
+        "embed_ms_qint8": embed_ms_of(Precision::QInt8),
         "embed_ms_threads": embed_threads_ms,
         "detect_ms_640x480_yunet_threads": yunet_threads_ms,
         "detect_ms_640x480_threads": detect_threads_ms,
@@ -287,6 +292,7 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
             "chip_ms",
             "embed_ms_f32",
             "embed_ms_int8",
+            "embed_ms_qint8",
             "liveness_ms",
             "frame_ms_without_liveness",
             "frame_ms",
