@@ -220,7 +220,7 @@ pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
         }
         None => None,
     };
-    for precision in [Precision::Int8, Precision::F32] {
+    for precision in [Precision::Int8, Precision::F32, Precision::QInt8] {
         let network = facegate_face::Embedder::model_id_of(&models, precision).ok();
         if network == Some(model) {
             return Pipeline::load(&models, precision, PipelineConfig::default())

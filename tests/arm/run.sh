@@ -42,6 +42,10 @@ target/release/device demo --lfw "$lfw" --models "$ws/models" --keep "$out/demo"
 # The same scenario with the YuNet detector (recognition.detector = "yunet").
 sed 's/^detector = "hog"$/detector = "yunet"/' "$out/demo/demo.toml" > "$out/demo/demo-yunet.toml"
 grep -q '^detector = "yunet"$' "$out/demo/demo-yunet.toml" || { echo "demo.toml has no detector setting"; exit 1; }
+# The network computed in int8 (recognition.precision = "qint8"): aarch64's
+# integer kernels are not x86's, so its embeddings are compared too.
+sed 's/^precision = "int8"$/precision = "qint8"/' "$out/demo/demo.toml" > "$out/demo/demo-qint8.toml"
+grep -q '^precision = "qint8"$' "$out/demo/demo-qint8.toml" || { echo "demo.toml has no precision setting"; exit 1; }
 run_scenario() { # name, config, runner…
   local name=$1 config=$2; shift 2
   "$@" run --config "$config" --models "$ws/models" --gallery "$out/demo/gallery.fg" \
@@ -60,6 +64,10 @@ for t in "${targets[@]}"; do
   # shellcheck disable=SC2086
   run_scenario "$t-yunet" "$out/demo/demo-yunet.toml" ${qemu[$t]} "target/$t/dist/device"
 done
+echo "== int8-computed embeddings on x86_64 and aarch64 (qemu)"
+target/release/device embed --config "$out/demo/demo-qint8.toml" --models "$ws/models" "${imgs[@]}" > "$out/x86-qint8.embed"
+qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/dist/device embed \
+  --config "$out/demo/demo-qint8.toml" --models "$ws/models" "${imgs[@]}" > "$out/aarch64-unknown-linux-gnu-qint8.embed"
 
 python3 - "$out" "${targets[@]}" <<'PY'
 import json, sys
@@ -85,6 +93,15 @@ for suffix in ["", "-yunet"]:
         print(f"{t}{suffix or ' (hog)'}: decisions {'same as x86' if same else 'DIFFER: ' + json.dumps(d)}; "
               f"embeddings of {len(emb)} faces: max |delta| vs x86 = {delta:.3g}")
         ok &= delta < 1e-2
+def embeddings(name):
+    return [e["embedding"] for e in json.load(open(f"{out}/{name}.embed"))]
+q_x86, q_arm, int8 = embeddings("x86-qint8"), embeddings("aarch64-unknown-linux-gnu-qint8"), embeddings("x86")
+assert all(e is not None for e in q_x86 + q_arm), "a face was not embedded"
+delta = max(abs(a - b) for r, e in zip(q_x86, q_arm) for a, b in zip(r, e))
+dist = max(sum((a - b) ** 2 for a, b in zip(r, e)) ** 0.5 for r, e in zip(q_x86, int8))
+print(f"qint8 on aarch64: embeddings of {len(q_arm)} faces: max |delta| vs x86 = {delta:.3g}; "
+      f"qint8 vs int8 weights on x86: largest distance {dist:.3f}")
+ok &= delta < 1e-2 and dist < 0.1
 sys.exit(0 if ok else 1)
 PY
 
