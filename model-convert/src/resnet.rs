@@ -96,6 +96,8 @@ struct Builder<'a> {
 /// Value in the graph with its C×H×W shape.
 #[derive(Clone)]
 struct Value {
+    /// The f32 form's graph name; empty while the value exists only in i8
+    /// (an int8 conv's ReLU output, until [`Builder::dequantized`] is asked).
     name: String,
     shape: [usize; 3],
     /// QInt8: the same value in i8 with its scale and zero point (graph names) and scale.
