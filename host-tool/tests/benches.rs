@@ -52,6 +52,7 @@ fn bench_speed_json_has_the_speed_interface() {
         "detect_ms_640x480",
         "detect_ms_640x480_yunet",
         "embed_ms_int8",
+        "embed_ms_qint8",
         "liveness_ms",
         "detect_ms_640x480_threads",
         "embed_ms_threads",
