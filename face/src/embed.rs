@@ -169,9 +169,9 @@ impl Embedder {
     }
 }
 
-/// Runs a plan on one chip (planar RGB, raw 0–255, mirrored on request) and
-/// returns its single output as `N` values.
-fn run_chip<const N: usize>(plan: &Arc<Plan>, chip: &RgbImage, mirrored: bool) -> Result<[f32; N], FaceError> {
+/// A 150×150 chip (or its mirror image) as the network's 1×3×150×150 input:
+/// planar RGB, raw 0–255. Also what `model-convert calibrate` feeds the network.
+pub fn chip_input(chip: &RgbImage, mirrored: bool) -> Result<Tensor, FaceError> {
     let s = CHIP_SIZE as usize;
     if chip.width() != CHIP_SIZE || chip.height() != CHIP_SIZE {
         return Err(FaceError::Model(format!("chip is {}×{}, expected {s}×{s}", chip.width(), chip.height())));
@@ -187,6 +187,13 @@ fn run_chip<const N: usize>(plan: &Arc<Plan>, chip: &RgbImage, mirrored: bool) -
             }
         }
     }
+    Ok(input)
+}
+
+/// Runs a plan on one chip (planar RGB, raw 0–255, mirrored on request) and
+/// returns its single output as `N` values.
+fn run_chip<const N: usize>(plan: &Arc<Plan>, chip: &RgbImage, mirrored: bool) -> Result<[f32; N], FaceError> {
+    let input = chip_input(chip, mirrored)?;
     let out = plan.run(tvec!(input.into_tvalue())).map_err(inference)?;
     clear_wide_register_state();
     let values = out[0].try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(inference)?;

@@ -6,6 +6,7 @@ use crate::resnet::{self, ActivationRanges, Precision};
 use anyhow::{ensure, Context, Result};
 use facegate_dlib::resnet::ResNet;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
+use facegate_face::embed::chip_input;
 use facegate_face::{Pipeline, PipelineConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,10 +34,10 @@ pub fn activation_ranges(net: &ResNet, lfw: &Path, models: &Path, every: usize) 
         let boxes =
             faces.iter().map(|f| (f.detection.rect.left, f.detection.rect.top, f.detection.rect.right, f.detection.rect.bottom));
         let Some(i) = facegate_lfw::centred_box(boxes, img.width(), img.height()) else { continue };
-        let outputs = plan.run(tvec!(chip_tensor(&faces[i].chip)?.into_tvalue()))?;
+        let outputs = plan.run(tvec!(chip_input(&faces[i].chip, false)?.into_tvalue()))?;
         for ((label, _), out) in probes.iter().zip(outputs) {
-            let values = out.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))?;
-            let (lo, hi) = values.iter().fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            let view = out.try_as_plain_ram()?;
+            let (lo, hi) = view.as_slice::<f32>()?.iter().fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
             let entry = ranges.entry(label.clone()).or_insert((lo, hi));
             *entry = (entry.0.min(lo), entry.1.max(hi));
         }
@@ -45,11 +46,4 @@ pub fn activation_ranges(net: &ResNet, lfw: &Path, models: &Path, every: usize) 
     ensure!(chips > 0, "no face found in the sampled LFW photos");
     eprintln!("calibrated on {chips} face chips");
     Ok(ActivationRanges(ranges))
-}
-
-/// A 150×150 chip as the network's 1×3×150×150 planar input, raw 0–255.
-fn chip_tensor(chip: &image::RgbImage) -> Result<Tensor> {
-    let (w, h) = (chip.width() as usize, chip.height() as usize);
-    let planes: Vec<f32> = (0..3).flat_map(|c| chip.pixels().map(move |p| p.0[c] as f32)).collect();
-    Tensor::from_shape(&[1, 3, h, w], &planes)
 }
