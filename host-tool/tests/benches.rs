@@ -71,8 +71,8 @@ fn bench_speed_json_has_the_speed_interface() {
 #[test]
 fn bench_detect_counts_faces_and_fits_the_box_map() {
     let Some(lfw) = lfw() else { return };
-    let j = bench_json(&["detect", "--json", "--every", "400", "--lfw", lfw.to_str().unwrap()]);
-    assert_eq!(j["images"], 34, "every 400th of LFW's 13,233 photos");
+    let j = bench_json(&["detect", "--json", "--every", "100", "--lfw", lfw.to_str().unwrap()]);
+    assert_eq!(j["images"], 133, "every 100th of LFW's 13,233 photos");
     for view in ["upright", "rotated_plus20", "rotated_minus20", "mirrored"] {
         for detector in ["found_hog", "found_yunet"] {
             let r = j[detector][view].as_f64().unwrap_or_else(|| panic!("{detector}.{view} missing: {j}"));
@@ -81,8 +81,12 @@ fn bench_detect_counts_faces_and_fits_the_box_map() {
         // LFW's faces are large and centred: YuNet finds nearly all of them in every view.
         assert!(j["found_yunet"][view].as_f64().unwrap() >= 0.95, "{view}: {j}");
     }
-    // The shipped mapping is the fit on all of LFW: on a sample it must stay close.
-    let (used, fitted) = (&j["box_map_in_use"], &j["box_map_fitted"]);
-    assert!((used["scale"].as_f64().unwrap() - fitted["scale"].as_f64().unwrap()).abs() < 0.05, "{j}");
-    assert!(j["mean_iou_vs_hog_in_use"].as_f64().unwrap() > 0.7, "{j}");
+    // The shipped mapping is the fit on all of LFW: on a sample it must do nearly as well as a
+    // map fitted to that very sample (which flatters itself), and better than the box alone.
+    let iou = |k: &str| j[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {j}"));
+    assert!(j["box_map_fitted"]["side"].as_array().is_some_and(|c| c.len() == 13), "{j}");
+    assert!(iou("mean_iou_vs_hog_in_use") > iou("mean_iou_vs_hog_fitted") - 0.03, "{j}");
+    assert!(iou("mean_iou_vs_hog_in_use") > 0.8, "{j}");
+    assert!(iou("mean_iou_vs_hog_in_use") > iou("mean_iou_vs_hog_box_only"), "{j}");
+    assert!(iou("mean_iou_vs_hog_box_only") > iou("mean_iou_vs_hog_unmapped"), "{j}");
 }

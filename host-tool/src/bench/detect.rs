@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::hog::HogDetector;
-use facegate_face::detect::yunet::{BoxMap, YunetDetector, YunetFace};
+use facegate_face::detect::yunet::{BoxMap, YunetDetector, YunetFace, BOX_FEATURES};
 use facegate_face::model_files::ModelDir;
 use facegate_face::pipeline::{DETECTOR_FILE, YUNET_DETECTOR_FILE};
 use facegate_face::Rect;
@@ -118,19 +118,113 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The mapping that puts YuNet's boxes where HOG's are: medians of the centre
-/// offsets and of the side ratio over the photos where both found the face.
-pub fn fit_box_map(pairs: &[(Rect, YunetFace)]) -> BoxMap {
+/// The box-only mapping that puts YuNet's boxes where HOG's are: medians of
+/// the centre offsets and of the side ratio over the photos where both found
+/// the face.
+pub fn fit_box_only(pairs: &[(Rect, YunetFace)]) -> BoxMap {
     let get = |f: &dyn Fn(&(Rect, YunetFace)) -> f64| median(pairs.iter().map(f).collect());
-    BoxMap {
-        dx: get(&|(r, f)| (rect_centre(r).0 + 0.5 - (f.bbox[0] + f.bbox[2] / 2.0)) / f.bbox[2]),
-        dy: get(&|(r, f)| (rect_centre(r).1 + 0.5 - (f.bbox[1] + f.bbox[3] / 2.0)) / f.bbox[3]),
-        scale: get(&|(r, f)| r.width() as f64 / (f.bbox[2] * f.bbox[3]).sqrt()),
+    BoxMap::from_box(
+        get(&|(r, f)| (rect_centre(r).0 + 0.5 - (f.bbox[0] + f.bbox[2] / 2.0)) / f.bbox[2]),
+        get(&|(r, f)| (rect_centre(r).1 + 0.5 - (f.bbox[1] + f.bbox[3] / 2.0)) / f.bbox[3]),
+        get(&|(r, f)| r.width() as f64 / (f.bbox[2] * f.bbox[3]).sqrt()),
+    )
+}
+
+/// What HOG's box is in a YuNet face's frame (see [`BoxMap`]): centre offsets and side over s.
+fn target(r: &Rect, f: &YunetFace) -> [f64; 3] {
+    let s = (f.bbox[2] * f.bbox[3]).sqrt();
+    let (cx, cy) = rect_centre(r);
+    [(cx + 0.5 - (f.bbox[0] + f.bbox[2] / 2.0)) / s, (cy + 0.5 - (f.bbox[1] + f.bbox[3] / 2.0)) / s, r.width() as f64 / s]
+}
+
+/// Solves `a · x = b` (`a` symmetric positive definite) by Cholesky; `None` if it is not.
+fn solve_spd<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
+    for j in 0..N {
+        let d = a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>();
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        a[j][j] = d.sqrt();
+        for i in j + 1..N {
+            a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / a[j][j];
+        }
     }
+    // L y = b, then Lᵀ x = y.
+    for i in 0..N {
+        b[i] = (b[i] - (0..i).map(|k| a[i][k] * b[k]).sum::<f64>()) / a[i][i];
+    }
+    for i in (0..N).rev() {
+        b[i] = (b[i] - (i + 1..N).map(|k| a[k][i] * b[k]).sum::<f64>()) / a[i][i];
+    }
+    Some(b)
+}
+
+/// Least squares of the targets on the features (a tiny ridge keeps it solvable).
+fn least_squares(pairs: &[&(Rect, YunetFace)]) -> Option<BoxMap> {
+    let mut gram = [[0.0; BOX_FEATURES]; BOX_FEATURES];
+    let mut rhs = [[0.0; BOX_FEATURES]; 3];
+    for (r, f) in pairs {
+        let (x, _) = BoxMap::features(f);
+        let y = target(r, f);
+        for i in 0..BOX_FEATURES {
+            for j in 0..BOX_FEATURES {
+                gram[i][j] += x[i] * x[j];
+            }
+            for (k, rhs_k) in rhs.iter_mut().enumerate() {
+                rhs_k[i] += x[i] * y[k];
+            }
+        }
+    }
+    for (i, row) in gram.iter_mut().enumerate() {
+        row[i] += 1e-6 * pairs.len() as f64;
+    }
+    let mut coef = [[0.0; BOX_FEATURES]; 3];
+    for k in 0..3 {
+        coef[k] = solve_spd(gram, rhs[k])?;
+    }
+    Some(BoxMap { coef })
+}
+
+/// The linear mapping of YuNet's box and points to HOG's box ([`BoxMap`]):
+/// least squares over the photos where both found the face and agree (IoU ≥
+/// 0.5 under the box-only fit), refitted once without the worst 5 %.
+/// `None` with too few photos to fit it.
+pub fn fit_box_map(pairs: &[(Rect, YunetFace)]) -> Option<BoxMap> {
+    let box_only = fit_box_only(pairs);
+    let agreeing: Vec<&(Rect, YunetFace)> = pairs.iter().filter(|(r, f)| r.iou(&box_only.apply(f)) >= 0.5).collect();
+    if agreeing.len() < 4 * BOX_FEATURES {
+        return None;
+    }
+    let first = least_squares(&agreeing)?;
+    let miss = |(r, f): &(Rect, YunetFace)| {
+        let (cx, cy, side) = first.centre_and_side(f);
+        let t = target(r, f);
+        let s = (f.bbox[2] * f.bbox[3]).sqrt();
+        let (tx, ty) = (t[0] * s + f.bbox[0] + f.bbox[2] / 2.0, t[1] * s + f.bbox[1] + f.bbox[3] / 2.0);
+        ((cx - tx).powi(2) + (cy - ty).powi(2) + (side - t[2] * s).powi(2)).sqrt() / s
+    };
+    let cut = {
+        let mut m: Vec<f64> = agreeing.iter().map(|p| miss(p)).collect();
+        m.sort_by(f64::total_cmp);
+        m[m.len() * 95 / 100]
+    };
+    let kept: Vec<&(Rect, YunetFace)> = agreeing.into_iter().filter(|p| miss(p) <= cut).collect();
+    least_squares(&kept)
 }
 
 fn mean_iou(pairs: &[(Rect, YunetFace)], map: &BoxMap) -> f64 {
     pairs.iter().map(|(r, f)| r.iou(&map.apply(f))).sum::<f64>() / pairs.len().max(1) as f64
+}
+
+/// A map as JSON: its coefficient rows.
+fn map_json(map: &BoxMap) -> serde_json::Value {
+    serde_json::json!({ "centre_x": map.coef[0], "centre_y": map.coef[1], "side": map.coef[2] })
+}
+
+/// A map as the Rust constant that ships it.
+fn map_rust(map: &BoxMap) -> String {
+    let row = |r: &[f64; BOX_FEATURES]| r.iter().map(|c| format!("{c:.5}")).collect::<Vec<_>>().join(", ");
+    format!("BoxMap {{ coef: [\n    [{}],\n    [{}],\n    [{}],\n] }}", row(&map.coef[0]), row(&map.coef[1]), row(&map.coef[2]))
 }
 
 /// Runs the benchmark and prints the result.
@@ -190,6 +284,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         m
     };
     let pairs: Vec<(Rect, YunetFace)> = results.iter().filter_map(|r| r.pair).collect();
+    let box_only = fit_box_only(&pairs);
     let fitted = fit_box_map(&pairs);
     let per_view = |f: fn(&PhotoResult) -> f64| results.iter().map(f).sum::<f64>() / n / VIEWS.len() as f64;
     let json = serde_json::json!({
@@ -199,11 +294,13 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         "found_yunet": found(true),
         "ms_per_photo_hog": per_view(|r| r.hog_ms),
         "ms_per_photo_yunet": per_view(|r| r.yunet_ms),
-        "box_map_in_use": { "dx": yunet.box_map.dx, "dy": yunet.box_map.dy, "scale": yunet.box_map.scale },
-        "box_map_fitted": { "dx": fitted.dx, "dy": fitted.dy, "scale": fitted.scale },
         "box_pairs": pairs.len(),
+        "box_map_in_use": map_json(&yunet.box_map),
+        "box_map_fitted": fitted.as_ref().map(map_json),
+        "mean_iou_vs_hog_unmapped": mean_iou(&pairs, &BoxMap::from_box(0.0, 0.0, 1.0)),
+        "mean_iou_vs_hog_box_only": mean_iou(&pairs, &box_only),
         "mean_iou_vs_hog_in_use": mean_iou(&pairs, &yunet.box_map),
-        "mean_iou_vs_hog_fitted": mean_iou(&pairs, &fitted),
+        "mean_iou_vs_hog_fitted": fitted.as_ref().map(|m| mean_iou(&pairs, m)),
     });
     if args.json {
         println!("{json}");
@@ -220,17 +317,64 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         json["ms_per_photo_hog"].as_f64().unwrap_or(f64::NAN),
         json["ms_per_photo_yunet"].as_f64().unwrap_or(f64::NAN)
     );
+    let iou = |k: &str| json[k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "box map (YuNet → HOG box), {} photos: in use dx {:.4} dy {:.4} scale {:.4} (mean IoU {:.3}); fitted dx {:.4} dy {:.4} scale {:.4} (mean IoU {:.3})",
+        "mean IoU with HOG's box over {} photos: unmapped {:.3}, box only {:.3}, in use {:.3}, fitted {:.3}",
         pairs.len(),
-        yunet.box_map.dx,
-        yunet.box_map.dy,
-        yunet.box_map.scale,
-        mean_iou(&pairs, &yunet.box_map),
-        fitted.dx,
-        fitted.dy,
-        fitted.scale,
-        mean_iou(&pairs, &fitted)
+        iou("mean_iou_vs_hog_unmapped"),
+        iou("mean_iou_vs_hog_box_only"),
+        iou("mean_iou_vs_hog_in_use"),
+        iou("mean_iou_vs_hog_fitted")
     );
+    match &fitted {
+        Some(m) => println!("fitted map (YuNet face → dlib box):\n{}", map_rust(m)),
+        None => println!("too few photos where both detectors agree to fit a map"),
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_face::geometry::Point;
+
+    /// Faces of many sizes, places and poses, from a fixed sequence.
+    fn faces() -> Vec<YunetFace> {
+        let mut state = 12345u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..400)
+            .map(|_| {
+                let w = 60.0 + 140.0 * next();
+                let h = w * (1.1 + 0.3 * next());
+                let (l, t) = (400.0 * next(), 300.0 * next());
+                let points = std::array::from_fn(|_| Point::new(l + w * next(), t + h * next()));
+                YunetFace { bbox: [l, t, w, h], points, score: 0.9 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fit_recovers_a_map_that_uses_the_points() {
+        let mut truth = BoxMap::from_box(0.02, 0.06, 0.95);
+        truth.coef[0][3] = 0.2; // the centre follows the right eye's x
+        truth.coef[2][10] = 0.3; // the side grows with the mouth's drop
+        let pairs: Vec<(Rect, YunetFace)> = faces().into_iter().map(|f| (truth.apply(&f), f)).collect();
+        let fitted = fit_box_map(&pairs).expect("enough pairs");
+        // Boxes are whole pixels, so the fit is close, not exact.
+        assert!(mean_iou(&pairs, &fitted) > 0.97, "{fitted:?}");
+        assert!((fitted.coef[0][3] - 0.2).abs() < 0.02 && (fitted.coef[2][10] - 0.3).abs() < 0.02, "{fitted:?}");
+        // The box alone cannot follow the points.
+        assert!(mean_iou(&pairs, &fit_box_only(&pairs)) < mean_iou(&pairs, &fitted));
+        assert!(fit_box_map(&pairs[..20]).is_none(), "20 photos cannot fix 39 coefficients");
+    }
+
+    #[test]
+    fn cholesky_solves_and_refuses_a_singular_system() {
+        let x = solve_spd([[4.0, 2.0], [2.0, 3.0]], [2.0, 5.0]).expect("positive definite");
+        assert!((4.0 * x[0] + 2.0 * x[1] - 2.0).abs() < 1e-12 && (2.0 * x[0] + 3.0 * x[1] - 5.0).abs() < 1e-12);
+        assert!(solve_spd([[1.0, 1.0], [1.0, 1.0]], [1.0, 1.0]).is_none());
+    }
 }
