@@ -8,8 +8,9 @@ use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::hog::HogDetector;
 use facegate_face::detect::yunet::{BoxMap, YunetDetector, YunetFace, BOX_FEATURES};
+use facegate_face::landmarks::{LandmarkModel, Landmarks};
 use facegate_face::model_files::ModelDir;
-use facegate_face::pipeline::{DETECTOR_FILE, YUNET_DETECTOR_FILE};
+use facegate_face::pipeline::{DETECTOR_FILE, LANDMARKS_FILE, YUNET_DETECTOR_FILE};
 use facegate_face::Rect;
 use image::{Rgb, RgbImage};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,11 +85,26 @@ struct PhotoResult {
     yunet_found: [bool; 4],
     /// The upright photo's centred HOG box and YuNet face, when both found one.
     pair: Option<(Rect, YunetFace)>,
+    /// Then: how far dlib's landmarks from YuNet's box lie from those from
+    /// HOG's (mean over the points, in eye spans).
+    landmark_error: Option<f64>,
     hog_ms: f64,
     yunet_ms: f64,
 }
 
-fn photo(hog: &HogDetector, yunet: &YunetDetector, img: &RgbImage, min_face: u32) -> Result<PhotoResult> {
+/// Mean distance between corresponding landmarks, in eye spans of `reference`.
+fn landmark_distance(reference: &Landmarks, other: &Landmarks) -> f64 {
+    let span = (reference[0].x - reference[2].x).hypot(reference[0].y - reference[2].y).max(1.0);
+    reference.iter().zip(other).map(|(a, b)| (a.x - b.x).hypot(a.y - b.y)).sum::<f64>() / reference.len() as f64 / span
+}
+
+fn photo(
+    hog: &HogDetector,
+    yunet: &YunetDetector,
+    landmarks: &LandmarkModel,
+    img: &RgbImage,
+    min_face: u32,
+) -> Result<PhotoResult> {
     let mut out = PhotoResult::default();
     let views = [img.clone(), rotated(img, 20.0), rotated(img, -20.0), image::imageops::flip_horizontal(img)];
     let (w, h) = (img.width(), img.height());
@@ -106,8 +122,9 @@ fn photo(hog: &HogDetector, yunet: &YunetDetector, img: &RgbImage, min_face: u32
         let yunet_face = centred(&mapped, |(r, _)| rect_centre(r), w, h);
         out.hog_found[v] = hog_box.is_some();
         out.yunet_found[v] = yunet_face.is_some();
-        if v == 0 {
-            out.pair = hog_box.zip(yunet_face).map(|(r, (_, f))| (*r, *f));
+        if let (0, Some(r), Some((mapped, f))) = (v, hog_box, yunet_face) {
+            out.pair = Some((*r, *f));
+            out.landmark_error = Some(landmark_distance(&landmarks.predict(view, *r), &landmarks.predict(view, *mapped)));
         }
     }
     Ok(out)
@@ -243,6 +260,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
     let dir = ModelDir::open(models)?;
     let hog = HogDetector::from_bytes(&dir.read(DETECTOR_FILE)?)?;
     let yunet = YunetDetector::from_bytes(&dir.read(YUNET_DETECTOR_FILE)?)?;
+    let landmarks = LandmarkModel::from_bytes(&dir.read(LANDMARKS_FILE)?)?;
     let bar = ProgressBar::new(names.len() as u64).with_style(
         ProgressStyle::with_template("{spinner} detecting [{bar:40}] {pos}/{len} photos ×4 views, eta {eta}")
             .expect("template")
@@ -261,7 +279,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
                     while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let img =
                             decode_image(&data.read(name)?, DEFAULT_MAX_PIXELS).with_context(|| format!("decoding {name}"))?;
-                        let r = photo(&hog, &yunet, &img, args.min_face)?;
+                        let r = photo(&hog, &yunet, &landmarks, &img, args.min_face)?;
                         results.lock().expect("no worker panicked").push(r);
                         bar.inc(1);
                     }
@@ -286,6 +304,8 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
     let pairs: Vec<(Rect, YunetFace)> = results.iter().filter_map(|r| r.pair).collect();
     let box_only = fit_box_only(&pairs);
     let fitted = fit_box_map(&pairs);
+    let errors: Vec<f64> = results.iter().filter_map(|r| r.landmark_error).collect();
+    let landmark_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
     let per_view = |f: fn(&PhotoResult) -> f64| results.iter().map(f).sum::<f64>() / n / VIEWS.len() as f64;
     let json = serde_json::json!({
         "images": results.len(),
@@ -301,6 +321,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         "mean_iou_vs_hog_box_only": mean_iou(&pairs, &box_only),
         "mean_iou_vs_hog_in_use": mean_iou(&pairs, &yunet.box_map),
         "mean_iou_vs_hog_fitted": fitted.as_ref().map(|m| mean_iou(&pairs, m)),
+        "landmark_error_eye_spans": landmark_error,
     });
     if args.json {
         println!("{json}");
@@ -326,6 +347,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         iou("mean_iou_vs_hog_in_use"),
         iou("mean_iou_vs_hog_fitted")
     );
+    println!("dlib's landmarks from YuNet's box against those from HOG's box: {landmark_error:.4} eye spans apart (mean)");
     match &fitted {
         Some(m) => println!("fitted map (YuNet face → dlib box):\n{}", map_rust(m)),
         None => println!("too few photos where both detectors agree to fit a map"),
