@@ -37,8 +37,10 @@ pub type XywhBox = [f32; 4];
 /// the same centre moved down by `shift_y` × height, width and height times `scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoxMap {
-    /// Size factor.
-    pub scale: f32,
+    /// Width factor.
+    pub scale_x: f32,
+    /// Height factor.
+    pub scale_y: f32,
     /// Vertical shift of the centre, in box heights (negative: up).
     pub shift_y: f32,
 }
@@ -47,7 +49,7 @@ impl Default for BoxMap {
     /// dlib's HOG boxes are tight on the inner face; RetinaFace's take in the
     /// forehead and chin (see docs/liveness.md for the calibration).
     fn default() -> Self {
-        BoxMap { scale: 1.2, shift_y: -0.05 }
+        BoxMap { scale_x: 1.2, scale_y: 1.2, shift_y: -0.05 }
     }
 }
 
@@ -56,7 +58,7 @@ impl BoxMap {
     pub fn apply(&self, r: Rect) -> XywhBox {
         let (w, h) = ((r.right - r.left + 1) as f32, (r.bottom - r.top + 1) as f32);
         let (cx, cy) = (r.left as f32 + w / 2.0, r.top as f32 + h / 2.0 + self.shift_y * h);
-        let (w, h) = (w * self.scale, h * self.scale);
+        let (w, h) = (w * self.scale_x, h * self.scale_y);
         [cx - w / 2.0, cy - h / 2.0, w, h]
     }
 }
@@ -239,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_box_map_scales_about_a_shifted_centre() {
-        let b = BoxMap { scale: 2.0, shift_y: 0.5 }.apply(Rect::new(10, 10, 19, 19));
+        let b = BoxMap { scale_x: 2.0, scale_y: 2.0, shift_y: 0.5 }.apply(Rect::new(10, 10, 19, 19));
         assert_eq!(b, [5.0, 10.0, 20.0, 20.0]);
     }
 }

@@ -92,3 +92,48 @@ fn bench_detect_counts_faces_and_fits_the_box_map() {
     assert!(iou("mean_iou_vs_hog_in_use") > iou("mean_iou_vs_hog_box_only"), "{j}");
     assert!(iou("mean_iou_vs_hog_box_only") > iou("mean_iou_vs_hog_unmapped"), "{j}");
 }
+
+#[test]
+fn bench_liveness_json_has_the_liveness_interface() {
+    let nuaa = facegate_testkit::workspace().join("../shared/datasets/spoof-dev/nuaa-dev");
+    if !nuaa.is_dir() {
+        facegate_testkit::skip("the bench liveness interface test", "../shared/datasets/spoof-dev/nuaa-dev not found");
+        return;
+    }
+    // A small set in the per-type layout: 12 live frames, 12 printed photos (copied at run
+    // time into a temporary directory, never into the repository).
+    let set = tempfile::tempdir().unwrap();
+    for (from, to) in [("real", "real"), ("attack", "attack-print")] {
+        std::fs::create_dir(set.path().join(to)).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(nuaa.join(from)).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        for p in names.iter().step_by(names.len() / 12).take(12) {
+            std::fs::copy(p, set.path().join(to).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let spec = format!("nuaa12={}", set.path().display());
+    let j = bench_json(&["liveness", "--json", "--set", &spec]);
+    assert_eq!(j["threshold"], 0.5, "the shipped threshold: {j}");
+    let s = &j["sets"]["nuaa12"];
+    assert_eq!((s["real"].as_u64(), s["attack"].as_u64(), s["no_face"].as_u64()), (Some(12), Some(12), Some(0)), "{j}");
+    for key in ["bpcer", "apcer", "acer"] {
+        let v = s[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {j}"));
+        assert!((0.0..=100.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(s["apcer_by_type"]["print"], s["apcer"], "one attack type: {j}");
+    // ACER is the mean of the two.
+    assert!((s["acer"].as_f64().unwrap() - (s["bpcer"].as_f64().unwrap() + s["apcer"].as_f64().unwrap()) / 2.0).abs() < 1e-9);
+    // NUAA's frames are what the shipped crop box was measured on (0.2 % / 0 % over 834 frames).
+    assert!(s["bpcer"].as_f64().unwrap() <= 10.0 && s["apcer"].as_f64().unwrap() <= 10.0, "{j}");
+    let shipped: Vec<f64> = serde_json::from_value(j["box_map"].clone()).unwrap();
+    assert!((shipped[0] - 1.2).abs() < 1e-6 && (shipped[2] + 0.05).abs() < 1e-6, "{j}");
+    // Another crop box is taken and reported; a malformed one is refused.
+    let other = bench_json(&["liveness", "--json", "--set", &spec, "--box-map", "0.913,1.209,-0.066"]);
+    let used: Vec<f64> = serde_json::from_value(other["box_map"].clone()).unwrap();
+    assert!((used[0] - 0.913).abs() < 1e-6 && (used[1] - 1.209).abs() < 1e-6, "{other}");
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .args(["bench", "liveness", "--set", &spec, "--box-map", "1.2,0,-0.05"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("WIDTH,HEIGHT,SHIFT"));
+}

@@ -229,6 +229,19 @@ pub fn fit_box_map(pairs: &[(Rect, YunetFace)]) -> Option<BoxMap> {
     least_squares(&kept)
 }
 
+/// The liveness networks' box (like YuNet's, which the reference used) from
+/// HOG's: medians over the photos of YuNet's centre offset and size, in HOG box sides.
+fn fit_liveness_box(pairs: &[(Rect, YunetFace)]) -> serde_json::Value {
+    let get = |f: &dyn Fn(&(Rect, YunetFace)) -> f64| median(pairs.iter().map(f).collect());
+    let side = |r: &Rect| r.width() as f64;
+    serde_json::json!({
+        "shift_x": get(&|(r, f)| (f.bbox[0] + f.bbox[2] / 2.0 - rect_centre(r).0 - 0.5) / side(r)),
+        "shift_y": get(&|(r, f)| (f.bbox[1] + f.bbox[3] / 2.0 - rect_centre(r).1 - 0.5) / side(r)),
+        "scale_x": get(&|(r, f)| f.bbox[2] / side(r)),
+        "scale_y": get(&|(r, f)| f.bbox[3] / side(r)),
+    })
+}
+
 fn mean_iou(pairs: &[(Rect, YunetFace)], map: &BoxMap) -> f64 {
     pairs.iter().map(|(r, f)| r.iou(&map.apply(f))).sum::<f64>() / pairs.len().max(1) as f64
 }
@@ -322,6 +335,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         "mean_iou_vs_hog_in_use": mean_iou(&pairs, &yunet.box_map),
         "mean_iou_vs_hog_fitted": fitted.as_ref().map(|m| mean_iou(&pairs, m)),
         "landmark_error_eye_spans": landmark_error,
+        "liveness_box_from_hog": fit_liveness_box(&pairs),
     });
     if args.json {
         println!("{json}");
@@ -347,6 +361,7 @@ pub fn run(models: &Path, args: DetectArgs) -> Result<()> {
         iou("mean_iou_vs_hog_in_use"),
         iou("mean_iou_vs_hog_fitted")
     );
+    println!("YuNet's own box from HOG's (for liveness, in HOG box sides): {}", json["liveness_box_from_hog"]);
     println!("dlib's landmarks from YuNet's box against those from HOG's box: {landmark_error:.4} eye spans apart (mean)");
     match &fitted {
         Some(m) => println!("fitted map (YuNet face → dlib box):\n{}", map_rust(m)),

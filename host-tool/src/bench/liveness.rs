@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
-use facegate_face::liveness::{Liveness, THRESHOLD};
+use facegate_face::liveness::{BoxMap, Liveness, THRESHOLD};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -37,6 +37,22 @@ pub struct LivenessArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The crop box from the detector's, as WIDTH,HEIGHT,SHIFT: width and
+    /// height factors and the centre's shift down in box heights (default:
+    /// the shipped one; the networks then apply their own 2.7× and 4×).
+    #[arg(long, value_name = "SX,SY,DY", value_parser = parse_box_map)]
+    box_map: Option<BoxMap>,
+}
+
+fn parse_box_map(s: &str) -> Result<BoxMap, String> {
+    let v: Vec<f32> =
+        s.split(',').map(|x| x.trim().parse::<f32>().map_err(|e| format!("{x:?}: {e}"))).collect::<Result<_, _>>()?;
+    match v[..] {
+        [scale_x, scale_y, shift_y] if scale_x > 0.0 && scale_y > 0.0 && shift_y.is_finite() => {
+            Ok(BoxMap { scale_x, scale_y, shift_y })
+        }
+        _ => Err("give three numbers WIDTH,HEIGHT,SHIFT with positive factors, e.g. 1.2,1.2,-0.05".into()),
+    }
 }
 
 /// One image's outcome: its label and live score (`None`: no face found).
@@ -228,7 +244,10 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
     let threshold = args.live_threshold.unwrap_or(THRESHOLD);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let finder = Finder::load(models)?;
-    let live = Liveness::load(models).context("loading the liveness models")?;
+    let mut live = Liveness::load(models).context("loading the liveness models")?;
+    if let Some(map) = args.box_map {
+        live.box_map = map;
+    }
     let mut sets = serde_json::Map::new();
     let mut curves = Vec::new();
     let mut all_scored = Vec::new();
@@ -267,7 +286,8 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
             );
         }
     }
-    let mut out = json!({"threshold": threshold, "sets": sets, "leave_one_out": lodo,
+    let b = live.box_map;
+    let mut out = json!({"threshold": threshold, "sets": sets, "leave_one_out": lodo, "box_map": [b.scale_x, b.scale_y, b.shift_y],
         "ms_per_face": 1000.0 * secs / faces.max(1) as f64, "threads": threads});
     if let Some(lfw) = &args.lfw {
         let data = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening {}", lfw.display()))?;
