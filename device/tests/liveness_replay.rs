@@ -44,11 +44,7 @@ fn count(events: &[Value], kind: &str) -> usize {
 
 #[test]
 fn prints_of_an_enrolled_person_are_refused_as_spoofs() {
-    let nuaa = facegate_testkit::workspace().join("../shared/datasets/spoof-dev/nuaa-dev");
-    if !nuaa.is_dir() {
-        facegate_testkit::skip("the liveness replay test", "../shared/datasets/spoof-dev/nuaa-dev not found");
-        return;
-    }
+    let Some(nuaa) = facegate_testkit::shared_dir("datasets/spoof-dev/nuaa-dev", "the liveness replay test") else { return };
     let live = frames(&nuaa.join("real"));
     let attacks = frames(&nuaa.join("attack"));
     assert!(live.len() >= 20 && attacks.len() >= 12, "{} live, {} attack frames", live.len(), attacks.len());

@@ -45,11 +45,9 @@ fn the_converted_networks_equal_the_reference_on_the_same_input() {
 
 #[test]
 fn sample_images_crop_and_score_like_the_reference() {
-    let samples = facegate_testkit::workspace().join("../shared/models/antispoof/samples");
-    if !samples.is_dir() {
-        facegate_testkit::skip("liveness parity on the sample images", "../shared/models/antispoof/samples not found");
+    let Some(samples) = facegate_testkit::shared_dir("models/antispoof/samples", "liveness parity on the sample images") else {
         return;
-    }
+    };
     let live = Liveness::load(&facegate_testkit::models()).unwrap();
     let scales = live.crop_scales();
     let r = reference();

@@ -95,11 +95,9 @@ fn bench_detect_counts_faces_and_fits_the_box_map() {
 
 #[test]
 fn bench_liveness_json_has_the_liveness_interface() {
-    let nuaa = facegate_testkit::workspace().join("../shared/datasets/spoof-dev/nuaa-dev");
-    if !nuaa.is_dir() {
-        facegate_testkit::skip("the bench liveness interface test", "../shared/datasets/spoof-dev/nuaa-dev not found");
+    let Some(nuaa) = facegate_testkit::shared_dir("datasets/spoof-dev/nuaa-dev", "the bench liveness interface test") else {
         return;
-    }
+    };
     // A small set in the per-type layout: 12 live frames, 12 printed photos (copied at run
     // time into a temporary directory, never into the repository).
     let set = tempfile::tempdir().unwrap();

@@ -63,6 +63,16 @@ pub fn skip(what: &str, why: &str) {
     eprintln!("SKIPPED: {why}; {what} not run");
 }
 
+/// `../shared/<relative>` beside the workspace, or `None` after a loud skip of `what`.
+pub fn shared_dir(relative: &str, what: &str) -> Option<PathBuf> {
+    let dir = workspace().join("../shared").join(relative);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    skip(what, &format!("../shared/{relative} not found"));
+    None
+}
+
 /// The shared LFW copy (`$FACEGATE_LFW_DIR`, else `../shared/datasets/lfw`)
 /// opened, with its `pairs.txt` path, or `None` after a loud skip of `what`.
 pub fn lfw(what: &str) -> Option<(Dataset, PathBuf)> {
