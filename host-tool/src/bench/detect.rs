@@ -213,12 +213,17 @@ pub fn fit_box_map(pairs: &[(Rect, YunetFace)]) -> Option<BoxMap> {
         return None;
     }
     let first = least_squares(&agreeing)?;
+    // How far the first fit misses a photo's box, in units of s.
     let miss = |(r, f): &(Rect, YunetFace)| {
-        let (cx, cy, side) = first.centre_and_side(f);
+        let (x, _) = BoxMap::features(f);
         let t = target(r, f);
-        let s = (f.bbox[2] * f.bbox[3]).sqrt();
-        let (tx, ty) = (t[0] * s + f.bbox[0] + f.bbox[2] / 2.0, t[1] * s + f.bbox[1] + f.bbox[3] / 2.0);
-        ((cx - tx).powi(2) + (cy - ty).powi(2) + (side - t[2] * s).powi(2)).sqrt() / s
+        first
+            .coef
+            .iter()
+            .zip(t)
+            .map(|(row, t)| (row.iter().zip(&x).map(|(c, v)| c * v).sum::<f64>() - t).powi(2))
+            .sum::<f64>()
+            .sqrt()
     };
     let cut = {
         let mut m: Vec<f64> = agreeing.iter().map(|p| miss(p)).collect();
