@@ -34,7 +34,8 @@ pub const FILES: [&str; 2] = ["liveness_minifasnet_v2.onnx", "liveness_minifasne
 pub type XywhBox = [f32; 4];
 
 /// Turns a detector's box into the kind of box the networks were trained on:
-/// the same centre moved down by `shift_y` × height, width and height times `scale`.
+/// the same centre moved down by `shift_y` × height, width times `scale_x`,
+/// height times `scale_y`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoxMap {
     /// Width factor.

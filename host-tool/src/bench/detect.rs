@@ -215,15 +215,8 @@ pub fn fit_box_map(pairs: &[(Rect, YunetFace)]) -> Option<BoxMap> {
     let first = least_squares(&agreeing)?;
     // How far the first fit misses a photo's box, in units of s.
     let miss = |(r, f): &(Rect, YunetFace)| {
-        let (x, _) = BoxMap::features(f);
-        let t = target(r, f);
-        first
-            .coef
-            .iter()
-            .zip(t)
-            .map(|(row, t)| (row.iter().zip(&x).map(|(c, v)| c * v).sum::<f64>() - t).powi(2))
-            .sum::<f64>()
-            .sqrt()
+        let predicted = first.predict(&BoxMap::features(f).0);
+        predicted.iter().zip(target(r, f)).map(|(p, t)| (p - t).powi(2)).sum::<f64>().sqrt()
     };
     let cut = {
         let mut m: Vec<f64> = agreeing.iter().map(|p| miss(p)).collect();
