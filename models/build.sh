@@ -37,5 +37,9 @@ check=()
 # YuNet (Apache-2.0) likewise from ../shared/models/yunet (or $FACEGATE_YUNET_DIR).
 antispoof=${FACEGATE_ANTISPOOF_DIR:-$root/../shared/models/antispoof}
 yunet=${FACEGATE_YUNET_DIR:-$root/../shared/models/yunet}
-cargo run -q --release -p model-convert -- build --package "$cache/$pkg" --hog "$cache/$hog" \
+# FACEGATE_PREBUILT=1 (CI): use the converter that the workspace build made,
+# instead of a build of this one package (whose feature set differs).
+if [ -n "${FACEGATE_PREBUILT:-}" ]; then convert=("$root/target/release/model-convert")
+else convert=(cargo run -q --release -p model-convert --); fi
+"${convert[@]}" build --package "$cache/$pkg" --hog "$cache/$hog" \
   --antispoof "$antispoof" --yunet "$yunet" --out "$root/models" "${check[@]}"

@@ -15,7 +15,8 @@
 unset FACEGATE_MODELS FACEGATE_PORT
 
 echo "== packages: amd64 .deb and Windows zip (host-tool/package.sh)"
-host-tool/package.sh deb > "$out/deb.log" 2>&1 || { cat "$out/deb.log"; exit 1; }
+# FACEGATE_PREBUILT=1 (CI): package the workspace build's host-tool.
+NO_BUILD=${FACEGATE_PREBUILT:-} host-tool/package.sh deb > "$out/deb.log" 2>&1 || { cat "$out/deb.log"; exit 1; }
 host-tool/package.sh windows > "$out/zip.log" 2>&1 || { cat "$out/zip.log"; exit 1; }
 version=$(sed -n '0,/^version = /s/^version = "\(.*\)"/\1/p' Cargo.toml)
 deb=target/packages/facegate-host-tool_${version}-1_amd64.deb
