@@ -183,14 +183,17 @@ impl Liveness {
 
     /// Each network's live probability for the face in `bbox` (already mapped).
     pub fn probabilities(&self, img: &RgbImage, bbox: XywhBox) -> Result<Vec<f32>, FaceError> {
+        Ok(self.class_probabilities(img, bbox)?.iter().map(|p| p[1]).collect())
+    }
+
+    /// Each network's three class probabilities (attack, live, attack) for
+    /// the face in `bbox` (already mapped), in ensemble order.
+    pub fn class_probabilities(&self, img: &RgbImage, bbox: XywhBox) -> Result<Vec<[f32; 3]>, FaceError> {
         if img.width() < 2 || img.height() < 2 || !(bbox[2] >= 1.0 && bbox[3] >= 1.0) {
             return Err(FaceError::Empty);
         }
         (0..self.nets.len())
-            .map(|k| {
-                let input = crop_tensor(img, crop_bounds(img.width(), img.height(), bbox, self.nets[k].crop_scale))?;
-                Ok(self.run(k, input)?[1])
-            })
+            .map(|k| self.run(k, crop_tensor(img, crop_bounds(img.width(), img.height(), bbox, self.nets[k].crop_scale))?))
             .collect()
     }
 
@@ -208,9 +211,14 @@ impl Liveness {
 
     /// The live score in [0, 1] of the face the detector boxed as `face`.
     pub fn score(&self, img: &RgbImage, face: Rect) -> Result<f32, FaceError> {
-        let p = self.probabilities(img, self.box_map.apply(face))?;
-        Ok(p.iter().sum::<f32>() / p.len() as f32)
+        Ok(ensemble_score(&self.class_probabilities(img, self.box_map.apply(face))?))
     }
+}
+
+/// The live score of the networks' class probabilities: their mean live
+/// probability (NaN for no network, which [`is_live`] never passes).
+pub fn ensemble_score(classes: &[[f32; 3]]) -> f32 {
+    classes.iter().map(|p| p[1]).sum::<f32>() / classes.len() as f32
 }
 
 #[cfg(test)]
@@ -238,6 +246,12 @@ mod tests {
         assert_eq!((v[0], v[plane], v[2 * plane]), (200.0, 7.0, 0.0), "B, G, R; x = 0.125 rounds to level 0");
         let last = v[2 * plane + INPUT - 1];
         assert!((last - 99.0).abs() < 1.0, "the last column samples the right edge: {last}");
+    }
+
+    #[test]
+    fn the_ensemble_score_is_the_mean_live_probability() {
+        assert!((ensemble_score(&[[0.1, 0.8, 0.1], [0.3, 0.4, 0.3]]) - 0.6).abs() < 1e-6);
+        assert!(!is_live(ensemble_score(&[]), 0.0), "no network: never live");
     }
 
     #[test]

@@ -110,7 +110,8 @@ fn bench_liveness_json_has_the_liveness_interface() {
         }
     }
     let spec = format!("nuaa12={}", set.path().display());
-    let j = bench_json(&["liveness", "--json", "--set", &spec]);
+    let csv_path = set.path().join("scores.csv");
+    let j = bench_json(&["liveness", "--json", "--set", &spec, "--scores-csv", csv_path.to_str().unwrap()]);
     assert_eq!(j["threshold"], 0.5, "the shipped threshold: {j}");
     let s = &j["sets"]["nuaa12"];
     assert_eq!((s["real"].as_u64(), s["attack"].as_u64(), s["no_face"].as_u64()), (Some(12), Some(12), Some(0)), "{j}");
@@ -123,6 +124,26 @@ fn bench_liveness_json_has_the_liveness_interface() {
     assert!((s["acer"].as_f64().unwrap() - (s["bpcer"].as_f64().unwrap() + s["apcer"].as_f64().unwrap()) / 2.0).abs() < 1e-9);
     // NUAA's frames are what the shipped crop box was measured on (0.2 % / 0 % over 834 frames).
     assert!(s["bpcer"].as_f64().unwrap() <= 10.0 && s["apcer"].as_f64().unwrap() <= 10.0, "{j}");
+    // The per-image CSV: a row an image, the score is the networks' mean live
+    // probability, and its live rows give the JSON's BPCER.
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("set,label,file,score,net0_attack_a,net0_live,net0_attack_b,net1_attack_a,net1_live,net1_attack_b")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 24, "{csv}");
+    let mut live_accepted = 0;
+    for r in &rows {
+        assert_eq!((r.len(), r[0]), (10, "nuaa12"), "{r:?}");
+        let v: Vec<f64> = r[3..].iter().map(|x| x.parse().unwrap()).collect();
+        assert!((v[0] - (v[2] + v[5]) / 2.0).abs() < 1e-5, "score is the mean live probability: {r:?}");
+        assert!((v[1] + v[2] + v[3] - 1.0).abs() < 1e-4 && (v[4] + v[5] + v[6] - 1.0).abs() < 1e-4, "{r:?}");
+        live_accepted += usize::from(r[1] == "real" && v[0] >= 0.5);
+    }
+    assert_eq!(rows.iter().filter(|r| r[1] == "print").count(), 12);
+    assert!((100.0 * (12 - live_accepted) as f64 / 12.0 - s["bpcer"].as_f64().unwrap()).abs() < 1e-9, "{csv}\n{j}");
     let shipped: Vec<f64> = serde_json::from_value(j["box_map"].clone()).unwrap();
     assert!((shipped[0] - 1.2).abs() < 1e-6 && (shipped[2] + 0.05).abs() < 1e-6, "{j}");
     // Another crop box is taken and reported; a malformed one is refused.

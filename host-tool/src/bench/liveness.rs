@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
-use facegate_face::liveness::{BoxMap, Liveness, THRESHOLD};
+use facegate_face::liveness::{ensemble_score, BoxMap, Liveness, THRESHOLD};
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -42,6 +42,10 @@ pub struct LivenessArgs {
     /// the shipped one; the networks then apply their own 2.7× and 4×).
     #[arg(long, value_name = "SX,SY,DY", value_parser = parse_box_map)]
     box_map: Option<BoxMap>,
+    /// Write every image's outcome to this CSV file: set, label, file, live
+    /// score and each network's class probabilities (empty: no face found).
+    #[arg(long, value_name = "FILE.csv")]
+    scores_csv: Option<PathBuf>,
 }
 
 fn parse_box_map(s: &str) -> Result<BoxMap, String> {
@@ -55,10 +59,13 @@ fn parse_box_map(s: &str) -> Result<BoxMap, String> {
     }
 }
 
-/// One image's outcome: its label and live score (`None`: no face found).
+/// One image's outcome: its label and live score (`None`: no face found),
+/// with each network's class probabilities behind the score.
 struct Scored {
     kind: String,
+    file: String,
     score: Option<f32>,
+    classes: Vec<[f32; 3]>,
 }
 
 /// The door's detector settings, also for small crops: HOG at the image's own
@@ -131,7 +138,7 @@ fn labelled(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Scores every image on `threads` workers; returns the outcomes and the seconds spent in liveness.
-fn score_all(finder: &Finder, live: &Liveness, items: &[(String, Vec<u8>)], threads: usize) -> (Vec<Scored>, f64, usize) {
+fn score_all(finder: &Finder, live: &Liveness, items: &[(String, String, Vec<u8>)], threads: usize) -> (Vec<Scored>, f64, usize) {
     let results = Mutex::new(Vec::with_capacity(items.len()));
     let timing = Mutex::new((0f64, 0usize));
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -139,17 +146,19 @@ fn score_all(finder: &Finder, live: &Liveness, items: &[(String, Vec<u8>)], thre
         for _ in 0..threads {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((kind, bytes)) = items.get(i) else { break };
-                let score = decode_image(bytes, DEFAULT_MAX_PIXELS).ok().and_then(|img| {
+                let Some((kind, file, bytes)) = items.get(i) else { break };
+                let classes = decode_image(bytes, DEFAULT_MAX_PIXELS).ok().and_then(|img| {
                     let face = finder.face(&img)?;
                     let t = Instant::now();
-                    let s = live.score(&img, face).ok();
+                    let c = live.class_probabilities(&img, live.box_map.apply(face)).ok();
                     let mut tm = timing.lock().expect("timing lock");
                     tm.0 += t.elapsed().as_secs_f64();
                     tm.1 += 1;
-                    s
+                    c
                 });
-                results.lock().expect("results lock").push((i, Scored { kind: kind.clone(), score }));
+                let score = classes.as_deref().map(ensemble_score);
+                let (kind, file, classes) = (kind.clone(), file.clone(), classes.unwrap_or_default());
+                results.lock().expect("results lock").push((i, Scored { kind, file, score, classes }));
             });
         }
     });
@@ -254,9 +263,12 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
     let (mut secs, mut faces) = (0f64, 0usize);
     for spec in &args.sets {
         let (name, dir) = spec.split_once('=').with_context(|| format!("--set {spec:?}: give NAME=DIR"))?;
-        let items: Vec<(String, Vec<u8>)> = labelled(Path::new(dir))?
+        let items: Vec<(String, String, Vec<u8>)> = labelled(Path::new(dir))?
             .into_iter()
-            .map(|(k, p)| std::fs::read(&p).map(|b| (k, b)).with_context(|| format!("reading {}", p.display())))
+            .map(|(k, p)| {
+                let b = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                Ok((k, p.display().to_string(), b))
+            })
             .collect::<Result<_>>()?;
         let (scored, s, n) = score_all(&finder, &live, &items, threads);
         (secs, faces) = (secs + s, faces + n);
@@ -272,6 +284,9 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
         curves.push((name.to_string(), det_points(&scored)));
         sets.insert(name.to_string(), f);
         all_scored.push((name.to_string(), scored));
+    }
+    if let Some(path) = &args.scores_csv {
+        write_scores_csv(path, &all_scored, live.crop_scales().len())?;
     }
     let lodo = leave_one_out(&all_scored);
     if !args.json {
@@ -292,8 +307,8 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
     if let Some(lfw) = &args.lfw {
         let data = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening {}", lfw.display()))?;
         let names = data.names()?;
-        let items: Vec<(String, Vec<u8>)> =
-            names.iter().map(|n| data.read(n).map(|b| ("real".to_string(), b))).collect::<Result<_, _>>()?;
+        let items: Vec<(String, String, Vec<u8>)> =
+            names.iter().map(|n| data.read(n).map(|b| ("real".to_string(), n.clone(), b))).collect::<Result<_, _>>()?;
         let (scored, _, _) = score_all(&finder, &live, &items, threads);
         let scores: Vec<Option<f32>> = scored.iter().map(|s| s.score).collect();
         let lfw_fig = json!({"photos": scores.len(), "no_face": scores.iter().filter(|s| s.is_none()).count(),
@@ -323,6 +338,34 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every image's outcome as CSV, one row an image; a file name with a comma
+/// or a quote is quoted.
+fn write_scores_csv(path: &Path, all: &[(String, Vec<Scored>)], nets: usize) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut csv = String::from("set,label,file,score");
+    for k in 0..nets {
+        let _ = write!(csv, ",net{k}_attack_a,net{k}_live,net{k}_attack_b");
+    }
+    csv.push('\n');
+    let quoted = |f: &str| if f.contains([',', '"', '\n']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.to_string() };
+    for (set, scored) in all {
+        for s in scored {
+            let score = s.score.map(|v| v.to_string()).unwrap_or_default();
+            let _ = write!(csv, "{},{},{},{score}", quoted(set), quoted(&s.kind), quoted(&s.file));
+            for k in 0..nets {
+                match s.classes.get(k) {
+                    Some(p) => {
+                        let _ = write!(csv, ",{},{},{}", p[0], p[1], p[2]);
+                    }
+                    None => csv.push_str(",,,"),
+                }
+            }
+            csv.push('\n');
+        }
+    }
+    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A DET plot: BPCER against APCER per set, both in percent.
@@ -363,7 +406,7 @@ mod tests {
     use super::*;
 
     fn set(real: &[f32], attack: &[f32]) -> Vec<Scored> {
-        let s = |kind: &str, v: &f32| Scored { kind: kind.into(), score: Some(*v) };
+        let s = |kind: &str, v: &f32| Scored { kind: kind.into(), file: String::new(), score: Some(*v), classes: vec![] };
         real.iter().map(|v| s("real", v)).chain(attack.iter().map(|v| s("print", v))).collect()
     }
 
