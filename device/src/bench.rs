@@ -53,31 +53,59 @@ pub struct BenchSettings<'a> {
     pub threads: usize,
 }
 
-/// Median milliseconds of a whole door frame through [`recognise`] (the loop's
-/// own path: detect, align, embed, identify, liveness) with the loop's workers
-/// (liveness on `pool` beside the embedding, the stages split over `cores`)
-/// or without, and the median of the system allocations each frame made (all threads).
-fn whole_frame_ms(
+/// Whole door frames through [`recognise`] (the loop's own path: detect,
+/// align, embed, identify, liveness) on one core and, in turns with them (so
+/// a drift in the machine's speed affects both alike), with the loop's
+/// workers (liveness on `pool` beside the embedding, the detector split over
+/// `cores`): the median milliseconds of each, the median of each turn's
+/// ratio, and the median of the system allocations a frame on the workers
+/// made (all threads).
+fn whole_frames_ms(
     pipeline: &Pipeline,
     frame: &image::RgbImage,
     home: &GalleryHome,
     settings: &BenchSettings,
     workers: Option<&(rayon::ThreadPool, Cores)>,
-) -> Result<(f64, f64)> {
-    let (pool, cores) = (workers.map(|w| &w.0), workers.map(|w| &w.1));
-    let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, pool });
-    let (mut times, mut system) = (Vec::with_capacity(settings.runs), Vec::with_capacity(settings.runs));
-    for i in 0..settings.runs + 5 {
+) -> Result<FrameTimes> {
+    let one_frame = |workers: Option<&(rayon::ThreadPool, Cores)>| -> Result<(f64, f64)> {
+        let (pool, cores) = (workers.map(|w| &w.0), workers.map(|w| &w.1));
+        let live = settings.liveness.map(|(model, threshold)| LiveCheck { model, threshold, pool });
         let _frame = FrameScope::enter();
         let system_before = facegate_arena::system_allocations();
         let t = Instant::now();
         std::hint::black_box(recognise(pipeline, frame, home, settings.threshold, live.as_ref(), None, cores)?);
+        Ok((t.elapsed().as_secs_f64() * 1000.0, (facegate_arena::system_allocations() - system_before) as f64))
+    };
+    let runs = settings.runs;
+    let (mut one, mut on_workers, mut ratios, mut system) =
+        (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for i in 0..runs + 5 {
+        let (ms_one, system_one) = one_frame(None)?;
+        let (ms_workers, system_workers) = match workers {
+            Some(w) => one_frame(Some(w))?,
+            None => (ms_one, system_one),
+        };
         if i >= 5 {
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            system.push((facegate_arena::system_allocations() - system_before) as f64);
+            one.push(ms_one);
+            on_workers.push(ms_workers);
+            ratios.push(ms_workers / ms_one);
+            system.push(system_workers);
         }
     }
-    Ok((median(times), median(system)))
+    Ok(FrameTimes {
+        one_thread_ms: median(one),
+        ms: median(on_workers),
+        ratio: median(ratios),
+        system_allocations: median(system),
+    })
+}
+
+/// What [`whole_frames_ms`] measured.
+struct FrameTimes {
+    one_thread_ms: f64,
+    ms: f64,
+    ratio: f64,
+    system_allocations: f64,
 }
 
 /// Runs the benchmark on the first frame with a face from `source`.
@@ -151,19 +179,18 @@ pub fn run(
     )?;
     gallery.add_person("bench face", vec![own], pipeline.embedder.model_id(), 0)?;
     let home = GalleryHome::new(std::path::Path::new("(not saved)"), gallery);
-    let (frame_ms_1_thread, _) = whole_frame_ms(pipeline, &frame, &home, settings, None)?;
     let cores =
         (settings.threads > 1).then(|| frame_workers(settings.threads)).transpose().context("starting the frame threads")?;
-    let (frame_ms, frame_system_allocations) = match &cores {
-        Some(cores) => whole_frame_ms(pipeline, &frame, &home, settings, Some(cores))?,
-        None => (frame_ms_1_thread, median(system_allocations.clone())),
-    };
+    let frames = whole_frames_ms(pipeline, &frame, &home, settings, cores.as_ref())?;
+    let (frame_ms, frame_ms_1_thread) = (frames.ms, frames.one_thread_ms);
+    let frame_system_allocations = if cores.is_some() { frames.system_allocations } else { median(system_allocations.clone()) };
     Ok(serde_json::json!({
         "threads": settings.threads,
         "liveness": settings.liveness.is_some(),
         "frame_ms": frame_ms,
         "frame_ms_1_thread": frame_ms_1_thread,
-        "frame_ratio_vs_1_thread": frame_ms / frame_ms_1_thread,
+        // The median of the ratios of frames measured in turns.
+        "frame_ratio_vs_1_thread": frames.ratio,
         "fps": 1000.0 / frame_ms,
         "frame": format!("{}×{}", frame.width(), frame.height()),
         "detect_ms": detect,

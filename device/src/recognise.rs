@@ -133,8 +133,9 @@ fn live_score(model: &Liveness, frame: &RgbImage, rect: facegate_face::Rect) -> 
 /// `live`, a recognised face (and every capture frame) also gets a live score;
 /// with `capture`, a frame whose face passes the enrolment policy (live
 /// included) also gives it a template. A liveness error scores 0: it denies.
-/// With `cores`, the detector and the embedding split their work over its
-/// workers (this thread must then be a plain thread: see [`Cores::split`]).
+/// With `cores`, the detector (and the embedding, when no live score runs
+/// beside it) split their work over its workers (this thread must then be a
+/// plain thread: see [`Cores::split`]).
 pub fn recognise(
     pipeline: &Pipeline,
     frame: &RgbImage,
@@ -174,7 +175,9 @@ pub fn recognise(
     // With a pool, the live score (which needs only the box) runs on one of
     // its workers while this thread aligns and embeds the face (the worker
     // kept warm across frames and inside the frame arena, so the frame path
-    // stays without system allocations).
+    // stays without system allocations). The embedding then runs whole: split
+    // as well, its products waited for workers the live score descheduled
+    // (docs/benchmarks.md, "Cores").
     let ((face, aligned, embedding), early_live) = match live {
         Some(LiveCheck { model, pool: Some(pool), .. }) => {
             let mut scored = None;
@@ -183,7 +186,7 @@ pub fn recognise(
                     let t = Instant::now();
                     scored = Some((live_score(model, frame, det.rect), t.elapsed().as_secs_f64()));
                 });
-                on_cores(cores, align_and_embed)
+                align_and_embed()
             });
             (embedded, scored)
         }

@@ -157,7 +157,7 @@ pub struct DoorLoop<'a> {
     /// cannot be started).
     pool: Option<rayon::ThreadPool>,
     /// The workers a frame recognised on the loop's own thread (a capture's)
-    /// splits its detector and embedding over.
+    /// splits its detector (and its embedding, when no live score runs beside it) over.
     cores: Option<Cores>,
 }
 
@@ -219,7 +219,7 @@ impl<'a> DoorLoop<'a> {
     }
 
     /// Recognises `frame` on this (the loop's) thread, with liveness beside
-    /// the embedding on `pool` and the stages split over the loop's cores.
+    /// the embedding on `pool` and the detector split over the loop's cores.
     fn observe(&mut self, frame: &RgbImage, pool: Option<&rayon::ThreadPool>) -> Observation {
         let live = match (self.settings.live_threshold, self.liveness) {
             (Some(threshold), Some(model)) => Some(LiveCheck { model, threshold, pool }),

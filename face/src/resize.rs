@@ -20,6 +20,28 @@ pub struct ResizeScratch {
 
 /// As [`resize_bilinear`], into `out`, reusing its pixel buffer and `scratch`.
 pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mut ResizeScratch, out: &mut RgbImage) {
+    resize_bilinear_rows_with(src, out_w, out_h, scratch, out, |rows, out_rows| rows.run(0..rows.out_h, out_rows));
+}
+
+/// As [`resize_bilinear_into`], with the output's two halves computed at once
+/// on the current rayon pool (`rayon::join`); the same pixels.
+pub fn resize_bilinear_into_on_pool(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mut ResizeScratch, out: &mut RgbImage) {
+    resize_bilinear_rows_with(src, out_w, out_h, scratch, out, |rows, out_rows| {
+        let half = rows.out_h / 2;
+        let (top, bottom) = out_rows.split_at_mut(half * rows.out_w * 3);
+        rayon::join(|| rows.run(0..half, top), || rows.run(half..rows.out_h, bottom));
+    });
+}
+
+/// Sets up a resize (output buffer, column tables) and hands its rows to `run_rows`.
+fn resize_bilinear_rows_with(
+    src: &RgbImage,
+    out_w: u32,
+    out_h: u32,
+    scratch: &mut ResizeScratch,
+    out: &mut RgbImage,
+    run_rows: impl FnOnce(&Rows, &mut [u8]),
+) {
     let mut buf = std::mem::take(out).into_raw();
     buf.clear();
     buf.resize(out_w as usize * out_h as usize * 3, 0);
@@ -64,38 +86,66 @@ pub fn resize_bilinear_into(src: &RgbImage, out_w: u32, out_h: u32, scratch: &mu
     let row_len = in_w as usize * 3;
     // Columns whose right neighbour is not the row's last pixel can read 4 bytes past it.
     let wide_cols = simd_cols.partition_point(|&(l, _)| (l + 1) * 3 + 4 <= row_len);
-    let dst = out.as_mut();
-    let mut y = -y_scale;
-    for r in 0..out_h {
-        y += y_scale;
-        let top = y.floor() as i64;
-        let bottom = (top + 1).min(in_h - 1);
-        let tb = y - top as f64;
-        let (tb_f, inv_tb_f) = (tb as f32, (1.0 - tb) as f32);
-        let top_row = &raw[top as usize * row_len..][..row_len];
-        let bottom_row = &raw[bottom as usize * row_len..][..row_len];
-        let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
-        for (k, (px, &(l, lr))) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()).enumerate() {
-            let inv_lr = 1.0 - lr;
-            let w = [inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr];
-            let v = if k < wide_cols {
-                blend(&top_row[l * 3..l * 3 + 7], &bottom_row[l * 3..l * 3 + 7], w)
-            } else {
-                let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
-                std::array::from_fn(|ch| {
-                    let ch = ch.min(2);
-                    (w[0] * t[ch] as f32 + w[1] * t[ch + 3] as f32 + w[2] * b[ch] as f32 + w[3] * b[ch + 3] as f32) as i32 as u8
-                })
-            };
-            px.copy_from_slice(&v[..3]);
+    let rows = Rows { raw, row_len, in_h, y_scale, out_w, out_h, simd_cols, wide_cols, tail_cols, first_tail };
+    run_rows(&rows, out.as_mut());
+}
+
+/// What every output row of one resize needs.
+struct Rows<'a> {
+    raw: &'a [u8],
+    row_len: usize,
+    in_h: i64,
+    y_scale: f64,
+    out_w: usize,
+    out_h: usize,
+    simd_cols: &'a [(usize, f32)],
+    wide_cols: usize,
+    tail_cols: &'a [(usize, usize, f64)],
+    first_tail: usize,
+}
+
+impl Rows<'_> {
+    /// Output rows `rows` into `dst` (those rows only).
+    fn run(&self, rows: std::ops::Range<usize>, dst: &mut [u8]) {
+        let Rows { raw, row_len, in_h, y_scale, out_w, simd_cols, wide_cols, tail_cols, first_tail, .. } = *self;
+        // dlib steps y by y_scale from row to row: the same sums, in the same
+        // order, give the same rows whichever thread computes them.
+        let mut y = -y_scale;
+        for _ in 0..rows.start {
+            y += y_scale;
         }
-        for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {
-            let c = first_tail + k;
-            for ch in 0..3 {
-                let (i, j) = (l * 3 + ch, rr * 3 + ch);
-                let v = (1.0 - tb) * ((1.0 - lr) * top_row[i] as f64 + lr * top_row[j] as f64)
-                    + tb * ((1.0 - lr) * bottom_row[i] as f64 + lr * bottom_row[j] as f64);
-                out_row[c * 3 + ch] = v.clamp(0.0, 255.0) as u8;
+        for r in 0..rows.len() {
+            y += y_scale;
+            let top = y.floor() as i64;
+            let bottom = (top + 1).min(in_h - 1);
+            let tb = y - top as f64;
+            let (tb_f, inv_tb_f) = (tb as f32, (1.0 - tb) as f32);
+            let top_row = &raw[top as usize * row_len..][..row_len];
+            let bottom_row = &raw[bottom as usize * row_len..][..row_len];
+            let out_row = &mut dst[r * out_w * 3..(r + 1) * out_w * 3];
+            for (k, (px, &(l, lr))) in out_row.chunks_exact_mut(3).zip(simd_cols.iter()).enumerate() {
+                let inv_lr = 1.0 - lr;
+                let w = [inv_tb_f * inv_lr, inv_tb_f * lr, tb_f * inv_lr, tb_f * lr];
+                let v = if k < wide_cols {
+                    blend(&top_row[l * 3..l * 3 + 7], &bottom_row[l * 3..l * 3 + 7], w)
+                } else {
+                    let (t, b) = (&top_row[l * 3..l * 3 + 6], &bottom_row[l * 3..l * 3 + 6]);
+                    std::array::from_fn(|ch| {
+                        let ch = ch.min(2);
+                        (w[0] * t[ch] as f32 + w[1] * t[ch + 3] as f32 + w[2] * b[ch] as f32 + w[3] * b[ch + 3] as f32) as i32
+                            as u8
+                    })
+                };
+                px.copy_from_slice(&v[..3]);
+            }
+            for (k, &(l, rr, lr)) in tail_cols.iter().enumerate() {
+                let c = first_tail + k;
+                for ch in 0..3 {
+                    let (i, j) = (l * 3 + ch, rr * 3 + ch);
+                    let v = (1.0 - tb) * ((1.0 - lr) * top_row[i] as f64 + lr * top_row[j] as f64)
+                        + tb * ((1.0 - lr) * bottom_row[i] as f64 + lr * bottom_row[j] as f64);
+                    out_row[c * 3 + ch] = v.clamp(0.0, 255.0) as u8;
+                }
             }
         }
     }
@@ -192,6 +242,12 @@ mod tests {
             for (x, y, px) in want.enumerate_pixels().filter(|(x, _, _)| (*x as usize) < lane_cols) {
                 assert_eq!(got.get_pixel(x, y), px, "{w}×{h} → {ow}×{oh} at ({x}, {y})");
             }
+            // In two halves on a pool: every byte the same, whatever thread ran which half.
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let mut halves = RgbImage::from_pixel(3, 3, image::Rgb([1, 2, 3])); // a reused buffer
+            pool.install(|| resize_bilinear_into_on_pool(&src, ow, oh, &mut ResizeScratch::default(), &mut halves));
+            assert_eq!(halves.dimensions(), (ow, oh));
+            assert!(halves.as_raw() == got.as_raw(), "{w}×{h}: the halves differ from the whole");
         }
     }
 }

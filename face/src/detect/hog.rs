@@ -15,7 +15,7 @@ use super::fhog::{self, FhogImage, PLANES};
 use super::{non_max_suppression, round_rect, undo_upsampling, up_6_5, Detection};
 use crate::bytes::{ByteReader, ByteWriter};
 use crate::geometry::Rect;
-use crate::resize::{pyramid_up_size, resize_bilinear_into, ResizeScratch};
+use crate::resize::{pyramid_up_size, resize_bilinear_into, resize_bilinear_into_on_pool, ResizeScratch};
 use crate::FaceError;
 use image::RgbImage;
 use std::cell::RefCell;
@@ -286,6 +286,65 @@ impl HogDetector {
         })
     }
 
+    /// Resizes the pyramid's levels one after the other (level 0 is `base`)
+    /// and hands each searched level to `searched` as soon as it exists, with
+    /// its feature buffers and its filters' searches; stops after the last.
+    /// `on_pool`: each level's two halves are resized at once on the current
+    /// rayon pool (the first level searched waits for the resizes before it).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_pyramid<'a>(
+        &self,
+        on_pool: bool,
+        base: &'a RgbImage,
+        images: &'a mut [RgbImage],
+        resize: &mut ResizeScratch,
+        features: &'a mut [LevelFeatures],
+        searches: &'a mut [FilterSearch],
+        mut searched: impl FnMut(&'a RgbImage, &'a mut LevelFeatures, &'a mut [FilterSearch]),
+    ) {
+        let mut work = features.iter_mut().zip(searches.chunks_mut(self.filters.len().max(1))).peekable();
+        let mut previous = base;
+        for (level, slot) in images.iter_mut().enumerate() {
+            let Some((next, _)) = work.peek() else { return };
+            let next = next.level;
+            let image: &'a RgbImage = if level == 0 {
+                base
+            } else {
+                let (w, h) = (5 * previous.width() / 6, 5 * previous.height() / 6);
+                if on_pool {
+                    resize_bilinear_into_on_pool(previous, w, h, resize, slot);
+                } else {
+                    resize_bilinear_into(previous, w, h, resize, slot);
+                }
+                slot
+            };
+            if level == next {
+                let (features, found) = work.next().expect("peeked");
+                searched(image, features, found);
+            }
+            previous = image;
+        }
+    }
+
+    /// The fHOG features of one pyramid level.
+    fn extract(&self, image: &RgbImage, level: &mut LevelFeatures) {
+        fhog::extract_into(image, self.cell_size, self.filter_rows, self.filter_cols, &mut level.fhog, &mut level.feats);
+    }
+
+    /// Filter `filter`'s search of one level's features, into `search.found`.
+    fn search(&self, level: &LevelFeatures, filter: usize, search: &mut FilterSearch, adjust_threshold: f64) {
+        search.found.clear();
+        self.respond(
+            filter,
+            &level.feats,
+            &mut search.found,
+            adjust_threshold,
+            level.level,
+            &mut search.saliency,
+            &mut search.separable,
+        );
+    }
+
     fn detect_with(
         &self,
         img: &RgbImage,
@@ -304,21 +363,16 @@ impl HogDetector {
         }
         let base = if upsample > 0 { &up } else { img };
         s.raw.clear();
+        // The levels searched: those whose boxes are wide enough, a suffix of
+        // the pyramid (boxes widen level by level).
+        let mut levels = 0;
         let mut searched = 0;
         if base.width() > 0 && base.height() > 0 {
-            let levels = self.levels(base.width(), base.height());
+            levels = self.levels(base.width(), base.height());
             if s.levels.len() < levels {
                 s.levels.resize_with(levels, RgbImage::default);
             }
-            for level in 0..levels {
-                if level > 0 {
-                    let (done, next) = s.levels.split_at_mut(level);
-                    let src = if level == 1 { base } else { &done[level - 1] };
-                    resize_bilinear_into(src, 5 * src.width() / 6, 5 * src.height() / 6, &mut s.resize, &mut next[0]);
-                }
-                if self.box_width_at(level) >> upsample < min_width as i64 {
-                    continue;
-                }
+            for level in (0..levels).filter(|&l| self.box_width_at(l) >> upsample >= min_width as i64) {
                 if s.features.len() <= searched {
                     s.features.push(LevelFeatures::default());
                 }
@@ -330,29 +384,37 @@ impl HogDetector {
         if s.searches.len() < searched * filters {
             s.searches.resize_with(searched * filters, FilterSearch::default);
         }
-        let (images, features, searches) = (&s.levels, &mut s.features[..searched], &mut s.searches[..searched * filters]);
-        let extract = |f: &mut LevelFeatures| {
-            let current = if f.level == 0 { base } else { &images[f.level] };
-            fhog::extract_into(current, self.cell_size, self.filter_rows, self.filter_cols, &mut f.fhog, &mut f.feats);
-        };
-        let search = |features: &[LevelFeatures], i: usize, w: &mut FilterSearch| {
-            let f = &features[i / filters];
-            w.found.clear();
-            self.respond(i % filters, &f.feats, &mut w.found, adjust_threshold, f.level, &mut w.saliency, &mut w.separable);
-        };
+        let (images, resize) = (&mut s.levels[..levels], &mut s.resize);
+        let (features, searches) = (&mut s.features[..searched], &mut s.searches[..searched * filters]);
         // Inside `Cores::split` (the door with several cores, one frame at a
-        // time) the levels' features, then each (level, filter) search, are
-        // computed at once on the pool, one task each; otherwise one by one.
+        // time) each level is handed to the pool as soon as it is resized,
+        // and its filters' searches as soon as its features are: the next
+        // levels are resized meanwhile, each in two halves at once. Otherwise
+        // one after the other.
         let split = crate::cores::on_splitting_pool(|| {
-            use rayon::prelude::*;
-            features.par_iter_mut().with_max_len(1).for_each(extract);
-            let features = &*features;
-            searches.par_iter_mut().enumerate().with_max_len(1).for_each(|(i, w)| search(features, i, w));
+            rayon::scope(|tasks| {
+                self.walk_pyramid(true, base, images, resize, features, searches, |image, level, found| {
+                    tasks.spawn(move |tasks| {
+                        self.extract(image, level);
+                        let level = &*level;
+                        for (filter, search) in found.iter_mut().enumerate() {
+                            tasks.spawn(move |_| self.search(level, filter, search, adjust_threshold));
+                        }
+                    })
+                })
+            })
         });
         if !split {
-            features.iter_mut().for_each(extract);
-            searches.iter_mut().enumerate().for_each(|(i, w)| search(features, i, w));
+            let (images, resize) = (&mut s.levels[..levels], &mut s.resize);
+            let (features, searches) = (&mut s.features[..searched], &mut s.searches[..searched * filters]);
+            self.walk_pyramid(false, base, images, resize, features, searches, |image, level, found| {
+                self.extract(image, level);
+                for (filter, search) in found.iter_mut().enumerate() {
+                    self.search(level, filter, search, adjust_threshold);
+                }
+            });
         }
+        let searches = &s.searches[..searched * filters];
         for w in searches.iter() {
             s.raw.extend_from_slice(&w.found);
         }

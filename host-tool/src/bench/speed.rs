@@ -60,6 +60,32 @@ fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (times[times.len() / 2], last)
 }
 
+/// Medians in milliseconds of `a` and of `b` run in turns, and the median of
+/// each turn's ratio b / a: on a machine whose speed drifts (a shared VM) a
+/// ratio of two separately measured medians moves with the drift.
+fn alternating_median_ms<T, U>(runs: usize, mut a: impl FnMut() -> T, mut b: impl FnMut() -> U) -> (f64, f64, f64) {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    // Warm-up (plans, caches, threads).
+    drop((a(), b()));
+    let (mut times_a, mut times_b, mut ratios) = (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(a());
+        let ta = ms(t);
+        let t = Instant::now();
+        std::hint::black_box(b());
+        let tb = ms(t);
+        times_a.push(ta);
+        times_b.push(tb);
+        ratios.push(tb / ta);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(times_a), median(times_b), median(ratios))
+}
+
 /// A 640×480 door-camera-like frame: the LFW photo scaled ×1.5 on a grey background.
 fn door_frame(face: &RgbImage) -> RgbImage {
     let mut frame = RgbImage::from_pixel(640, 480, Rgb([118, 118, 118]));
@@ -182,8 +208,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let cores = (threads > 1).then(|| Cores::new(threads, "bench")).transpose().context("starting the bench threads")?;
     // One door frame: every face embedded, the first one's liveness scored;
     // with `cores`, as the device does at recognition.threads ≥ 2 with one
-    // frame at a time: liveness on another core beside the alignment and
-    // embedding, the detector and the embedding split over the workers.
+    // frame at a time: the detector split over the workers, then liveness on
+    // another core beside the alignment and embedding (which split over the
+    // workers only when there is no live score to compute beside them).
     let door_frame_once = |cores: Option<&Cores>| {
         let live = |rect: facegate_face::Rect| liveness.score(&frame, rect).expect("scores");
         let Some(cores) = cores else {
@@ -195,17 +222,22 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         let dets = cores.split(|| pipeline.detect(&frame));
         let embed_all = || dets.iter().map(|d| pipeline.embed(&pipeline.align(&frame, *d)).expect("embeds")).collect::<Vec<_>>();
         match dets.first() {
+            // Two whole stages on two cores: splitting the embedding's
+            // products as well only made them wait for a descheduled worker.
             Some(first) => std::thread::scope(|s| {
                 let scorer = s.spawn(|| live(first.rect));
-                let embedded = cores.split(embed_all);
-                (embedded, Some(scorer.join().expect("liveness thread")))
+                (embed_all(), Some(scorer.join().expect("liveness thread")))
             }),
             None => (cores.split(embed_all), None),
         }
     };
-    let (frame_ms_1_thread, _) = median_ms(n, || door_frame_once(None));
-    let (frame_ms, _) =
-        if cores.is_some() { median_ms(n, || door_frame_once(cores.as_ref())) } else { (frame_ms_1_thread, Default::default()) };
+    let (frame_ms_1_thread, frame_ms, frame_ratio) = match &cores {
+        Some(c) => alternating_median_ms(n, || door_frame_once(None), || door_frame_once(Some(c))),
+        None => {
+            let ms = median_ms(n, || door_frame_once(None)).0;
+            (ms, ms, 1.0)
+        }
+    };
     // One network on every core (tract's kernels splitting each product).
     let on_threads = |f: &dyn Fn()| match &cores {
         Some(c) => median_ms(n, || c.split(f)).0,
@@ -253,7 +285,8 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         // The door pipelines whole frames over its cores: that is its frame rate.
         "fps": if threads > 1 { fps_frames_in_parallel } else { 1000.0 / frame_ms },
         "frame_ms_1_thread": frame_ms_1_thread,
-        "frame_ratio_vs_1_thread": frame_ms / frame_ms_1_thread,
+        // The median of the ratios of frames measured in turns (see `alternating_median_ms`).
+        "frame_ratio_vs_1_thread": frame_ratio,
         "fps_frames_in_parallel": fps_frames_in_parallel,
         "detect_ms_640x480_hog_x2": detect_hog_x2_ms,
         "landmarks_ms": landmarks_ms,
