@@ -56,6 +56,8 @@ fn bench_speed_json_has_the_speed_interface() {
         "liveness_ms",
         "detect_ms_640x480_threads",
         "embed_ms_threads",
+        "frame_ratio_vs_1_thread",
+        "fps_ratio_vs_1_thread",
     ] {
         let v = j[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number: {j}"));
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
