@@ -59,7 +59,7 @@ pub struct BenchSettings<'a> {
 /// workers (liveness on `pool` beside the embedding, the detector split over
 /// `cores`): the median milliseconds of each, the median of each turn's
 /// ratio, and the median of the system allocations a frame on the workers
-/// made (all threads).
+/// (on one core, without them) made, all threads counted.
 fn whole_frames_ms(
     pipeline: &Pipeline,
     frame: &image::RgbImage,
@@ -183,7 +183,7 @@ pub fn run(
         (settings.threads > 1).then(|| frame_workers(settings.threads)).transpose().context("starting the frame threads")?;
     let frames = whole_frames_ms(pipeline, &frame, &home, settings, cores.as_ref())?;
     let (frame_ms, frame_ms_1_thread) = (frames.ms, frames.one_thread_ms);
-    let frame_system_allocations = if cores.is_some() { frames.system_allocations } else { median(system_allocations.clone()) };
+    let frame_system_allocations = frames.system_allocations;
     Ok(serde_json::json!({
         "threads": settings.threads,
         "liveness": settings.liveness.is_some(),

@@ -1,6 +1,7 @@
 //! The door end to end on LFW photos: enrol from 3 photos, replay other photos
 //! → one grant and one relay pulse; replay 200 strangers → no grant; damaged
-//! frames → error events, no crash, door locked at the end.
+//! frames → error events, no crash, door locked at the end; `device bench`
+//! times a frame on one core and on two.
 //! Needs LFW in ../shared (or $FACEGATE_LFW_DIR); skips loudly without it.
 
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
@@ -235,4 +236,40 @@ fn a_retrained_last_layer_runs_on_the_door_with_a_gallery_enrolled_with_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("re-enrol"), "{stderr}");
     assert!(facegate_testkit::json_lines::<Value>(&out.stdout).iter().all(|e| e["kind"] != "granted"));
+}
+
+#[test]
+fn bench_times_the_frame_on_one_core_and_on_two_in_turns() {
+    let Some((data, _)) = lfw() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    std::fs::write(frames.join("000.jpg"), data.read(&facegate_lfw::image_path("Colin_Powell", 10)).unwrap()).unwrap();
+    // LFW's 250 px photos hold faces narrower than the door's 100 px minimum.
+    let config = dir.path().join("door.toml");
+    std::fs::write(&config, "[recognition]\nmin_face = 60\n").unwrap();
+    let out = std::process::Command::new(facegate_testkit::binary("device"))
+        .args(["bench", "--threads", "2", "--runs", "3", "--config"])
+        .arg(&config)
+        .arg("--models")
+        .arg(models())
+        .arg("--source")
+        .arg(format!("replay:{}", frames.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(j["threads"], 2);
+    assert_eq!(j["liveness"], true, "required by default");
+    let ms = |k: &str| j[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {j}"));
+    for key in ["frame_ms", "frame_ms_1_thread", "detect_ms", "embed_ms", "identify_ms_50k_templates"] {
+        assert!(ms(key).is_finite() && ms(key) > 0.0, "{key} = {}", ms(key));
+    }
+    // A median of per-turn ratios: near the ratio of the medians, never a copy of 1.
+    let ratio = ms("frame_ratio_vs_1_thread");
+    assert!(ratio > 0.0 && ratio < 2.0 && ratio != 1.0, "frame_ratio_vs_1_thread = {ratio}: {j}");
+    // Once warm, neither way calls the system allocator.
+    assert_eq!(ms("system_allocations_per_frame"), 0.0, "{j}");
+    assert_eq!(ms("system_allocations_per_frame_on_threads"), 0.0, "{j}");
 }

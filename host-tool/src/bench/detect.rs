@@ -3,6 +3,7 @@
 //! mirrored, counts the centred face found at the minimum face size, and fits
 //! YuNet's box → dlib box mapping ([`BoxMap`]) on the photos where both agree.
 
+use super::median;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
@@ -128,11 +129,6 @@ fn photo(
         }
     }
     Ok(out)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The box-only mapping that puts YuNet's boxes where HOG's are: medians of

@@ -1,6 +1,7 @@
 //! `host-tool bench speed`: per-stage timings on one core, median of repeated runs, and whole-frame
 //! throughput on every core; dlib itself is measured on the same frame when a Python with dlib-bin is given.
 
+use super::median;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use facegate_face::chip::face_chip;
@@ -56,8 +57,7 @@ fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
         last = std::hint::black_box(f());
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], last)
+    (median(times), last)
 }
 
 /// Medians in milliseconds of `a` and of `b` run in turns, and the median of
@@ -79,10 +79,6 @@ fn alternating_median_ms<T, U>(runs: usize, mut a: impl FnMut() -> T, mut b: imp
         times_b.push(tb);
         ratios.push(tb / ta);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     (median(times_a), median(times_b), median(ratios))
 }
 
@@ -273,10 +269,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         fps_ratios.push((threads * per_block) as f64 / seconds / one_thread_fps);
     }
     let fps_frames_in_parallel = parallel_frames as f64 / parallel_seconds;
-    fps_ratios.sort_by(f64::total_cmp);
-    let fps_ratio = fps_ratios[blocks / 2];
+    let fps_ratio = median(fps_ratios);
     // Where the whole-frame time goes, measured inside the same loop.
-    let (mut in_detect, mut in_rest) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut in_detect, mut in_rest) = (Vec::with_capacity(n), Vec::<f64>::with_capacity(n));
     for _ in 0..n {
         let t = Instant::now();
         let dets = pipeline.detect(&frame);
@@ -286,11 +281,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         in_detect.push((t1 - t).as_secs_f64() * 1000.0);
         in_rest.push(t1.elapsed().as_secs_f64() * 1000.0);
     }
-    in_detect.sort_by(f64::total_cmp);
-    in_rest.sort_by(f64::total_cmp);
     let mut json = serde_json::json!({
-        "frame_detect_ms": in_detect[n / 2],
-        "frame_face_ms": in_rest[n / 2],
+        "frame_detect_ms": median(in_detect),
+        "frame_face_ms": median(in_rest),
         "decode_ms": decode_ms,
         "detect_ms_640x480": detect_ms,
         "detect_ms_640x480_cnn": detect_cnn_ms,
