@@ -20,17 +20,7 @@ fn json_of(out: &Output) -> Value {
 
 /// 40 people with 4+ photos, their first 4 photos copied to `dir`; their names.
 fn slice(dir: &Path) -> Option<Vec<String>> {
-    let (data, _) = facegate_testkit::lfw("the training tests")?;
-    let names = data.names().unwrap();
-    let mut people: Vec<&str> = names.iter().filter(|n| n.ends_with("_0004.jpg")).map(|n| n.split('/').next().unwrap()).collect();
-    people.truncate(40);
-    for p in &people {
-        std::fs::create_dir_all(dir.join(p)).unwrap();
-        for i in 1..=4 {
-            std::fs::write(dir.join(image_path(p, i)), data.read(&image_path(p, i)).unwrap()).unwrap();
-        }
-    }
-    Some(people.iter().map(|p| p.to_string()).collect())
+    facegate_testkit::lfw_people_with_four_photos(dir, 40, "the training tests")
 }
 
 #[test]
@@ -132,17 +122,8 @@ fn bench_lfw_train_metric_has_the_interface() {
     let photos = dir.path().join("photos");
     let Some(people) = slice(&photos) else { return };
     // Two folds of 20 people each: 10 same-person and 10 different-person pairs per fold.
-    let mut pairs = String::from("2\t10\n");
-    for fold in people.chunks(20) {
-        for p in &fold[..10] {
-            pairs += &format!("{p}\t1\t2\n");
-        }
-        for k in 0..10 {
-            pairs += &format!("{}\t3\t{}\t4\n", fold[k], fold[k + 10]);
-        }
-    }
     let pairs_file = dir.path().join("pairs.txt");
-    std::fs::write(&pairs_file, pairs).unwrap();
+    std::fs::write(&pairs_file, facegate_testkit::two_fold_pairs(&people)).unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let cache = s(&dir.path().join("f.fgfeat"));
     let args = [

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use protocol::{enrolment_study, evaluate, operating_points, Evaluation, OperatingPoint};
+pub use protocol::{
+    compare_paired, enrolment_study, evaluate, mcnemar_exact, operating_points, Evaluation, OperatingPoint, PairedComparison,
+    PairsDiffer,
+};
 
 /// Errors while reading LFW.
 #[derive(Debug, thiserror::Error)]

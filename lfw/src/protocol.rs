@@ -95,6 +95,70 @@ pub fn evaluate(pairs: &[(f32, bool, usize)]) -> Evaluation {
     }
 }
 
+/// Two pipelines' decisions on the same pairs, each at its own fold thresholds
+/// (chosen on the other nine folds, as [`evaluate`] does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedComparison {
+    /// Pairs decided right by the first pipeline.
+    pub right_a: usize,
+    /// Pairs decided right by the second pipeline.
+    pub right_b: usize,
+    /// Pairs only the first decides right.
+    pub only_a: usize,
+    /// Pairs only the second decides right.
+    pub only_b: usize,
+    /// Exact two-sided McNemar p-value: how likely a split of the discordant
+    /// pairs at least this uneven is when both pipelines are equally good.
+    pub p_value: f64,
+}
+
+/// Error for [`compare_paired`]: the two runs did not score the same pairs.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("the two runs differ at pair {index}: label or fold do not match (same pairs.txt?)")]
+pub struct PairsDiffer {
+    /// Index of the first pair that differs.
+    pub index: usize,
+}
+
+/// Compares two runs over the same `(distance, same, fold)` pairs, in the same
+/// order: which pairs each decides right, and whether the difference is more
+/// than chance (a difference of a few pairs in 6,000 usually is not).
+pub fn compare_paired(a: &[(f32, bool, usize)], b: &[(f32, bool, usize)]) -> Result<PairedComparison, PairsDiffer> {
+    if let Some(index) = (0..a.len().max(b.len())).find(|&i| a.get(i).map(|p| (p.1, p.2)) != b.get(i).map(|p| (p.1, p.2))) {
+        return Err(PairsDiffer { index });
+    }
+    let right = |pairs: &[(f32, bool, usize)]| -> Vec<bool> {
+        let thresholds = evaluate(pairs).fold_threshold;
+        pairs.iter().map(|&(d, same, fold)| (d < thresholds[fold]) == same).collect()
+    };
+    let (ra, rb) = (right(a), right(b));
+    let only_a = ra.iter().zip(&rb).filter(|(x, y)| **x && !**y).count();
+    let only_b = ra.iter().zip(&rb).filter(|(x, y)| !**x && **y).count();
+    Ok(PairedComparison {
+        right_a: ra.iter().filter(|r| **r).count(),
+        right_b: rb.iter().filter(|r| **r).count(),
+        only_a,
+        only_b,
+        p_value: mcnemar_exact(only_a, only_b),
+    })
+}
+
+/// Two-sided exact McNemar test: P(a split at least as uneven as `x`:`y`)
+/// for `x + y` fair coin flips, in log space so thousands of pairs do not underflow.
+pub fn mcnemar_exact(x: usize, y: usize) -> f64 {
+    let (n, k) = (x + y, x.min(y));
+    if n == 0 {
+        return 1.0;
+    }
+    let mut ln_pmf = -(n as f64) * std::f64::consts::LN_2;
+    let mut tail = 0.0;
+    for i in 0..=k {
+        tail += ln_pmf.exp();
+        ln_pmf += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    (2.0 * tail).min(1.0)
+}
+
 /// A threshold read off the impostor distribution at a target false-accept rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OperatingPoint {
@@ -238,16 +302,51 @@ pub fn enrolment_study(
 mod tests {
     use super::*;
 
+    /// Ten folds of 30 genuine pairs at 0.30–0.33 and 30 impostor pairs at 0.70–0.73.
+    fn separable_pairs() -> Vec<(f32, bool, usize)> {
+        (0..10)
+            .flat_map(|fold| {
+                (0..30).flat_map(move |i| [(0.3 + i as f32 * 0.001, true, fold), (0.7 + i as f32 * 0.001, false, fold)])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mcnemar_matches_the_binomial_tail() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        assert!((mcnemar_exact(11, 10) - 1.0).abs() < 1e-12, "a 11:10 split is what chance gives");
+        // 2 · P(X ≤ 8) for X ~ Bin(24, ½) = 0.1515896…
+        assert!((mcnemar_exact(16, 8) - 0.151_590).abs() < 1e-6, "{}", mcnemar_exact(16, 8));
+        assert!((mcnemar_exact(0, 10) - 2.0 / 1024.0).abs() < 1e-12);
+        // Thousands of discordant pairs: no underflow to 0 or NaN.
+        let p = mcnemar_exact(3000, 3000);
+        assert!(p > 0.9 && p <= 1.0, "{p}");
+        assert!(mcnemar_exact(3200, 2800) < 1e-5);
+    }
+
+    #[test]
+    fn paired_comparison_counts_the_pairs_each_run_alone_gets_right() {
+        let a = separable_pairs();
+        // b: one genuine pair per fold far beyond every threshold (wrong in b only).
+        let mut b = a.clone();
+        for fold in 0..10 {
+            b[fold * 60].0 = 0.9;
+        }
+        let c = compare_paired(&a, &b).unwrap();
+        assert_eq!((c.right_a, c.right_b, c.only_a, c.only_b), (600, 590, 10, 0));
+        assert!((c.p_value - 2.0 / 1024.0).abs() < 1e-12);
+        let same = compare_paired(&a, &a).unwrap();
+        assert_eq!((same.only_a, same.only_b, same.p_value), (0, 0, 1.0));
+        // Other pairs, or the same pairs in another order, are refused.
+        let mut swapped = a.clone();
+        swapped.swap(0, 1);
+        assert_eq!(compare_paired(&a, &swapped), Err(PairsDiffer { index: 0 }));
+        assert_eq!(compare_paired(&a, &a[..10]), Err(PairsDiffer { index: 10 }));
+    }
+
     #[test]
     fn separable_scores_give_full_accuracy_and_a_threshold_between() {
-        let mut pairs = Vec::new();
-        for fold in 0..10 {
-            for i in 0..30 {
-                pairs.push((0.3 + i as f32 * 0.001, true, fold));
-                pairs.push((0.7 + i as f32 * 0.001, false, fold));
-            }
-        }
-        let e = evaluate(&pairs);
+        let e = evaluate(&separable_pairs());
         assert_eq!(e.accuracy_mean, 100.0);
         assert_eq!(e.accuracy_std, 0.0);
         assert!(e.threshold > 0.33 && e.threshold < 0.7, "{}", e.threshold);

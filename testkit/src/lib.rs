@@ -121,6 +121,44 @@ pub fn lfw_photos(dir: &Path, people: &[&str], per_person: u32, what: &str) -> O
     Some(out)
 }
 
+/// The first `count` LFW people with at least four photos, their photos 1–4
+/// copied to `dir` in LFW's layout (one folder per person): a small set of
+/// known faces for the training and benchmark programs. Their names, or
+/// `None` after a loud skip of `what`.
+pub fn lfw_people_with_four_photos(dir: &Path, count: usize, what: &str) -> Option<Vec<String>> {
+    let (data, _) = lfw(what)?;
+    let names = data.names().expect("the shared LFW copy lists its photos");
+    let mut people: Vec<&str> = names.iter().filter(|n| n.ends_with("_0004.jpg")).filter_map(|n| n.split('/').next()).collect();
+    people.truncate(count);
+    for p in &people {
+        std::fs::create_dir_all(dir.join(p)).expect("creating the person's folder");
+        for i in 1..=4 {
+            let rel = facegate_lfw::image_path(p, i);
+            std::fs::write(dir.join(&rel), data.read(&rel).expect("reading an LFW photo")).expect("writing an LFW photo");
+        }
+    }
+    Some(people.iter().map(|p| p.to_string()).collect())
+}
+
+/// A pairs.txt in LFW's layout over people from
+/// [`lfw_people_with_four_photos`]: two folds of `people.len() / 2` people;
+/// in each, half the people give a same-person pair (photos 1 and 2) and
+/// each of those is paired with one of the other half (photos 3 and 4).
+pub fn two_fold_pairs(people: &[String]) -> String {
+    let per_fold = people.len() / 2;
+    let half = per_fold / 2;
+    let mut pairs = format!("2\t{half}\n");
+    for fold in people.chunks(per_fold).take(2) {
+        for p in &fold[..half] {
+            pairs += &format!("{p}\t1\t2\n");
+        }
+        for k in 0..half {
+            pairs += &format!("{}\t3\t{}\t4\n", fold[k], fold[k + half]);
+        }
+    }
+    pairs
+}
+
 /// `device run` on a replay of `frames` with a simulated lock, the gallery
 /// `gallery`, the workspace's models, no access log, and one JSON object per
 /// event on stdout, stopping when the replay ends. Add further flags as needed.

@@ -6,7 +6,7 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::Detection;
 use facegate_face::matching::{distance, THRESHOLD_BALANCED, THRESHOLD_DOOR};
 use facegate_face::{DetectorKind, Embedding, Pipeline, PipelineConfig, Precision, Rect};
-use facegate_lfw::{enrolment_study, evaluate, operating_points, parse_pairs, Dataset};
+use facegate_lfw::{compare_paired, enrolment_study, evaluate, operating_points, parse_pairs, Dataset, Pair};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,14 +57,46 @@ pub struct LfwArgs {
     /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
     #[arg(long)]
     pub(super) distances_csv: Option<PathBuf>,
+    /// Compare, pair by pair, with an earlier run's `--distances-csv` file
+    /// (another detector, precision or setting on the same pairs.txt): the
+    /// pairs only one of the two decides right, and the exact McNemar p-value
+    /// of that split (whether the accuracy difference is more than chance).
+    #[arg(long, value_name = "CSV")]
+    pub(super) compare_with: Option<PathBuf>,
     /// Train a metric per fold on the other folds' people (triplet loss) and
     /// report it beside the pretrained model on the held-out fold.
     /// (Features come from the photo pipeline's cache: the detector, jitter,
     /// mirror and precision options do not apply.)
-    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "min_face", "compare_precision", "threshold", "distances_csv"])]
+    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "min_face", "compare_precision", "threshold", "distances_csv", "compare_with"])]
     pub(super) train_metric: Option<crate::train::Kind>,
     #[command(flatten)]
     pub(super) training: crate::train::TrainingArgs,
+}
+
+/// An earlier run's `--distances-csv` file as `(distance, same, fold)` in
+/// the order of `pairs`; every selected pair must be in it.
+fn read_distances_csv(path: &Path, pairs: &[Pair]) -> Result<Vec<(f32, bool, usize)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.is_empty()) {
+        let bad = || anyhow::anyhow!("{} line {}: expected fold,same,distance,a,b", path.display(), i + 1);
+        let [fold, same, d, a, b] = line.split(',').collect::<Vec<_>>()[..] else { return Err(bad()) };
+        let same = match same {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
+        let d: f32 = d.parse().map_err(|_| bad())?;
+        rows.insert((a, b), (d, same, fold.parse::<usize>().map_err(|_| bad())?));
+    }
+    pairs
+        .iter()
+        .map(|p| {
+            rows.get(&(p.a.as_str(), p.b.as_str())).copied().with_context(|| {
+                format!("{} has no distance for {} / {} (another pairs.txt or --folds?)", path.display(), p.a, p.b)
+            })
+        })
+        .collect()
 }
 
 fn parse_detector(s: &str) -> Result<DetectorKind, String> {
@@ -179,6 +211,21 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
     let e = evaluate(&scored);
+    let paired = match &args.compare_with {
+        Some(path) => {
+            let baseline = read_distances_csv(path, &pairs)?;
+            let c = compare_paired(&baseline, &scored).with_context(|| format!("comparing with {}", path.display()))?;
+            Some(serde_json::json!({
+                "baseline": path.display().to_string(),
+                "right_baseline": c.right_a,
+                "right": c.right_b,
+                "only_baseline_right": c.only_a,
+                "only_this_right": c.only_b,
+                "p_value": c.p_value,
+            }))
+        }
+        None => None,
+    };
     // Decisions that change with the other precision, at the shipped thresholds.
     let flips = args.compare_precision.then(|| {
         let other_d: Vec<f32> = pairs
@@ -232,6 +279,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "tar_at_far_1e4": e.tar_at_far_1e4,
         "accuracy_at_threshold": at_threshold,
         "precision_comparison": flips,
+        "paired_comparison": paired,
         "fixed_threshold": args.threshold,
         "operating_points": points.iter().map(|p| serde_json::json!({"far": p.far, "threshold": p.threshold, "tar": 100.0 * p.tar})).collect::<Vec<_>>(),
         "threshold_at_far_1e3": points[0].threshold,
@@ -269,6 +317,17 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
             println!(
                 "  vs {}: {} decisions differ at {THRESHOLD_BALANCED}, {} at {THRESHOLD_DOOR}",
                 f["other_precision"], f["flips_at_balanced"], f["flips_at_door"]
+            );
+        }
+        if let Some(c) = &paired {
+            println!(
+                "  vs {}: {} pairs right there, {} here; {} only there, {} only here (McNemar p = {:.3})",
+                c["baseline"].as_str().unwrap_or_default(),
+                c["right_baseline"],
+                c["right"],
+                c["only_baseline_right"],
+                c["only_this_right"],
+                c["p_value"].as_f64().unwrap_or(1.0)
             );
         }
         if let Some(a) = at_threshold {
