@@ -89,6 +89,10 @@ enum Command {
         /// Use every Nth photo of LFW's sorted list.
         #[arg(long, default_value_t = 25)]
         every: usize,
+        /// Range of each activation: its extremes (100), or the values this
+        /// percentage of it lies within (clipping rare outliers for a finer grid).
+        #[arg(long, default_value_t = 100.0)]
+        percentile: f64,
         /// Output text file.
         #[arg(long)]
         out: PathBuf,
@@ -429,11 +433,11 @@ fn resnet_from_package(package: &Path) -> Result<facegate_dlib::resnet::ResNet> 
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Calibrate { package, lfw, models, every, out } => {
+        Command::Calibrate { package, lfw, models, every, percentile, out } => {
             let net = resnet_from_package(&package)?;
-            let ranges = calibrate::activation_ranges(&net, &lfw, &models, every)?;
+            let ranges = calibrate::activation_ranges(&net, &lfw, &models, every, percentile)?;
             let header = format!(
-                "Activation ranges of dlib's face ResNet (f32) on LFW face chips, every {every}th photo:\n\
+                "Activation ranges of dlib's face ResNet (f32) on LFW face chips, every {every}th photo, percentile {percentile}:\n\
                  written by `model-convert calibrate`; the int8-activation model's scales come from them."
             );
             std::fs::write(&out, ranges.to_text(&header)).with_context(|| format!("writing {}", out.display()))?;
