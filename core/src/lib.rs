@@ -9,6 +9,7 @@
 pub mod embedding;
 pub mod matching;
 pub mod model_id;
+pub mod stats;
 
 pub use embedding::{distance, quantize_i8, Embedding, EMBEDDING_DIM};
 pub use matching::{Identification, TemplateScore, Verification};

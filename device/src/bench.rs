@@ -4,6 +4,7 @@ use crate::recognise::{frame_workers, pick_face, recognise, LiveCheck};
 use crate::source::FrameSource;
 use anyhow::{bail, Context, Result};
 use facegate_arena::FrameScope;
+use facegate_core::stats::{in_turns, median};
 use facegate_face::cores::Cores;
 use facegate_face::liveness::Liveness;
 use facegate_face::{Embedding, Pipeline};
@@ -17,11 +18,6 @@ fn status_mb(key: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A gallery of `people` × `per_person` pseudo-random templates (norm ≈ 1.4 like real ones).
@@ -76,27 +72,23 @@ fn whole_frames_ms(
         std::hint::black_box(recognise(pipeline, frame, home, settings.threshold, live.as_ref(), None, cores)?);
         Ok((t.elapsed().as_secs_f64() * 1000.0, (facegate_arena::system_allocations() - system_before) as f64))
     };
-    let runs = settings.runs;
-    let (mut one, mut on_workers, mut ratios, mut system) =
-        (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs));
-    for i in 0..runs + 5 {
-        let (ms_one, system_one) = one_frame(None)?;
-        let (ms_workers, system_workers) = match workers {
-            Some(w) => one_frame(Some(w))?,
-            None => (ms_one, system_one),
-        };
-        if i >= 5 {
-            one.push(ms_one);
-            on_workers.push(ms_workers);
-            ratios.push(ms_workers / ms_one);
-            system.push(system_workers);
+    const WARMUP: usize = 5;
+    let all = |frames: Vec<Result<(f64, f64)>>| frames.into_iter().collect::<Result<Vec<_>>>();
+    let (one, on_workers) = match workers {
+        Some(w) => {
+            let (one, on_workers) = in_turns(settings.runs, WARMUP, || one_frame(None), || one_frame(Some(w)));
+            (all(one)?, all(on_workers)?)
         }
-    }
+        None => {
+            let one = all((0..WARMUP + settings.runs).map(|_| one_frame(None)).skip(WARMUP).collect())?;
+            (one.clone(), one)
+        }
+    };
     Ok(FrameTimes {
-        one_thread_ms: median(one),
-        ms: median(on_workers),
-        ratio: median(ratios),
-        system_allocations: median(system),
+        one_thread_ms: median(one.iter().map(|f| f.0).collect()),
+        ms: median(on_workers.iter().map(|f| f.0).collect()),
+        ratio: median(one.iter().zip(&on_workers).map(|(a, b)| b.0 / a.0).collect()),
+        system_allocations: median(on_workers.iter().map(|f| f.1).collect()),
     })
 }
 

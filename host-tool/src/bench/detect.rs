@@ -3,9 +3,9 @@
 //! mirrored, counts the centred face found at the minimum face size, and fits
 //! YuNet's box → dlib box mapping ([`BoxMap`]) on the photos where both agree.
 
-use super::median;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use facegate_core::stats::median;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::hog::HogDetector;
 use facegate_face::detect::yunet::{BoxMap, YunetDetector, YunetFace, BOX_FEATURES};

@@ -214,15 +214,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     let paired = match &args.compare_with {
         Some(path) => {
             let baseline = read_distances_csv(path, &pairs)?;
-            let c = compare_paired(&baseline, &scored).with_context(|| format!("comparing with {}", path.display()))?;
-            Some(serde_json::json!({
-                "baseline": path.display().to_string(),
-                "right_baseline": c.right_a,
-                "right": c.right_b,
-                "only_baseline_right": c.only_a,
-                "only_this_right": c.only_b,
-                "p_value": c.p_value,
-            }))
+            Some((path, compare_paired(&baseline, &scored).with_context(|| format!("comparing with {}", path.display()))?))
         }
         None => None,
     };
@@ -279,7 +271,14 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "tar_at_far_1e4": e.tar_at_far_1e4,
         "accuracy_at_threshold": at_threshold,
         "precision_comparison": flips,
-        "paired_comparison": paired,
+        "paired_comparison": paired.as_ref().map(|(path, c)| serde_json::json!({
+            "baseline": path.display().to_string(),
+            "right_baseline": c.right_a,
+            "right": c.right_b,
+            "only_baseline_right": c.only_a,
+            "only_this_right": c.only_b,
+            "p_value": c.p_value,
+        })),
         "fixed_threshold": args.threshold,
         "operating_points": points.iter().map(|p| serde_json::json!({"far": p.far, "threshold": p.threshold, "tar": 100.0 * p.tar})).collect::<Vec<_>>(),
         "threshold_at_far_1e3": points[0].threshold,
@@ -319,15 +318,15 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
                 f["other_precision"], f["flips_at_balanced"], f["flips_at_door"]
             );
         }
-        if let Some(c) = &paired {
+        if let Some((path, c)) = &paired {
             println!(
                 "  vs {}: {} pairs right there, {} here; {} only there, {} only here (McNemar p = {:.3})",
-                c["baseline"].as_str().unwrap_or_default(),
-                c["right_baseline"],
-                c["right"],
-                c["only_baseline_right"],
-                c["only_this_right"],
-                c["p_value"].as_f64().unwrap_or(1.0)
+                path.display(),
+                c.right_a,
+                c.right_b,
+                c.only_a,
+                c.only_b,
+                c.p_value
             );
         }
         if let Some(a) = at_threshold {

@@ -9,12 +9,6 @@ pub mod liveness;
 pub mod speed;
 pub mod trained;
 
-/// The median of `values` (the upper one of an even count; NaN for none).
-pub(crate) fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// A figure in the device's `--stats` summary line, e.g. `stats_figure(line,
 /// "longest gallery wait", "ms")`: the number after `key`, up to `unit`.
 pub fn stats_figure(summary: &str, key: &str, unit: &str) -> Option<f64> {

@@ -1,9 +1,9 @@
 //! `host-tool bench speed`: per-stage timings on one core, median of repeated runs, and whole-frame
 //! throughput on every core; dlib itself is measured on the same frame when a Python with dlib-bin is given.
 
-use super::median;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use facegate_core::stats::{in_turns, median};
 use facegate_face::chip::face_chip;
 use facegate_face::cores::Cores;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
@@ -64,21 +64,15 @@ fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 /// each turn's ratio b / a: on a machine whose speed drifts (a shared VM) a
 /// ratio of two separately measured medians moves with the drift.
 fn alternating_median_ms<T, U>(runs: usize, mut a: impl FnMut() -> T, mut b: impl FnMut() -> U) -> (f64, f64, f64) {
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
-    // Warm-up (plans, caches, threads).
-    drop((a(), b()));
-    let (mut times_a, mut times_b, mut ratios) = (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::with_capacity(runs));
-    for _ in 0..runs {
+    let timed = |f: &mut dyn FnMut()| {
         let t = Instant::now();
-        std::hint::black_box(a());
-        let ta = ms(t);
-        let t = Instant::now();
-        std::hint::black_box(b());
-        let tb = ms(t);
-        times_a.push(ta);
-        times_b.push(tb);
-        ratios.push(tb / ta);
-    }
+        f();
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    // One warm-up turn (plans, caches, threads).
+    let (times_a, times_b) =
+        in_turns(runs, 1, || timed(&mut || drop(std::hint::black_box(a()))), || timed(&mut || drop(std::hint::black_box(b()))));
+    let ratios = times_a.iter().zip(&times_b).map(|(a, b)| b / a).collect();
     (median(times_a), median(times_b), median(ratios))
 }
 
