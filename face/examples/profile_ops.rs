@@ -1,6 +1,8 @@
 //! Time per operator kind of an ONNX network on tract, to see where a model's time goes.
 //! `cargo run --release -p facegate-face --example profile_ops -- MODEL.onnx 1,3,256,320 [THREADS]`
-//! (THREADS > 1: tract's matrix kernels split over that many workers).
+//! (THREADS > 1: tract's matrix kernels split over that many workers; NHWC=1 in
+//! the environment runs the convolutions channel-last; SHOW=1 prints the
+//! first matrix products with the kernels tract chose).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,7 +18,17 @@ fn main() -> TractResult<()> {
     for i in 0..model.output_outlets()?.len() {
         model = model.with_output_fact(i, InferenceFact::default())?;
     }
-    let plan = model.into_optimized()?.into_runnable()?;
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    if std::env::var_os("NHWC").is_some() {
+        typed.transform(&*tract_core::transform::get_transform("conv_nhwc")?.unwrap())?;
+    }
+    let opt = typed.into_optimized()?;
+    if std::env::var_os("SHOW").is_some() {
+        for n in opt.nodes().iter().filter(|n| n.op().name().contains("MatMul")).take(4) {
+            println!("{} {:?}", n.name, n.op().info()?);
+        }
+    }
+    let plan = opt.into_runnable()?;
     let input: TValue = Tensor::zero::<f32>(&shape)?.into_tvalue();
     let threads: usize = args.next().map(|t| t.parse().unwrap()).unwrap_or(1);
     if threads > 1 {

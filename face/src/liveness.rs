@@ -170,6 +170,9 @@ impl Liveness {
         let plan = tract_onnx::onnx()
             .model_for_proto_model(&model)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, INPUT, INPUT]).into()))
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(channel_last)
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| FaceError::Model(format!("cannot load liveness network: {e}")))?;
@@ -213,6 +216,16 @@ impl Liveness {
     pub fn score(&self, img: &RgbImage, face: Rect) -> Result<f32, FaceError> {
         Ok(ensemble_score(&self.class_probabilities(img, self.box_map.apply(face))?))
     }
+}
+
+/// The network with its convolutions run channel-last (NHWC): tract's
+/// depthwise kernel is vectorised over channels there, about 10 % of a
+/// network's time on x86 with the same values (`docs/liveness.md`).
+fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
+    let nhwc = tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
+        .ok_or_else(|| TractError::msg("this tract has no conv_nhwc transform"))?;
+    model.transform(&*nhwc)?;
+    Ok(model)
 }
 
 /// The live score of the networks' class probabilities: their mean live

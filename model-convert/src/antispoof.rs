@@ -5,8 +5,13 @@
 //! with the weights. The network's arithmetic is left as exported; only its
 //! PReLUs are rewritten as `max(x, a·x)`, the same values (for every slope
 //! a ≤ 1, which holds for all of them) in two vectorised operators where
-//! tract runs PReLU as three scalar ones (half the network's time).
+//! tract runs PReLU as three scalar ones (half the network's time). The
+//! product `a·x` is written as a 1×1 depthwise convolution with weights `a`
+//! and no bias (one multiply per value, the same result): facegate runs these
+//! networks channel-last, where tract has a vectorised depthwise kernel but
+//! broadcasts a per-channel `Mul` element by element.
 
+use crate::onnx::{attribute, Attr};
 use anyhow::{ensure, Context, Result};
 use prost::Message;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, StringStringEntryProto};
@@ -59,24 +64,37 @@ fn initializer_floats(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
     Some(t.float_data.clone())
 }
 
-/// Rewrites each PReLU whose slopes are all ≤ 1 as `max(x, a·x)`; returns how many.
+/// Rewrites each PReLU whose slopes are all ≤ 1, one per channel, as
+/// `max(x, a·x)` with `a·x` a 1×1 depthwise convolution; returns how many.
 fn prelu_as_max(graph: &mut GraphProto) -> usize {
     let mut rewritten = 0;
     let mut nodes = Vec::with_capacity(graph.node.len() + 40);
+    let mut weights = Vec::new();
     for node in std::mem::take(&mut graph.node) {
-        let fits = node.op_type == "PRelu"
-            && node.input.len() == 2
-            && initializer_floats(graph, &node.input[1]).is_some_and(|a| !a.is_empty() && a.iter().all(|&v| v <= 1.0));
-        if !fits {
+        let slopes = (node.op_type == "PRelu" && node.input.len() == 2)
+            .then(|| per_channel_slopes(graph, &node.input[1]))
+            .flatten()
+            .filter(|a| a.iter().all(|&v| v <= 1.0));
+        let Some(slopes) = slopes else {
             nodes.push(node);
             continue;
-        }
+        };
+        let channels = slopes.len() as i64;
+        let kernel = format!("{}_as_depthwise", node.input[1]);
+        weights.push(tract_onnx::pb::TensorProto {
+            name: kernel.clone(),
+            dims: vec![channels, 1, 1, 1],
+            data_type: tract_onnx::pb::tensor_proto::DataType::Float as i32,
+            raw_data: slopes.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
         let scaled = format!("{}_scaled", node.output[0]);
         nodes.push(NodeProto {
-            input: node.input.clone(),
+            input: vec![node.input[0].clone(), kernel],
             output: vec![scaled.clone()],
             name: format!("{}_mul", node.name),
-            op_type: "Mul".into(),
+            op_type: "Conv".into(),
+            attribute: vec![attribute("group", Attr::Int(channels)), attribute("kernel_shape", Attr::Ints(vec![1, 1]))],
             ..Default::default()
         });
         nodes.push(NodeProto {
@@ -89,7 +107,21 @@ fn prelu_as_max(graph: &mut GraphProto) -> usize {
         rewritten += 1;
     }
     graph.node = nodes;
+    // The slopes now live in the depthwise kernels only.
+    let used: std::collections::HashSet<&String> = graph.node.iter().flat_map(|n| &n.input).collect();
+    let kept: Vec<_> = std::mem::take(&mut graph.initializer).into_iter().filter(|t| used.contains(&t.name)).collect();
+    graph.initializer = kept;
+    graph.initializer.extend(weights);
     rewritten
+}
+
+/// The slopes of a PReLU that has one per channel (`[C, 1, 1]` or `[1, C, 1, 1]`).
+fn per_channel_slopes(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
+    let dims = &graph.initializer.iter().find(|t| t.name == name)?.dims;
+    let channels = *dims.iter().max()?;
+    let per_channel = matches!(dims.as_slice(), [c, 1, 1] | [1, c, 1, 1] if *c == channels);
+    let slopes = initializer_floats(graph, name)?;
+    (per_channel && slopes.len() as i64 == channels).then_some(slopes)
 }
 
 /// The export with its PReLUs as `max(x, a·x)`, a softmax on its logits and facegate's metadata.
@@ -97,7 +129,11 @@ pub fn convert(export: &[u8], src: &AntispoofSource) -> Result<Vec<u8>> {
     let mut model = ModelProto::decode(export).with_context(|| format!("{} is not an ONNX model", src.export))?;
     let graph = model.graph.as_mut().context("the model has no graph")?;
     let prelus = graph.node.iter().filter(|n| n.op_type == "PRelu").count();
-    ensure!(prelu_as_max(graph) == prelus, "{}: a PReLU slope above 1 (max(x, a·x) would differ)", src.export);
+    ensure!(
+        prelu_as_max(graph) == prelus,
+        "{}: a PReLU whose slope is above 1 (max(x, a·x) would differ) or not one per channel",
+        src.export
+    );
     ensure!(graph.output.len() == 1 && graph.input.len() == 1, "{}: expected one input and one output", src.export);
     let logits = graph.output[0].name.clone();
     let mut probabilities = graph.output[0].clone();
@@ -107,12 +143,7 @@ pub fn convert(export: &[u8], src: &AntispoofSource) -> Result<Vec<u8>> {
         output: vec![probabilities.name.clone()],
         name: "facegate_softmax".into(),
         op_type: "Softmax".into(),
-        attribute: vec![tract_onnx::pb::AttributeProto {
-            name: "axis".into(),
-            r#type: tract_onnx::pb::attribute_proto::AttributeType::Int as i32,
-            i: 1,
-            ..Default::default()
-        }],
+        attribute: vec![attribute("axis", Attr::Int(1))],
         ..Default::default()
     });
     graph.output = vec![probabilities];
@@ -125,4 +156,50 @@ pub fn convert(export: &[u8], src: &AntispoofSource) -> Result<Vec<u8>> {
     ];
     model.metadata_props.extend(meta.into_iter().map(|(k, v)| StringStringEntryProto { key: k.into(), value: v }));
     Ok(model.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dim, GraphBuilder};
+    use tract_onnx::prelude::*;
+
+    /// A PReLU over 3 channels of a 1×3×2×2 input, rewritten, run by tract.
+    fn rewritten_prelu(slopes: &[f32], x: &[f32]) -> (usize, Vec<String>, Vec<f32>) {
+        let mut g = GraphBuilder::default();
+        g.input_dims("x", &[Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(2)]);
+        let a = g.f32_const("slope", &[3, 1, 1], slopes);
+        let y = g.node("PRelu", &["x", &a], vec![]);
+        g.output_dims(&y, "y", &[Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(2)]);
+        let mut model = g.finish("prelu", &[]);
+        let graph = model.graph.as_mut().unwrap();
+        let n = prelu_as_max(graph);
+        let ops = graph.node.iter().map(|n| n.op_type.clone()).collect();
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &model.encode_to_vec()[..])
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .unwrap();
+        let out = plan.run(tvec!(Tensor::from_shape(&[1, 3, 2, 2], x).unwrap().into_tvalue())).unwrap();
+        let y = out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        (n, ops, y)
+    }
+
+    #[test]
+    fn a_prelu_becomes_the_max_of_x_and_a_depthwise_product_with_the_same_values() {
+        let slopes = [0.25, -0.5, 1.0];
+        let x: Vec<f32> = (0..12).map(|i| i as f32 - 5.5).collect();
+        let (n, ops, y) = rewritten_prelu(&slopes, &x);
+        assert_eq!(n, 1);
+        assert_eq!(ops, ["Conv", "Max", "Identity"]);
+        let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| if v >= 0.0 { v } else { slopes[i / 4] * v }).collect();
+        assert_eq!(y, want);
+    }
+
+    #[test]
+    fn a_slope_above_one_is_left_as_a_prelu() {
+        let (n, ops, _) = rewritten_prelu(&[0.25, 1.5, 0.1], &[1.0; 12]);
+        assert_eq!(n, 0);
+        assert_eq!(ops, ["PRelu", "Identity"]);
+    }
 }

@@ -373,7 +373,7 @@ fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> 
                 license: "Apache-2.0 (Minivision)",
             },
             bytes: antispoof::convert(&raw, src)?,
-            what: "passive liveness network, 80×80 BGR crop of the face box × crop scale (the source_version field); PReLU written as max(x, a·x) (same values), softmax appended, index 1 = live",
+            what: "passive liveness network, 80×80 BGR crop of the face box × crop scale (the source_version field); PReLU written as max(x, a·x) with a·x a 1×1 depthwise conv (same values; run channel-last), softmax appended, index 1 = live",
         });
     }
     let path = yunet_dir.join(yunet::EXPORT);

@@ -77,27 +77,7 @@ impl GraphBuilder {
     /// Adds a node with one output and returns the output's name.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
         let out = self.fresh(&op.to_lowercase());
-        let attribute = attrs
-            .into_iter()
-            .map(|(name, value)| {
-                let mut a = AttributeProto { name: name.to_string(), ..Default::default() };
-                match value {
-                    Attr::Int(i) => {
-                        a.i = i;
-                        a.r#type = AttributeType::Int as i32;
-                    }
-                    Attr::Ints(v) => {
-                        a.ints = v;
-                        a.r#type = AttributeType::Ints as i32;
-                    }
-                    Attr::Str(s) => {
-                        a.s = s.as_bytes().to_vec();
-                        a.r#type = AttributeType::String as i32;
-                    }
-                }
-                a
-            })
-            .collect();
+        let attribute = attrs.into_iter().map(|(name, value)| attribute(name, value)).collect();
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: vec![out.clone()],
@@ -152,6 +132,26 @@ impl GraphBuilder {
             ..Default::default()
         }
     }
+}
+
+/// A node attribute.
+pub fn attribute(name: &str, value: Attr) -> AttributeProto {
+    let mut a = AttributeProto { name: name.to_string(), ..Default::default() };
+    match value {
+        Attr::Int(i) => {
+            a.i = i;
+            a.r#type = AttributeType::Int as i32;
+        }
+        Attr::Ints(v) => {
+            a.ints = v;
+            a.r#type = AttributeType::Ints as i32;
+        }
+        Attr::Str(s) => {
+            a.s = s.as_bytes().to_vec();
+            a.r#type = AttributeType::String as i32;
+        }
+    }
+    a
 }
 
 /// One dimension of a declared input or output.
