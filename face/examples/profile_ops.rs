@@ -24,13 +24,16 @@ fn main() -> TractResult<()> {
     }
     let opt = typed.into_optimized()?;
     if std::env::var_os("SHOW").is_some() {
-        for n in opt.nodes().iter().filter(|n| n.op().name().contains("MatMul")).take(4) {
+        for n in opt.nodes().iter().filter(|n| n.op().name().contains("MatMul")).take(40) {
             println!("{} {:?}", n.name, n.op().info()?);
         }
     }
     let plan = opt.into_runnable()?;
     let input: TValue = Tensor::zero::<f32>(&shape)?.into_tvalue();
     let threads: usize = args.next().map(|t| t.parse().unwrap()).unwrap_or(1);
+    if let Some(p) = std::env::var("PANELS").ok().and_then(|p| p.parse().ok()) {
+        tract_linalg::multithread::set_threading_panel_threshold(p);
+    }
     if threads > 1 {
         tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
     }

@@ -11,7 +11,17 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use tract_linalg::multithread::{multithread_tract_scope, Executor};
+use tract_linalg::multithread::{multithread_tract_scope, set_threading_panel_threshold, Executor};
+
+/// Output tiles below which tract keeps a split product on one thread (its
+/// default is 64). The embedding's last stage (256 channels on 4×4 and 3×3
+/// maps, a sixth of its multiply-adds, 2.4 MB of weights per product) has
+/// 16–32 tiles and ran on one core; split, each core streams half the
+/// weights. Measured in turns (docs/benchmarks.md, "Cores"): the network
+/// alone on two workers 0.94× → 0.74–0.78× its one-thread time, through
+/// `bench speed` 0.82–0.88× → 0.80–0.86×; YuNet unchanged at the door's
+/// scale (lower thresholds start to cost it there).
+pub const SPLIT_PANEL_THRESHOLD: usize = 16;
 
 thread_local! {
     /// The pool this thread is splitting its work over, inside [`Cores::split`].
@@ -38,6 +48,8 @@ impl Cores {
         start: impl Fn(usize) + Send + Sync + 'static,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let name = name.to_string();
+        // Process-wide, but read only by products run on a pool (inside `split`).
+        set_threading_panel_threshold(SPLIT_PANEL_THRESHOLD);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("{name}-{i}"))
@@ -82,6 +94,11 @@ mod tests {
     #[test]
     fn only_a_plain_thread_splits() {
         let cores = Cores::new(2, "test-split").unwrap();
+        assert_eq!(
+            tract_linalg::multithread::current_threading_panel_threshold(),
+            SPLIT_PANEL_THRESHOLD,
+            "the embedding's last stage would stay on one core"
+        );
         assert!(cores.split(|| on_splitting_pool(|| {})), "a plain thread splits over the pool");
         assert!(!on_splitting_pool(|| {}), "outside split, nothing is split");
         // A rayon worker would run queued jobs while it waited: it must not split.

@@ -56,6 +56,8 @@ fn bench_speed_json_has_the_speed_interface() {
         "liveness_ms",
         "detect_ms_640x480_threads",
         "embed_ms_threads",
+        "embed_ratio_vs_1_thread",
+        "detect_ratio_vs_1_thread",
         "frame_ratio_vs_1_thread",
         "fps_ratio_vs_1_thread",
     ] {

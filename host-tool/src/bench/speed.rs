@@ -228,17 +228,22 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
             (ms, ms, 1.0)
         }
     };
-    // One network on every core (tract's kernels splitting each product).
+    // One stage on every core (tract's kernels splitting each product, HOG
+    // its pyramid), timed in turns with the stage on one thread: the time on
+    // every core and the median of the turns' ratios.
     let on_threads = |f: &dyn Fn()| match &cores {
-        Some(c) => median_ms(n, || c.split(f)).0,
-        None => median_ms(n, f).0,
+        Some(c) => {
+            let (_, ms, ratio) = alternating_median_ms(n, f, || c.split(f));
+            (ms, ratio)
+        }
+        None => (median_ms(n, f).0, 1.0),
     };
-    let embed_threads_ms = on_threads(&|| {
+    let (embed_threads_ms, embed_ratio) = on_threads(&|| {
         std::hint::black_box(pipeline.embedder.embed(&chip).expect("embeds"));
     });
-    let detect_threads_ms = on_threads(&|| drop(pipeline.detect(&frame)));
-    let yunet_threads_ms = on_threads(&|| drop(yunet.detect_min(&frame, 0.0, door_min_face).expect("runs")));
-    let liveness_threads_ms = on_threads(&|| {
+    let (detect_threads_ms, detect_ratio) = on_threads(&|| drop(pipeline.detect(&frame)));
+    let (yunet_threads_ms, yunet_ratio) = on_threads(&|| drop(yunet.detect_min(&frame, 0.0, door_min_face).expect("runs")));
+    let (liveness_threads_ms, liveness_ratio) = on_threads(&|| {
         std::hint::black_box(liveness.score(&frame, det.rect).expect("scores"));
     });
     // Whole frames on every core at once, as the door pipelines them (each
@@ -302,6 +307,11 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "detect_ms_640x480_yunet_threads": yunet_threads_ms,
         "detect_ms_640x480_threads": detect_threads_ms,
         "liveness_ms_threads": liveness_threads_ms,
+        // Each stage on every core against one thread, timed in turns.
+        "embed_ratio_vs_1_thread": embed_ratio,
+        "detect_ratio_vs_1_thread": detect_ratio,
+        "detect_yunet_ratio_vs_1_thread": yunet_ratio,
+        "liveness_ratio_vs_1_thread": liveness_ratio,
         "frame_ms": frame_ms,
         "frame_ms_without_liveness": frame_ms_without_liveness,
         "liveness_ms": liveness_ms,
@@ -343,6 +353,9 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         println!(
             "  frame_ms on {threads} threads {frame_ms:>8.2}  ({frame_ratio:.2}× the 1-thread {frame_ms_1_thread:.2}; {:.1} fps; whole frames on every core at once: {fps_frames_in_parallel:.1} fps, {fps_ratio:.2}× one core's)",
             1000.0 / frame_ms
+        );
+        println!(
+            "  one stage on {threads} threads (× its 1-thread time, in turns): embed {embed_threads_ms:.2} ms ({embed_ratio:.2}×), HOG {detect_threads_ms:.2} ms ({detect_ratio:.2}×), YuNet {yunet_threads_ms:.2} ms ({yunet_ratio:.2}×), liveness {liveness_threads_ms:.2} ms ({liveness_ratio:.2}×)"
         );
         if let Some(r) = json.get("speedup_per_face_vs_dlib") {
             println!(
