@@ -11,7 +11,7 @@
 //! networks channel-last, where tract has a vectorised depthwise kernel but
 //! broadcasts a per-channel `Mul` element by element.
 
-use crate::onnx::{attribute, Attr};
+use crate::onnx::{attribute, f32_tensor, Attr};
 use anyhow::{ensure, Context, Result};
 use prost::Message;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, StringStringEntryProto};
@@ -81,13 +81,7 @@ fn prelu_as_max(graph: &mut GraphProto) -> usize {
         };
         let channels = slopes.len() as i64;
         let kernel = format!("{}_as_depthwise", node.input[1]);
-        weights.push(tract_onnx::pb::TensorProto {
-            name: kernel.clone(),
-            dims: vec![channels, 1, 1, 1],
-            data_type: tract_onnx::pb::tensor_proto::DataType::Float as i32,
-            raw_data: slopes.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
+        weights.push(f32_tensor(&kernel, &[channels, 1, 1, 1], &slopes));
         let scaled = format!("{}_scaled", node.output[0]);
         nodes.push(NodeProto {
             input: vec![node.input[0].clone(), kernel],

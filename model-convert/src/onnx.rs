@@ -35,8 +35,7 @@ impl GraphBuilder {
     /// Adds an f32 constant and returns its name.
     pub fn f32_const(&mut self, prefix: &str, dims: &[i64], data: &[f32]) -> String {
         let name = self.fresh(prefix);
-        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.push_init(&name, dims, DataType::Float, raw);
+        self.graph.initializer.push(f32_tensor(&name, dims, data));
         name
     }
 
@@ -131,6 +130,17 @@ impl GraphBuilder {
                 .collect(),
             ..Default::default()
         }
+    }
+}
+
+/// An f32 initializer (raw little-endian data).
+pub fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
     }
 }
 
