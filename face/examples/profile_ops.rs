@@ -4,6 +4,8 @@
 //! the environment runs the convolutions channel-last; SHOW=1 prints the
 //! first matrix products with the kernels tract chose).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tract_core::plan::SimpleState;
@@ -13,27 +15,16 @@ use tract_onnx::tract_core;
 fn main() -> TractResult<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: profile_ops MODEL.onnx SHAPE");
-    let shape: Vec<usize> = args.next().expect("SHAPE like 1,3,256,320").split(',').map(|s| s.parse().unwrap()).collect();
-    let mut model = tract_onnx::onnx().model_for_path(&path)?.with_input_fact(0, f32::fact(&shape).into())?;
-    for i in 0..model.output_outlets()?.len() {
-        model = model.with_output_fact(i, InferenceFact::default())?;
-    }
-    let mut typed = model.into_typed()?.into_decluttered()?;
-    if std::env::var_os("NHWC").is_some() {
-        typed.transform(&*tract_core::transform::get_transform("conv_nhwc")?.unwrap())?;
-    }
-    let opt = typed.into_optimized()?;
+    let shape = common::parse_shape(&args.next().expect("SHAPE like 1,3,256,320"));
+    let opt = common::load(&path, &shape, std::env::var_os("NHWC").is_some())?;
     if std::env::var_os("SHOW").is_some() {
         for n in opt.nodes().iter().filter(|n| n.op().name().contains("MatMul")).take(40) {
             println!("{} {:?}", n.name, n.op().info()?);
         }
     }
     let plan = opt.into_runnable()?;
-    let input: TValue = Tensor::zero::<f32>(&shape)?.into_tvalue();
+    let input = common::input(&shape)?;
     let threads: usize = args.next().map(|t| t.parse().unwrap()).unwrap_or(1);
-    if let Some(p) = std::env::var("PANELS").ok().and_then(|p| p.parse().ok()) {
-        tract_linalg::multithread::set_threading_panel_threshold(p);
-    }
     if threads > 1 {
         tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
     }

@@ -1,55 +1,66 @@
-//! Time ONNX networks in turns (one run of each, repeated 300 times), so a
+//! Times ONNX networks in turns (one run of each, repeated 300 times), so a
 //! machine whose speed drifts slows them all alike; prints each one's median
-//! and its largest output difference from the first network's.
-//! `cargo run --release -p facegate-face --example turns -- 1,3,80,80 A.onnx B.onnx:nhwc …`
-//! (`:nhwc`: convolutions run channel-last, as `Liveness` runs its networks).
+//! and its largest output difference from the first entry's.
+//! `cargo run --release -p facegate-face --example turns -- 1,3,80,80 A.onnx A.onnx:nhwc B.onnx:split=16 …`
+//! - `:nhwc`: convolutions run channel-last, as `Liveness` runs its networks;
+//! - `:split=P`: the products split over two workers, as `Cores::split` runs
+//!   them, with tract keeping products of fewer than P output tiles on one
+//!   thread (`cores::SPLIT_PANEL_THRESHOLD`; tract's default is 64).
+
+mod common;
+
+use facegate_core::stats::median;
 use std::time::Instant;
+use tract_linalg::multithread::{multithread_tract_scope, set_threading_panel_threshold, Executor};
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core;
+
+const RUNS: usize = 300;
 
 fn main() -> TractResult<()> {
     let mut args = std::env::args().skip(1);
-    let shape: Vec<usize> = args.next().unwrap().split(',').map(|s| s.parse().unwrap()).collect();
-    let mut plans = vec![];
-    let mut names = vec![];
-    for a in args {
-        let (path, nhwc) = match a.strip_suffix(":nhwc") {
-            Some(p) => (p.to_string(), true),
-            None => (a.clone(), false),
-        };
-        let mut model = tract_onnx::onnx().model_for_path(&path)?.with_input_fact(0, f32::fact(&shape).into())?;
-        for i in 0..model.output_outlets()?.len() {
-            model = model.with_output_fact(i, InferenceFact::default())?;
+    let shape = common::parse_shape(&args.next().expect("usage: turns SHAPE MODEL[:nhwc][:split=P] …"));
+    let workers = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("two workers"));
+    let mut entries = vec![];
+    for arg in args {
+        let mut parts = arg.split(':');
+        let path = parts.next().unwrap_or_default();
+        let (mut nhwc, mut split) = (false, None);
+        for option in parts {
+            match option.strip_prefix("split=") {
+                Some(p) => split = Some(p.parse::<usize>().expect("split=TILES")),
+                None if option == "nhwc" => nhwc = true,
+                None => panic!("unknown option {option:?} (nhwc or split=TILES)"),
+            }
         }
-        let mut typed = model.into_typed()?.into_decluttered()?;
-        if nhwc {
-            typed.transform(&*tract_core::transform::get_transform("conv_nhwc")?.unwrap())?;
-        }
-        plans.push(typed.into_optimized()?.into_runnable()?);
-        names.push(a);
+        entries.push((arg.clone(), split, common::load(path, &shape, nhwc)?.into_runnable()?));
     }
-    let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 200.0).collect();
-    let input: TValue = Tensor::from_shape(&shape, &data)?.into_tvalue();
-    let mut times = vec![vec![]; plans.len()];
-    let mut outs = vec![];
-    for run in 0..301 {
-        for (i, p) in plans.iter().enumerate() {
+    let input = common::input(&shape)?;
+    let run = |split: Option<usize>, plan: &std::sync::Arc<TypedRunnableModel>| match split {
+        None => plan.run(tvec!(input.clone())),
+        Some(tiles) => {
+            set_threading_panel_threshold(tiles);
+            multithread_tract_scope(Executor::MultiThread(workers.clone()), || plan.run(tvec!(input.clone())))
+        }
+    };
+    let mut times = vec![Vec::with_capacity(RUNS); entries.len()];
+    let mut outputs = vec![];
+    // One warm-up turn, whose outputs are compared.
+    for turn in 0..=RUNS {
+        for (i, (_, split, plan)) in entries.iter().enumerate() {
             let t = Instant::now();
-            let o = p.run(tvec!(input.clone()))?;
-            if run > 0 {
+            let out = run(*split, plan)?;
+            if turn == 0 {
+                outputs.push(out[0].clone().into_tensor());
+            } else {
                 times[i].push(t.elapsed().as_secs_f64() * 1000.0);
             }
-            if run == 0 {
-                outs.push(o[0].clone().into_tensor());
-            }
         }
     }
-    for (i, t) in times.iter_mut().enumerate() {
-        t.sort_by(f64::total_cmp);
-        let (a, b) = (outs[i].try_as_plain_ram()?, outs[0].try_as_plain_ram()?);
-        let diff = a.as_slice::<f32>()?.iter().zip(b.as_slice::<f32>()?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        println!("{:<45} median {:.3} ms  p10 {:.3}  max|Δ| vs first {:.2e}", names[i], t[t.len() / 2], t[t.len() / 10], diff);
+    let first = outputs[0].try_as_plain_ram()?;
+    for (((name, _, _), times), out) in entries.iter().zip(times).zip(&outputs) {
+        let out = out.try_as_plain_ram()?;
+        let diff = out.as_slice::<f32>()?.iter().zip(first.as_slice::<f32>()?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        println!("{name:<50} median {:.3} ms  max|Δ| vs the first {diff:.2e}", median(times));
     }
     Ok(())
 }

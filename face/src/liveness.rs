@@ -218,10 +218,11 @@ impl Liveness {
     }
 }
 
-/// The network with its convolutions run channel-last (NHWC): tract's
-/// depthwise kernel is vectorised over channels there, about 10 % of a
-/// network's time on x86 with the same values (`docs/liveness.md`).
-fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
+/// `model` (decluttered) with its convolutions run channel-last (NHWC), as
+/// the liveness networks run: tract's depthwise kernel is vectorised over
+/// channels there, which saves about 10 % of a liveness network's time on
+/// x86 with the same values (`docs/liveness.md`).
+pub fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
     let nhwc = tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
         .ok_or_else(|| TractError::msg("this tract has no conv_nhwc transform"))?;
     model.transform(&*nhwc)?;

@@ -73,4 +73,10 @@ fn compare_with_counts_the_pairs_only_one_run_gets_right() {
     std::fs::write(&garbage, "fold,same,distance,a,b\n0,maybe,0.4,x,y\n").unwrap();
     let refused = run("hog", &["--compare-with", &s(&garbage)]);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("line 2"), "{refused:?}");
+    // Another CSV (here the pairs.txt itself) is refused at its first line.
+    let refused = run("hog", &["--compare-with", &s(&pairs)]);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("is not a --distances-csv file"),
+        "{refused:?}"
+    );
 }

@@ -73,13 +73,20 @@ pub struct LfwArgs {
     pub(super) training: crate::train::TrainingArgs,
 }
 
+/// The first line of a `--distances-csv` file: its columns.
+const DISTANCES_CSV_HEADER: &str = "fold,same,distance,a,b";
+
 /// An earlier run's `--distances-csv` file as `(distance, same, fold)` in
 /// the order of `pairs`; every selected pair must be in it.
 fn read_distances_csv(path: &Path, pairs: &[Pair]) -> Result<Vec<(f32, bool, usize)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines().enumerate();
+    if lines.next().map(|(_, header)| header) != Some(DISTANCES_CSV_HEADER) {
+        bail!("{} is not a --distances-csv file (its first line is not {DISTANCES_CSV_HEADER})", path.display());
+    }
     let mut rows = BTreeMap::new();
-    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.is_empty()) {
-        let bad = || anyhow::anyhow!("{} line {}: expected fold,same,distance,a,b", path.display(), i + 1);
+    for (i, line) in lines.filter(|(_, l)| !l.is_empty()) {
+        let bad = || anyhow::anyhow!("{} line {}: expected {DISTANCES_CSV_HEADER}", path.display(), i + 1);
         let [fold, same, d, a, b] = line.split(',').collect::<Vec<_>>()[..] else { return Err(bad()) };
         let same = match same {
             "0" => false,
@@ -204,7 +211,7 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         .map(|p| (distance(&results[p.a.as_str()].embedding, &results[p.b.as_str()].embedding), p.same, p.fold))
         .collect();
     if let Some(path) = &args.distances_csv {
-        let mut csv = String::from("fold,same,distance,a,b\n");
+        let mut csv = format!("{DISTANCES_CSV_HEADER}\n");
         for (p, (d, _, _)) in pairs.iter().zip(&scored) {
             csv += &format!("{},{},{d},{},{}\n", p.fold, p.same as u8, p.a, p.b);
         }
