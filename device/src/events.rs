@@ -2,9 +2,9 @@
 //! `--events-json` one JSON object per line on stdout, relay transitions
 //! included. Every other module reports through here.
 
+use facegate_core::print::print_json_line;
 use facegate_store::access_log::iso_time;
 use facegate_store::{AccessLog, Event, EventKind};
-use std::io::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,13 +25,6 @@ pub fn now_ms() -> i64 {
 /// wall-clock reading — schedules, validity windows, event times — follows it.
 pub fn start_clock_at(start_ms: i64) {
     CLOCK_OFFSET_MS.store(start_ms - system_ms(), Ordering::Relaxed);
-}
-
-/// Writes one JSON object as a line on stdout, flushed.
-pub fn print_json_line(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
 }
 
 /// The `--events-json` line of a relay transition; `cause` says why when it is

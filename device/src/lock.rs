@@ -6,7 +6,8 @@
 //! with the wiring in the README (fail-secure strike or maglock on the relay's
 //! normally-open contact).
 
-use crate::events::{now_ms, print_json_line, relay_json};
+use crate::events::{now_ms, relay_json};
+use facegate_core::print::print_json_line;
 use std::sync::{Arc, Mutex};
 
 /// A relay that unlocks the door while energised.

@@ -1,20 +1,16 @@
 //! `host-tool`: provisions a facegate door unit over its serial link (or a
-//! gallery file directly), and measures the face pipeline.
+//! gallery file directly), and administers a site of doors. Benchmarks and
+//! training (`bench …`, `train`) are the lab's (`facegate-lab`).
 
-mod bench;
 mod cmd;
-mod features;
 mod keys;
 mod output;
-mod plot;
 mod ports;
 mod site;
 mod target;
-mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use facegate_face::Precision;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -161,10 +157,10 @@ enum Command {
     /// Where the models are found, and a check of every file against its MANIFEST hash.
     Models,
     /// Learn a metric on labelled photos (one folder per person) with the triplet loss.
-    Train(train::TrainArgs),
+    Train(facegate_lab::TrainArgs),
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(facegate_lab::BenchCommand),
     /// A site of many doors (`site init`).
     #[command(subcommand)]
     Site(site::SiteAction),
@@ -217,29 +213,6 @@ enum ConfigAction {
         /// New value.
         value: String,
     },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// LFW View 2 verification: 10 folds, threshold chosen on nine, applied to the tenth.
-    Lfw(bench::lfw::LfwArgs),
-    /// Per-stage timings on one core (median of repeated runs).
-    Speed(bench::speed::SpeedArgs),
-    /// Door detectors on LFW photos upright, rotated ±20° and mirrored; fits YuNet's box map.
-    Detect(bench::detect::DetectArgs),
-    /// Sharpness of LFW face chips, plain and blurred: the data behind the blur check.
-    Blur(bench::blur::BlurArgs),
-    /// Bulk enrolment through the device program over a PTY paced at a baud rate.
-    Link(bench::link::LinkArgs),
-    /// Liveness (presentation-attack detection) on labelled live/attack sets: BPCER, APCER, ACER, DET curves.
-    Liveness(bench::liveness::LivenessArgs),
-    /// A site pushed to many doors through a local mosquitto: convergence, broker bytes, events collected.
-    Fleet(bench::fleet::FleetArgs),
-}
-
-/// Parses `f32|int8` for clap.
-pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    s.parse()
 }
 
 /// The `--site` file a site command needs.
@@ -309,14 +282,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup { file } => cmd::backup(&g, &file),
         Command::Restore { file } => cmd::restore(&g, &file),
         Command::Unlock => cmd::unlock(&g),
-        Command::Train(args) => train::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Lfw(args)) => bench::lfw::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Speed(args)) => bench::speed::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Detect(args)) => bench::detect::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Blur(args)) => bench::blur::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Link(args)) => bench::link::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Liveness(args)) => bench::liveness::run(&g.models()?, args),
-        Command::Bench(BenchCommand::Fleet(args)) => bench::fleet::run(&g.models()?, args),
+        Command::Train(args) => facegate_lab::run_train(&g.models()?, args),
+        Command::Bench(command) => facegate_lab::run_bench(&g.models()?, command),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Printing: readable tables, or JSON with `--json`; errors with hints.
 
+pub use facegate_core::print::{print_json, print_json_line};
 use facegate_protocol::{ClientError, WireError};
 pub use facegate_store::access_log::iso_time;
 
@@ -17,19 +18,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
     out.extend(rows.iter().map(|r| line(r.clone())));
     out.join("\n")
-}
-
-/// Prints JSON, pretty.
-pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
-}
-
-/// Prints JSON on one line (streams: one object per line), flushed.
-pub fn print_json_line(value: &serde_json::Value) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
 }
 
 /// A hint carried inside an error, printed by `main`.

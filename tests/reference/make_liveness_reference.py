@@ -24,7 +24,7 @@ BOXES = {"image_T1": [116, 127, 216, 216], "image_F1": [136, 127, 216, 216], "im
 
 
 def synthetic(k):
-    """The same formula as face/tests/liveness_reference.rs."""
+    """The same formula as crates/face/tests/liveness_reference.rs."""
     c, y, x = np.mgrid[0:3, 0:80, 0:80].astype(np.int64)
     return (((x * (7 + k) + y * 13 + c * 29 + k * k) % 256).astype(np.float32))[None]
 

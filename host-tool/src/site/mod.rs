@@ -8,7 +8,6 @@
 //! - `SITE.state`: the people (templates sealed), groups, doors, schedules,
 //!   the version, and what was last published.
 
-pub mod broker;
 mod printed;
 
 use crate::cmd::Global;
@@ -16,47 +15,13 @@ use crate::output::{print_json, print_json_line, table};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
+use facegate_site_admin::{broker, SiteConfig};
 use printed::Printed;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The site file: who the administrator is and how to reach the broker.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SiteConfig {
-    /// The site's name (a topic level).
-    pub name: String,
-    /// `mqtts://host:port`.
-    pub broker: String,
-    /// PEM of the broker's CA; empty: the system's roots.
-    #[serde(default)]
-    pub ca_file: String,
-    /// The administrator's broker login.
-    pub username: String,
-    /// Its password.
-    pub password: String,
-    /// The admin signing key (hex; secret).
-    pub admin_key: String,
-    /// The site's data key (hex; secret).
-    pub data_key: String,
-}
-
-impl SiteConfig {
-    fn admin(&self) -> Result<AdminKey> {
-        Ok(AdminKey::from_bytes(&unhex32("admin_key", &self.admin_key)?))
-    }
-
-    fn data(&self) -> Result<DataKey> {
-        Ok(DataKey::from_bytes(unhex32("data_key", &self.data_key)?))
-    }
-}
-
-fn unhex32(what: &str, text: &str) -> Result<[u8; 32]> {
-    facegate_core::from_hex(text).with_context(|| format!("{what} must be 64 hex digits"))
-}
 
 /// The site's state as the administrator keeps it.
 #[derive(Clone, Serialize, Deserialize)]
