@@ -6,7 +6,7 @@
 # the binary and model sizes, then builds and checks the .deb packages.
 #
 # Needs: rustup targets, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf,
-# libc6-dev-{arm64,armhf}-cross, qemu-user, libclang-dev, cargo-deb, python3;
+# libc6-dev-{arm64,armhf}-cross, qemu-user, cargo-deb, python3;
 # LFW at ../shared/datasets/lfw (or FACEGATE_LFW_DIR). `.ci/run` installs them.
 # shellcheck source=../common.sh
 . "$(dirname "$0")/../common.sh"
