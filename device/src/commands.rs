@@ -8,7 +8,7 @@ use crate::source::open_source;
 use crate::{notify, policy, provision, runner, serial, shared};
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::Liveness;
-use facegate_face::{LastLayer, ModelId, Pipeline, PipelineConfig, Precision};
+use facegate_face::{LastLayer, ModelId, Pipeline, PipelineConfig};
 use facegate_provision::GalleryHome;
 use facegate_store::AccessLog;
 use facegate_train::MetricHead;
@@ -118,9 +118,9 @@ pub fn load_liveness(dir: &Path, config: &Config) -> Result<Option<Liveness>> {
 /// last one when that file is a retrained last layer.
 pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     let r = &config.recognition;
-    let precision: Precision = r.precision.parse().map_err(anyhow::Error::msg)?;
-    let detector = r.detector.parse().map_err(anyhow::Error::msg)?;
-    let settings = PipelineConfig { upsample: r.upsample, min_face: r.min_face, detector, ..PipelineConfig::door() };
+    let precision = r.precision;
+    let settings =
+        PipelineConfig { upsample: r.upsample, min_face: r.min_face, detector: r.detector.kind(), ..PipelineConfig::door() };
     let network = facegate_face::Embedder::model_id_of(dir, precision)?;
     let last_layer = load_metric(config, network)?
         .filter(MetricHead::is_last_layer)

@@ -1,7 +1,9 @@
 //! Device configuration (TOML), with defaults and validation.
 
 use facegate_face::matching::THRESHOLD_DOOR;
-use serde::{Deserialize, Serialize};
+use facegate_face::{DetectorKind, Precision};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::PathBuf;
 
 /// Everything the device can be told; every field has a default.
@@ -97,9 +99,10 @@ pub struct Recognition {
     pub upsample: u32,
     /// The face detector: "hog" (dlib's, frontal faces) or "yunet" (a small CNN
     /// that also finds tilted and turned faces).
-    pub detector: String,
+    pub detector: DoorDetector,
     /// "int8" (int8 weights computed in f32), "qint8" (computed in int8) or "f32".
-    pub precision: String,
+    #[serde(with = "precision_setting")]
+    pub precision: Precision,
     /// Cores the frame path uses; 0: all of the unit's.
     pub threads: usize,
     /// A trained metric (`host-tool train`): a head is applied to templates
@@ -114,6 +117,62 @@ pub struct Recognition {
     pub frames_window: usize,
     /// After a decision, ignore the same outcome for this long (ms).
     pub cooldown_ms: u64,
+}
+
+/// The camera's face detector (`recognition.detector`). The names are the
+/// pipeline's own; its photo-only CNN is not offered for a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DoorDetector {
+    /// dlib's HOG detector: frontal faces.
+    Hog,
+    /// YuNet: also finds tilted and turned faces.
+    Yunet,
+}
+
+impl DoorDetector {
+    /// The pipeline's detector.
+    pub fn kind(self) -> DetectorKind {
+        match self {
+            DoorDetector::Hog => DetectorKind::Hog,
+            DoorDetector::Yunet => DetectorKind::Yunet,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DoorDetector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        word_setting(d, "recognition.detector", "\"hog\" or \"yunet\"", |w| match w {
+            "hog" => Some(DoorDetector::Hog),
+            "yunet" => Some(DoorDetector::Yunet),
+            _ => None,
+        })
+    }
+}
+
+/// `recognition.precision` as its word: "int8", "qint8" or "f32".
+mod precision_setting {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(p: &Precision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        word_setting(d, "recognition.precision", "\"int8\", \"qint8\" or \"f32\"", |w| w.parse().ok())
+    }
+}
+
+/// Reads a setting that is one of a few words; anything else is refused
+/// with a message naming `key` and the `accepted` words.
+fn word_setting<'de, D: Deserializer<'de>, T>(
+    d: D,
+    key: &str,
+    accepted: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    let word = String::deserialize(d)?;
+    parse(&word).ok_or_else(|| D::Error::custom(format!("{key} = {word:?} must be {accepted}")))
 }
 
 /// Whether the door checks that a face is live.
@@ -211,8 +270,8 @@ impl Default for Recognition {
             threshold: THRESHOLD_DOOR,
             min_face: 100,
             upsample: 0,
-            detector: "hog".into(),
-            precision: "int8".into(),
+            detector: DoorDetector::Hog,
+            precision: Precision::Int8,
             threads: 0,
             metric: String::new(),
             frames_agree: 3,
@@ -245,7 +304,7 @@ impl Default for Paths {
 impl Config {
     /// Parses TOML and validates it; errors name the offending key.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        let c: Config = toml::from_str(text)?;
+        let c: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         c.validate()?;
         Ok(c)
     }
@@ -266,16 +325,8 @@ impl Config {
         if r.frames_window > crate::policy::MAX_WINDOW {
             problems.push(format!("recognition.frames_window must be at most {}", crate::policy::MAX_WINDOW));
         }
-        if r.precision.parse::<facegate_face::Precision>().is_err() {
-            problems.push(format!("recognition.precision = {:?} must be \"int8\", \"qint8\" or \"f32\"", r.precision));
-        }
         if r.threads > 256 {
             problems.push(format!("recognition.threads = {} must be at most 256 (0: every core)", r.threads));
-        }
-        // The names are the pipeline's own; the photo-only CNN is not for a camera.
-        use facegate_face::DetectorKind;
-        if !matches!(r.detector.parse(), Ok(DetectorKind::Hog | DetectorKind::Yunet)) {
-            problems.push(format!("recognition.detector = {:?} must be \"hog\" or \"yunet\"", r.detector));
         }
         if !(self.liveness.threshold >= 0.0 && self.liveness.threshold <= 1.0) {
             problems.push(format!("liveness.threshold = {} must be between 0 and 1", self.liveness.threshold));
@@ -424,6 +475,29 @@ mod tests {
         let e = Config::from_toml("[recognition]\ndetector = \"mmod\"\n").unwrap_err().to_string();
         assert!(e.contains("recognition.detector") && e.contains("yunet"), "{e}");
         assert!(Config::from_toml("[recognition]\ndetector = \"cnn\"\n").is_err(), "the photo detector is not for the camera");
-        assert_eq!(Config::from_toml("[recognition]\ndetector = \"yunet\"\n").unwrap().recognition.detector, "yunet");
+        assert_eq!(Config::from_toml("[recognition]\ndetector = \"yunet\"\n").unwrap().recognition.detector, DoorDetector::Yunet);
+    }
+
+    #[test]
+    fn word_settings_are_typed_with_the_same_words_and_messages() {
+        // The messages name the key, the value and the accepted words, as the
+        // whole-file check did when these were strings.
+        let e = Config::from_toml("[recognition]\ndetector = \"mmod\"\n").unwrap_err().to_string();
+        assert!(e.contains("recognition.detector = \"mmod\" must be \"hog\" or \"yunet\""), "{e}");
+        let e = Config::from_toml("[recognition]\nprecision = \"int4\"\n").unwrap_err().to_string();
+        assert!(e.contains("recognition.precision = \"int4\" must be \"int8\", \"qint8\" or \"f32\""), "{e}");
+        assert!(e.starts_with("invalid configuration"), "{e}");
+        for (word, precision) in [("int8", Precision::Int8), ("qint8", Precision::QInt8), ("f32", Precision::F32)] {
+            let c = Config::from_toml(&format!("[recognition]\nprecision = \"{word}\"\n")).unwrap();
+            assert_eq!(c.recognition.precision, precision);
+            // `config get` shows, and `config set` writes, the same word.
+            let shown = c.entries().into_iter().find(|(k, _)| k == "recognition.precision").unwrap().1;
+            assert_eq!(shown, format!("\"{word}\""));
+            let (set, _) = Config::with_setting("", "recognition.precision", word).unwrap();
+            assert_eq!(set.recognition.precision, precision);
+        }
+        let (set, _) = Config::with_setting("", "recognition.detector", "yunet").unwrap();
+        assert_eq!(set.recognition.detector, DoorDetector::Yunet);
+        assert!(Config::with_setting("", "recognition.detector", "cnn").is_err());
     }
 }
