@@ -355,7 +355,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         gallery.read().people().len()
     );
     facegate_arena::trim_system_heap();
-    let shared = Arc::new(shared::Shared::new(gallery, Events::new(access_log, events_json)));
+    let shared = Arc::new(shared::Shared::new(gallery, Events::new(access_log, events_json)?));
     let (commands_tx, commands_rx) = std::sync::mpsc::channel();
     let serial_spec = serial::SerialSpec::parse(serial.as_deref().unwrap_or(&config.serial.port));
     if serial_spec != serial::SerialSpec::None {
@@ -412,6 +412,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(link) = fleet {
         let _ = link.join();
     }
+    // Every event queued for the access log reaches it before the process ends.
+    shared.events.close();
     if stats {
         eprintln!("{}", door.stats.summary());
     }

@@ -74,7 +74,7 @@ pub fn run(pipeline: &Pipeline, liveness: Option<&Liveness>, lfw: &Path, keep: O
         let r = &settings.recognition;
         let relay: SharedRelay = Arc::new(Mutex::new(Box::new(SimRelay::default())));
         // Nothing is saved: the demo's gallery only lives in memory.
-        let shared = Shared::new(Arc::new(GalleryHome::new(&dir.join("gallery.fg"), gallery)), Events::new(None, true));
+        let shared = Shared::new(Arc::new(GalleryHome::new(&dir.join("gallery.fg"), gallery)), Events::new(None, true)?);
         let mut door = DoorLoop::new(
             pipeline,
             &shared,

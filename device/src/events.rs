@@ -1,12 +1,14 @@
-//! Where the door's events go: the access log (durably), the trace, and with
-//! `--events-json` one JSON object per line on stdout, relay transitions
+//! Where the door's events go: the access log (durably, through its writer
+//! thread, so the frame loop never waits on the disk's sync), the trace, and
+//! with `--events-json` one JSON object per line on stdout, relay transitions
 //! included. Every other module reports through here.
 
 use facegate_core::print::print_json_line;
 use facegate_store::access_log::iso_time;
-use facegate_store::{AccessLog, Event, EventKind};
+use facegate_store::log_writer::QUEUE_DEPTH;
+use facegate_store::{AccessLog, Event, EventKind, LogWriter};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How far the door's clock is set from the system's (see [`start_clock_at`]).
@@ -40,23 +42,26 @@ pub fn relay_json(unlocked: bool, cause: Option<&str>) -> serde_json::Value {
 
 /// The access log and the JSON stream.
 pub struct Events {
-    /// The access log, if any.
-    pub log: Option<Mutex<AccessLog>>,
+    /// The access log, if any, behind its writer thread.
+    log: Option<LogWriter>,
     /// Print events as JSON lines on stdout.
     pub json: bool,
 }
 
 impl Events {
     /// Events to `log` (if any), and to stdout with `json`.
-    pub fn new(log: Option<AccessLog>, json: bool) -> Self {
-        Events { log: log.map(Mutex::new), json }
+    pub fn new(log: Option<AccessLog>, json: bool) -> anyhow::Result<Self> {
+        let log = log.map(|l| LogWriter::start(l, QUEUE_DEPTH)).transpose()?;
+        Ok(Events { log, json })
     }
 
-    /// Logs an event durably, traces it, and prints it with `--events-json`.
+    /// Numbers an event and queues it for the access log (it waits only when
+    /// the queue is full: nothing is dropped), traces it, and prints it with
+    /// `--events-json`.
     pub fn emit(&self, event: &Event) {
         let mut event = event.clone();
         if let Some(log) = &self.log {
-            match log.lock().unwrap_or_else(|p| p.into_inner()).append(&event) {
+            match log.append(&event) {
                 Ok(seq) => event.seq = seq,
                 Err(e) => tracing::error!("access log: {e}"),
             }
@@ -86,13 +91,32 @@ impl Events {
         }
     }
 
+    /// The access log with every event emitted so far in it (waits for the
+    /// writer to catch up), or `None` without a log.
+    pub fn log(&self) -> Option<MutexGuard<'_, AccessLog>> {
+        self.log.as_ref().map(LogWriter::read)
+    }
+
+    /// The access log's writer (its queue and thread), or `None` without a log.
+    pub fn writer(&self) -> Option<&LogWriter> {
+        self.log.as_ref()
+    }
+
     /// The oldest sequence number the log's ring can still hold (1 until it wrapped).
     pub fn first_seq(&self) -> u64 {
-        self.log.as_ref().map_or(1, |l| l.lock().unwrap_or_else(|p| p.into_inner()).first_seq())
+        self.log().map_or(1, |l| l.first_seq())
     }
 
     /// The latest sequence number in the log (0 without one).
     pub fn last_seq(&self) -> u64 {
-        self.log.as_ref().map_or(0, |l| l.lock().unwrap_or_else(|p| p.into_inner()).last_seq())
+        self.log().map_or(0, |l| l.last_seq())
+    }
+
+    /// Writes every queued event and stops the log's writer (at shutdown:
+    /// threads still holding the events may outlive the loop).
+    pub fn close(&self) {
+        if let Some(log) = &self.log {
+            log.close();
+        }
     }
 }

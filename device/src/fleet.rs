@@ -442,8 +442,8 @@ impl Link {
     }
 
     fn read_log(&self, after: u64, at_most: u64) -> Option<Vec<Event>> {
-        let log = self.shared.events.log.as_ref()?;
-        match log.lock().unwrap_or_else(|p| p.into_inner()).events_after(after, at_most as usize) {
+        let log = self.shared.events.log()?;
+        match log.events_after(after, at_most as usize) {
             Ok(events) => Some(events),
             Err(e) => {
                 tracing::warn!("fleet: reading the access log: {e}");

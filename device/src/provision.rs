@@ -133,10 +133,11 @@ impl DeviceHandler {
     }
 
     fn log_read(&self, after: u64, since_ms: Option<i64>, max: u16) -> Result<Response, WireError> {
-        let Some(log) = &self.shared.events.log else {
+        let Some(log) = self.shared.events.log() else {
             return Ok(Response::Log { events: Vec::new(), more: false });
         };
-        let all = log.lock().unwrap_or_else(|p| p.into_inner()).events_since(after).map_err(wire_error)?;
+        let all = log.events_since(after).map_err(wire_error)?;
+        drop(log);
         let mut events = Vec::new();
         let mut bytes = 0;
         let mut rest = all.iter().filter(|e| since_ms.is_none_or(|t| e.time_ms >= t)).peekable();
@@ -197,8 +198,8 @@ impl Handler for DeviceHandler {
             Request::EnrollOnDevice { name, frames, timeout_ms } => self.enroll_on_device(name, frames, timeout_ms),
             Request::LogRead { after, since_ms, max } => self.log_read(after, since_ms, max),
             Request::LogClear => {
-                if let Some(log) = &self.shared.events.log {
-                    log.lock().unwrap_or_else(|p| p.into_inner()).clear().map_err(wire_error)?;
+                if let Some(mut log) = self.shared.events.log() {
+                    log.clear().map_err(wire_error)?;
                 }
                 self.shared.events.named(EventKind::LogCleared, &host.name);
                 Ok(Response::Done)

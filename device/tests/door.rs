@@ -36,7 +36,7 @@ fn run_door(
     let sim = SimRelay::default();
     let log = AccessLog::open(&dir.join("log"), 1000).unwrap();
     let home = GalleryHome::new(&dir.join("gallery.fg"), gallery);
-    let shared = Shared::new(Arc::new(home), Events::new(Some(log), false));
+    let shared = Shared::new(Arc::new(home), Events::new(Some(log), false).unwrap());
     let mut door = DoorLoop::new(
         pipeline,
         &shared,
@@ -56,7 +56,7 @@ fn run_door(
     door.commands = commands;
     door.run(&mut ReplaySource::open(frames, 0).unwrap()).unwrap();
     drop(door);
-    let events = shared.events.log.as_ref().unwrap().lock().unwrap().events_since(0).unwrap();
+    let events = shared.events.log().unwrap().events_since(0).unwrap();
     let relay = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
     Outcome { events, relay }
 }
@@ -97,6 +97,57 @@ fn exit_button_unlocks_and_a_held_door_is_reported_once() {
     let kinds: Vec<EventKind> = out.events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld]);
     assert_eq!(out.relay, vec![false, true, false], "locked, exit unlock, locked when the loop ends");
+}
+
+#[test]
+fn the_loop_does_not_wait_for_the_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..8 {
+        RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
+    }
+    let pipeline = door_pipeline();
+    let sim = SimRelay::default();
+    let log = AccessLog::open(&dir.path().join("log"), 1000).unwrap();
+    let home = GalleryHome::new(&dir.path().join("gallery.fg"), Gallery::new(pipeline.embedder.model_id()));
+    let shared = Shared::new(Arc::new(home), Events::new(Some(log), false).unwrap());
+    // Holding the log is a disk whose sync does not return: the writer
+    // thread cannot append. The loop must run on regardless.
+    let stalled = shared.events.writer().unwrap().lock_now();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut door = DoorLoop::new(
+                &pipeline,
+                &shared,
+                Arc::new(Mutex::new(Box::new(sim.clone()))),
+                Policy::new(3, 5, 60_000),
+                LoopSettings {
+                    threshold: 0.52,
+                    pulse: Duration::from_secs(60),
+                    until_end: true,
+                    door_held: Duration::ZERO,
+                    live_threshold: None,
+                    threads: 1,
+                },
+                Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let result = door.run(&mut ReplaySource::open(&frames, 0).unwrap());
+            done_tx.send(result.is_ok()).unwrap();
+        });
+        let finished = done_rx.recv_timeout(Duration::from_secs(120));
+        let queued = shared.events.writer().unwrap().pending();
+        assert_eq!(stalled.last_seq(), 0, "nothing reached the stalled log");
+        drop(stalled);
+        assert_eq!(finished, Ok(true), "the loop ran to the end while the log could not be written");
+        assert_eq!(queued, 2, "its two events waited in the queue");
+    });
+    let kinds: Vec<EventKind> = shared.events.log().unwrap().events_since(0).unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld], "and reached the log, in order, once it could be written");
+    let relay: Vec<bool> = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
+    assert_eq!(relay, vec![false, true, false]);
 }
 
 /// Writes `frames` as numbered PNG files into a new folder `name`.

@@ -291,12 +291,27 @@ impl AccessLog {
     pub fn append(&mut self, event: &Event) -> Result<u64> {
         let mut e = event.clone();
         e.seq = self.next_seq;
+        self.write(&e)
+    }
+
+    /// Appends an event under the sequence number it already carries (given
+    /// by a [`LogWriter`](crate::log_writer::LogWriter) when it was queued),
+    /// durably. The number must be past the newest; numbers skipped (an
+    /// append that failed) stay gaps.
+    pub fn append_numbered(&mut self, event: &Event) -> Result<u64> {
+        if event.seq < self.next_seq {
+            return Err(StoreError::Invalid(format!("event {} is not past the newest ({})", event.seq, self.last_seq())));
+        }
+        self.write(event)
+    }
+
+    fn write(&mut self, e: &Event) -> Result<u64> {
         let slot = (e.seq - 1) % self.capacity as u64;
         let path = &self.path;
         write_all_at(&self.file, &e.encode(), HEADER + slot * RECORD as u64)
             .and_then(|_| self.file.sync_data())
             .map_err(io(path))?;
-        self.next_seq += 1;
+        self.next_seq = e.seq + 1;
         Ok(e.seq)
     }
 

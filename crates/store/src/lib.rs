@@ -9,10 +9,12 @@
 pub mod access_log;
 pub mod atomic;
 pub mod gallery;
+pub mod log_writer;
 mod positional;
 
 pub use access_log::{AccessLog, Event, EventKind};
 pub use gallery::{Enrolled, Gallery, Person};
+pub use log_writer::LogWriter;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
