@@ -23,7 +23,9 @@ pub mod recognise;
 pub mod runner;
 pub mod serial;
 pub mod shared;
-pub mod source;
+
+/// Frame sources (camera, replay): the `facegate-camera` crate.
+pub use facegate_camera as source;
 
 #[cfg(feature = "tools")]
 pub mod bench;

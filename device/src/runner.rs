@@ -470,7 +470,7 @@ impl<'a> DoorLoop<'a> {
                     self.shared.frames.fetch_add(1, Ordering::Relaxed);
                     self.error_event(&format!("unusable frame {index}: {why}"));
                 }
-                Some(Err(SourceError::Camera(why))) => {
+                Some(Err(SourceError::Camera(why) | SourceError::Open(why))) => {
                     // Door stays locked while the camera is away; retry with back-off.
                     if unlock_until.take().is_some() {
                         let _ = self.set_relay(false);

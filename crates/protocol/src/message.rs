@@ -20,7 +20,7 @@ pub struct Auth {
     pub host: HostId,
     /// Must exceed every counter the device accepted from this host before.
     pub counter: u64,
-    /// HMAC-SHA256 (see [`crate::auth`]).
+    /// HMAC-SHA256 (made and checked by the `auth` module).
     pub mac: [u8; 32],
 }
 

@@ -295,7 +295,7 @@ impl AccessLog {
     }
 
     /// Appends an event under the sequence number it already carries (given
-    /// by a [`LogWriter`](crate::log_writer::LogWriter) when it was queued),
+    /// by the log's writer thread when it was queued),
     /// durably. The number must be past the newest; numbers skipped (an
     /// append that failed) stay gaps.
     pub fn append_numbered(&mut self, event: &Event) -> Result<u64> {

@@ -18,5 +18,5 @@ include!("bindings/arm.rs");
 
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))))]
 compile_error!(
-    "no pre-generated V4L2 bindings for this target: add them with device/vendor/v4l2-sys-mit/generate.sh TARGET (needs libclang)"
+    "no pre-generated V4L2 bindings for this target: add them with crates/camera/vendor/v4l2-sys-mit/generate.sh TARGET (needs libclang)"
 );

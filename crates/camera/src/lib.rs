@@ -1,5 +1,7 @@
-//! Where frames come from: a V4L2 camera, or a replay of image files for tests
-//! and demos, behind one trait.
+//! Where the door's frames come from: a V4L2 camera, or a replay of image
+//! files for tests and demos, behind one trait ([`FrameSource`]). The
+//! hardware edge of the data flow: camera → detect → align → embed → …
+#![warn(missing_docs)]
 
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use image::RgbImage;
@@ -20,6 +22,10 @@ pub enum SourceError {
     /// The camera is gone or failed; the caller retries with back-off.
     #[error("camera: {0}")]
     Camera(String),
+    /// The source cannot be opened (no such directory or list, no files, no
+    /// camera support on this system).
+    #[error("{0}")]
+    Open(String),
 }
 
 /// Which source to open, as given on the command line: `replay:DIR` (or
@@ -54,7 +60,13 @@ impl std::fmt::Display for SourceSpec {
 }
 
 /// Opens a source: replays at `fps` (over and over with `repeat`), cameras at `width`×`height`.
-pub fn open_source(spec: &SourceSpec, fps: u32, width: u32, height: u32, repeat: bool) -> anyhow::Result<Box<dyn FrameSource>> {
+pub fn open_source(
+    spec: &SourceSpec,
+    fps: u32,
+    width: u32,
+    height: u32,
+    repeat: bool,
+) -> Result<Box<dyn FrameSource>, SourceError> {
     match spec {
         SourceSpec::Replay(path) => {
             let mut replay = ReplaySource::open(path, fps)?;
@@ -66,7 +78,7 @@ pub fn open_source(spec: &SourceSpec, fps: u32, width: u32, height: u32, repeat:
         #[cfg(not(target_os = "linux"))]
         SourceSpec::Camera(_) => {
             let _ = (width, height);
-            anyhow::bail!("camera sources need Linux (V4L2); use replay:DIR")
+            Err(SourceError::Open("camera sources need Linux (V4L2); use replay:DIR".into()))
         }
     }
 }
@@ -95,9 +107,10 @@ const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "bmp", "ppm"]
 impl ReplaySource {
     /// `path` is a directory of images (sorted by name) or a text file listing one image path per line
     /// (relative paths are relative to the list). `fps` 0 plays as fast as possible.
-    pub fn open(path: &Path, fps: u32) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, fps: u32) -> Result<Self, SourceError> {
         let files = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| SourceError::Open(format!("replay directory {}: {e}", path.display())))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
@@ -105,7 +118,8 @@ impl ReplaySource {
             files
         } else {
             let base = path.parent().unwrap_or(Path::new("."));
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("replay list {}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| SourceError::Open(format!("replay list {}: {e}", path.display())))?;
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| base.join(l)).collect()
         };
         let images = files
@@ -113,7 +127,7 @@ impl ReplaySource {
             .filter(|f| f.extension().is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())))
             .count();
         if images == 0 && files.is_empty() {
-            anyhow::bail!("replay source {} holds no files", path.display());
+            return Err(SourceError::Open(format!("replay source {} holds no files", path.display())));
         }
         let interval = (fps > 0).then(|| Duration::from_secs_f64(1.0 / fps as f64));
         Ok(ReplaySource {

@@ -5,7 +5,7 @@
 # script wrote. Needs libclang (apt-get install libclang-dev) and, for the
 # ARM targets, Debian's cross headers (libc6-dev-arm64-cross,
 # libc6-dev-armhf-cross, linux-libc-dev-*-cross).
-#   device/vendor/v4l2-sys-mit/generate.sh [TARGET…]
+#   crates/camera/vendor/v4l2-sys-mit/generate.sh [TARGET…]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
