@@ -19,6 +19,27 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The loop the scenarios run: 3 of 5 frames, a minute's pulse and
+/// cooldown, to the end of the replay, one thread, no liveness.
+fn test_loop<'a>(pipeline: &'a Pipeline, shared: &'a Shared, sim: &SimRelay, inputs: Box<dyn DoorInputs>) -> DoorLoop<'a> {
+    DoorLoop::new(
+        pipeline,
+        shared,
+        Arc::new(Mutex::new(Box::new(sim.clone()))),
+        Policy::new(3, 5, 60_000),
+        LoopSettings {
+            threshold: 0.52,
+            pulse: Duration::from_secs(60),
+            until_end: true,
+            door_held: Duration::ZERO,
+            live_threshold: None,
+            threads: 1,
+        },
+        inputs,
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
 /// What a run of the loop left: the logged events and the relay's states.
 struct Outcome {
     events: Vec<Event>,
@@ -37,22 +58,7 @@ fn run_door(
     let log = AccessLog::open(&dir.join("log"), 1000).unwrap();
     let home = GalleryHome::new(&dir.join("gallery.fg"), gallery);
     let shared = Shared::new(Arc::new(home), Events::new(Some(log), false).unwrap());
-    let mut door = DoorLoop::new(
-        pipeline,
-        &shared,
-        Arc::new(Mutex::new(Box::new(sim.clone()))),
-        Policy::new(3, 5, 60_000),
-        LoopSettings {
-            threshold: 0.52,
-            pulse: Duration::from_secs(60),
-            until_end: true,
-            door_held: Duration::ZERO,
-            live_threshold: None,
-            threads: 1,
-        },
-        inputs,
-        Arc::new(AtomicBool::new(false)),
-    );
+    let mut door = test_loop(pipeline, &shared, &sim, inputs);
     door.commands = commands;
     door.run(&mut ReplaySource::open(frames, 0).unwrap()).unwrap();
     drop(door);
@@ -118,22 +124,7 @@ fn the_loop_does_not_wait_for_the_access_log() {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            let mut door = DoorLoop::new(
-                &pipeline,
-                &shared,
-                Arc::new(Mutex::new(Box::new(sim.clone()))),
-                Policy::new(3, 5, 60_000),
-                LoopSettings {
-                    threshold: 0.52,
-                    pulse: Duration::from_secs(60),
-                    until_end: true,
-                    door_held: Duration::ZERO,
-                    live_threshold: None,
-                    threads: 1,
-                },
-                Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }),
-                Arc::new(AtomicBool::new(false)),
-            );
+            let mut door = test_loop(&pipeline, &shared, &sim, Box::new(Scripted { step: 0, exit_at: 3, door_open_from: 5 }));
             let result = door.run(&mut ReplaySource::open(&frames, 0).unwrap());
             done_tx.send(result.is_ok()).unwrap();
         });
