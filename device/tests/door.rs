@@ -108,11 +108,7 @@ fn exit_button_unlocks_and_a_held_door_is_reported_once() {
 #[test]
 fn the_loop_does_not_wait_for_the_access_log() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = dir.path().join("frames");
-    std::fs::create_dir(&frames).unwrap();
-    for i in 0..8 {
-        RgbImage::new(64, 64).save(frames.join(format!("{i}.png"))).unwrap();
-    }
+    let frames = replay_dir(dir.path(), "frames", &vec![RgbImage::new(64, 64); 8]);
     let pipeline = door_pipeline();
     let sim = SimRelay::default();
     let log = AccessLog::open(&dir.path().join("log"), 1000).unwrap();
