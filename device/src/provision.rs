@@ -17,6 +17,10 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Settings (by section) that decide who the door answers to: a paired host
+/// changes them only in setup mode, at the device.
+const AUTHORITY_KEYS: &[&str] = &["fleet.", "paths.", "serial."];
+
 /// Events per `log` page fit one frame.
 const PAGE_BYTES: usize = 3200;
 
@@ -183,6 +187,24 @@ impl Handler for DeviceHandler {
 
     fn save_pairings(&mut self, pairings: &Pairings) -> Result<(), WireError> {
         save_pairings(&self.pairing_path, pairings).map_err(wire_error)
+    }
+
+    /// Beyond joining a site: settings that change who decides (the site
+    /// link, the files the door trusts, the serial link), and on a site door
+    /// every gallery write (its people are the site's).
+    fn needs_setup_mode(&self, request: &Request) -> bool {
+        match request {
+            Request::FleetJoin { .. } => true,
+            Request::ConfigSet { key, .. } => AUTHORITY_KEYS.iter().any(|section| key.starts_with(section)),
+            Request::Enroll { .. }
+            | Request::EnrollOnDevice { .. }
+            | Request::Remove { .. }
+            | Request::Rename { .. }
+            | Request::RestoreBegin { .. }
+            | Request::RestoreChunk { .. }
+            | Request::RestoreCommit => self.config.fleet.enabled,
+            _ => false,
+        }
     }
 
     fn handle(&mut self, request: Request, host: &PairedHost) -> Result<Response, WireError> {

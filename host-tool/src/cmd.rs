@@ -516,7 +516,7 @@ pub fn parse_since(text: &str) -> Result<i64> {
         }
     }
     facegate_store::access_log::parse_iso_time(text)
-        .with_context(|| format!("--since {text:?}: give a time such as 2026-11-28T08:00 (UTC) or an age such as 30m, 2h, 7d"))
+        .with_context(|| format!("--since {text:?}: give a time such as 2026-11-28T08:00 (UTC) or 2026-11-28T09:00+01:00, or an age such as 30m, 2h, 7d"))
 }
 
 /// `log [--since T] [--follow]`.

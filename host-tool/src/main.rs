@@ -86,10 +86,10 @@ enum Command {
         /// With --site: the access groups they join (repeat or comma-separate).
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
-        /// With --site: not valid before this time (UTC, e.g. 2026-12-01T08:00).
+        /// With --site: not valid before this time (RFC 3339: 2026-12-01T08:00 is UTC, or give an offset: 2026-12-01T09:00+01:00).
         #[arg(long)]
         from: Option<String>,
-        /// With --site: not valid from this time on (UTC).
+        /// With --site: not valid from this time on (as --from).
         #[arg(long)]
         until: Option<String>,
     },
@@ -125,7 +125,7 @@ enum Command {
     Log {
         #[command(subcommand)]
         action: Option<LogAction>,
-        /// Only events since a time (2026-11-28T08:00, UTC) or for an age (30m, 2h, 7d).
+        /// Only events since a time (2026-11-28T08:00 is UTC; 2026-11-28T09:00+01:00) or for an age (30m, 2h, 7d).
         #[arg(long)]
         since: Option<String>,
         /// Keep printing new events (JSON lines with --json).

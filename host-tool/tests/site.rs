@@ -127,6 +127,15 @@ fn a_site_from_the_host_tool_reaches_its_doors_and_their_events_come_back_once()
         assert_eq!(seqs.len(), n, "{door}: a seq twice");
         assert!(n > 0 && seqs == (1..=n as u64).collect::<Vec<_>>(), "{door}: the whole log from 1: {seqs:?}");
     }
+    // A door's login speaks for its own door only: an event the lab's login
+    // publishes claiming to be the front door's is the lab's (the door comes
+    // from the topic), and takes no seq of the front door's.
+    let forged = serde_json::json!({"door": "front", "seq": 1_000_000, "kind": "granted", "person": "Mallory", "time": "2026-12-07T08:00:00.000Z"});
+    broker.publish("door-lab", "pw-lab", &[("facegate/hq/doors/lab/events".to_string(), forged.to_string().into_bytes())], false);
+    let after: Vec<Value> = facegate_testkit::json_lines(&ok(host_tool(&site, &["--json", "log"])).stdout);
+    let mallory: Vec<&Value> = after.iter().filter(|e| e["person"] == "Mallory").collect();
+    assert!(!mallory.is_empty(), "the forged event reached the log: {after:?}");
+    assert!(mallory.iter().all(|e| e["door"] == "lab"), "printed as the lab's, whose login sent it: {mallory:?}");
     let listed = json(host_tool(&site, &["--json", "doors"]));
     assert!(listed["doors"]["front"]["online"] == true && listed["doors"]["lab"]["people"] == 1, "{listed}");
 
@@ -307,5 +316,32 @@ fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // Nor turns the site off, points it at another broker, moves its files or
+    // its serial link, or writes its gallery: each needs setup mode, and
+    // nothing changes on disk.
+    let settings = std::fs::read_to_string(&config).unwrap();
+    let people = std::fs::read(d.join("gallery.fg")).unwrap();
+    let photo = enrol[0].as_str();
+    for change in [
+        &["config", "set", "fleet.enabled", "false"][..],
+        &["config", "set", "fleet.broker", "mqtts://127.0.0.1:1"],
+        &["config", "set", "fleet.ca_file", "/tmp/rogue-ca.pem"],
+        &["config", "set", "paths.gallery", "/tmp/other.fg"],
+        &["config", "set", "serial.port", "/dev/ttyS9"],
+        &["enroll", "Intruder", photo],
+        &["remove", PERSON],
+        &["rename", PERSON, "Someone"],
+    ] {
+        let out = host(&[&["--port", &tty][..], change].concat());
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("setup mode"),
+            "{change:?} outside setup mode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), settings, "the settings are as they were");
+    assert_eq!(std::fs::read(d.join("gallery.fg")).unwrap(), people, "the gallery is as it was");
+    // Settings that do not move the door's authority are still a paired host's to change.
+    ok(host(&["--port", &tty, "config", "set", "recognition.cooldown_ms", "2000"]));
     door.stop();
 }

@@ -139,9 +139,15 @@ impl Broker {
     /// Publishes `messages` retained at QoS 1 as `user` and returns once the
     /// broker acknowledged every one.
     pub fn publish_retained(&self, user: &str, password: &str, messages: &[(String, Vec<u8>)]) {
+        self.publish(user, password, messages, true)
+    }
+
+    /// Publishes `messages` at QoS 1 as `user` (retained or not) and returns
+    /// once the broker acknowledged every one.
+    pub fn publish(&self, user: &str, password: &str, messages: &[(String, Vec<u8>)], retain: bool) {
         let (client, mut connection) = self.client(&format!("{user}-publisher"), user, password);
         for (topic, payload) in messages {
-            client.publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone()).expect("queued");
+            client.publish(topic.clone(), QoS::AtLeastOnce, retain, payload.clone()).expect("queued");
         }
         let (mut acked, deadline) = (0, Instant::now() + Duration::from_secs(30));
         while acked < messages.len() {

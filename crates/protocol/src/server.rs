@@ -74,6 +74,13 @@ pub trait Handler {
     fn save_pairings(&mut self, pairings: &Pairings) -> Result<(), WireError>;
     /// Handles an authenticated request from `host`.
     fn handle(&mut self, request: Request, host: &PairedHost) -> Result<Response, WireError>;
+    /// Whether `request` changes who decides at the door, so that only a host
+    /// at the device in setup mode may make it (the server refuses it with
+    /// [`WireError::NotInSetupMode`] otherwise). Joining a site always does;
+    /// a handler adds its own (settings that move the door's authority).
+    fn needs_setup_mode(&self, request: &Request) -> bool {
+        matches!(request, Request::FleetJoin { .. })
+    }
     /// A security event: pairing, unpairing, or a refused request (`error` set).
     fn security_event(&mut self, what: SecurityEvent, host_name: Option<&str>);
 }
@@ -217,7 +224,7 @@ impl<H: Handler> Server<H> {
                     Response::Done
                 })
             }
-            Ok(Request::FleetJoin { .. }) if !self.in_setup_mode() => {
+            Ok(request) if !self.in_setup_mode() && self.handler.needs_setup_mode(&request) => {
                 self.handler.security_event(SecurityEvent::Refused(WireError::NotInSetupMode), Some(&host.name));
                 Err(WireError::NotInSetupMode)
             }

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rumqttc::{Client, Connection, Event, Packet, QoS};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// A connected client and the site's topics.
@@ -14,6 +14,9 @@ pub struct Link {
     connection: Connection,
     topics: facegate_site::Topics,
     events_filter: Option<String>,
+    /// Events that arrived while statuses were read (a persistent session
+    /// delivers what was queued for it at once): kept for [`Link::next_event`].
+    early_events: VecDeque<Value>,
 }
 
 impl Link {
@@ -44,7 +47,13 @@ impl Link {
                 _ => {}
             }
         }
-        Ok(Link { client, connection, topics: facegate_site::Topics::new(&config.name)?, events_filter: None })
+        Ok(Link {
+            client,
+            connection,
+            topics: facegate_site::Topics::new(&config.name)?,
+            events_filter: None,
+            early_events: VecDeque::new(),
+        })
     }
 
     /// Publishes `messages` retained at QoS 1 and waits until the broker has
@@ -132,8 +141,15 @@ impl Link {
     fn next_status(&mut self) -> Result<Option<(String, Value)>> {
         match self.connection.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                let door = self.topics.door_of(&p.topic).map(str::to_string);
-                Ok(door.zip(serde_json::from_slice(&p.payload).ok()))
+                let Some(door) = self.topics.door_of(&p.topic).map(str::to_string) else { return Ok(None) };
+                if p.topic != self.topics.status(&door) {
+                    // Not a status: an event queued for this session. Kept, not read as a status.
+                    if let Some(event) = self.event_of(&p.topic, &p.payload) {
+                        self.early_events.push_back(event);
+                    }
+                    return Ok(None);
+                }
+                Ok(serde_json::from_slice(&p.payload).ok().map(|status| (door, status)))
             }
             Ok(Err(e)) => bail!("the broker: {e}"),
             _ => Ok(None),
@@ -183,6 +199,9 @@ impl Link {
     /// `reconnect`, a lost broker is waited for (the client reconnects and
     /// subscribes again); without, it is an error.
     pub fn next_event(&mut self, wait: Duration, reconnect: bool) -> Result<Option<Value>> {
+        if let Some(event) = self.early_events.pop_front() {
+            return Ok(Some(event));
+        }
         match self.connection.recv_timeout(wait) {
             // Back after a broker restart that lost the session: subscribe again.
             Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if !ack.session_present => {
@@ -191,7 +210,7 @@ impl Link {
                 }
                 Ok(None)
             }
-            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => Ok(serde_json::from_slice::<Value>(&p.payload).ok()),
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => Ok(self.event_of(&p.topic, &p.payload)),
             Ok(Err(e)) if !reconnect => bail!("the broker: {e}"),
             Ok(Err(e)) => {
                 eprintln!("the broker: {e}; reconnecting");
@@ -200,6 +219,16 @@ impl Link {
             }
             _ => Ok(None),
         }
+    }
+
+    /// An event as received on `topic`, with its door taken from the topic:
+    /// a door's login can publish on its own topics only (the ACL), so what
+    /// its payload says its door is, is not evidence. Not a JSON object: none.
+    fn event_of(&self, topic: &str, payload: &[u8]) -> Option<Value> {
+        let door = self.topics.door_of(topic)?;
+        let mut event: Value = serde_json::from_slice(payload).ok()?;
+        event.as_object_mut()?.insert("door".into(), door.into());
+        Some(event)
     }
 
     /// Asks `door` to send its events from `from` on again (it does while

@@ -35,17 +35,32 @@ pub fn iso_time(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Milliseconds since the epoch of `YYYY-MM-DD[THH:MM[:SS]][Z]` (UTC).
+/// Milliseconds since the epoch of an RFC 3339 time or a shorter form of it:
+/// `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.fff]]` (a space may stand for the
+/// `T`) followed by nothing or `Z` (UTC) or an offset `±HH:MM`, which is
+/// applied. Anything else is refused, never half read: a time whose minutes
+/// or offset cannot be read is `None`, not midnight or UTC.
 pub fn parse_iso_time(text: &str) -> Option<i64> {
-    let t = text.trim().trim_end_matches('Z');
-    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00:00"));
-    let mut d = date.splitn(3, '-').map(|v| v.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let mut h = time.splitn(3, ':').map(|v| v.parse::<f64>().ok());
-    let (hour, minute, second) = (h.next()?? as i64, h.next().flatten().unwrap_or(0.0) as i64, h.next().flatten().unwrap_or(0.0));
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || !(0.0..61.0).contains(&second) {
-        return None;
-    }
+    let t = text.trim();
+    let (date, rest) = match t.find(['T', 't', ' ']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let (year, month, day) = parse_date(date)?;
+    let (seconds_of_day, offset_s) = match rest {
+        None => (0.0, 0),
+        Some(rest) => {
+            // The zone: `Z`, `±HH:MM`, or nothing (UTC).
+            let (clock, offset_s) = if let Some(clock) = rest.strip_suffix(['Z', 'z']) {
+                (clock, 0)
+            } else if let Some(i) = rest.rfind(['+', '-']) {
+                (&rest[..i], parse_offset(&rest[i..])?)
+            } else {
+                (rest, 0)
+            };
+            (parse_clock(clock)?, offset_s)
+        }
+    };
     // Days since the epoch of a civil date (H. Hinnant's algorithm, inverse of iso_time).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -54,7 +69,58 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hour * 3600 + minute * 60) * 1000 + (second * 1000.0).round() as i64)
+    Some(days * 86_400_000 + (seconds_of_day * 1000.0).round() as i64 - offset_s * 1000)
+}
+
+/// A field of exactly `width` ASCII digits.
+fn digits(text: &str, width: usize) -> Option<i64> {
+    (text.len() == width && text.bytes().all(|b| b.is_ascii_digit())).then(|| text.parse().ok()).flatten()
+}
+
+/// `YYYY-MM-DD` with a day that exists in that month.
+fn parse_date(text: &str) -> Option<(i64, i64, i64)> {
+    let mut parts = text.split('-');
+    let (year, month, day) = (digits(parts.next()?, 4)?, digits(parts.next()?, 2)?, digits(parts.next()?, 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (parts.next().is_none() && (1..=days_in_month).contains(&day)).then_some((year, month, day))
+}
+
+/// `HH:MM[:SS[.fff]]` as seconds since midnight.
+fn parse_clock(text: &str) -> Option<f64> {
+    let mut parts = text.split(':');
+    let (hour, minute) = (digits(parts.next()?, 2)?, digits(parts.next()?, 2)?);
+    let second = match parts.next() {
+        None => 0.0,
+        Some(s) => {
+            let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+            let dangling_point = s.contains('.') && fraction.is_empty();
+            if dangling_point || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits(whole, 2)? as f64 + if fraction.is_empty() { 0.0 } else { format!("0.{fraction}").parse::<f64>().ok()? }
+        }
+    };
+    // 60 is a leap second, as RFC 3339 allows.
+    (parts.next().is_none() && hour <= 23 && minute <= 59 && second < 61.0).then_some((hour * 3600 + minute * 60) as f64 + second)
+}
+
+/// `±HH:MM` as seconds east of UTC.
+fn parse_offset(text: &str) -> Option<i64> {
+    let sign = match text.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (hours, minutes) = text[1..].split_once(':')?;
+    let (hours, minutes) = (digits(hours, 2)?, digits(minutes, 2)?);
+    (hours <= 23 && minutes <= 59).then_some(sign * (hours * 3600 + minutes * 60))
 }
 
 /// Default capacity: 100,000 events (6.4 MB).
@@ -393,6 +459,34 @@ mod tests {
         assert_eq!(parse_iso_time("2026-11-28T01:02"), Some(1_795_824_000_000 + 3_720_000));
         assert_eq!(parse_iso_time("2026-13-01"), None);
         assert_eq!(parse_iso_time("yesterday"), None);
+    }
+
+    #[test]
+    fn times_with_offsets_are_applied_and_anything_half_readable_is_refused() {
+        let utc = parse_iso_time("2026-11-28T18:30:00Z").unwrap();
+        assert_eq!(parse_iso_time("2026-11-28T18:30:00+01:00"), Some(utc - 3_600_000), "18:30 in UTC+1 is 17:30 UTC");
+        assert_eq!(parse_iso_time("2026-11-28T18:30-05:30"), Some(utc + 5 * 3_600_000 + 1_800_000));
+        assert_eq!(parse_iso_time("2026-11-28 18:30"), Some(utc), "a space for the T, no zone: UTC");
+        assert_eq!(parse_iso_time("2026-11-28T18:30:00.250Z"), Some(utc + 250));
+        assert_eq!(parse_iso_time("2016-12-31T23:59:60Z"), parse_iso_time("2017-01-01T00:00:00Z"), "a leap second");
+        for bad in [
+            "2026-11-28T18:3x",
+            "2026-11-28T18:30:00+01",
+            "2026-11-28T18:30:00+1:00",
+            "2026-11-28T18:30:00 UTC",
+            "2026-11-28T18",
+            "2026-11-28T18:30:00.",
+            "2026-11-28T24:00",
+            "2026-02-30",
+            "2025-02-29",
+            "2026-1-5",
+            "2026-11-28T18:30:00Zjunk",
+            "+2026-11-28",
+            "",
+        ] {
+            assert_eq!(parse_iso_time(bad), None, "{bad:?} is refused");
+        }
+        assert!(parse_iso_time("2024-02-29").is_some(), "a leap day");
     }
 
     #[test]

@@ -382,7 +382,7 @@ fn parse_time(what: &str, text: &Option<String>) -> Result<Option<i64>> {
         .map(|t| {
             facegate_store::access_log::parse_iso_time(t)
                 .map(|ms| ms / 1000)
-                .with_context(|| format!("{what} {t:?}: use e.g. 2026-12-01T08:00 (UTC)"))
+                .with_context(|| format!("{what} {t:?}: use e.g. 2026-12-01T08:00 (UTC) or 2026-12-01T09:00+01:00"))
         })
         .transpose()
 }
@@ -562,9 +562,9 @@ pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool)
             continue;
         }
         // Done once every door is printed up to its newest (or sent nothing new for 4 s), for a second.
-        let done = doors.iter().all(|d| {
-            printed.door(d).missing_from(newest(d)).is_none() || last_new[d.as_str()].elapsed() > Duration::from_secs(4)
-        });
+        let done = doors
+            .iter()
+            .all(|d| printed.door(d).printed_to(newest(d)) || last_new[d.as_str()].elapsed() > Duration::from_secs(4));
         complete_since = if done { complete_since.or(Some(Instant::now())) } else { None };
         if complete_since.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
             break;

@@ -45,6 +45,14 @@ impl DoorCursor {
         gone
     }
 
+    /// Everything up to the door's newest, `last`, was printed: what a
+    /// one-off `log` waits for. (Not [`missing_from`](Self::missing_from):
+    /// an event far beyond the door's newest, which a door's login can
+    /// publish on its own topic, would keep that waiting forever.)
+    pub fn printed_to(&self, last: u64) -> bool {
+        self.upto >= last
+    }
+
     /// The first event missing when the door's newest is `last` (or when
     /// later ones were printed), if any.
     pub fn missing_from(&self, last: u64) -> Option<u64> {
@@ -105,6 +113,11 @@ mod tests {
         assert!(c.take(6));
         assert_eq!((c.upto, c.missing_from(7)), (7, None), "7 was printed: the cursor joins it");
         assert_eq!(c.forget_before(2), 0, "an older start changes nothing");
+        // An event far beyond the door's newest leaves a gap to ask for,
+        // but everything up to the newest is printed: a one-off log ends.
+        assert!(c.take(1_000_000));
+        assert!(c.printed_to(7) && !c.printed_to(8));
+        assert_eq!(c.missing_from(7), Some(8));
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("hq.toml");
         let mut p = Printed::load(&site).unwrap();
