@@ -51,7 +51,8 @@ pub struct Events {
 impl Events {
     /// Events to `log` (if any), and to stdout with `json`.
     pub fn new(log: Option<AccessLog>, json: bool) -> anyhow::Result<Self> {
-        let log = log.map(|l| LogWriter::start(l, QUEUE_DEPTH)).transpose()?;
+        let lost = |seq, e: &facegate_store::StoreError| tracing::error!("access log: event {seq} not written: {e}");
+        let log = log.map(|l| LogWriter::start(l, QUEUE_DEPTH, lost)).transpose()?;
         Ok(Events { log, json })
     }
 

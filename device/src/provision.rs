@@ -189,12 +189,11 @@ impl Handler for DeviceHandler {
         save_pairings(&self.pairing_path, pairings).map_err(wire_error)
     }
 
-    /// Beyond joining a site: settings that change who decides (the site
-    /// link, the files the door trusts, the serial link), and on a site door
-    /// every gallery write (its people are the site's).
+    /// Beyond joining a site (the server's own rule): settings that change
+    /// who decides (the site link, the files the door trusts, the serial
+    /// link), and on a site door every gallery write (its people are the site's).
     fn needs_setup_mode(&self, request: &Request) -> bool {
         match request {
-            Request::FleetJoin { .. } => true,
             Request::ConfigSet { key, .. } => AUTHORITY_KEYS.iter().any(|section| key.starts_with(section)),
             Request::Enroll { .. }
             | Request::EnrollOnDevice { .. }

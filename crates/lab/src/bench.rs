@@ -6,6 +6,7 @@ pub mod detect;
 pub mod fixtures;
 pub mod fleet;
 pub mod lfw;
+pub mod lfw_args;
 pub mod link;
 pub mod liveness;
 pub mod speed;
@@ -19,7 +20,7 @@ use std::path::Path;
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// LFW View 2 verification: 10 folds, threshold chosen on nine, applied to the tenth.
-    Lfw(lfw::LfwArgs),
+    Lfw(lfw_args::LfwArgs),
     /// Per-stage timings on one core (median of repeated runs).
     Speed(speed::SpeedArgs),
     /// Door detectors on LFW photos upright, rotated ±20° and mirrored; fits YuNet's box map.

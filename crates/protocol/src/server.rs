@@ -76,10 +76,11 @@ pub trait Handler {
     fn handle(&mut self, request: Request, host: &PairedHost) -> Result<Response, WireError>;
     /// Whether `request` changes who decides at the door, so that only a host
     /// at the device in setup mode may make it (the server refuses it with
-    /// [`WireError::NotInSetupMode`] otherwise). Joining a site always does;
-    /// a handler adds its own (settings that move the door's authority).
-    fn needs_setup_mode(&self, request: &Request) -> bool {
-        matches!(request, Request::FleetJoin { .. })
+    /// [`WireError::NotInSetupMode`] otherwise). Joining a site always does,
+    /// whatever this says; a handler adds its own (settings that move the
+    /// door's authority).
+    fn needs_setup_mode(&self, _request: &Request) -> bool {
+        false
     }
     /// A security event: pairing, unpairing, or a refused request (`error` set).
     fn security_event(&mut self, what: SecurityEvent, host_name: Option<&str>);
@@ -224,7 +225,10 @@ impl<H: Handler> Server<H> {
                     Response::Done
                 })
             }
-            Ok(request) if !self.in_setup_mode() && self.handler.needs_setup_mode(&request) => {
+            Ok(request)
+                if !self.in_setup_mode()
+                    && (matches!(request, Request::FleetJoin { .. }) || self.handler.needs_setup_mode(&request)) =>
+            {
                 self.handler.security_event(SecurityEvent::Refused(WireError::NotInSetupMode), Some(&host.name));
                 Err(WireError::NotInSetupMode)
             }

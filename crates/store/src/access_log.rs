@@ -99,12 +99,12 @@ fn parse_clock(text: &str) -> Option<f64> {
     let second = match parts.next() {
         None => 0.0,
         Some(s) => {
-            let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-            let dangling_point = s.contains('.') && fraction.is_empty();
-            if dangling_point || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            // `SS` or `SS.f…`: two digits, then a point only with digits after it.
+            let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+            if digits(whole, 2).is_none() || fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            digits(whole, 2)? as f64 + if fraction.is_empty() { 0.0 } else { format!("0.{fraction}").parse::<f64>().ok()? }
+            s.parse::<f64>().ok()?
         }
     };
     // 60 is a leap second, as RFC 3339 allows.

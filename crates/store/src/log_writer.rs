@@ -48,8 +48,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LogWriter {
-    /// Starts the writer thread for `log`, with a queue of `depth` events.
-    pub fn start(log: AccessLog, depth: usize) -> std::io::Result<Self> {
+    /// Starts the writer thread for `log`, with a queue of `depth` events;
+    /// `lost` is told of each event an append failed for (disk full, I/O
+    /// error): that event only is not in the log.
+    pub fn start(log: AccessLog, depth: usize, lost: impl Fn(u64, &crate::StoreError) + Send + 'static) -> std::io::Result<Self> {
         let next_seq = log.last_seq() + 1;
         let shared = Arc::new(Shared {
             log: Mutex::new(log),
@@ -58,7 +60,7 @@ impl LogWriter {
         });
         let (tx, rx) = sync_channel(depth.max(1));
         let writer = shared.clone();
-        let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || write_all(&writer, rx))?;
+        let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || write_all(&writer, rx, lost))?;
         Ok(LogWriter { shared, queue: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
@@ -142,19 +144,13 @@ fn mark_done(shared: &Shared, seq: u64) {
 }
 
 /// The writer thread: appends each queued event in order until the queue closes.
-fn write_all(shared: &Shared, queue: Receiver<Event>) {
+fn write_all(shared: &Shared, queue: Receiver<Event>, lost: impl Fn(u64, &crate::StoreError)) {
     for event in queue {
         if let Err(e) = lock(&shared.log).append_numbered(&event) {
-            report_lost(&e, event.seq);
+            lost(event.seq, &e);
         }
         mark_done(shared, event.seq);
     }
-}
-
-/// A failed append (disk full, I/O error) loses that event only; it is said
-/// on stderr, as the log cannot hold it.
-fn report_lost(e: &crate::StoreError, seq: u64) {
-    eprintln!("access log: event {seq} not written: {e}");
 }
 
 #[cfg(test)]
@@ -169,7 +165,7 @@ mod tests {
     #[test]
     fn appends_do_not_wait_for_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = LogWriter::start(AccessLog::open(&dir.path().join("a.log"), 100).unwrap(), 16).unwrap();
+        let writer = LogWriter::start(AccessLog::open(&dir.path().join("a.log"), 100).unwrap(), 16, |_, _| {}).unwrap();
         // Holding the log is a disk that does not answer: the writer cannot append.
         let stalled = writer.lock_now();
         let seqs: Vec<u64> = (0..10).map(|i| writer.append(&event(i)).unwrap()).collect();
@@ -186,7 +182,7 @@ mod tests {
     #[test]
     fn a_full_queue_waits_and_drops_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Arc::new(LogWriter::start(AccessLog::open(&dir.path().join("a.log"), 100).unwrap(), 2).unwrap());
+        let writer = Arc::new(LogWriter::start(AccessLog::open(&dir.path().join("a.log"), 100).unwrap(), 2, |_, _| {}).unwrap());
         let stalled = writer.lock_now();
         let appending = {
             let writer = writer.clone();
@@ -208,13 +204,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         {
-            let writer = LogWriter::start(AccessLog::open(&path, 100).unwrap(), 8).unwrap();
+            let writer = LogWriter::start(AccessLog::open(&path, 100).unwrap(), 8, |_, _| {}).unwrap();
             for i in 0..5 {
                 writer.append(&event(i)).unwrap();
             }
             // Dropped with events queued: they are written before the thread ends.
         }
-        let writer = LogWriter::start(AccessLog::open(&path, 100).unwrap(), 8).unwrap();
+        let writer = LogWriter::start(AccessLog::open(&path, 100).unwrap(), 8, |_, _| {}).unwrap();
         assert_eq!(writer.append(&event(5)).unwrap(), 6);
         writer.close();
         assert_eq!(writer.append(&event(6)).unwrap(), 7, "after close, appends are synchronous");

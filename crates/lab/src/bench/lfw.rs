@@ -1,78 +1,18 @@
 //! `host-tool bench lfw`: the LFW View 2 protocol on the full pipeline.
 
+use super::lfw_args::LfwArgs;
 use crate::labelled::lfw_face;
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::matching::{distance, THRESHOLD_BALANCED, THRESHOLD_DOOR};
 use facegate_face::{DetectorKind, Embedding, Pipeline, PipelineConfig, Precision};
 use facegate_lfw::{compare_paired, enrolment_study, evaluate, operating_points, parse_pairs, Dataset, Pair};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// Arguments of `bench lfw`.
-#[derive(Args)]
-pub struct LfwArgs {
-    /// LFW images: lfw.tgz or an unpacked directory.
-    #[arg(long)]
-    pub(super) lfw: PathBuf,
-    /// The official pairs.txt.
-    #[arg(long)]
-    pub(super) pairs: PathBuf,
-    /// Embedding precision.
-    #[arg(long, default_value = "int8", value_parser = Precision::from_str)]
-    pub(super) precision: Precision,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub(super) json: bool,
-    /// Only the first N folds (a quick regression slice); thresholds then come from those folds.
-    #[arg(long)]
-    pub(super) folds: Option<usize>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub(super) threads: Option<usize>,
-    /// No mirror averaging of embeddings.
-    #[arg(long)]
-    pub(super) no_mirror: bool,
-    /// Extra jittered chips per face, averaged in (0–4; default: the photo pipeline's).
-    #[arg(long)]
-    pub(super) jitter: Option<usize>,
-    /// Face detector (default: the photo pipeline's, cnn).
-    #[arg(long, value_parser = parse_detector)]
-    pub(super) detector: Option<DetectorKind>,
-    /// Smallest face width the pipeline keeps, in pixels (default: the photo
-    /// pipeline's, 40); YuNet shrinks its input until such a face is 24 px.
-    #[arg(long)]
-    pub(super) min_face: Option<u32>,
-    /// Also embed with the other precision and count the pair decisions that differ.
-    #[arg(long)]
-    pub(super) compare_precision: bool,
-    /// Also report the accuracy on the selected pairs at this fixed threshold.
-    #[arg(long)]
-    pub(super) threshold: Option<f32>,
-    /// Write every pair's distance to this CSV file (for ROC plots and threshold studies).
-    #[arg(long)]
-    pub(super) distances_csv: Option<PathBuf>,
-    /// Compare, pair by pair, with an earlier run's `--distances-csv` file
-    /// (another detector, precision or setting on the same pairs.txt): the
-    /// pairs only one of the two decides right, and the exact McNemar p-value
-    /// of that split (whether the accuracy difference is more than chance).
-    #[arg(long, value_name = "CSV")]
-    pub(super) compare_with: Option<PathBuf>,
-    /// Train a metric per fold on the other folds' people (triplet loss) and
-    /// report it beside the pretrained model on the held-out fold.
-    /// (Features come from the photo pipeline's cache: the detector, jitter,
-    /// mirror and precision options do not apply.)
-    #[arg(long, value_enum, conflicts_with_all = ["precision", "no_mirror", "jitter", "detector", "min_face", "compare_precision", "threshold", "distances_csv", "compare_with"])]
-    pub(super) train_metric: Option<crate::train::Kind>,
-    #[command(flatten)]
-    pub(super) training: crate::train::TrainingArgs,
-}
 
 /// The first line of a `--distances-csv` file: its columns.
 const DISTANCES_CSV_HEADER: &str = "fold,same,distance,a,b";
@@ -107,10 +47,6 @@ fn read_distances_csv(path: &Path, pairs: &[Pair]) -> Result<Vec<(f32, bool, usi
         .collect()
 }
 
-fn parse_detector(s: &str) -> Result<DetectorKind, String> {
-    s.parse()
-}
-
 struct ImageResult {
     embedding: Embedding,
     /// The same face with the other precision (with --compare-precision).
@@ -133,15 +69,7 @@ fn embed_image(pipeline: &Pipeline, other: Option<&Pipeline>, data: &Dataset, na
 /// Runs the benchmark and prints the result.
 pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     if let Some(kind) = args.train_metric {
-        let setup = super::trained::Setup {
-            lfw: &args.lfw,
-            pairs: &args.pairs,
-            folds: args.folds,
-            threads: args.threads,
-            json: args.json,
-            training: &args.training,
-        };
-        return super::trained::run(models, &setup, kind);
+        return super::trained::run(models, &args, kind);
     }
     let text = std::fs::read_to_string(&args.pairs).with_context(|| format!("reading {}", args.pairs.display()))?;
     let mut pairs = parse_pairs(&text)?;

@@ -5,8 +5,9 @@
 //! model. Thresholds come from the training run's validation people, never
 //! from the fold under test.
 
+use super::lfw_args::LfwArgs;
 use crate::features;
-use crate::train::{epoch_bar, epoch_message, run_json, Kind, TrainingArgs};
+use crate::train::{epoch_bar, epoch_message, run_json, Kind};
 use anyhow::{bail, Context, Result};
 use facegate_core::{distance, Embedding};
 use facegate_lfw::{evaluate, parse_pairs, Pair};
@@ -89,26 +90,10 @@ impl Scores {
     }
 }
 
-/// What `bench lfw --train-metric` runs on: the LFW options that apply.
-pub struct Setup<'a> {
-    /// LFW images: lfw.tgz or an unpacked directory.
-    pub lfw: &'a Path,
-    /// The official pairs.txt.
-    pub pairs: &'a Path,
-    /// Only the first N folds.
-    pub folds: Option<usize>,
-    /// Worker threads for embedding.
-    pub threads: Option<usize>,
-    /// One JSON object instead of a table.
-    pub json: bool,
-    /// The training settings.
-    pub training: &'a TrainingArgs,
-}
-
 /// Runs the trained-metric benchmark and prints it.
-pub fn run(models: &Path, setup: &Setup, kind: Kind) -> Result<()> {
+pub fn run(models: &Path, args: &LfwArgs, kind: Kind) -> Result<()> {
     let (lfw, pairs_file, folds, threads, json_out, training) =
-        (setup.lfw, setup.pairs, setup.folds, setup.threads, setup.json, setup.training);
+        (&args.lfw, &args.pairs, args.folds, args.threads, args.json, &args.training);
     let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
     let pairs = parse_pairs(&text)?;
     let fold_count = pairs.iter().map(|p| p.fold + 1).max().unwrap_or(0);
