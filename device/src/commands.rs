@@ -4,7 +4,7 @@ use crate::cli::{Common, RunArgs};
 use crate::config::Config;
 use crate::events::Events;
 use crate::lock::{install_panic_release, DoorInputs, LockKind, NoInputs, Relay, SharedRelay, SimRelay};
-use crate::source::open_source;
+use crate::source::{open_source, FrameSource};
 use crate::{notify, policy, provision, runner, serial, shared};
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::Liveness;
@@ -347,7 +347,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|p| AccessLog::open(&p, config.paths.log_capacity).with_context(|| format!("opening access log {}", p.display())))
         .transpose()?;
     let c = &config.camera;
-    let mut src = open_source(&common.source, c.fps, c.width, c.height, replay_loop)?;
+    let mut src =
+        crate::source::Watched::start(open_source(&common.source, c.fps, c.width, c.height, replay_loop)?, runner::CAMERA_POLL)?;
     tracing::info!(
         "source: {}; lock: {}; gallery: {} people",
         src.describe(),
@@ -406,7 +407,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let notifier = notify::Notifier::from_env();
     notifier.send("READY=1");
     door.notifier = Some(notifier);
-    let result = door.run(src.as_mut());
+    let result = door.run(&mut src);
     // The link says offline and saves its cursor before the process ends.
     fleet_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(link) = fleet {

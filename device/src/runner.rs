@@ -104,6 +104,13 @@ const PIPELINE_DEPTH: usize = 2;
 /// Frames that may still fill the frame arena's free lists.
 pub const WARM_UP_FRAMES: u64 = 5;
 
+/// How long the loop waits for a frame before it goes round anyway (reads
+/// the exit button, ends a pulse): the camera is read on its own thread.
+pub const CAMERA_POLL: Duration = Duration::from_millis(250);
+
+/// A camera without a frame this long is reported (once per stall).
+pub const STALL_REPORTED: Duration = Duration::from_secs(2);
+
 impl Stats {
     /// Human-readable summary.
     pub fn summary(&self) -> String {
@@ -410,6 +417,7 @@ impl<'a> DoorLoop<'a> {
         let start = Instant::now();
         let mut unlock_until: Option<Instant> = None;
         let mut backoff = Duration::from_millis(200);
+        let (mut camera_retry_at, mut stall_reported) = (None::<Instant>, false);
         let (mut exit_was_pressed, mut door_opened_at, mut held_reported) = (false, None::<Instant>, false);
         // Test hook: prove that a panic in the pipeline releases the relay.
         let panic_after: Option<u64> = std::env::var("FACEGATE_INJECT_PANIC_AFTER_FRAMES").ok().and_then(|v| v.parse().ok());
@@ -453,6 +461,11 @@ impl<'a> DoorLoop<'a> {
                     break Err(e);
                 }
             }
+            if camera_retry_at.is_some_and(|t| Instant::now() < t) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            camera_retry_at = None;
             // Everything a frame allocates comes from the frame arena; counted once it is warm.
             let _frame = FrameScope::enter();
             let system_before = facegate_arena::system_allocations();
@@ -471,16 +484,27 @@ impl<'a> DoorLoop<'a> {
                     self.error_event(&format!("unusable frame {index}: {why}"));
                 }
                 Some(Err(SourceError::Camera(why) | SourceError::Open(why))) => {
-                    // Door stays locked while the camera is away; retry with back-off.
+                    // Door stays locked while the camera is away; retry with back-off,
+                    // the loop going round meanwhile (exit button, pulses, commands).
                     if unlock_until.take().is_some() {
                         let _ = self.set_relay(false);
                     }
                     self.error_event(&format!("camera unavailable, retrying in {} ms: {why}", backoff.as_millis()));
-                    std::thread::sleep(backoff);
+                    camera_retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Some(Err(SourceError::Stalled { for_ms })) => {
+                    // Nothing to recognise; the loop went round. Said once per stall.
+                    if for_ms >= STALL_REPORTED.as_millis() as u64 && !stall_reported {
+                        stall_reported = true;
+                        self.error_event(&format!(
+                            "camera stalled: no frame for {for_ms} ms; nobody is let in until frames come"
+                        ));
+                    }
                 }
                 Some(Ok(frame)) => {
                     backoff = Duration::from_millis(200);
+                    stall_reported = false;
                     self.stats.frames += 1;
                     self.shared.frames.fetch_add(1, Ordering::Relaxed);
                     if panic_after.is_some_and(|n| self.stats.frames > n) {

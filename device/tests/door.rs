@@ -5,9 +5,9 @@
 use facegate_device::events::Events;
 use facegate_device::lock::{DoorInputs, NoInputs, SimRelay};
 use facegate_device::policy::Policy;
-use facegate_device::runner::{DoorLoop, LoopSettings};
+use facegate_device::runner::{DoorLoop, LoopSettings, CAMERA_POLL, STALL_REPORTED};
 use facegate_device::shared::{CaptureResult, LoopCommand, Shared};
-use facegate_device::source::ReplaySource;
+use facegate_device::source::{ReplaySource, Watched};
 use facegate_face::enrol::EnrolProblem;
 use facegate_face::{Pipeline, PipelineConfig, Precision};
 use facegate_provision::GalleryHome;
@@ -135,6 +135,69 @@ fn the_loop_does_not_wait_for_the_access_log() {
     assert_eq!(kinds, vec![EventKind::Exit, EventKind::DoorHeld], "and reached the log, in order, once it could be written");
     let relay: Vec<bool> = sim.transitions.lock().unwrap().iter().map(|t| t.unlocked).collect();
     assert_eq!(relay, vec![false, true, false]);
+}
+
+#[test]
+fn a_stalled_camera_neither_holds_the_relay_open_nor_the_exit_button_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    RgbImage::new(64, 64).save(dir.path().join("0.png")).unwrap();
+    // The second frame is a FIFO nobody writes: reading it hangs, as a V4L2
+    // driver that neither delivers nor fails.
+    let fifo = dir.path().join("stall.png");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
+    std::fs::write(dir.path().join("frames.txt"), "0.png\nstall.png\n").unwrap();
+    let pipeline = door_pipeline();
+    let sim = SimRelay::default();
+    let log = AccessLog::open(&dir.path().join("log"), 1000).unwrap();
+    let home = GalleryHome::new(&dir.path().join("gallery.fg"), Gallery::new(pipeline.embedder.model_id()));
+    let shared = Shared::new(Arc::new(home), Events::new(Some(log), false).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pulse = Duration::from_millis(300);
+    let transitions = sim.transitions.clone();
+    let mut stopped_ms = 0;
+    let relay_now = || transitions.lock().unwrap().iter().map(|t| (t.time_ms, t.unlocked)).collect::<Vec<_>>();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut door = DoorLoop::new(
+                &pipeline,
+                &shared,
+                Arc::new(Mutex::new(Box::new(sim.clone()))),
+                Policy::new(3, 5, 60_000),
+                LoopSettings {
+                    threshold: 0.52,
+                    pulse,
+                    until_end: true,
+                    door_held: Duration::from_secs(60),
+                    live_threshold: None,
+                    threads: 1,
+                },
+                // Pressed on the loop's third turn: while the camera hangs.
+                Box::new(Scripted { step: 0, exit_at: 3, door_open_from: usize::MAX }),
+                stop.clone(),
+            );
+            let source = ReplaySource::open(&dir.path().join("frames.txt"), 0).unwrap();
+            let mut watched = Watched::start(Box::new(source), CAMERA_POLL).unwrap();
+            door.run(&mut watched).unwrap();
+        });
+        let deadline = Instant::now() + STALL_REPORTED + Duration::from_secs(2);
+        while relay_now().len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Wait out the stall report, then let the hung read end (EOF: a bad frame, then the end).
+        std::thread::sleep((deadline - Duration::from_secs(1)).saturating_duration_since(Instant::now()));
+        stopped_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    });
+    let relay = relay_now();
+    let states: Vec<bool> = relay.iter().map(|r| r.1).collect();
+    assert_eq!(&states[..3], [false, true, false], "the exit button was read and its pulse ended while the camera hung");
+    let held = relay[2].0 - relay[1].0;
+    assert!(held < (pulse + CAMERA_POLL * 2).as_millis() as i64, "the pulse lasted {held} ms, not about {pulse:?}");
+    let events = shared.events.log().unwrap().events_since(0).unwrap();
+    assert_eq!(events[0].kind, EventKind::Exit);
+    let errors_in_stall = events.iter().filter(|e| e.kind == EventKind::Error && e.time_ms < stopped_ms).count();
+    assert_eq!(errors_in_stall, 1, "the stall is logged, once: {events:?}");
 }
 
 /// Writes `frames` as numbered PNG files into a new folder `name`.

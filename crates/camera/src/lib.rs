@@ -26,6 +26,14 @@ pub enum SourceError {
     /// camera support on this system).
     #[error("{0}")]
     Open(String),
+    /// No frame came for `for_ms` (a [`Watched`] source): the camera hangs
+    /// without failing. Said every poll while it lasts, so the caller's loop
+    /// goes round (ends unlock pulses, reads the exit button).
+    #[error("no frame for {for_ms} ms (the camera stalled)")]
+    Stalled {
+        /// How long since the last frame (or since the wait began).
+        for_ms: u64,
+    },
 }
 
 /// Which source to open, as given on the command line: `replay:DIR` (or
@@ -84,11 +92,69 @@ pub fn open_source(
 }
 
 /// A stream of RGB frames.
-pub trait FrameSource {
+pub trait FrameSource: Send {
     /// The next frame; `None` when a finite source (a replay) has ended.
     fn next_frame(&mut self) -> Option<Result<RgbImage, SourceError>>;
     /// Human-readable description for logs.
     fn describe(&self) -> String;
+}
+
+/// A source read on its own thread, so a read that hangs (a V4L2 driver
+/// that neither delivers nor fails) cannot hold the caller: without a frame
+/// within `poll`, [`FrameSource::next_frame`] says [`SourceError::Stalled`]
+/// and the caller goes on; the frame, when it comes, is the next one handed over.
+pub struct Watched {
+    frames: std::sync::mpsc::Receiver<Option<Result<RgbImage, SourceError>>>,
+    poll: Duration,
+    waiting_since: Option<Instant>,
+    ended: bool,
+    what: String,
+}
+
+impl Watched {
+    /// Starts reading `source` on a thread of its own; at most one frame
+    /// waits read ahead (the camera's own buffers hold the rest).
+    pub fn start(mut source: Box<dyn FrameSource>, poll: Duration) -> Result<Self, SourceError> {
+        let what = source.describe();
+        let (tx, frames) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("camera".into())
+            .spawn(move || loop {
+                let frame = source.next_frame();
+                let end = frame.is_none();
+                if tx.send(frame).is_err() || end {
+                    break;
+                }
+            })
+            .map_err(|e| SourceError::Open(format!("a thread for {what}: {e}")))?;
+        Ok(Watched { frames, poll, waiting_since: None, ended: false, what })
+    }
+}
+
+impl FrameSource for Watched {
+    fn next_frame(&mut self) -> Option<Result<RgbImage, SourceError>> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if self.ended {
+            return None;
+        }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        match self.frames.recv_timeout(self.poll) {
+            Ok(frame) => {
+                self.waiting_since = None;
+                self.ended = frame.is_none();
+                frame
+            }
+            Err(RecvTimeoutError::Timeout) => Some(Err(SourceError::Stalled { for_ms: since.elapsed().as_millis() as u64 })),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                Some(Err(SourceError::Camera(format!("{}: the reading thread ended", self.what))))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.what.clone()
+    }
 }
 
 /// Image files played back in name order (or in the order of a list file) at a set rate.
@@ -179,6 +245,9 @@ pub mod v4l2 {
     use v4l::video::Capture;
     use v4l::{Device, FourCC};
 
+    /// A read that waits longer than this fails: the camera is reopened.
+    const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
     /// A camera that reopens itself after it disappears (unplugged, driver
     /// reset): each failure is reported, and the next frame tries to reopen.
     pub struct ReopeningCamera {
@@ -245,7 +314,9 @@ pub mod v4l2 {
                 }
             }
             let fmt = chosen.ok_or_else(|| SourceError::Camera(format!("{path}: offers neither MJPEG nor YUYV")))?;
-            let stream = v4l::io::mmap::Stream::with_buffers(&device, Type::VideoCapture, 4).map_err(cam)?;
+            let mut stream = v4l::io::mmap::Stream::with_buffers(&device, Type::VideoCapture, 4).map_err(cam)?;
+            // A driver that stops delivering fails the read (and the camera is reopened).
+            stream.set_timeout(READ_TIMEOUT);
             Ok(V4l2Source {
                 path: path.to_string(),
                 stream,
