@@ -40,11 +40,15 @@ pub struct Fleet {
     pub ca_file: String,
     /// Seconds between keep-alive pings (the broker declares the door offline after 1.5×).
     pub keep_alive_s: u64,
+    /// A site version issued longer ago than this is not applied (a replayed
+    /// old site); `host-tool --site SITE.toml sync` issues the current one
+    /// again. 0: no limit.
+    pub max_manifest_age_days: u32,
 }
 
 impl Default for Fleet {
     fn default() -> Self {
-        Fleet { enabled: false, broker: String::new(), ca_file: String::new(), keep_alive_s: 15 }
+        Fleet { enabled: false, broker: String::new(), ca_file: String::new(), keep_alive_s: 15, max_manifest_age_days: 30 }
     }
 }
 

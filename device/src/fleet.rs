@@ -3,10 +3,15 @@
 //! back there.
 //!
 //! - Every record is checked against the site's admin key and applied only
-//!   as a complete, newer version ([`facegate_site::Replica`]): the rules
-//!   copy is saved, then the gallery is saved and swapped, the same atomic
-//!   save as serial provisioning. A crash between the two fails secure (a
-//!   person the copy does not know is in no group).
+//!   as a complete, newer version ([`facegate_site::Replica`]), never below
+//!   the version the door joined at nor issued before the one it holds or
+//!   too long ago. The gallery is saved and swapped first (the same atomic
+//!   save as serial provisioning), then the rules copy, which names the
+//!   gallery's digest: a copy whose gallery differs (a save that failed) is
+//!   not taken as applied, nobody passes, and the version is applied again.
+//! - Messages that are refused (unsigned, forged, garbage) are logged as
+//!   one `refused` event per minute with their count, so junk cannot wash
+//!   the access log's ring.
 //! - The access log is the outbox: events are published at least once, each
 //!   with (door, seq). The door subscribes to its own events topic, and an
 //!   event counts as delivered once the broker hands it back; the cursor of
@@ -14,9 +19,11 @@
 //!   are sent after reconnecting, never re-numbered.
 //! - A collector that missed events (a broker crash loses what it had not
 //!   saved) asks for them again on the door's `resend` topic; the door
-//!   sends what its log still holds from there, at most once per
-//!   [`RESEND_EVERY`] (a request needs broker access, not the admin key:
-//!   it can cost traffic, never change anything).
+//!   sends what its log still holds of that range, at most
+//!   [`facegate_site::resend::MAX_RESEND`] events, once per [`RESEND_EVERY`],
+//!   and only when the request is signed by the site's admin key and new.
+//! - The MQTT client id carries random bytes: no other login can take the
+//!   door's session over by guessing it.
 //! - The frame loop never waits for this thread: it reads the gallery and
 //!   the rules through locks held only for a pointer swap.
 
@@ -24,7 +31,9 @@ use crate::config::Fleet;
 use crate::events::now_ms;
 use crate::shared::{Shared, SiteGate};
 use anyhow::{bail, Context, Result};
-use facegate_site::{DoorCopy, DoorSecrets, Received, Replica, Snapshot, Topics};
+use facegate_site::resend::ResendRequest;
+use facegate_site::status::Pending;
+use facegate_site::{DoorCopy, DoorSecrets, DoorStatus, Freshness, Received, Replica, SiteError, Snapshot, Topics};
 use facegate_store::access_log::iso_time;
 use facegate_store::{Event, EventKind};
 use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError};
@@ -40,6 +49,8 @@ const WINDOW: u64 = 500;
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// Resend requests honoured at most this often.
 const RESEND_EVERY: Duration = Duration::from_secs(2);
+/// Refused messages are logged as one event per this long.
+const REFUSED_EVERY: Duration = Duration::from_secs(60);
 
 /// Where the link keeps its files.
 pub struct FleetPaths {
@@ -72,8 +83,19 @@ pub fn start(
         )
     })?;
     let secrets = DoorSecrets::from_toml(&text).with_context(|| format!("reading {}", paths.secrets.display()))?;
+    let mut error = None;
     let copy = match std::fs::read(&paths.site) {
         Ok(bytes) => match DoorCopy::from_bytes(&bytes) {
+            Ok(c) if c.door == secrets.door && !gallery_matches(&c, &shared) => {
+                let why = format!(
+                    "the gallery is not the one saved with site version {} (a save failed?): nobody passes until the site is applied again",
+                    c.version
+                );
+                tracing::error!("fleet: {why}");
+                shared.events.named(EventKind::Error, &why);
+                error = Some(why);
+                None
+            }
             Ok(c) if c.door == secrets.door => Some(c),
             Ok(c) => {
                 tracing::warn!(
@@ -92,8 +114,14 @@ pub fn start(
         Err(_) => None,
     };
     let applied = copy.as_ref().map_or(0, |c| c.version);
+    let freshness = Freshness {
+        min_version: secrets.min_version,
+        newest_issued_at: copy.as_ref().map_or(0, |c| c.issued_at),
+        max_age_s: (config.max_manifest_age_days > 0).then_some(i64::from(config.max_manifest_age_days) * 86_400),
+    };
+    let manifest = copy.as_ref().map(|c| c.manifest);
     shared.set_site(copy.map_or(SiteGate::Waiting, |c| SiteGate::Copy(Arc::new(c))));
-    let replica = Replica::new(&secrets.site, secrets.public_key()?, secrets.data_key()?, applied)?;
+    let replica = Replica::new(&secrets.site, secrets.public_key()?, secrets.data_key()?, applied)?.with_freshness(freshness);
     let (client, connection) = Client::new(options(config, &secrets)?, 256);
     let outbox = Outbox::load(paths.cursor());
     let mut link = Link {
@@ -101,6 +129,7 @@ pub fn start(
         topics: Topics::new(&secrets.site)?,
         client,
         replica,
+        manifest,
         outbox,
         shared,
         paths,
@@ -108,17 +137,29 @@ pub fn start(
         last_status: None,
         last_resend: None,
         resend_asked: None,
-        error: None,
+        last_resend_at_ms: 0,
+        refused: Refusals::default(),
+        error,
+        secrets,
     };
-    tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, secrets.site, config.broker);
+    tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, link.secrets.site, config.broker);
     Ok(std::thread::Builder::new().name("fleet".into()).spawn(move || link.run(connection, &stop))?)
 }
 
+/// Whether the gallery on disk is the one saved with `copy`.
+fn gallery_matches(copy: &DoorCopy, shared: &Shared) -> bool {
+    std::fs::read(shared.gallery.path()).is_ok_and(|bytes| copy.matches_gallery(&bytes))
+}
+
 fn options(config: &Fleet, secrets: &DoorSecrets) -> Result<MqttOptions> {
+    // Random per start: a predictable id would let any login of the broker
+    // take the door's session over (and publish its "offline" will).
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no random bytes for the MQTT client id: {e}"))?;
     let mut o = facegate_site::mqtt::options(&facegate_site::mqtt::Login {
         broker: &config.broker,
         ca_file: &config.ca_file,
-        client_id: format!("facegate-{}-{}", secrets.site, secrets.door),
+        client_id: format!("facegate-{}-{}-{}", secrets.site, secrets.door, facegate_core::hex(&nonce)),
         username: &secrets.username,
         password: &secrets.password,
         keep_alive: Duration::from_secs(config.keep_alive_s),
@@ -219,18 +260,57 @@ impl Outbox {
     }
 }
 
+/// Refused messages, told as one event per [`REFUSED_EVERY`].
+#[derive(Default)]
+struct Refusals {
+    /// Refused since the last event, and the last reason.
+    untold: u64,
+    last_why: String,
+    told_at: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts one refusal; the text of an event to log now, if one is due.
+    fn refuse(&mut self, why: String) -> Option<String> {
+        self.untold += 1;
+        self.last_why = why;
+        self.due()
+    }
+
+    /// The event text when refusals are untold and the last event is old
+    /// enough (or this is the first).
+    fn due(&mut self) -> Option<String> {
+        if self.untold == 0 || self.told_at.is_some_and(|t| t.elapsed() < REFUSED_EVERY) {
+            return None;
+        }
+        let text = match self.untold {
+            1 => self.last_why.clone(),
+            n => format!("{n} messages refused; the last: {}", self.last_why),
+        };
+        self.untold = 0;
+        self.told_at = Some(Instant::now());
+        Some(text)
+    }
+}
+
 struct Link {
     door: String,
+    secrets: DoorSecrets,
     topics: Topics,
     client: Client,
     replica: Replica,
+    /// The digest of the manifest applied.
+    manifest: Option<[u8; 32]>,
     outbox: Outbox,
     shared: Arc<Shared>,
     paths: FleetPaths,
     connected: bool,
     last_status: Option<Instant>,
     last_resend: Option<Instant>,
-    resend_asked: Option<u64>,
+    resend_asked: Option<(u64, u64)>,
+    /// The time of the last resend request taken (each is taken once).
+    last_resend_at_ms: i64,
+    refused: Refusals,
     error: Option<String>,
 }
 
@@ -258,6 +338,9 @@ impl Link {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(text) = self.refused.due() {
+                self.shared.events.named(EventKind::Refused, &text);
             }
             if self.connected {
                 self.send_events();
@@ -309,10 +392,16 @@ impl Link {
         match self.replica.receive(topic, payload) {
             Ok(Received::Manifest(v)) => tracing::debug!("fleet: site version {v} announced"),
             Ok(_) => {}
+            // Signed by the site, still not taken (replayed, too old): the administrator must know.
+            Err(SiteError::Refused(why)) => {
+                self.failed(why);
+                return;
+            }
             Err(e) => {
-                // Forged, replayed under another topic, or garbage: logged, nothing changes.
-                tracing::warn!("fleet: refused a message on {topic}: {e}");
-                self.shared.events.named(EventKind::Refused, &format!("site {topic}: {e}"));
+                // Forged, replayed under another topic, or garbage: nothing changes, and
+                // the log gets one event a minute however many come.
+                tracing::debug!("fleet: refused a message on {topic}: {e}");
+                self.refuse(format!("site {topic}: {e}"));
                 return;
             }
         }
@@ -321,7 +410,8 @@ impl Link {
                 let version = snapshot.version;
                 match self.apply(&snapshot) {
                     Ok(()) => {
-                        self.replica.mark_applied(version);
+                        self.replica.mark_applied(&snapshot);
+                        self.manifest = Some(snapshot.manifest);
                         self.error = None;
                         self.shared.events.named(EventKind::SiteSynced, &format!("version {version}"));
                         self.publish_status();
@@ -334,24 +424,41 @@ impl Link {
         }
     }
 
-    /// `{"from": N}`: events N… that were already sent go out again. Asks
-    /// are merged (the lowest N) and served at most once per [`RESEND_EVERY`].
+    fn refuse(&mut self, why: String) {
+        if let Some(text) = self.refused.refuse(why) {
+            tracing::warn!("fleet: {text}");
+            self.shared.events.named(EventKind::Refused, &text);
+        }
+    }
+
+    /// The administrator's signed request for events `from..=until` again
+    /// (cut to [`facegate_site::resend::MAX_RESEND`]). Asks are merged and
+    /// served at most once per [`RESEND_EVERY`].
     fn on_resend(&mut self, payload: &[u8]) {
-        let Some(from) = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v["from"].as_u64()) else {
-            tracing::warn!("fleet: ignored a resend request that is not {{\"from\": N}}");
-            return;
+        let topic = self.topics.resend(&self.door);
+        let public = match self.secrets.public_key() {
+            Ok(p) => p,
+            Err(e) => return tracing::error!("fleet: {e}"),
         };
-        self.resend_asked = Some(self.resend_asked.map_or(from, |f| f.min(from)).max(1));
+        match ResendRequest::open(&public, &topic, payload, self.last_resend_at_ms, self.replica.clock_floor_now() * 1000) {
+            Ok(r) => {
+                self.last_resend_at_ms = r.at_ms;
+                self.resend_asked = Some(self.resend_asked.map_or((r.from, r.until), |(f, u)| (f.min(r.from), u.max(r.until))));
+                let (f, u) = self.resend_asked.expect("just set");
+                self.resend_asked = Some((f, u.min(f + facegate_site::resend::MAX_RESEND - 1)));
+            }
+            Err(e) => self.refuse(format!("{topic}: {e}")),
+        }
     }
 
     /// Starts serving an ask once the last one is done and old enough.
     fn start_resend(&mut self) {
-        let Some(from) = self.resend_asked else { return };
+        let Some((from, until)) = self.resend_asked else { return };
         if self.outbox.resend.is_some() || self.last_resend.is_some_and(|t| t.elapsed() < RESEND_EVERY) {
             return;
         }
         self.resend_asked = None;
-        let until = self.outbox.published;
+        let until = until.min(self.outbox.published);
         if from <= until {
             tracing::info!("fleet: sending events {from}..={until} again, as asked");
             self.outbox.resend = Some((from, until));
@@ -368,7 +475,10 @@ impl Link {
         }
     }
 
-    /// Rules copy first, then the gallery: both saved atomically, then in force.
+    /// The gallery first, then the rules copy naming its digest: both saved
+    /// atomically, then in force. A failure between the two leaves a copy
+    /// that does not name the gallery: at the next start nobody passes and
+    /// the version is applied again.
     fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
         let model = self.shared.gallery().model_id();
         if snapshot.model != model {
@@ -377,7 +487,6 @@ impl Link {
                 snapshot.model
             );
         }
-        let copy = DoorCopy::of(snapshot, &self.door)?;
         // Changed on a copy of the gallery, so a person who stays keeps their
         // id, and a removed person's id is never given again: a decision
         // still in flight for them finds nobody and is denied.
@@ -401,9 +510,14 @@ impl Link {
                 Err(e) => return Err(e).with_context(person),
             }
         }
-        facegate_store::atomic::replace(&self.paths.site, &copy.to_bytes(), false)
-            .with_context(|| format!("saving {}", self.paths.site.display()))?;
-        self.shared.gallery.replace(&gallery.to_bytes(), gallery).map_err(|e| anyhow::anyhow!("saving the gallery: {e}"))?;
+        let bytes = gallery.to_bytes();
+        let copy = DoorCopy::of(snapshot, &self.door, facegate_site::records::digest(&bytes))?;
+        self.shared.gallery.replace(&bytes, gallery).map_err(|e| anyhow::anyhow!("saving the gallery: {e}"))?;
+        if let Err(e) = facegate_store::atomic::replace(&self.paths.site, &copy.to_bytes(), false) {
+            // The old rules do not name this gallery: nobody passes until a save holds.
+            self.shared.set_site(SiteGate::Waiting);
+            return Err(e).with_context(|| format!("saving {}", self.paths.site.display()));
+        }
         self.shared.set_site(SiteGate::Copy(Arc::new(copy)));
         Ok(())
     }
@@ -413,23 +527,24 @@ impl Link {
             let g = self.shared.gallery();
             (g.people().len(), g.template_count(), g.model_id().to_hex())
         };
-        let status = serde_json::json!({
-            "door": self.door,
-            "online": true,
-            "version": self.replica.applied(),
-            "pending": self.replica.pending().map(|(v, missing)| serde_json::json!({"version": v, "missing": missing})),
-            "people": people,
-            "templates": templates,
-            "model": model,
-            "free_bytes": free_bytes(self.shared.gallery.path()),
-            "events_first": self.shared.events.first_seq(),
-            "events_last": self.shared.events.last_seq(),
-            "events_delivered": self.outbox.delivered,
-            "events_lost": self.outbox.lost,
-            "error": self.error,
-            "time": iso_time(now_ms()),
-        });
-        match self.client.try_publish(self.topics.status(&self.door), QoS::AtLeastOnce, true, status.to_string()) {
+        let status = DoorStatus {
+            door: self.door.clone(),
+            online: true,
+            version: self.replica.applied(),
+            manifest: self.manifest.map(|m| facegate_core::hex(&m)),
+            pending: self.replica.pending().map(|(version, missing)| Pending { version, missing: missing as u64 }),
+            people: people as u64,
+            templates: templates as u64,
+            model,
+            free_bytes: free_bytes(self.shared.gallery.path()),
+            events_first: self.shared.events.first_seq(),
+            events_last: self.shared.events.last_seq(),
+            events_delivered: self.outbox.delivered,
+            events_lost: self.outbox.lost,
+            error: self.error.clone(),
+            time: iso_time(now_ms()),
+        };
+        match self.client.try_publish(self.topics.status(&self.door), QoS::AtLeastOnce, true, status.to_json()) {
             Ok(()) => self.last_status = Some(Instant::now()),
             Err(e) => tracing::debug!("fleet: status: {e}"),
         }

@@ -62,6 +62,10 @@ fn site(model: ModelId, colin: &[Embedding], strangers: usize) -> Site {
     Site { admin, data, state: SiteState { name: "hq".into(), version: 1, model, rules, people } }
 }
 
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
 /// A door's directory with its secrets, as pairing would leave it.
 fn door_dir(root: &Path, door: &str, site: &Site) -> std::path::PathBuf {
     let dir = root.join(door);
@@ -73,6 +77,7 @@ fn door_dir(root: &Path, door: &str, site: &Site) -> std::path::PathBuf {
         data_key: facegate_core::hex(&site.data.to_bytes()),
         username: format!("door-{door}"),
         password: format!("pw-{door}"),
+        min_version: 1,
     };
     std::fs::write(dir.join("fleet.toml"), secrets.to_toml()).unwrap();
     dir
@@ -109,7 +114,7 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
         status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
     };
     let hall_doors: Vec<_> = halls.iter().map(|h| start_door(&door_dir(dir.path(), h, &site), &broker, &corridor)).collect();
-    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
+    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, now_s(), [0; 32]).unwrap());
 
     // Colin is staff: granted at the front door, refused at the lab (visitors only).
     let front = start_door(&door_dir(dir.path(), "front", &site), &broker, &approach);
@@ -148,7 +153,7 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     let mut forged = site.state.clone();
     forged.version = 99;
     forged.rules.doors.get_mut("lab").unwrap().groups.insert("staff".into());
-    broker.publish_retained("admin", "pw-admin", &forged.messages(&intruder, 0).unwrap());
+    broker.publish_retained("admin", "pw-admin", &forged.messages(&intruder, now_s(), [0; 32]).unwrap());
     lab.wait_for("refused", None, 30);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lab.kinds("site-synced"), 1, "the forged version is not applied");
@@ -193,7 +198,7 @@ fn a_door_decides_by_schedule_and_validity_without_its_broker_and_sends_those_ev
     let until = chrono::DateTime::parse_from_rfc3339("2027-06-30T00:00:00+02:00").unwrap().timestamp();
     let access = Access { groups: ["staff".to_string()].into(), valid_until: Some(until), ..Access::default() };
     site.state.people.insert("p-colin".into(), PersonRecord::new("hq", "p-colin", PERSON, access, &colin, &site.data).unwrap());
-    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, 0).unwrap());
+    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, now_s(), [0; 32]).unwrap());
     let front_dir = door_dir(dir.path(), "front", &site);
     let door_at = |broker: &facegate_testkit::broker::Broker, time: &str| {
         start_door_with(&front_dir, broker, &approach, &["--clock-start", time])
@@ -232,5 +237,113 @@ fn a_door_decides_by_schedule_and_validity_without_its_broker_and_sends_those_ev
         "{sunday:?}"
     );
     assert_eq!(front.kinds("granted"), 0, "expired");
+    front.stop();
+}
+
+/// The door against what a broker login can do (review rows 2, 4, 5, 7, 9):
+/// replay an old site, flood its topics with junk, take its MQTT session
+/// over, ask for its whole log again; and against a gallery save that
+/// failed after its rules copy was saved.
+#[test]
+fn a_door_refuses_old_sites_junk_floods_takeovers_and_unsigned_asks_and_repairs_a_failed_save() {
+    let Some((data, _)) = facegate_testkit::lfw("the fleet hardening test") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
+    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the fleet hardening test") else {
+        return;
+    };
+    let approach = dir.path().join("approach");
+    let (colin, model) = templates_and_approach(&data, &approach);
+    let mut site = site(model, &colin, 2);
+    let statuses = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/status");
+    let status = || statuses.lock().unwrap().iter().rev().find(|(t, _)| t.ends_with("/front/status")).map(|(_, s)| s.clone());
+    let publish = |site: &Site, issued_at: i64| {
+        broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, issued_at, [0; 32]).unwrap())
+    };
+
+    // Joined at version 2: version 1, replayed, is refused and the status says why.
+    publish(&site, now_s() - 60);
+    let front_dir = door_dir(dir.path(), "front", &site);
+    let mut secrets = DoorSecrets::from_toml(&std::fs::read_to_string(front_dir.join("fleet.toml")).unwrap()).unwrap();
+    secrets.min_version = 2;
+    std::fs::write(front_dir.join("fleet.toml"), secrets.to_toml()).unwrap();
+    let front = start_door(&front_dir, &broker, &approach);
+    wait_until("the replayed version 1 refused", 60, || {
+        status().is_some_and(|s| s["version"] == 0 && s["error"].as_str().is_some_and(|e| e.contains("joined at")))
+    });
+    site.state.people.remove("p-0000");
+    site.state.version = 2;
+    publish(&site, now_s());
+    wait_until("version 2 applied", 60, || status().is_some_and(|s| s["version"] == 2 && s["people"] == 2));
+    assert_eq!(front.kinds("site-synced"), 1);
+
+    // Another login connects with the client id doors used to have: the door stays connected.
+    let offline =
+        || statuses.lock().unwrap().iter().filter(|(t, s)| t.ends_with("/front/status") && s["online"] == false).count();
+    let before = offline();
+    let (_intruder, mut connection) = broker.client("facegate-hq-front", "door-lab", "pw-lab");
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        let _ = connection.recv_timeout(Duration::from_millis(100));
+    }
+    assert_eq!(offline(), before, "the door was not kicked off (no offline will)");
+    assert!(!front.stderr().contains("lost the broker"), "{}", front.stderr());
+
+    // 3,000 unsigned messages on the site's topics: one `refused` event now, the rest told in a minute.
+    let junk: Vec<(String, Vec<u8>)> = (0..3000).map(|i| (format!("facegate/hq/people/junk-{i}"), b"junk".to_vec())).collect();
+    broker.publish("admin", "pw-admin", &junk, false);
+    front.wait_for("refused", None, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(front.kinds("refused"), 1, "junk does not wash the access log");
+
+    // An unsigned request for the whole log again is refused; the administrator's signed one is served.
+    let events = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/front/events");
+    std::thread::sleep(Duration::from_secs(1));
+    let resend = "facegate/hq/doors/front/resend".to_string();
+    broker.publish("door-lab", "pw-lab", &[(resend.clone(), br#"{"from": 1}"#.to_vec())], false);
+    std::thread::sleep(Duration::from_secs(3));
+    let first_again = || events.lock().unwrap().iter().filter(|(_, e)| e["seq"] == 1).count();
+    assert_eq!(first_again(), 0, "an unsigned ask is not served");
+    let at_ms = now_s() * 1000;
+    let ask = facegate_site::resend::ResendRequest { from: 1, until: 1, at_ms }.sign(&site.admin, &resend);
+    broker.publish("admin", "pw-admin", &[(resend.clone(), ask.clone())], false);
+    wait_until("event 1 sent again on the administrator's request", 30, || first_again() == 1);
+    broker.publish("admin", "pw-admin", &[(resend, ask)], false);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(first_again(), 1, "the same signed request, replayed, is not served again");
+
+    // Version 3 is saved, then the gallery goes back to version 2's, as when
+    // its save fails after the rules copy was saved: the door notices at
+    // start and applies version 3 again.
+    front.stop();
+    let gallery = front_dir.join("gallery.fg");
+    let gallery_v2 = std::fs::read(&gallery).unwrap();
+    site.state.people.remove("p-0001");
+    site.state.version = 3;
+    publish(&site, now_s());
+    let front = start_door(&front_dir, &broker, &approach);
+    wait_until("version 3 applied", 60, || status().is_some_and(|s| s["version"] == 3 && s["people"] == 1));
+    front.stop();
+    std::fs::write(&gallery, &gallery_v2).unwrap();
+    let front = start_door(&front_dir, &broker, &approach);
+    front.wait_for("error", None, 30);
+    wait_until("version 3 applied again", 60, || {
+        status().is_some_and(|s| s["online"] == true && s["version"] == 3 && s["people"] == 1 && s["error"].is_null())
+    });
+    assert_ne!(std::fs::read(&gallery).unwrap(), gallery_v2, "the gallery of version 3 is saved again");
+
+    // A door that lost its copy takes no version issued 40 days ago; one issued now, it does.
+    front.stop();
+    std::fs::remove_file(front_dir.join("site.fgsite")).unwrap();
+    site.state.version = 4;
+    publish(&site, now_s() - 40 * 86_400);
+    let front = start_door(&front_dir, &broker, &approach);
+    wait_until("the 40-day-old version refused", 60, || {
+        status().is_some_and(|s| s["online"] == true && s["error"].as_str().is_some_and(|e| e.contains("sync")))
+    });
+    assert_eq!(status().unwrap()["version"], 0);
+    site.state.version = 5;
+    publish(&site, now_s());
+    wait_until("version 5 applied", 60, || status().is_some_and(|s| s["version"] == 5));
     front.stop();
 }

@@ -190,6 +190,19 @@ enum Command {
         /// How long to wait (s).
         #[arg(long, default_value_t = 120)]
         wait_s: u64,
+        /// Issue the site again as a new version, unchanged but issued now
+        /// (doors refuse a version issued longer ago than their
+        /// `fleet.max_manifest_age_days`).
+        #[arg(long)]
+        reissue: bool,
+    },
+    /// The broker's ACL for the site (mosquitto `acl_file`): each door
+    /// writes only its own status and events; only the administrator
+    /// writes the site or asks doors for events again.
+    Acl {
+        /// Write it to this file (atomically) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -253,7 +266,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
-        Command::Sync { wait, wait_s } => site::sync(&g, site_file(&site)?, wait, wait_s),
+        Command::Sync { wait, wait_s, reissue } => site::sync(&g, site_file(&site)?, wait, wait_s, reissue),
+        Command::Acl { out } => site::acl(&g, site_file(&site)?, out.as_deref()),
         Command::Ports => cmd::ports(&g),
         Command::Models => cmd::models(&g),
         Command::Status => cmd::status(&g),

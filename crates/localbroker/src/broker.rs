@@ -17,6 +17,7 @@ pub struct Broker {
     pub ca: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
+    acl: bool,
 }
 
 fn mosquitto() -> Option<PathBuf> {
@@ -63,21 +64,46 @@ impl Broker {
                 .expect("mosquitto_passwd runs");
             assert!(ok.success(), "mosquitto_passwd failed");
         }
-        let mut broker = Broker { port: free_port(), ca, dir: dir.to_path_buf(), child: None };
+        let mut broker = Broker { port: free_port(), ca, dir: dir.to_path_buf(), child: None, acl: false };
         broker.spawn(&program);
         Ok(broker)
     }
 
-    fn spawn(&mut self, program: &Path) {
+    /// The configuration the README prescribes (TLS, a login per door, the
+    /// site's ACL once given, packets no larger than a site record may be),
+    /// with persistence and `$SYS` counters for the tests.
+    fn write_conf(&self) {
         let d = self.dir.display();
-        let conf = format!(
+        let mut conf = format!(
             "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
              allow_anonymous false\npassword_file {d}/passwd\npersistence true\npersistence_location {d}/\n\
              autosave_interval 1\nuser root\nlog_dest file {d}/mosquitto.log\nmax_inflight_messages 100\nmax_queued_messages 100000\n\
-             sys_interval 1\n",
-            port = self.port
+             sys_interval 1\nmax_packet_size {max}\n",
+            port = self.port,
+            max = facegate_site::mqtt::MAX_PACKET
         );
+        if self.acl {
+            conf += &format!("acl_file {d}/acl\n");
+        }
         std::fs::write(self.dir.join("mosquitto.conf"), conf).expect("the broker's configuration");
+    }
+
+    /// Puts the ACL `text` (mosquitto `acl_file`, e.g. from `host-tool acl`)
+    /// in force now: the broker reloads its configuration.
+    pub fn use_acl(&mut self, text: &str) {
+        std::fs::write(self.dir.join("acl"), text).expect("the ACL file");
+        self.acl = true;
+        self.write_conf();
+        let child = self.child.as_ref().expect("the broker runs");
+        let ok = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().expect("kill runs");
+        assert!(ok.success(), "the broker took no reload signal");
+        // mosquitto reloads between network rounds.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    fn spawn(&mut self, program: &Path) {
+        let d = self.dir.display();
+        self.write_conf();
         let child = Command::new(program)
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
@@ -130,7 +156,7 @@ impl Broker {
         let tls = facegate_site::mqtt::tls(&self.ca.display().to_string()).expect("the broker's CA");
         let mut o = MqttOptions::new(id, "localhost", self.port);
         o.set_credentials(user, password);
-        o.set_max_packet_size(16 << 20, 16 << 20);
+        o.set_max_packet_size(facegate_site::mqtt::MAX_INCOMING, facegate_site::mqtt::MAX_PACKET);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
         Client::new(o, 4096)

@@ -119,6 +119,31 @@ impl Link {
         Ok(send.len())
     }
 
+    /// The manifest retained on the broker now (its digest and bytes), if any.
+    pub fn retained_manifest(&mut self) -> Result<Option<([u8; 32], Vec<u8>)>> {
+        let topic = self.topics.manifest();
+        self.subscribe(topic.clone())?;
+        let mut subscribed: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = None;
+        // The broker sends what it retains right after its acknowledgement.
+        while found.is_none() && subscribed.is_none_or(|t| t.elapsed() < Duration::from_millis(300)) {
+            if Instant::now() > deadline {
+                bail!("the broker did not acknowledge a subscription within 10 s");
+            }
+            match self.connection.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => subscribed = Some(Instant::now()),
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == topic && !p.payload.is_empty() => {
+                    found = Some((facegate_site::records::digest(&p.payload), p.payload.to_vec()));
+                }
+                Ok(Err(e)) => bail!("reading the site's manifest from the broker: {e}"),
+                _ => {}
+            }
+        }
+        self.client.unsubscribe(topic).context("unsubscribing")?;
+        Ok(found)
+    }
+
     fn subscribe(&mut self, filter: String) -> Result<()> {
         self.client.subscribe(filter, QoS::AtLeastOnce).context("subscribing")?;
         Ok(())
@@ -149,18 +174,27 @@ impl Link {
                     }
                     return Ok(None);
                 }
-                Ok(serde_json::from_slice(&p.payload).ok().map(|status| (door, status)))
+                // Written by a door's login: checked whole before anything reads it.
+                match facegate_site::DoorStatus::from_json(&p.payload) {
+                    Ok(_) => Ok(serde_json::from_slice(&p.payload).ok().map(|status| (door, status))),
+                    Err(e) => {
+                        eprintln!("warning: door {door}: ignored its status: {e}");
+                        Ok(None)
+                    }
+                }
             }
             Ok(Err(e)) => bail!("the broker: {e}"),
             _ => Ok(None),
         }
     }
 
-    /// Waits until every door's status says it applied `version` (or the time is up).
+    /// Waits until every door's status says it holds `version` (with the
+    /// manifest of digest `manifest`, hex, when given), or the time is up.
     pub fn wait_for_doors(
         &mut self,
         doors: &[String],
         version: u64,
+        manifest: Option<&str>,
         within: Duration,
         quiet: bool,
     ) -> Result<BTreeMap<String, Value>> {
@@ -173,7 +207,10 @@ impl Link {
         );
         pb.set_message(version.to_string());
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
-        let done = |out: &BTreeMap<String, Value>, d: &String| out.get(d).and_then(|s| s["version"].as_u64()) >= Some(version);
+        // Done when it holds this version, or one beyond (the caller says this state is stale).
+        let done = |out: &BTreeMap<String, Value>, d: &String| {
+            out.get(d).is_some_and(|s| holds(s, version, manifest) || s["version"].as_u64() > Some(version))
+        };
         let deadline = Instant::now() + within;
         while Instant::now() < deadline && !doors.iter().all(|d| done(&out, d)) {
             if let Some((door, status)) = self.next_status()? {
@@ -231,11 +268,15 @@ impl Link {
         Some(event)
     }
 
-    /// Asks `door` to send its events from `from` on again (it does while
-    /// its log holds them; at most one request per two seconds is honoured).
-    pub fn ask_resend(&mut self, door: &str, from: u64) -> Result<()> {
-        let request = serde_json::json!({ "from": from }).to_string();
-        self.client.try_publish(self.topics.resend(door), QoS::AtLeastOnce, false, request).context("asking a door to resend")
+    /// Asks `door` to send its events `from..=until` again (it does while
+    /// its log holds them, up to [`facegate_site::resend::MAX_RESEND`] at a
+    /// time, at most one request per two seconds). Signed with the admin key:
+    /// doors take no other.
+    pub fn ask_resend(&mut self, door: &str, from: u64, until: u64, admin: &facegate_site::AdminKey) -> Result<()> {
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let topic = self.topics.resend(door);
+        let request = facegate_site::resend::ResendRequest { from, until, at_ms }.sign(admin, &topic);
+        self.client.try_publish(topic, QoS::AtLeastOnce, false, request).context("asking a door to resend")
     }
 
     /// Calls `each` for every copy of every event received (duplicates
@@ -253,6 +294,13 @@ impl Link {
             }
         }
     }
+}
+
+/// Whether a door's `status` says it holds `version` and, when given, the
+/// manifest of digest `manifest` (hex): two copies of a site state can
+/// publish different manifests under one version number.
+pub fn holds(status: &Value, version: u64, manifest: Option<&str>) -> bool {
+    status["version"].as_u64() == Some(version) && manifest.is_none_or(|m| status["manifest"].as_str() == Some(m))
 }
 
 /// What turns retained records whose digests are `held` (topic → digest)

@@ -27,6 +27,9 @@ pub struct DoorSecrets {
     pub username: String,
     /// The door's own broker password.
     pub password: String,
+    /// The site's version when the door joined: nothing older is applied.
+    #[serde(default)]
+    pub min_version: u64,
 }
 
 impl std::fmt::Debug for DoorSecrets {
@@ -80,21 +83,47 @@ pub struct DoorCopy {
     pub rules: Rules,
     /// Access by the name the gallery holds.
     pub access: HashMap<String, Access>,
+    /// When the version was issued (Unix seconds): the door's clock floor.
+    pub issued_at: i64,
+    /// The digest of the version's signed manifest.
+    pub manifest: [u8; 32],
+    /// The sha256 of the gallery saved with this version (zero: not known,
+    /// a copy from before it was kept): a gallery that differs was not saved
+    /// with it, and the version is applied again.
+    pub gallery: [u8; 32],
 }
 
-const COPY_MAGIC: &[u8; 8] = b"FGSITEC1";
+/// The copy as written before it named its manifest and gallery.
+#[derive(Deserialize)]
+struct DoorCopyV1 {
+    version: u64,
+    door: String,
+    rules: Rules,
+    access: HashMap<String, Access>,
+}
+
+const COPY_MAGIC: &[u8; 8] = b"FGSITEC2";
+const COPY_MAGIC_V1: &[u8; 8] = b"FGSITEC1";
 
 impl DoorCopy {
     /// The copy of `snapshot` for `door`. Names must be unique: the gallery
     /// and the events know people by name.
-    pub fn of(snapshot: &Snapshot, door: &str) -> Result<Self, SiteError> {
+    pub fn of(snapshot: &Snapshot, door: &str, gallery: [u8; 32]) -> Result<Self, SiteError> {
         let mut access = HashMap::with_capacity(snapshot.people.len());
         for p in &snapshot.people {
             if access.insert(p.name.clone(), p.access.clone()).is_some() {
                 return Err(SiteError::Invalid(format!("two people of the site are named {:?}", p.name)));
             }
         }
-        Ok(DoorCopy { version: snapshot.version, door: door.into(), rules: snapshot.rules.clone(), access })
+        Ok(DoorCopy {
+            version: snapshot.version,
+            door: door.into(),
+            rules: snapshot.rules.clone(),
+            access,
+            issued_at: snapshot.issued_at,
+            manifest: snapshot.manifest,
+            gallery,
+        })
     }
 
     /// Whether the person the gallery calls `name` passes this door at `now`
@@ -118,14 +147,25 @@ impl DoorCopy {
     /// A copy from its file's bytes; damage is an error, never a partial copy.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SiteError> {
         let damaged = || SiteError::Invalid("the site copy is damaged".into());
-        if bytes.len() < COPY_MAGIC.len() + 32 || !bytes.starts_with(COPY_MAGIC) {
+        if bytes.len() < COPY_MAGIC.len() + 32 {
             return Err(damaged());
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if Sha256::digest(body).as_slice() != sum {
             return Err(damaged());
         }
-        postcard::from_bytes(&body[COPY_MAGIC.len()..]).map_err(|_| damaged())
+        if let Some(v1) = body.strip_prefix(COPY_MAGIC_V1) {
+            let old: DoorCopyV1 = postcard::from_bytes(v1).map_err(|_| damaged())?;
+            let DoorCopyV1 { version, door, rules, access } = old;
+            return Ok(DoorCopy { version, door, rules, access, issued_at: 0, manifest: [0; 32], gallery: [0; 32] });
+        }
+        postcard::from_bytes(body.strip_prefix(COPY_MAGIC).ok_or_else(damaged)?).map_err(|_| damaged())
+    }
+
+    /// Whether `gallery` (the gallery file's bytes) is the one saved with
+    /// this version (a copy that does not know says yes).
+    pub fn matches_gallery(&self, gallery: &[u8]) -> bool {
+        self.gallery == [0; 32] || self.gallery == <[u8; 32]>::from(Sha256::digest(gallery))
     }
 }
 
@@ -146,6 +186,7 @@ mod tests {
             data_key: facegate_core::hex(&DataKey::generate().unwrap().to_bytes()),
             username: "door-front".into(),
             password: "pw".into(),
+            min_version: 3,
         };
         let back = DoorSecrets::from_toml(&s.to_toml()).unwrap();
         assert_eq!(back.public_key().unwrap(), admin.public());
@@ -168,8 +209,17 @@ mod tests {
             templates: vec![[0.0; 128]],
         };
         let model = facegate_core::ModelId::of_file_bytes(b"m");
-        let snapshot = Snapshot { version: 4, model, rules, people: vec![person("Ada", &["staff"]), person("Bob", &[])] };
-        let copy = DoorCopy::of(&snapshot, "front").unwrap();
+        let snapshot = Snapshot {
+            version: 4,
+            issued_at: 1_800_000_000,
+            manifest: [7; 32],
+            model,
+            rules,
+            people: vec![person("Ada", &["staff"]), person("Bob", &[])],
+        };
+        let gallery = b"the gallery's bytes";
+        let copy = DoorCopy::of(&snapshot, "front", Sha256::digest(gallery).into()).unwrap();
+        assert!(copy.matches_gallery(gallery) && !copy.matches_gallery(b"another gallery"));
         assert_eq!(copy.decide("Ada", 0), Ok(()));
         assert_eq!(copy.decide("Bob", 0), Err(Denial::Group));
         assert_eq!(copy.decide("Eve", 0), Err(Denial::Group));
@@ -181,7 +231,15 @@ mod tests {
             assert!(DoorCopy::from_bytes(&bad).is_err(), "flip at {at}");
         }
         assert!(DoorCopy::from_bytes(&bytes[..bytes.len() - 3]).is_err());
+        // A copy written before the digests were kept is still read.
+        let mut v1 = COPY_MAGIC_V1.to_vec();
+        v1.extend(postcard::to_allocvec(&(4u64, "front", &copy.rules, &copy.access)).unwrap());
+        let sum = Sha256::digest(&v1);
+        v1.extend_from_slice(&sum);
+        let old = DoorCopy::from_bytes(&v1).unwrap();
+        assert_eq!((old.version, old.access.len()), (4, 2));
+        assert!(old.matches_gallery(b"any gallery"), "a copy that does not know its gallery takes it");
         let twins = Snapshot { people: vec![person("Ada", &[]), person("Ada", &["staff"])], ..snapshot };
-        assert!(DoorCopy::of(&twins, "front").is_err());
+        assert!(DoorCopy::of(&twins, "front", [0; 32]).is_err());
     }
 }

@@ -7,7 +7,9 @@
 //! - [`records`]: what is published on which topic;
 //! - [`replica`]: the administrator's state as messages, and a door's copy
 //!   rebuilt from them, applied only when complete;
-//! - [`door`]: a door's secrets and the rules it keeps on disk.
+//! - [`door`]: a door's secrets and the rules it keeps on disk;
+//! - [`status`]: what a door says about itself, read as untrusted input;
+//! - [`resend`]: the administrator's signed request for events again.
 //!
 //! With the `mqtt` feature, [`mqtt`] says how both ends reach the broker;
 //! the messages themselves are carried by the device and the host tool.
@@ -20,13 +22,16 @@ pub mod keys;
 pub mod mqtt;
 pub mod records;
 pub mod replica;
+pub mod resend;
 pub mod rules;
+pub mod status;
 
 pub use door::{DoorCopy, DoorSecrets};
 pub use keys::{AdminKey, DataKey, SitePublicKey};
 pub use records::{Manifest, PersonRecord, Topics};
-pub use replica::{Received, Replica, SitePerson, SiteState, Snapshot};
+pub use replica::{Freshness, Received, Replica, SitePerson, SiteState, Snapshot};
 pub use rules::{Access, Denial, Door, Group, Rules, Schedule, WeeklyWindow};
+pub use status::DoorStatus;
 
 /// What can go wrong with site records.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,10 @@ pub enum SiteError {
     /// A value that breaks the site's rules or format.
     #[error("{0}")]
     Invalid(String),
+    /// A correctly signed record that is still not taken (an old site
+    /// replayed, a manifest too old): worth the administrator's attention.
+    #[error("{0}")]
+    Refused(String),
     /// The system's random source failed.
     #[error("no random bytes: {0}")]
     Random(String),

@@ -6,9 +6,14 @@ use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest message sent or taken: a manifest lists every person (about 50
-/// bytes each) and a record carries a person's sealed templates.
+/// Largest packet sent, and the broker's `max_packet_size`: a manifest lists
+/// every person (about 50 bytes each) and a record carries a person's
+/// sealed templates. The broker refuses anything larger, so no login can
+/// hand the others a packet they would fail on.
 pub const MAX_PACKET: usize = 16 << 20;
+
+/// Largest packet taken: the broker's limit and room for its framing.
+pub const MAX_INCOMING: usize = MAX_PACKET + (64 << 10);
 
 /// Host and port of `mqtts://host[:port]` (8883 by default). TLS only:
 /// templates and credentials travel there.
@@ -74,7 +79,7 @@ pub fn options(login: &Login<'_>) -> Result<MqttOptions, SiteError> {
     let mut o = MqttOptions::new(login.client_id.clone(), host, port);
     o.set_credentials(login.username, login.password);
     o.set_keep_alive(login.keep_alive);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(login.ca_file)?))));
     Ok(o)
 }

@@ -173,6 +173,10 @@ pub struct Manifest {
     pub rules: Rules,
     /// Every person: id → sha256 of their signed record message.
     pub people: BTreeMap<String, [u8; 32]>,
+    /// The digest of the manifest message this version follows (zero for
+    /// the first): the administrator's tool refuses to publish from a copy
+    /// of the site state that is not the newest (restored from a backup).
+    pub previous: [u8; 32],
 }
 
 impl Manifest {

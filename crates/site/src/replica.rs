@@ -32,9 +32,10 @@ pub struct SiteState {
 
 impl SiteState {
     /// The retained messages that bring a broker to this state: every
-    /// person's signed record, then the signed manifest that lists them.
-    /// Signing is deterministic, so publishing twice sends the same bytes.
-    pub fn messages(&self, admin: &AdminKey, issued_at: i64) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
+    /// person's signed record, then the signed manifest that lists them and
+    /// names the manifest it follows (`previous`). Signing is deterministic,
+    /// so publishing twice sends the same bytes.
+    pub fn messages(&self, admin: &AdminKey, issued_at: i64, previous: [u8; 32]) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
         self.rules.validate()?;
         let topics = Topics::new(&self.name)?;
         let mut out = Vec::with_capacity(self.people.len() + 1);
@@ -52,6 +53,7 @@ impl SiteState {
             model: self.model,
             rules: self.rules.clone(),
             people: listed,
+            previous,
         };
         out.push((topics.manifest(), admin.sign(&topics.manifest(), &manifest.to_bytes())));
         Ok(out)
@@ -76,6 +78,10 @@ pub struct SitePerson {
 pub struct Snapshot {
     /// The version.
     pub version: u64,
+    /// When the administrator issued it (Unix seconds).
+    pub issued_at: i64,
+    /// The digest of its signed manifest message.
+    pub manifest: [u8; 32],
     /// The embedding model of every template.
     pub model: ModelId,
     /// The rules.
@@ -99,6 +105,21 @@ pub enum Received {
     Ignored,
 }
 
+/// What a door holds against a replayed old site, beside the version it
+/// applied (a door without a copy has only these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Freshness {
+    /// No version below this is applied: the site's version when the door
+    /// joined (handed over in its secrets).
+    pub min_version: u64,
+    /// The newest `issued_at` the door applied: a manifest issued before it
+    /// is refused, and the door's clock is never read as earlier (a Pi has
+    /// no battery clock).
+    pub newest_issued_at: i64,
+    /// A manifest issued longer ago than this (seconds) is refused.
+    pub max_age_s: Option<i64>,
+}
+
 /// A door's copy of the site, built from verified messages.
 pub struct Replica {
     topics: Topics,
@@ -106,8 +127,13 @@ pub struct Replica {
     public: SitePublicKey,
     data: DataKey,
     applied: u64,
-    manifest: Option<Manifest>,
+    freshness: Freshness,
+    manifest: Option<([u8; 32], Manifest)>,
     people: HashMap<String, ([u8; 32], PersonRecord)>,
+}
+
+fn system_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Replica {
@@ -120,9 +146,22 @@ impl Replica {
             public,
             data,
             applied,
+            freshness: Freshness::default(),
             manifest: None,
             people: HashMap::new(),
         })
+    }
+
+    /// The same replica, refusing what `freshness` rules out.
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// The door's clock as the site vouches for it: the system's, but never
+    /// before the newest manifest applied (Unix seconds).
+    pub fn clock_floor_now(&self) -> i64 {
+        system_now_s().max(self.freshness.newest_issued_at)
     }
 
     /// The site's topics.
@@ -144,13 +183,14 @@ impl Replica {
             if manifest.site != self.site {
                 return Err(SiteError::Invalid(format!("a manifest of site {:?} on {topic}", manifest.site)));
             }
-            let newest = self.manifest.as_ref().map_or(self.applied, |m| m.version.max(self.applied));
+            let newest = self.manifest.as_ref().map_or(self.applied, |(_, m)| m.version.max(self.applied));
             if manifest.version <= newest {
                 return Ok(Received::StaleManifest(manifest.version));
             }
+            self.check_fresh(&manifest)?;
             manifest.rules.validate()?;
             let version = manifest.version;
-            self.manifest = Some(manifest);
+            self.manifest = Some((digest(payload), manifest));
             return Ok(Received::Manifest(version));
         }
         let Some(id) = self.topics.person_of(topic) else { return Ok(Received::Ignored) };
@@ -166,10 +206,40 @@ impl Replica {
         Ok(Received::Person(id.to_string()))
     }
 
+    /// A correctly signed manifest that is still not taken: below the
+    /// door's floor, issued before what it applied, or too old.
+    fn check_fresh(&self, m: &Manifest) -> Result<(), SiteError> {
+        let f = &self.freshness;
+        if m.version < f.min_version {
+            return Err(SiteError::Refused(format!(
+                "site version {} is older than version {}, which this door joined at (an old site replayed?)",
+                m.version, f.min_version
+            )));
+        }
+        if m.issued_at < f.newest_issued_at {
+            return Err(SiteError::Refused(format!(
+                "site version {} was issued before the version this door applied (an old site replayed?)",
+                m.version
+            )));
+        }
+        if let Some(max) = f.max_age_s {
+            let age = self.clock_floor_now() - m.issued_at;
+            if age > max {
+                return Err(SiteError::Refused(format!(
+                    "site version {} was issued {} h ago (at most {} h): `host-tool --site SITE.toml sync` issues it again",
+                    m.version,
+                    age / 3600,
+                    max / 3600
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The pending manifest's version and how many of its records are not
     /// held yet (in their listed form); `None` when nothing newer is pending.
     pub fn pending(&self) -> Option<(u64, usize)> {
-        let m = self.manifest.as_ref().filter(|m| m.version > self.applied)?;
+        let (_, m) = self.manifest.as_ref().filter(|(_, m)| m.version > self.applied)?;
         let missing = m.people.iter().filter(|(id, d)| self.people.get(*id).is_none_or(|(held, _)| held != *d)).count();
         Some((m.version, missing))
     }
@@ -183,7 +253,7 @@ impl Replica {
             Some((_, 0)) => {}
             _ => return Ok(None),
         }
-        let m = self.manifest.as_ref().expect("pending");
+        let (manifest, m) = self.manifest.as_ref().expect("pending");
         let people = m
             .people
             .keys()
@@ -197,11 +267,19 @@ impl Replica {
                 })
             })
             .collect::<Result<_, SiteError>>()?;
-        Ok(Some(Snapshot { version: m.version, model: m.model, rules: m.rules.clone(), people }))
+        Ok(Some(Snapshot {
+            version: m.version,
+            issued_at: m.issued_at,
+            manifest: *manifest,
+            model: m.model,
+            rules: m.rules.clone(),
+            people,
+        }))
     }
 
-    /// Records that `version` is applied (after the door saved it).
-    pub fn mark_applied(&mut self, version: u64) {
-        self.applied = self.applied.max(version);
+    /// Records that `snapshot` is applied (after the door saved it).
+    pub fn mark_applied(&mut self, snapshot: &Snapshot) {
+        self.applied = self.applied.max(snapshot.version);
+        self.freshness.newest_issued_at = self.freshness.newest_issued_at.max(snapshot.issued_at);
     }
 }

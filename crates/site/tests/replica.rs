@@ -3,7 +3,7 @@
 
 use facegate_core::Embedding;
 use facegate_site::{
-    Access, AdminKey, DataKey, Door, Group, PersonRecord, Received, Replica, Rules, SiteError, SiteState, Snapshot,
+    Access, AdminKey, DataKey, Door, Freshness, Group, PersonRecord, Received, Replica, Rules, SiteError, SiteState, Snapshot,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ impl Site {
     }
 
     fn messages(&self) -> Vec<(String, Vec<u8>)> {
-        self.state.messages(&self.admin, 0).unwrap()
+        self.state.messages(&self.admin, 0, [0; 32]).unwrap()
     }
 
     fn replica(&self) -> Replica {
@@ -57,7 +57,7 @@ fn feed(replica: &mut Replica, messages: &[(String, Vec<u8>)]) -> Option<Snapsho
     for (topic, payload) in messages {
         replica.receive(topic, payload).unwrap();
         if let Some(s) = replica.complete().unwrap() {
-            replica.mark_applied(s.version);
+            replica.mark_applied(&s);
             last = Some(s);
         }
     }
@@ -196,7 +196,7 @@ proptest! {
         for (topic, payload) in &delivery {
             door.receive(topic, payload).unwrap();
             if let Some(s) = door.complete().unwrap() {
-                door.mark_applied(s.version);
+                door.mark_applied(&s);
                 applied.push(s);
             }
         }
@@ -205,4 +205,46 @@ proptest! {
         prop_assert_eq!(last.people.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), final_ids);
         prop_assert!(applied.windows(2).all(|w| w[0].version < w[1].version), "versions only grow");
     }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The manifest of `site` issued at `issued_at`, and its records.
+fn issued(site: &Site, issued_at: i64) -> Vec<(String, Vec<u8>)> {
+    site.state.messages(&site.admin, issued_at, [0; 32]).unwrap()
+}
+
+#[test]
+fn a_door_without_a_copy_refuses_a_site_older_than_it_joined_at_issued_before_its_newest_or_too_old() {
+    let mut site = Site::new();
+    site.enrol("p0", 0);
+    let v1 = issued(&site, now_s() - 60);
+    site.enrol("p1", 1);
+    let v2 = issued(&site, now_s() - 30);
+    let fresh = |min_version| Freshness { min_version, newest_issued_at: 0, max_age_s: Some(30 * 86_400) };
+    // Joined at version 2: a replay of version 1 is refused, and says why.
+    let mut door = site.replica().with_freshness(fresh(2));
+    let (manifest, records) = v1.split_last().unwrap();
+    records.iter().for_each(|(t, p)| _ = door.receive(t, p).unwrap());
+    let refused = door.receive(&manifest.0, &manifest.1).unwrap_err();
+    assert!(matches!(refused, SiteError::Refused(_)) && refused.to_string().contains("joined at"), "{refused}");
+    assert_eq!(door.complete().unwrap(), None);
+    assert_eq!(feed(&mut door, &v2).unwrap().version, 2);
+    // Issued 40 days ago: too old, even for a door that holds nothing.
+    site.enrol("p2", 2);
+    let old = issued(&site, now_s() - 40 * 86_400);
+    let mut damaged = site.replica().with_freshness(fresh(0));
+    let (manifest, _) = old.split_last().unwrap();
+    let refused = damaged.receive(&manifest.0, &manifest.1).unwrap_err();
+    assert!(refused.to_string().contains("sync"), "{refused}");
+    // A newer version issued before the one applied: a replay.
+    let mut door = site.replica().with_freshness(fresh(0));
+    let applied = feed(&mut door, &v2).unwrap();
+    assert_eq!(door.clock_floor_now(), now_s().max(applied.issued_at));
+    let mut earlier = issued(&site, applied.issued_at - 1);
+    let (manifest, _) = earlier.split_last_mut().unwrap();
+    assert!(matches!(door.receive(&manifest.0, &manifest.1), Err(SiteError::Refused(_))));
+    assert_eq!(feed(&mut door, &issued(&site, now_s())).unwrap().version, 3, "the same version issued now is taken");
 }

@@ -29,6 +29,36 @@ struct AdminState {
     site: SiteState,
     /// Topic → digest of what was last published there (so a change sends only what changed).
     published: BTreeMap<String, [u8; 32]>,
+    /// When the current version was issued (its manifest is the same bytes
+    /// however often it is published again).
+    issued_at: i64,
+    /// The digest of the manifest the current version follows.
+    previous: [u8; 32],
+    /// The version of the manifest last published (its digest is in `published`).
+    published_version: u64,
+    /// Each door's broker login (for the broker's ACL).
+    accounts: BTreeMap<String, String>,
+}
+
+/// The state as written before versions were chained (read, then saved in the new form).
+#[derive(Deserialize)]
+struct AdminStateV1 {
+    site: SiteState,
+    published: BTreeMap<String, [u8; 32]>,
+}
+
+impl AdminState {
+    fn from_bytes(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes(bytes).or_else(|e| {
+            let AdminStateV1 { site, published } = postcard::from_bytes(bytes).map_err(|_| e)?;
+            let published_version = if published.is_empty() { 0 } else { site.version };
+            Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts: BTreeMap::new() })
+        })
+    }
+
+    fn manifest_topic(&self) -> String {
+        format!("facegate/{}/manifest", self.site.name)
+    }
 }
 
 /// A site file and its state beside it.
@@ -50,8 +80,7 @@ impl SiteHome {
         config.admin()?;
         config.data()?;
         let bytes = std::fs::read(state_path(path)).with_context(|| format!("reading {}", state_path(path).display()))?;
-        let state: AdminState =
-            postcard::from_bytes(&bytes).with_context(|| format!("{} is damaged", state_path(path).display()))?;
+        let state = AdminState::from_bytes(&bytes).with_context(|| format!("{} is damaged", state_path(path).display()))?;
         Ok(SiteHome { path: path.to_path_buf(), config, state })
     }
 
@@ -61,10 +90,13 @@ impl SiteHome {
             .with_context(|| format!("saving {}", state_path(&self.path).display()))
     }
 
-    /// Validates, counts one more version, saves, and publishes what changed.
+    /// Validates, counts one more version (issued now, following the
+    /// manifest last published), saves, and publishes what changed.
     fn commit(&mut self, g: &Global) -> Result<()> {
         self.state.site.rules.validate()?;
         self.state.site.version += 1;
+        self.state.issued_at = chrono_now();
+        self.state.previous = self.state.published.get(&self.state.manifest_topic()).copied().unwrap_or_default();
         self.save()?;
         self.publish(g)
     }
@@ -85,15 +117,19 @@ impl SiteHome {
     /// Publishes the changes against what the broker holds (`read_broker`)
     /// or against what this site file last gave it.
     fn publish_against(&mut self, g: &Global, read_broker: bool) -> Result<()> {
-        let messages = self.state.site.messages(&self.config.admin()?, chrono_now())?;
+        let admin = self.config.admin()?;
+        let messages = self.state.site.messages(&admin, self.state.issued_at, self.state.previous)?;
+        let mut link = broker::Link::connect(&self.config, "admin", true)?;
+        self.check_newest(&mut link, &admin)?;
         let sent = if read_broker {
-            broker::Link::connect(&self.config, "admin", true)?.publish_missing(&messages, g.json)?
+            link.publish_missing(&messages, g.json)?
         } else {
             let send = broker::changes(&self.state.published, &messages);
-            broker::Link::connect(&self.config, "admin", false)?.publish_retained(&send, g.json)?;
+            link.publish_retained(&send, g.json)?;
             send.len()
         };
         self.state.published = messages.iter().map(|(t, p)| (t.clone(), facegate_site::records::digest(p))).collect();
+        self.state.published_version = self.state.site.version;
         self.save()?;
         if !g.json {
             println!(
@@ -104,6 +140,36 @@ impl SiteHome {
             );
         }
         Ok(())
+    }
+
+    /// Refuses to publish from a state that is not the newest: the broker
+    /// holds a manifest this state did not publish last, at its version or
+    /// beyond (another copy of the site file, or one restored from a backup,
+    /// published since). An older one is what a broker that lost its last
+    /// seconds holds: published over.
+    fn check_newest(&self, link: &mut broker::Link, admin: &AdminKey) -> Result<()> {
+        let Some((digest, payload)) = link.retained_manifest()? else { return Ok(()) };
+        if self.state.published.get(&self.state.manifest_topic()) == Some(&digest) {
+            return Ok(());
+        }
+        let topic = self.state.manifest_topic();
+        let held = admin.public().open(&topic, &payload).ok().and_then(|m| facegate_site::Manifest::from_bytes(m).ok());
+        match held {
+            Some(m) if m.version >= self.state.published_version => bail!(
+                "the broker holds site version {}, which this state ({}, at version {}) did not publish: another copy of \
+                 the site state published since, or this one was restored from a backup. Nothing was published; \
+                 continue from the newest copy of {}",
+                m.version,
+                state_path(&self.path).display(),
+                self.state.site.version,
+                state_path(&self.path).display()
+            ),
+            Some(_) => Ok(()),
+            None => {
+                eprintln!("warning: the broker's manifest is not signed by this site's key: publishing over it");
+                Ok(())
+            }
+        }
     }
 
     fn person_id(&self, name: &str) -> Result<String> {
@@ -240,8 +306,14 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         data_key: facegate_core::hex(&DataKey::generate()?.to_bytes()),
     };
     let model = facegate_face::Embedder::model_id_of(&g.models()?, facegate_face::Precision::Int8)?;
-    let state =
-        AdminState { site: SiteState { name, version: 0, model, rules, people: BTreeMap::new() }, published: BTreeMap::new() };
+    let state = AdminState {
+        site: SiteState { name, version: 0, model, rules, people: BTreeMap::new() },
+        published: BTreeMap::new(),
+        issued_at: chrono_now(),
+        previous: [0; 32],
+        published_version: 0,
+        accounts: BTreeMap::new(),
+    };
     let home = SiteHome { path: site.to_path_buf(), config, state };
     facegate_store::atomic::replace_private(site, toml::to_string(&home.config)?.as_bytes())
         .with_context(|| format!("writing {}", site.display()))?;
@@ -260,10 +332,16 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
                 door: name.clone(),
                 site_public_key: facegate_core::hex(&home.config.admin()?.public().to_bytes()),
                 data_key: home.config.data_key.clone(),
-                username,
+                username: username.clone(),
                 password,
+                // The version that adds the door: nothing older is applied there.
+                min_version: home.state.site.version + 1,
             };
             DoorSecrets::from_toml(&secrets.to_toml())?;
+            if let Some((other, _)) = home.state.accounts.iter().find(|(d, u)| **u == username && **d != name) {
+                bail!("door {other:?} has the broker login {username:?}: give each door its own");
+            }
+            home.state.accounts.insert(name.clone(), username);
             if secrets_out.is_none() && g.port.is_none() {
                 bail!("give the door's serial port (--port, the door in setup mode) or --secrets-out FILE");
             }
@@ -288,9 +366,60 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
             if home.state.site.rules.doors.remove(&name).is_none() {
                 bail!("no door named {name:?}");
             }
+            if let Some(user) = home.state.accounts.remove(&name) {
+                home.commit(g)?;
+                // The broker is not ours to change: say exactly what revokes the login.
+                println!(
+                    "door {name} removed. Revoke its broker login {user:?} now: `mosquitto_passwd -D PASSWORD_FILE {user}`, \
+                     then `host-tool --site {} acl --out ACL_FILE` and reload the broker (`kill -HUP $(pidof mosquitto)`)",
+                    site.display()
+                );
+                return Ok(());
+            }
         }
     }
     home.commit(g)
+}
+
+/// `acl [--out FILE]`: the broker's ACL for this site (mosquitto's
+/// `acl_file` format): the administrator writes the site; each door reads
+/// the site's manifest and records and its own resend requests, and writes
+/// only its own status and events. Removed doors are not in it.
+pub fn acl(g: &Global, site: &Path, out: Option<&Path>) -> Result<()> {
+    let home = SiteHome::open(site)?;
+    let text = acl_text(&home.config, &home.state);
+    let missing: Vec<&String> = home.state.site.rules.doors.keys().filter(|d| !home.state.accounts.contains_key(*d)).collect();
+    if !missing.is_empty() {
+        eprintln!("warning: the broker logins of doors {missing:?} are not known (added before they were kept): add them again with `door add`");
+    }
+    match out {
+        Some(path) => {
+            facegate_store::atomic::replace(path, text.as_bytes(), true)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if !g.json {
+                println!("ACL for site {} written to {}: reload the broker", home.config.name, path.display());
+            }
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn acl_text(config: &SiteConfig, state: &AdminState) -> String {
+    let base = format!("facegate/{}", config.name);
+    let mut text = format!(
+        "# The broker ACL of facegate site {name} (mosquitto acl_file), from `host-tool --site SITE.toml acl`.\n\
+         # Anything not granted here is denied.\n\nuser {admin}\ntopic readwrite {base}/#\n",
+        name = config.name,
+        admin = config.username
+    );
+    for (door, user) in &state.accounts {
+        text += &format!(
+            "\n# door {door}\nuser {user}\ntopic read {base}/manifest\ntopic read {base}/people/+\n\
+             topic write {base}/doors/{door}/status\ntopic readwrite {base}/doors/{door}/events\ntopic read {base}/doors/{door}/resend\n"
+        );
+    }
+    text
 }
 
 /// Hands `secrets` to the door on `port` (paired, in setup mode) with the
@@ -448,19 +577,32 @@ pub fn rename(g: &Global, site: &Path, from: &str, to: &str) -> Result<()> {
 /// `sync [--wait]`: publishes what the broker lacks (read from its retained
 /// records, so a broker that lost data is repaired); with `wait`, returns
 /// when every door has applied the current version.
-pub fn sync(g: &Global, site: &Path, wait: bool, wait_s: u64) -> Result<()> {
+pub fn sync(g: &Global, site: &Path, wait: bool, wait_s: u64, reissue: bool) -> Result<()> {
     let mut home = SiteHome::open(site)?;
+    if reissue {
+        home.commit(g)?;
+    }
     home.republish(g)?;
     if !wait {
         return Ok(());
     }
     let version = home.state.site.version;
+    let manifest = home.state.published.get(&home.state.manifest_topic()).map(|d| facegate_core::hex(d));
     let doors: Vec<String> = home.state.site.rules.doors.keys().cloned().collect();
     let mut link = broker::Link::connect(&home.config, "sync", true)?;
     let started = std::time::Instant::now();
-    let statuses = link.wait_for_doors(&doors, version, Duration::from_secs(wait_s), g.json)?;
+    let statuses = link.wait_for_doors(&doors, version, manifest.as_deref(), Duration::from_secs(wait_s), g.json)?;
+    // A door at this version holds this very manifest; one beyond it means this state is stale.
+    let ahead: Vec<&String> =
+        doors.iter().filter(|d| statuses.get(*d).and_then(|s| s["version"].as_u64()) > Some(version)).collect();
+    if !ahead.is_empty() {
+        bail!(
+            "doors {ahead:?} hold a site version newer than this state's ({version}): another copy of the site state \
+             published since, or this one was restored from a backup"
+        );
+    }
     let behind: Vec<&String> =
-        doors.iter().filter(|d| statuses.get(*d).and_then(|s| s["version"].as_u64()) < Some(version)).collect();
+        doors.iter().filter(|d| !statuses.get(*d).is_some_and(|s| broker::holds(s, version, manifest.as_deref()))).collect();
     if g.json {
         print_json(&json!({"version": version, "doors": statuses, "behind": behind, "seconds": started.elapsed().as_secs_f64()}));
     }
@@ -508,6 +650,7 @@ pub fn doors(g: &Global, site: &Path) -> Result<()> {
 /// logs still hold).
 pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool) -> Result<()> {
     let home = SiteHome::open(site)?;
+    let admin = home.config.admin()?;
     let mut printed = if all { Printed::default() } else { Printed::load(site)? };
     let doors: Vec<String> = match door {
         Some(d) => vec![d.to_string()],
@@ -527,7 +670,7 @@ pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool)
             }
         }
         if let Some(from) = cursor.missing_from(newest(d)) {
-            link.ask_resend(d, from)?;
+            link.ask_resend(d, from, newest(d).max(from), &admin)?;
             asked.insert(d.clone(), Instant::now());
         }
     }
@@ -549,7 +692,8 @@ pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool)
             let known = if follow { 0 } else { newest(d) };
             if let Some(from) = printed.door(d).missing_from(known) {
                 if asked.get(d).is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
-                    link.ask_resend(d, from)?;
+                    let until = newest(d).max(printed.door(d).newest_printed()).max(from);
+                    link.ask_resend(d, from, until, &admin)?;
                     asked.insert(d.clone(), Instant::now());
                 }
             }

@@ -134,7 +134,8 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
         people.insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &templates, &data)?);
     }
     let state = SiteState { name: "bench".into(), version: 1, model, rules, people };
-    let messages = state.messages(&admin, 0)?;
+    let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let messages = state.messages(&admin, issued_at, [0; 32])?;
 
     // The doors, started before the site exists.
     let approach = work.join("approach");
@@ -157,6 +158,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
             data_key: facegate_core::hex(&data.to_bytes()),
             username: n.clone(),
             password: pw.clone(),
+            min_version: 1,
         };
         std::fs::write(dir.join("fleet.toml"), secrets.to_toml())?;
         doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, 5, &["--stats"]));
