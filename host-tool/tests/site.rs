@@ -54,7 +54,7 @@ fn a_site_from_the_host_tool_reaches_its_doors_and_their_events_come_back_once()
     let dir = tempfile::tempdir().unwrap();
     let Some((enrol, approach)) = photos(dir.path()) else { return };
     let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
-    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the site test") else { return };
+    let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the site test") else { return };
     let site = dir.path().join("hq.toml");
     let ca = broker.ca.display().to_string();
     let url = broker.url();
@@ -84,6 +84,8 @@ fn a_site_from_the_host_tool_reaches_its_doors_and_their_events_come_back_once()
         ));
         doors.push(d);
     }
+    // From here the broker runs with the ACL the host tool writes for the site.
+    broker.use_acl(&String::from_utf8(ok(host_tool(&site, &["acl"])).stdout).unwrap());
     let enrolled = json(host_tool(
         &site,
         &[&["--json", "enroll", PERSON], &enrol.iter().map(String::as_str).collect::<Vec<_>>()[..], &["--group", "staff"]]
@@ -344,4 +346,121 @@ fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
     // Settings that do not move the door's authority are still a paired host's to change.
     ok(host(&["--port", &tty, "config", "set", "recognition.cooldown_ms", "2000"]));
     door.stop();
+}
+
+/// What `user` receives on `filter` within `wait` (retained messages included).
+fn received(broker: &facegate_testkit::broker::Broker, user: &str, filter: &str) -> Vec<(String, Vec<u8>)> {
+    let password = format!("pw-{}", user.trim_start_matches("door-"));
+    let (client, mut connection) = broker.client(&format!("{user}-reader-{}", filter.len()), user, &password);
+    client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+    let mut got = Vec::new();
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < end {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) =
+            connection.recv_timeout(std::time::Duration::from_millis(100))
+        {
+            got.push((p.topic.clone(), p.payload.to_vec()));
+        }
+    }
+    got
+}
+
+/// The broker's ACL from `host-tool acl`, a door's login against it, a
+/// door's status as hostile input, a stale copy of the site state, and a
+/// removed door's login (review rows 6, 8, 9, 12).
+#[test]
+fn a_door_login_is_held_by_the_sites_acl_and_a_stale_copy_of_the_site_state_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-lab", "pw-lab")];
+    let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the site ACL test") else {
+        return;
+    };
+    let site = dir.path().join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    ok(host_tool(
+        &site,
+        &["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"],
+    ));
+    ok(host_tool(&site, &["group", "add", "staff"]));
+    for door in ["front", "lab"] {
+        let secrets = dir.path().join(format!("{door}.toml")).display().to_string();
+        let (user, pw) = (format!("door-{door}"), format!("pw-{door}"));
+        ok(host_tool(
+            &site,
+            &["door", "add", door, "--group", "staff", "--username", &user, "--password", &pw, "--secrets-out", &secrets],
+        ));
+    }
+    let joined = facegate_site::DoorSecrets::from_toml(&std::fs::read_to_string(dir.path().join("lab.toml")).unwrap()).unwrap();
+    assert_eq!(joined.min_version, 3, "the lab joined at the version that added it");
+    let acl = String::from_utf8(ok(host_tool(&site, &["acl"])).stdout).unwrap();
+    broker.use_acl(&acl);
+
+    // The lab's login reads the site, and nothing of the front door's.
+    assert!(
+        received(&broker, "door-lab", "facegate/hq/manifest").iter().any(|(_, p)| !p.is_empty()),
+        "the lab reads the manifest"
+    );
+    let front_status = br#"{"door": "front", "online": true, "version": 4, "time": "2026-12-07T08:00:00.000Z"}"#.to_vec();
+    broker.publish("door-front", "pw-front", &[("facegate/hq/doors/front/status".into(), front_status)], true);
+    assert!(!received(&broker, "admin", "facegate/hq/doors/front/status").is_empty(), "the front door writes its status");
+    assert!(received(&broker, "door-lab", "facegate/hq/doors/+/status").is_empty(), "the lab reads no door's status");
+    assert!(received(&broker, "door-lab", "facegate/hq/doors/front/events").is_empty());
+    // It writes no other door's topics, no record, no manifest, no resend request.
+    let evil: Vec<(String, Vec<u8>)> =
+        ["doors/front/events", "doors/front/status", "people/p-evil", "manifest", "doors/front/resend"]
+            .iter()
+            .map(|t| (format!("facegate/hq/{t}"), br#"{"door": "front", "seq": 1, "from": 1}"#.to_vec()))
+            .collect();
+    let watched = received(&broker, "admin", "facegate/hq/#");
+    broker.publish("door-lab", "pw-lab", &evil, true);
+    let after = received(&broker, "admin", "facegate/hq/#");
+    assert_eq!(after, watched, "nothing the lab's login wrote outside its own topics reached the broker");
+
+    // Its own status, as hostile input: a log said to start near 2^62, then 17 MiB.
+    let far = format!(r#"{{"door": "lab", "online": true, "events_first": {0}, "events_last": {0}}}"#, 1u64 << 62);
+    broker.publish("door-lab", "pw-lab", &[("facegate/hq/doors/lab/status".into(), far.into_bytes())], true);
+    let listed = host_tool(&site, &["--json", "doors"]);
+    let doors: Value = serde_json::from_slice(&ok(listed.clone()).stdout).unwrap();
+    assert!(doors["doors"]["lab"].is_null() && doors["doors"]["front"]["version"] == 4, "{doors}");
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("2^53"), "the refused status is named");
+    let started = std::time::Instant::now();
+    ok(host_tool(&site, &["--json", "log"]));
+    assert!(started.elapsed().as_secs() < 30, "log ends");
+    // A client that would send it (the site's own clients never send more than the broker takes).
+    let mut options = rumqttc::MqttOptions::new("lab-huge", "localhost", broker.port);
+    options.set_credentials("door-lab", "pw-lab");
+    options.set_max_packet_size(32 << 20, 32 << 20);
+    let tls = facegate_site::mqtt::tls(&ca).unwrap();
+    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls))));
+    let (huge, mut connection) = rumqttc::Client::new(options, 10);
+    let _ = huge.publish("facegate/hq/doors/lab/status", rumqttc::QoS::AtLeastOnce, true, vec![b' '; 17 << 20]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        let _ = connection.recv_timeout(std::time::Duration::from_millis(100));
+    }
+    let doors = json(host_tool(&site, &["--json", "doors"]));
+    assert_eq!(doors["doors"]["front"]["version"], 4, "a 17 MiB status stops nothing: {doors}");
+
+    // A copy of the site state from before the last change publishes nothing.
+    let state = dir.path().join("hq.state");
+    let backup = std::fs::read(&state).unwrap();
+    ok(host_tool(&site, &["group", "add", "visitors"]));
+    let manifest = || received(&broker, "admin", "facegate/hq/manifest");
+    let newest = manifest();
+    let newest_state = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &backup).unwrap();
+    for args in [&["group", "add", "contractors"][..], &["sync"][..]] {
+        let stale = host_tool(&site, args);
+        assert!(!stale.status.success(), "{args:?} from a stale state");
+        assert!(String::from_utf8_lossy(&stale.stderr).contains("did not publish"), "{}", String::from_utf8_lossy(&stale.stderr));
+    }
+    assert_eq!(manifest(), newest, "the broker still holds the newest version");
+
+    // A removed door: the host tool says how to revoke its login, and the new ACL shuts it out.
+    std::fs::write(&state, &newest_state).unwrap();
+    let removed = String::from_utf8(ok(host_tool(&site, &["door", "remove", "front"])).stdout).unwrap();
+    assert!(removed.contains("mosquitto_passwd -D PASSWORD_FILE door-front"), "{removed}");
+    broker.use_acl(&String::from_utf8(ok(host_tool(&site, &["acl"])).stdout).unwrap());
+    assert!(received(&broker, "door-front", "facegate/hq/manifest").is_empty(), "the removed door reads nothing");
+    assert!(!received(&broker, "door-lab", "facegate/hq/manifest").is_empty(), "the lab still does");
 }

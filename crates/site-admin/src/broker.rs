@@ -268,11 +268,12 @@ impl Link {
         Some(event)
     }
 
-    /// Asks `door` to send its events `from..=until` again (it does while
-    /// its log holds them, up to [`facegate_site::resend::MAX_RESEND`] at a
-    /// time, at most one request per two seconds). Signed with the admin key:
-    /// doors take no other.
-    pub fn ask_resend(&mut self, door: &str, from: u64, until: u64, admin: &facegate_site::AdminKey) -> Result<()> {
+    /// Asks `door` to send its events from `from` on again (it does while
+    /// its log holds them, [`facegate_site::resend::MAX_RESEND`] at a time,
+    /// at most one request per two seconds: the caller asks again for the
+    /// rest). Signed with the admin key: doors take no other.
+    pub fn ask_resend(&mut self, door: &str, from: u64, admin: &facegate_site::AdminKey) -> Result<()> {
+        let until = from + facegate_site::resend::MAX_RESEND - 1;
         let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let topic = self.topics.resend(door);
         let request = facegate_site::resend::ResendRequest { from, until, at_ms }.sign(admin, &topic);

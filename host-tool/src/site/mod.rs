@@ -670,7 +670,7 @@ pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool)
             }
         }
         if let Some(from) = cursor.missing_from(newest(d)) {
-            link.ask_resend(d, from, newest(d).max(from), &admin)?;
+            link.ask_resend(d, from, &admin)?;
             asked.insert(d.clone(), Instant::now());
         }
     }
@@ -692,8 +692,7 @@ pub fn log(g: &Global, site: &Path, follow: bool, door: Option<&str>, all: bool)
             let known = if follow { 0 } else { newest(d) };
             if let Some(from) = printed.door(d).missing_from(known) {
                 if asked.get(d).is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
-                    let until = newest(d).max(printed.door(d).newest_printed()).max(from);
-                    link.ask_resend(d, from, until, &admin)?;
+                    link.ask_resend(d, from, &admin)?;
                     asked.insert(d.clone(), Instant::now());
                 }
             }

@@ -54,11 +54,6 @@ impl DoorCursor {
         self.upto >= last
     }
 
-    /// The newest event printed.
-    pub fn newest_printed(&self) -> u64 {
-        self.beyond.last().copied().unwrap_or(self.upto)
-    }
-
     /// The first event missing when the door's newest is `last` (or when
     /// later ones were printed), if any.
     pub fn missing_from(&self, last: u64) -> Option<u64> {
