@@ -121,7 +121,8 @@ pub fn start(
     };
     let manifest = copy.as_ref().map(|c| c.manifest);
     shared.set_site(copy.map_or(SiteGate::Waiting, |c| SiteGate::Copy(Arc::new(c))));
-    let replica = Replica::new(&secrets.site, secrets.public_key()?, secrets.data_key()?, applied)?.with_freshness(freshness);
+    let replica = Replica::new(&secrets.site, &secrets.door, secrets.public_key()?, secrets.data_key()?, applied)?
+        .with_freshness(freshness);
     let (client, connection) = Client::new(options(config, &secrets)?, 256);
     let outbox = Outbox::load(paths.cursor());
     let mut link = Link {

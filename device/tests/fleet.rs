@@ -114,7 +114,11 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
         status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
     };
     let hall_doors: Vec<_> = halls.iter().map(|h| start_door(&door_dir(dir.path(), h, &site), &broker, &corridor)).collect();
-    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, now_s(), [0; 32]).unwrap());
+    broker.publish_retained(
+        "admin",
+        "pw-admin",
+        &site.state.messages(&site.admin, &site.data, &BTreeMap::new(), now_s(), [0; 32]).unwrap(),
+    );
 
     // Colin is staff: granted at the front door, refused at the lab (visitors only).
     let front = start_door(&door_dir(dir.path(), "front", &site), &broker, &approach);
@@ -153,7 +157,11 @@ fn doors_follow_their_site_decide_by_its_groups_and_report_back() {
     let mut forged = site.state.clone();
     forged.version = 99;
     forged.rules.doors.get_mut("lab").unwrap().groups.insert("staff".into());
-    broker.publish_retained("admin", "pw-admin", &forged.messages(&intruder, now_s(), [0; 32]).unwrap());
+    broker.publish_retained(
+        "admin",
+        "pw-admin",
+        &forged.messages(&intruder, &site.data, &BTreeMap::new(), now_s(), [0; 32]).unwrap(),
+    );
     lab.wait_for("refused", None, 30);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lab.kinds("site-synced"), 1, "the forged version is not applied");
@@ -198,7 +206,11 @@ fn a_door_decides_by_schedule_and_validity_without_its_broker_and_sends_those_ev
     let until = chrono::DateTime::parse_from_rfc3339("2027-06-30T00:00:00+02:00").unwrap().timestamp();
     let access = Access { groups: ["staff".to_string()].into(), valid_until: Some(until), ..Access::default() };
     site.state.people.insert("p-colin".into(), PersonRecord::new("hq", "p-colin", PERSON, access, &colin, &site.data).unwrap());
-    broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, now_s(), [0; 32]).unwrap());
+    broker.publish_retained(
+        "admin",
+        "pw-admin",
+        &site.state.messages(&site.admin, &site.data, &BTreeMap::new(), now_s(), [0; 32]).unwrap(),
+    );
     let front_dir = door_dir(dir.path(), "front", &site);
     let door_at = |broker: &facegate_testkit::broker::Broker, time: &str| {
         start_door_with(&front_dir, broker, &approach, &["--clock-start", time])
@@ -258,7 +270,11 @@ fn a_door_refuses_old_sites_junk_floods_takeovers_and_unsigned_asks_and_repairs_
     let statuses = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/status");
     let status = || statuses.lock().unwrap().iter().rev().find(|(t, _)| t.ends_with("/front/status")).map(|(_, s)| s.clone());
     let publish = |site: &Site, issued_at: i64| {
-        broker.publish_retained("admin", "pw-admin", &site.state.messages(&site.admin, issued_at, [0; 32]).unwrap())
+        broker.publish_retained(
+            "admin",
+            "pw-admin",
+            &site.state.messages(&site.admin, &site.data, &BTreeMap::new(), issued_at, [0; 32]).unwrap(),
+        )
     };
 
     // Joined at version 2: version 1, replayed, is refused and the status says why.

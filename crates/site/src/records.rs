@@ -1,8 +1,9 @@
 //! What a site publishes, and where.
 //!
 //! Under `facegate/<site>/`, all retained, all signed by the admin key:
-//! - `people/<id>`: one [`PersonRecord`] per person (templates sealed with
-//!   the data key); an empty retained message clears a removed person;
+//! - `people/<id>`: one [`SealedPerson`] per person (everything but the id
+//!   sealed, opened only by the doors that admit them); an empty retained
+//!   message clears a removed person;
 //! - `manifest`: the [`Manifest`], the site's whole state but the faces:
 //!   its version, the rules, and the digest of every person's record. A door
 //!   applies a version only when it holds exactly the records the manifest
@@ -99,7 +100,7 @@ impl Topics {
     }
 }
 
-/// One person as the site publishes them.
+/// One person as the administrator keeps them (published as a [`SealedPerson`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersonRecord {
     /// Stable id (the topic level); names can change.
@@ -144,6 +145,94 @@ impl PersonRecord {
             return Err(SiteError::Invalid(format!("person {:?}: templates of {} values", self.id, flat.len())));
         }
         Ok(flat.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect())
+    }
+
+    /// The record's bytes, as signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a record serialises")
+    }
+
+    /// A record from its bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SiteError> {
+        postcard::from_bytes(bytes).map_err(|e| SiteError::Invalid(format!("person record: {e}")))
+    }
+}
+
+/// A person as published on `people/<id>`: their name, access and
+/// templates sealed with a key of their own, and that key sealed with the
+/// key of each door that admits one of their groups. A door opens the people
+/// it lets in and learns of the others only an opaque id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedPerson {
+    /// Stable id (the topic level).
+    pub id: String,
+    /// Door → the person's key, sealed with that door's key.
+    pub keys: BTreeMap<String, Vec<u8>>,
+    /// Name, access and templates, sealed with the person's key.
+    pub sealed: Vec<u8>,
+}
+
+/// What a door learns of a person it admits.
+#[derive(Serialize, Deserialize)]
+struct PersonBody {
+    name: String,
+    access: Access,
+    templates: Vec<f32>,
+}
+
+fn person_context(site: &str, id: &str) -> Vec<u8> {
+    format!("facegate person\0{site}\0{id}").into_bytes()
+}
+
+fn person_key_context(site: &str, id: &str, door: &str) -> Vec<u8> {
+    format!("facegate person key\0{site}\0{id}\0{door}").into_bytes()
+}
+
+impl SealedPerson {
+    /// `record` sealed for the doors of `doors` (door → its key), its
+    /// templates opened with the site's `data` key. The same input gives the
+    /// same bytes (the person's key and every nonce are derived).
+    pub fn seal<'a>(
+        site: &str,
+        record: &PersonRecord,
+        data: &DataKey,
+        doors: impl IntoIterator<Item = (&'a str, &'a DataKey)>,
+    ) -> Result<Self, SiteError> {
+        let templates: Vec<f32> = record.templates(site, data)?.into_iter().flatten().collect();
+        let body = PersonBody { name: record.name.clone(), access: record.access.clone(), templates };
+        let body = postcard::to_allocvec(&body).map_err(|e| SiteError::Invalid(e.to_string()))?;
+        let mut h = Sha256::new();
+        h.update(b"facegate person key\0");
+        h.update(data.to_bytes());
+        h.update(person_context(site, &record.id));
+        h.update(&body);
+        let person_key = DataKey::from_bytes(h.finalize().into());
+        let sealed = person_key.seal_deterministic(&person_context(site, &record.id), &body)?;
+        let keys = doors
+            .into_iter()
+            .map(|(door, key)| {
+                let wrapped = key.seal_deterministic(&person_key_context(site, &record.id, door), &person_key.to_bytes())?;
+                Ok((door.to_string(), wrapped))
+            })
+            .collect::<Result<_, SiteError>>()?;
+        Ok(SealedPerson { id: record.id.clone(), keys, sealed })
+    }
+
+    /// The person as `door` (holding `key`) sees them: `None` when the
+    /// record is not sealed for that door; an error when it is and does not
+    /// open (the door's key is not the one the site holds for it).
+    pub fn open_for(&self, site: &str, door: &str, key: &DataKey) -> Result<Option<(String, Access, Vec<Embedding>)>, SiteError> {
+        let Some(wrapped) = self.keys.get(door) else { return Ok(None) };
+        let person_key: [u8; 32] =
+            key.open(&person_key_context(site, &self.id, door), wrapped)?.try_into().map_err(|_| SiteError::Unsealable)?;
+        let body = DataKey::from_bytes(person_key).open(&person_context(site, &self.id), &self.sealed)?;
+        let body: PersonBody = postcard::from_bytes(&body).map_err(|_| SiteError::Unsealable)?;
+        let t = &body.templates;
+        if t.is_empty() || !t.len().is_multiple_of(EMBEDDING_DIM) || t.iter().any(|v| !v.is_finite()) {
+            return Err(SiteError::Invalid(format!("person {:?}: templates of {} values", self.id, t.len())));
+        }
+        let templates = t.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect();
+        Ok(Some((body.name, body.access, templates)))
     }
 
     /// The record's bytes, as signed.

@@ -9,7 +9,7 @@
 //! outage converges on the retained state, removals included.
 
 use crate::keys::{AdminKey, DataKey, SitePublicKey};
-use crate::records::{digest, Manifest, PersonRecord, Topics};
+use crate::records::{digest, Manifest, PersonRecord, SealedPerson, Topics};
 use crate::rules::{Access, Rules};
 use crate::SiteError;
 use facegate_core::{Embedding, ModelId};
@@ -32,17 +32,28 @@ pub struct SiteState {
 
 impl SiteState {
     /// The retained messages that bring a broker to this state: every
-    /// person's signed record, then the signed manifest that lists them and
-    /// names the manifest it follows (`previous`). Signing is deterministic,
-    /// so publishing twice sends the same bytes.
-    pub fn messages(&self, admin: &AdminKey, issued_at: i64, previous: [u8; 32]) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
+    /// person's signed record, sealed for the doors that admit them, then
+    /// the signed manifest that lists them and names the manifest it follows
+    /// (`previous`). A door's key is its own in `door_keys`, or the site's
+    /// data key for a door that joined before doors had keys. Sealing and
+    /// signing are deterministic, so publishing twice sends the same bytes.
+    pub fn messages(
+        &self,
+        admin: &AdminKey,
+        data: &DataKey,
+        door_keys: &BTreeMap<String, DataKey>,
+        issued_at: i64,
+        previous: [u8; 32],
+    ) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
         self.rules.validate()?;
         let topics = Topics::new(&self.name)?;
         let mut out = Vec::with_capacity(self.people.len() + 1);
         let mut listed = BTreeMap::new();
         for (id, record) in &self.people {
             let topic = topics.person(id);
-            let message = admin.sign(&topic, &record.to_bytes());
+            let doors = self.rules.doors_admitting(&record.access).map(|d| (d, door_keys.get(d).unwrap_or(data)));
+            let sealed = SealedPerson::seal(&self.name, record, data, doors)?;
+            let message = admin.sign(&topic, &sealed.to_bytes());
             listed.insert(id.clone(), digest(&message));
             out.push((topic, message));
         }
@@ -124,12 +135,13 @@ pub struct Freshness {
 pub struct Replica {
     topics: Topics,
     site: String,
+    door: String,
     public: SitePublicKey,
-    data: DataKey,
+    key: DataKey,
     applied: u64,
     freshness: Freshness,
     manifest: Option<([u8; 32], Manifest)>,
-    people: HashMap<String, ([u8; 32], PersonRecord)>,
+    people: HashMap<String, ([u8; 32], SealedPerson)>,
 }
 
 fn system_now_s() -> i64 {
@@ -137,14 +149,16 @@ fn system_now_s() -> i64 {
 }
 
 impl Replica {
-    /// A replica of `site` verifying with `public`, opening templates with
-    /// `data`, with `applied` the version the door already holds.
-    pub fn new(site: &str, public: SitePublicKey, data: DataKey, applied: u64) -> Result<Self, SiteError> {
+    /// The replica of `site` at `door`: verifying with `public`, opening
+    /// the records sealed for the door with its `key`, with `applied` the
+    /// version the door already holds.
+    pub fn new(site: &str, door: &str, public: SitePublicKey, key: DataKey, applied: u64) -> Result<Self, SiteError> {
         Ok(Replica {
             topics: Topics::new(site)?,
             site: site.into(),
+            door: door.into(),
             public,
-            data,
+            key,
             applied,
             freshness: Freshness::default(),
             manifest: None,
@@ -198,7 +212,7 @@ impl Replica {
             self.people.remove(id);
             return Ok(Received::Cleared(id.to_string()));
         }
-        let record = PersonRecord::from_bytes(self.public.open(topic, payload)?)?;
+        let record = SealedPerson::from_bytes(self.public.open(topic, payload)?)?;
         if record.id != id {
             return Err(SiteError::Invalid(format!("the record of {:?} arrived on {topic}", record.id)));
         }
@@ -254,19 +268,14 @@ impl Replica {
             _ => return Ok(None),
         }
         let (manifest, m) = self.manifest.as_ref().expect("pending");
-        let people = m
-            .people
-            .keys()
-            .map(|id| {
-                let (_, r) = &self.people[id];
-                Ok(SitePerson {
-                    id: id.clone(),
-                    name: r.name.clone(),
-                    access: r.access.clone(),
-                    templates: r.templates(&self.site, &self.data)?,
-                })
-            })
-            .collect::<Result<_, SiteError>>()?;
+        // Only the people sealed for this door: the others it cannot open.
+        let mut people = Vec::new();
+        for id in m.people.keys() {
+            let (_, r) = &self.people[id];
+            if let Some((name, access, templates)) = r.open_for(&self.site, &self.door, &self.key)? {
+                people.push(SitePerson { id: id.clone(), name, access, templates });
+            }
+        }
         Ok(Some(Snapshot {
             version: m.version,
             issued_at: m.issued_at,

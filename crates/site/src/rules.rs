@@ -191,6 +191,12 @@ impl Rules {
         }
     }
 
+    /// The doors that let in a member of any of `access`'s groups (at some
+    /// time): those that receive the person's record.
+    pub fn doors_admitting<'a>(&'a self, access: &'a Access) -> impl Iterator<Item = &'a str> + 'a {
+        self.doors.iter().filter(|(_, d)| !d.groups.is_disjoint(&access.groups)).map(|(name, _)| name.as_str())
+    }
+
     /// Whether `access` lets its holder through `door` at `now` (Unix seconds).
     /// An unknown door, group or time zone denies.
     pub fn decide(&self, door: &str, access: &Access, now: i64) -> Result<(), Denial> {

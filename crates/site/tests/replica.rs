@@ -43,11 +43,11 @@ impl Site {
     }
 
     fn messages(&self) -> Vec<(String, Vec<u8>)> {
-        self.state.messages(&self.admin, 0, [0; 32]).unwrap()
+        self.state.messages(&self.admin, &self.data, &BTreeMap::new(), 0, [0; 32]).unwrap()
     }
 
     fn replica(&self) -> Replica {
-        Replica::new("hq", self.admin.public(), self.data.clone(), 0).unwrap()
+        Replica::new("hq", "front", self.admin.public(), self.data.clone(), 0).unwrap()
     }
 }
 
@@ -158,7 +158,7 @@ fn a_record_signed_with_another_key_or_moved_to_another_topic_is_refused() {
 fn a_door_with_another_data_key_cannot_open_templates_and_says_so() {
     let mut site = Site::new();
     site.enrol("p0", 0);
-    let mut door = Replica::new("hq", site.admin.public(), DataKey::generate().unwrap(), 0).unwrap();
+    let mut door = Replica::new("hq", "front", site.admin.public(), DataKey::generate().unwrap(), 0).unwrap();
     for (topic, payload) in site.messages() {
         door.receive(&topic, &payload).unwrap();
     }
@@ -213,7 +213,7 @@ fn now_s() -> i64 {
 
 /// The manifest of `site` issued at `issued_at`, and its records.
 fn issued(site: &Site, issued_at: i64) -> Vec<(String, Vec<u8>)> {
-    site.state.messages(&site.admin, issued_at, [0; 32]).unwrap()
+    site.state.messages(&site.admin, &site.data, &BTreeMap::new(), issued_at, [0; 32]).unwrap()
 }
 
 #[test]
@@ -247,4 +247,42 @@ fn a_door_without_a_copy_refuses_a_site_older_than_it_joined_at_issued_before_it
     let (manifest, _) = earlier.split_last_mut().unwrap();
     assert!(matches!(door.receive(&manifest.0, &manifest.1), Err(SiteError::Refused(_))));
     assert_eq!(feed(&mut door, &issued(&site, now_s())).unwrap().version, 3, "the same version issued now is taken");
+}
+
+#[test]
+fn a_door_opens_only_the_people_it_admits_and_learns_nothing_of_the_others() {
+    let mut site = Site::new();
+    site.state.rules.groups.insert("visitors".into(), Group::default());
+    site.state.rules.doors.insert("lab".into(), Door { groups: ["visitors".to_string()].into(), schedule: None });
+    let keys: BTreeMap<String, DataKey> =
+        ["front", "lab"].iter().map(|d| (d.to_string(), DataKey::generate().unwrap())).collect();
+    site.enrol("p0", 0); // staff
+    site.enrol("p1", 1);
+    let visitor = Access { groups: ["visitors".to_string()].into(), ..Access::default() };
+    let r = PersonRecord::new("hq", "p1", "Vera Visitor", visitor, &[template(1)], &site.data).unwrap();
+    site.state.people.insert("p1".into(), r);
+    let nobody = PersonRecord::new("hq", "p2", "Nemo", Access::default(), &[template(2)], &site.data).unwrap();
+    site.state.people.insert("p2".into(), nobody);
+    let messages = site.state.messages(&site.admin, &site.data, &keys, 0, [0; 32]).unwrap();
+    assert_eq!(messages, site.state.messages(&site.admin, &site.data, &keys, 0, [0; 32]).unwrap(), "the same bytes again");
+    let bytes: Vec<u8> = messages.iter().flat_map(|(_, p)| p.clone()).collect();
+    for name in ["Person p0", "Vera Visitor", "Nemo"] {
+        assert!(!bytes.windows(name.len()).any(|w| w == name.as_bytes()), "{name} in plain text");
+    }
+    let door = |name: &str, key: &DataKey| {
+        let mut r = Replica::new("hq", name, site.admin.public(), key.clone(), 0).unwrap();
+        feed(&mut r, &messages).map(|s| s.people.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(door("front", &keys["front"]), Some(vec!["Person p0".to_string()]), "staff only");
+    assert_eq!(door("lab", &keys["lab"]), Some(vec!["Vera Visitor".to_string()]), "visitors only");
+    // The lab's key claiming to be the front door's opens nothing.
+    let mut thief = Replica::new("hq", "front", site.admin.public(), keys["lab"].clone(), 0).unwrap();
+    for (topic, payload) in &messages {
+        thief.receive(topic, payload).unwrap();
+    }
+    assert!(matches!(thief.complete(), Err(SiteError::Unsealable)));
+    // A door that joined before doors had keys holds the site's data key, and still opens its people.
+    let legacy = site.state.messages(&site.admin, &site.data, &BTreeMap::new(), 0, [0; 32]).unwrap();
+    let mut old_door = Replica::new("hq", "front", site.admin.public(), site.data.clone(), 0).unwrap();
+    assert_eq!(feed(&mut old_door, &legacy).unwrap().people.len(), 1);
 }

@@ -38,6 +38,10 @@ struct AdminState {
     published_version: u64,
     /// Each door's broker login (for the broker's ACL).
     accounts: BTreeMap<String, String>,
+    /// Each door's own key (hex): records are sealed for the doors that
+    /// admit them. A door without one (joined before doors had keys) holds
+    /// the site's data key.
+    door_keys: BTreeMap<String, String>,
 }
 
 /// The state as written before versions were chained (read, then saved in the new form).
@@ -52,8 +56,19 @@ impl AdminState {
         postcard::from_bytes(bytes).or_else(|e| {
             let AdminStateV1 { site, published } = postcard::from_bytes(bytes).map_err(|_| e)?;
             let published_version = if published.is_empty() { 0 } else { site.version };
-            Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts: BTreeMap::new() })
+            let (accounts, door_keys) = (BTreeMap::new(), BTreeMap::new());
+            Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts, door_keys })
         })
+    }
+
+    fn door_keys(&self) -> Result<BTreeMap<String, DataKey>> {
+        self.door_keys
+            .iter()
+            .map(|(door, hex)| {
+                let key = facegate_core::from_hex(hex).with_context(|| format!("the key of door {door} is damaged"))?;
+                Ok((door.clone(), DataKey::from_bytes(key)))
+            })
+            .collect()
     }
 
     fn manifest_topic(&self) -> String {
@@ -118,7 +133,8 @@ impl SiteHome {
     /// or against what this site file last gave it.
     fn publish_against(&mut self, g: &Global, read_broker: bool) -> Result<()> {
         let admin = self.config.admin()?;
-        let messages = self.state.site.messages(&admin, self.state.issued_at, self.state.previous)?;
+        let (data, door_keys) = (self.config.data()?, self.state.door_keys()?);
+        let messages = self.state.site.messages(&admin, &data, &door_keys, self.state.issued_at, self.state.previous)?;
         let mut link = broker::Link::connect(&self.config, "admin", true)?;
         self.check_newest(&mut link, &admin)?;
         let sent = if read_broker {
@@ -313,6 +329,7 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         previous: [0; 32],
         published_version: 0,
         accounts: BTreeMap::new(),
+        door_keys: BTreeMap::new(),
     };
     let home = SiteHome { path: site.to_path_buf(), config, state };
     facegate_store::atomic::replace_private(site, toml::to_string(&home.config)?.as_bytes())
@@ -327,11 +344,17 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
     match action {
         DoorAction::Add { name, groups, schedule, username, password, secrets_out } => {
+            // The door's own key: it opens the records of the people it admits, no others.
+            let door_key = match home.state.door_keys.get(&name) {
+                Some(key) => key.clone(),
+                None => facegate_core::hex(&DataKey::generate()?.to_bytes()),
+            };
+            home.state.door_keys.insert(name.clone(), door_key.clone());
             let secrets = DoorSecrets {
                 site: home.config.name.clone(),
                 door: name.clone(),
                 site_public_key: facegate_core::hex(&home.config.admin()?.public().to_bytes()),
-                data_key: home.config.data_key.clone(),
+                data_key: door_key,
                 username: username.clone(),
                 password,
                 // The version that adds the door: nothing older is applied there.
@@ -366,6 +389,8 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
             if home.state.site.rules.doors.remove(&name).is_none() {
                 bail!("no door named {name:?}");
             }
+            // Added again, it gets a new key.
+            home.state.door_keys.remove(&name);
             if let Some(user) = home.state.accounts.remove(&name) {
                 home.commit(g)?;
                 // The broker is not ours to change: say exactly what revokes the login.

@@ -135,7 +135,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     }
     let state = SiteState { name: "bench".into(), version: 1, model, rules, people };
     let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let messages = state.messages(&admin, issued_at, [0; 32])?;
+    let messages = state.messages(&admin, &data, &BTreeMap::new(), issued_at, [0; 32])?;
 
     // The doors, started before the site exists.
     let approach = work.join("approach");
