@@ -145,7 +145,8 @@ pub fn load_metric(config: &Config, network: ModelId) -> Result<Option<MetricHea
 /// maps templates and probes; a last layer is already in the pipeline, whose
 /// model id the templates must carry.
 pub fn open_gallery_with_metric(path: &Path, config: &Config, pipeline: &Pipeline) -> Result<(GalleryHome, Option<MetricHead>)> {
-    let home = open_gallery(path, pipeline.embedder.model_id())?;
+    let key = crate::at_rest::gallery_key(&config.paths.gallery_key)?;
+    let home = open_gallery_sealed(path, pipeline.embedder.model_id(), key)?;
     let metric = load_metric(config, pipeline.embedder.network_id())?;
     let home = match &metric {
         Some(h) if !h.is_last_layer() => {
@@ -158,11 +159,12 @@ pub fn open_gallery_with_metric(path: &Path, config: &Config, pipeline: &Pipelin
 }
 
 /// The gallery of `path` for the device's model (empty, with a warning, when there is no file).
-pub fn open_gallery(path: &Path, model: ModelId) -> Result<GalleryHome> {
+/// With `key`, the file is sealed at rest (see [`crate::at_rest`]).
+pub fn open_gallery_sealed(path: &Path, model: ModelId, key: Option<facegate_site::DataKey>) -> Result<GalleryHome> {
     if !path.exists() {
         tracing::warn!("no gallery at {}: nobody is enrolled, every face is a stranger", path.display());
     }
-    GalleryHome::open(path, model).map_err(|e| match e {
+    GalleryHome::open_sealed(path, model, key).map_err(|e| match e {
         facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
             "gallery {} holds templates of model {found} but the device runs model {model}: re-enrol, or run the matching model \
              (a retrained last layer in recognition.metric makes its own model id: enrol with `host-tool --metric` and the same file)",

@@ -250,6 +250,11 @@ pub struct Paths {
     pub fleet_secrets: PathBuf,
     /// The door's copy of its site's rules.
     pub site: PathBuf,
+    /// Where the key that seals the gallery at rest comes from: "" (not
+    /// sealed), "pi-otp" (the Raspberry Pi 4/5's OTP private key rows: off
+    /// the SD card), or a key file (64 hex digits; worth something only off
+    /// the card, e.g. on a USB key).
+    pub gallery_key: String,
 }
 
 impl Default for Camera {
@@ -301,6 +306,7 @@ impl Default for Paths {
             pairing: PathBuf::from("/var/lib/facegate/pairing.fg"),
             fleet_secrets: PathBuf::from("/var/lib/facegate/fleet.toml"),
             site: PathBuf::from("/var/lib/facegate/site.fgsite"),
+            gallery_key: String::new(),
         }
     }
 }

@@ -147,9 +147,9 @@ pub fn start(
     Ok(std::thread::Builder::new().name("fleet".into()).spawn(move || link.run(connection, &stop))?)
 }
 
-/// Whether the gallery on disk is the one saved with `copy`.
+/// Whether the gallery read from disk is the one saved with `copy`.
 fn gallery_matches(copy: &DoorCopy, shared: &Shared) -> bool {
-    std::fs::read(shared.gallery.path()).is_ok_and(|bytes| copy.matches_gallery(&bytes))
+    copy.matches_gallery(&shared.gallery().to_bytes())
 }
 
 fn options(config: &Fleet, secrets: &DoorSecrets) -> Result<MqttOptions> {

@@ -10,6 +10,7 @@
 //! requests), [`serial`] (the link), [`runner`] (the loop that ties the
 //! stages together), [`config`], [`notify`] (systemd).
 
+pub mod at_rest;
 pub mod cli;
 pub mod commands;
 pub mod config;

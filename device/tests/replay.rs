@@ -273,3 +273,33 @@ fn bench_times_the_frame_on_one_core_and_on_two_in_turns() {
     assert_eq!(ms("system_allocations_per_frame"), 0.0, "{j}");
     assert_eq!(ms("system_allocations_per_frame_on_threads"), 0.0, "{j}");
 }
+
+/// `paths.gallery_key`: the door seals its gallery at rest on start, still
+/// lets Colin in from it, and without the key (a copied card) refuses to run.
+#[test]
+fn a_gallery_sealed_at_rest_is_read_only_with_its_key() {
+    let Some((data, _)) = lfw() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
+    let person = enrol_and_approach(&data, &gallery, &approach);
+    let key = dir.path().join("gallery.key");
+    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let with_key = dir.path().join("sealed.toml");
+    std::fs::write(&with_key, format!("[paths]\ngallery_key = {:?}\n", key.display().to_string())).unwrap();
+    let run = |config: &Path| facegate_testkit::device_replay(&approach, &gallery).arg("--config").arg(config).output().unwrap();
+    let out = run(&with_key);
+    let events: Vec<Value> = facegate_testkit::json_lines(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(events.iter().filter(|e| e["kind"] == "granted" && e["person"] == person).count(), 1, "{events:?}");
+    for file in [gallery.clone(), gallery.with_extension("fg.bak")] {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(bytes.starts_with(b"FGSEALD1"), "{} is sealed", file.display());
+        assert!(!bytes.windows(person.len()).any(|w| w == person.as_bytes()), "no name in {}", file.display());
+    }
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "").unwrap();
+    let out = run(&plain);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("gallery_key"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("granted"));
+}
