@@ -58,6 +58,25 @@ fn enrol_and_approach(data: &facegate_lfw::Dataset, gallery: &Path, approach: &P
     person
 }
 
+/// A scene in a fresh directory: Colin enrolled in `gallery.fg`, his other
+/// photos in `approach/`; LFW's names beside.
+struct Scene {
+    dir: tempfile::TempDir,
+    gallery: std::path::PathBuf,
+    approach: std::path::PathBuf,
+    person: &'static str,
+    names: Vec<String>,
+    data: facegate_lfw::Dataset,
+}
+
+fn colin_at_the_door() -> Option<Scene> {
+    let (data, names) = lfw()?;
+    let dir = tempfile::tempdir().unwrap();
+    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
+    let person = enrol_and_approach(&data, &gallery, &approach);
+    Some(Scene { dir, gallery, approach, person, names, data })
+}
+
 fn run_device(replay: &Path, gallery: &Path) -> (Vec<Value>, String) {
     run_device_with(replay, gallery, &[])
 }
@@ -75,10 +94,7 @@ fn kinds(events: &[Value], kind: &str) -> usize {
 
 #[test]
 fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
-    let Some((data, names)) = lfw() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
-    let person = enrol_and_approach(&data, &gallery, &approach);
+    let Some(Scene { dir, gallery, approach, person, names, data }) = colin_at_the_door() else { return };
 
     // Other photos of the enrolled person: one approach, one grant, one pulse.
     let (events, stderr) = run_device(&approach, &gallery);
@@ -159,10 +175,7 @@ fn run_device_with_metric(replay: &Path, gallery: &Path, metric: &Path) -> (Vec<
 #[test]
 fn a_trained_metric_is_applied_to_probes_and_templates_and_a_bad_one_stops_the_door() {
     use facegate_train::MetricHead;
-    let Some((data, _)) = lfw() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
-    enrol_and_approach(&data, &gallery, &approach);
+    let Some(Scene { dir, gallery, approach, .. }) = colin_at_the_door() else { return };
     let model = Gallery::load(&gallery).unwrap().model_id();
     let metric = dir.path().join("m.fgmetric");
     // The identity: the same grant as without a metric.
@@ -278,10 +291,7 @@ fn bench_times_the_frame_on_one_core_and_on_two_in_turns() {
 /// lets Colin in from it, and without the key (a copied card) refuses to run.
 #[test]
 fn a_gallery_sealed_at_rest_is_read_only_with_its_key() {
-    let Some((data, _)) = lfw() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (gallery, approach) = (dir.path().join("gallery.fg"), dir.path().join("approach"));
-    let person = enrol_and_approach(&data, &gallery, &approach);
+    let Some(Scene { dir, gallery, approach, person, .. }) = colin_at_the_door() else { return };
     let key = dir.path().join("gallery.key");
     std::fs::write(&key, "5a".repeat(32)).unwrap();
     let with_key = dir.path().join("sealed.toml");

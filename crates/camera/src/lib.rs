@@ -120,6 +120,9 @@ impl Watched {
         std::thread::Builder::new()
             .name("camera".into())
             .spawn(move || loop {
+                // A frame's reading, decoding and handing over come from the
+                // frame arena, as on the loop's thread.
+                let _scope = facegate_arena::FrameScope::enter();
                 let frame = source.next_frame();
                 let end = frame.is_none();
                 if tx.send(frame).is_err() || end {

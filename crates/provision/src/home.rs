@@ -186,13 +186,18 @@ mod tests {
         e
     }
 
+    /// A model, a gallery file's path in `dir`, and a gallery of Ada at `(x, y)`.
+    pub(super) fn ada(dir: &Path, x: f32, y: f32) -> (ModelId, PathBuf, Gallery) {
+        let model = ModelId::of_file_bytes(b"m");
+        let mut g = Gallery::new(model);
+        g.add_person("Ada Lovelace", vec![emb(x, y)], model, 0).unwrap();
+        (model, dir.join("g.fg"), g)
+    }
+
     #[test]
     fn a_metric_searches_mapped_templates_and_follows_every_change() {
         let dir = tempfile::tempdir().unwrap();
-        let model = ModelId::of_file_bytes(b"m");
-        let path = dir.path().join("g.fg");
-        let mut g = Gallery::new(model);
-        g.add_person("Ada", vec![emb(0.0, 0.0)], model, 0).unwrap();
+        let (model, path, g) = ada(dir.path(), 0.0, 0.0);
         // A metric that ignores the second coordinate (say, lighting).
         let home = GalleryHome::new(&path, g).with_metric(Arc::new(|e: &Embedding| {
             let mut m = *e;
@@ -218,10 +223,7 @@ mod sealing {
     #[test]
     fn a_sealed_gallery_opens_only_with_its_key_and_a_plain_one_is_sealed_with_its_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let model = ModelId::of_file_bytes(b"m");
-        let path = dir.path().join("g.fg");
-        let mut g = Gallery::new(model);
-        g.add_person("Ada Lovelace", vec![[0.25; facegate_core::EMBEDDING_DIM]], model, 0).unwrap();
+        let (model, path, g) = super::tests::ada(dir.path(), 0.25, 0.25);
         g.save(&path).unwrap();
         g.save(&path).unwrap(); // a plain previous copy too
         let key = DataKey::generate().unwrap();
