@@ -16,7 +16,7 @@ mod home;
 mod service;
 pub mod wire;
 
-pub use home::GalleryHome;
+pub use home::{at_rest, GalleryHome};
 pub use service::{Change, GalleryService, Handled};
 
 use facegate_protocol::{Request, Response};

@@ -343,6 +343,12 @@ impl AccessLog {
         if capacity == 0 || u32::from_le_bytes(header[12..16].try_into().expect("4")) != RECORD as u32 {
             return Err(format("damaged header"));
         }
+        // The header's capacity is checked against the file before anything
+        // is sized by it (a damaged one asked for 80 GB: found by fuzzing).
+        let size = file.metadata().map_err(io(path))?.len();
+        if size < HEADER + capacity as u64 * RECORD as u64 {
+            return Err(format(&format!("damaged header: {capacity} slots do not fit in {size} bytes")));
+        }
         let mut log = AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 };
         log.next_seq = log.events_since(0)?.last().map_or(1, |e| e.seq + 1);
         Ok(log)
@@ -433,6 +439,22 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/fuzz/run.sh access_log` (kept in tests/fuzz/regressions):
+    /// a header whose capacity the file cannot hold is refused, not allocated.
+    #[test]
+    fn a_header_claiming_more_slots_than_the_file_holds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut header = MAGIC.to_vec();
+        header.extend(VERSION.to_le_bytes());
+        header.extend(0x4fff_ffffu32.to_le_bytes());
+        header.extend((RECORD as u32).to_le_bytes());
+        header.resize(HEADER as usize + 3 * RECORD, 0);
+        std::fs::write(&path, &header).unwrap();
+        let err = AccessLog::open(&path, 64).err().expect("refused");
+        assert!(err.to_string().contains("do not fit"), "{err}");
+    }
 
     fn event(i: i64) -> Event {
         Event {
