@@ -2,9 +2,11 @@
 # Coverage-guided fuzzing of every decoder that reads outside input
 # (cargo-fuzz, libFuzzer with AddressSanitizer, the nightly toolchain).
 #
-#   tests/fuzz/run.sh [--minutes N] [--json] [TARGET ...]
+#   tests/fuzz/run.sh [--minutes N] [--all] [--json] [TARGET ...]
 #
-# N minutes in all (default 1), shared by the targets. Before fuzzing, each
+# N minutes in all (default 1), shared by the targets. The image and
+# configuration targets need the network runtime and the device built for
+# fuzzing (about 15 minutes more): only with --all (or when named). Before fuzzing, each
 # target replays its regressions (tests/fuzz/regressions/TARGET/: every
 # crash found becomes a file there). The corpus grows in
 # tests/fuzz/corpus/TARGET (not committed); crashes land in
@@ -14,24 +16,34 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 minutes=1
 json=false
+heavy=false
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
     --json) json=true; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --all) heavy=true; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
-all=(serial_frames serial_requests gallery access_log site_records door_state)
-[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+light=(serial_frames serial_requests gallery access_log site_records door_state)
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=("${light[@]}")
+  ! $heavy || targets+=(images config)
+fi
+for t in "${targets[@]}"; do
+  case "$t" in images|config) heavy=true ;; esac
+done
+features=()
+! $heavy || features=(--features heavy)
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is not installed: cargo install --locked cargo-fuzz" >&2; exit 2; }
 cargo +nightly --version >/dev/null 2>&1 || { echo "the nightly toolchain is not installed (rustup toolchain install nightly)" >&2; exit 2; }
 
 log() { if $json; then echo "$*" >&2; else echo "$*"; fi; }
 log "building ${#targets[@]} fuzz targets (nightly, AddressSanitizer)"
-(cd "$here" && cargo +nightly fuzz build --fuzz-dir "$here" -O >&2)
+(cd "$here" && cargo +nightly fuzz build --fuzz-dir "$here" -O "${features[@]}" >&2)
 bin="$here/target/x86_64-unknown-linux-gnu/release"
 seconds=$(( minutes * 60 / ${#targets[@]} ))
 [ "$seconds" -ge 1 ] || seconds=1
