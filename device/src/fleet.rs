@@ -33,7 +33,9 @@ use crate::shared::{Shared, SiteGate};
 use anyhow::{bail, Context, Result};
 use facegate_site::resend::ResendRequest;
 use facegate_site::status::Pending;
-use facegate_site::{DoorCopy, DoorSecrets, DoorStatus, Freshness, Received, Replica, SiteError, Snapshot, Topics};
+use facegate_site::{
+    DoorCopy, DoorSecrets, DoorStatus, Freshness, Received, Replica, SiteError, SitePublicKey, Snapshot, Topics,
+};
 use facegate_store::access_log::iso_time;
 use facegate_store::{Event, EventKind};
 use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError};
@@ -141,9 +143,9 @@ pub fn start(
         last_resend_at_ms: 0,
         refused: Refusals::default(),
         error,
-        secrets,
+        public: secrets.public_key()?,
     };
-    tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, link.secrets.site, config.broker);
+    tracing::info!("fleet: door {:?} of site {:?} via {}, site version {applied}", link.door, secrets.site, config.broker);
     Ok(std::thread::Builder::new().name("fleet".into()).spawn(move || link.run(connection, &stop))?)
 }
 
@@ -296,7 +298,8 @@ impl Refusals {
 
 struct Link {
     door: String,
-    secrets: DoorSecrets,
+    /// The site's key: resend asks are signed with it.
+    public: SitePublicKey,
     topics: Topics,
     client: Client,
     replica: Replica,
@@ -437,16 +440,12 @@ impl Link {
     /// served at most once per [`RESEND_EVERY`].
     fn on_resend(&mut self, payload: &[u8]) {
         let topic = self.topics.resend(&self.door);
-        let public = match self.secrets.public_key() {
-            Ok(p) => p,
-            Err(e) => return tracing::error!("fleet: {e}"),
-        };
-        match ResendRequest::open(&public, &topic, payload, self.last_resend_at_ms, self.replica.clock_floor_now() * 1000) {
+        match ResendRequest::open(&self.public, &topic, payload, self.last_resend_at_ms, self.replica.clock_floor_now() * 1000) {
             Ok(r) => {
                 self.last_resend_at_ms = r.at_ms;
-                self.resend_asked = Some(self.resend_asked.map_or((r.from, r.until), |(f, u)| (f.min(r.from), u.max(r.until))));
-                let (f, u) = self.resend_asked.expect("just set");
-                self.resend_asked = Some((f, u.min(f + facegate_site::resend::MAX_RESEND - 1)));
+                let (from, until) = self.resend_asked.map_or((r.from, r.until), |(f, u)| (f.min(r.from), u.max(r.until)));
+                // Merged asks are cut as one ask is.
+                self.resend_asked = Some((from, until.min(from + facegate_site::resend::MAX_RESEND - 1)));
             }
             Err(e) => self.refuse(format!("{topic}: {e}")),
         }

@@ -218,6 +218,18 @@ fn bench_fleet_has_the_interface_and_loses_nothing_across_a_broker_kill_and_rest
 }
 
 /// Whether mosquitto is missing (after a loud skip; a failure under CI).
+/// `hq.toml` in `dir`: site hq on `broker`, administered as admin, with the group staff.
+fn site_with_staff(dir: &Path, broker: &facegate_testkit::broker::Broker) -> PathBuf {
+    let site = dir.join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    ok(host_tool(
+        &site,
+        &["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"],
+    ));
+    ok(host_tool(&site, &["group", "add", "staff"]));
+    site
+}
+
 fn facegate_localbroker_missing() -> bool {
     let dir = tempfile::tempdir().unwrap();
     facegate_testkit::broker::start(dir.path(), &[("probe", "probe")], "the fleet benchmark test").is_none()
@@ -232,13 +244,7 @@ fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
     let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the serial join test") else {
         return;
     };
-    let site = dir.path().join("hq.toml");
-    let (ca, url) = (broker.ca.display().to_string(), broker.url());
-    ok(host_tool(
-        &site,
-        &["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"],
-    ));
-    ok(host_tool(&site, &["group", "add", "staff"]));
+    let site = site_with_staff(dir.path(), &broker);
     ok(host_tool(
         &site,
         &[&["enroll", PERSON], &enrol.iter().map(String::as_str).collect::<Vec<_>>()[..], &["--group", "staff"]].concat(),
@@ -298,7 +304,7 @@ fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
     ];
     ok(host(&add));
     let settings = std::fs::read_to_string(&config).unwrap();
-    assert!(settings.contains("enabled = true") && settings.contains(&url), "the door's settings turn the link on: {settings}");
+    assert!(settings.contains("enabled = true") && settings.contains(&broker.url()), "the door's settings turn the link on: {settings}");
     let secrets = d.join("fleet.toml");
     assert!(std::fs::read_to_string(&secrets).unwrap().contains("door-front"));
     #[cfg(unix)]
@@ -378,13 +384,7 @@ fn a_door_login_is_held_by_the_sites_acl_and_a_stale_copy_of_the_site_state_publ
     let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the site ACL test") else {
         return;
     };
-    let site = dir.path().join("hq.toml");
-    let (ca, url) = (broker.ca.display().to_string(), broker.url());
-    ok(host_tool(
-        &site,
-        &["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"],
-    ));
-    ok(host_tool(&site, &["group", "add", "staff"]));
+    let site = site_with_staff(dir.path(), &broker);
     for door in ["front", "lab"] {
         let secrets = dir.path().join(format!("{door}.toml")).display().to_string();
         let (user, pw) = (format!("door-{door}"), format!("pw-{door}"));
@@ -433,7 +433,7 @@ fn a_door_login_is_held_by_the_sites_acl_and_a_stale_copy_of_the_site_state_publ
     let mut options = rumqttc::MqttOptions::new("lab-huge", "localhost", broker.port);
     options.set_credentials("door-lab", "pw-lab");
     options.set_max_packet_size(32 << 20, 32 << 20);
-    let tls = facegate_site::mqtt::tls(&ca).unwrap();
+    let tls = facegate_site::mqtt::tls(&broker.ca.display().to_string()).unwrap();
     options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls))));
     let (huge, mut connection) = rumqttc::Client::new(options, 10);
     let _ = huge.publish("facegate/hq/doors/lab/status", rumqttc::QoS::AtLeastOnce, true, vec![b' '; 17 << 20]);
