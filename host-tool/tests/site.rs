@@ -304,7 +304,10 @@ fn a_door_joins_its_site_over_its_serial_link_in_setup_mode_only() {
     ];
     ok(host(&add));
     let settings = std::fs::read_to_string(&config).unwrap();
-    assert!(settings.contains("enabled = true") && settings.contains(&broker.url()), "the door's settings turn the link on: {settings}");
+    assert!(
+        settings.contains("enabled = true") && settings.contains(&broker.url()),
+        "the door's settings turn the link on: {settings}"
+    );
     let secrets = d.join("fleet.toml");
     assert!(std::fs::read_to_string(&secrets).unwrap().contains("door-front"));
     #[cfg(unix)]
