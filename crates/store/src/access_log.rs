@@ -7,8 +7,8 @@
 //! the slot being written, which its CRC then rejects; every earlier event
 //! stays readable.
 
-use crate::positional::{read_exact_at, write_all_at};
-use crate::{io, Result, StoreError};
+use crate::positional::read_exact_at;
+use crate::{disk, io, Result, StoreError};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -319,18 +319,15 @@ impl AccessLog {
         if capacity == 0 {
             return Err(StoreError::Invalid("log capacity must be at least 1".into()));
         }
-        let exists = path.exists();
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
-        if !exists || file.metadata().map_err(io(path))?.len() == 0 {
-            let mut header = [0u8; HEADER as usize];
-            header[..4].copy_from_slice(MAGIC);
-            header[4..8].copy_from_slice(&VERSION.to_le_bytes());
-            header[8..12].copy_from_slice(&capacity.to_le_bytes());
-            header[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
-            file.set_len(HEADER + capacity as u64 * RECORD as u64).map_err(io(path))?;
-            write_all_at(&file, &header, 0).and_then(|_| file.sync_all()).map_err(io(path))?;
-            return Ok(AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 });
+        let fresh = match std::fs::metadata(path) {
+            Ok(m) => m.len() == 0 || Self::never_started(path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(io(path)(e)),
+        };
+        if fresh {
+            Self::create(path, capacity)?;
         }
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
         let mut header = [0u8; HEADER as usize];
         read_exact_at(&file, &mut header, 0).map_err(|_| format("shorter than its header"))?;
         if &header[..4] != MAGIC {
@@ -352,6 +349,41 @@ impl AccessLog {
         let mut log = AccessLog { file, path: path.to_path_buf(), capacity, next_seq: 1 };
         log.next_seq = log.events_since(0)?.last().map_or(1, |e| e.seq + 1);
         Ok(log)
+    }
+
+    /// Whether the file is all zeros: a log whose creation a power cut
+    /// interrupted (older versions sized the file before writing its
+    /// header). Nothing was ever appended to it; anything else is kept.
+    fn never_started(path: &Path) -> Result<bool> {
+        use std::io::Read;
+        let mut file = File::open(path).map_err(io(path))?;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match file.read(&mut chunk).map_err(io(path))? {
+                0 => return Ok(true),
+                n if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
+                _ => {}
+            }
+        }
+    }
+
+    /// Makes an empty log of `capacity` slots beside `path` and renames it
+    /// into place, the directory synced: a power cut leaves no log or a whole
+    /// empty one, and the log's name is durable before anything is appended.
+    fn create(path: &Path, capacity: u32) -> Result<()> {
+        let mut header = [0u8; HEADER as usize];
+        header[..4].copy_from_slice(MAGIC);
+        header[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        header[8..12].copy_from_slice(&capacity.to_le_bytes());
+        header[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
+        let new = crate::atomic::sibling(path, ".new");
+        let file = disk::create_truncated(&new, false).map_err(io(&new))?;
+        disk::set_len(&file, &new, HEADER + capacity as u64 * RECORD as u64)
+            .and_then(|_| disk::write_at(&file, &new, &header, 0))
+            .and_then(|_| disk::sync(&file, &new))
+            .map_err(io(&new))?;
+        disk::rename(&new, path).map_err(io(path))?;
+        disk::sync_dir(disk::parent(path)).map_err(io(path))
     }
 
     /// Slots in the ring.
@@ -380,8 +412,8 @@ impl AccessLog {
     fn write(&mut self, e: &Event) -> Result<u64> {
         let slot = (e.seq - 1) % self.capacity as u64;
         let path = &self.path;
-        write_all_at(&self.file, &e.encode(), HEADER + slot * RECORD as u64)
-            .and_then(|_| self.file.sync_data())
+        disk::write_at(&self.file, path, &e.encode(), HEADER + slot * RECORD as u64)
+            .and_then(|_| disk::sync(&self.file, path))
             .map_err(io(path))?;
         self.next_seq = e.seq + 1;
         Ok(e.seq)
@@ -432,13 +464,33 @@ impl AccessLog {
     /// Erases every event (sequence numbers keep increasing).
     pub fn clear(&mut self) -> Result<()> {
         let zeros = vec![0u8; self.capacity as usize * RECORD];
-        write_all_at(&self.file, &zeros, HEADER).and_then(|_| self.file.sync_data()).map_err(io(&self.path))
+        disk::write_at(&self.file, &self.path, &zeros, HEADER)
+            .and_then(|_| disk::sync(&self.file, &self.path))
+            .map_err(io(&self.path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/power-loss/run.sh`: older versions sized the file
+    /// before writing its header, and a cut between left zeros that the door
+    /// refused at every start. Such a file is started again; one holding
+    /// anything else is still refused.
+    #[test]
+    fn a_log_whose_creation_was_cut_starts_again_and_damage_is_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, vec![0u8; HEADER as usize + 4 * RECORD]).unwrap();
+        let mut log = AccessLog::open(&path, 4).expect("an all-zero log is one whose creation was cut");
+        assert_eq!(log.append(&event(1)).unwrap(), 1);
+        let mut damaged = vec![0u8; HEADER as usize + 4 * RECORD];
+        damaged[HEADER as usize + 3] = 1;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(AccessLog::open(&path, 4).is_err(), "a zero header over data is damage, not a new log");
+        assert!(!crate::atomic::sibling(&path, ".new").exists(), "the new log was renamed into place");
+    }
 
     /// Found by `tests/fuzz/run.sh access_log` (kept in tests/fuzz/regressions):
     /// a header whose capacity the file cannot hold is refused, not allocated.

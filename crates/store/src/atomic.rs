@@ -1,8 +1,7 @@
 //! Replacing a file so that a power cut leaves either the old or the new content.
 
+use crate::disk;
 use crate::{io, Result};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `path` with `suffix` appended to its file name.
@@ -12,47 +11,35 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Makes a rename in `path`'s directory durable. Windows cannot open a
-/// directory as a file through std, and NTFS journals the rename itself.
+/// Makes a rename in `path`'s directory durable.
 fn fsync_dir(path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if cfg!(windows) {
-        return Ok(());
-    }
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    let dir = disk::parent(path);
+    disk::sync_dir(dir).map_err(io(dir))
 }
 
 fn write_synced_mode(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    // On Windows the file inherits the folder's ACL: a user's profile is theirs alone.
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = options.open(path).map_err(io(path))?;
+    let f = disk::create_truncated(path, private).map_err(io(path))?;
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
     }
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(path))
+    disk::write_at(&f, path, bytes, 0).and_then(|_| disk::sync(&f, path)).map_err(io(path))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_synced_mode(path, bytes, false)
+/// Writes `bytes` to a temporary sibling of `path`, synced, and renames it
+/// over `path`; the temporary file is removed on failure.
+fn swap_in(path: &Path, suffix: &str, bytes: &[u8], private: bool) -> Result<()> {
+    let tmp = sibling(path, suffix);
+    write_synced_mode(&tmp, bytes, private).inspect_err(|_| {
+        let _ = disk::remove(&tmp);
+    })?;
+    disk::rename(&tmp, path).map_err(io(path))
 }
 
 /// Like [`replace`] without a backup, for secrets: the file is readable by its owner only (0600).
 pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sibling(path, ".tmp");
-    write_synced_mode(&tmp, bytes, true).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })?;
-    fs::rename(&tmp, path).map_err(io(path))?;
+    swap_in(path, ".tmp", bytes, true)?;
     fsync_dir(path)
 }
 
@@ -62,18 +49,9 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// On any error (disk full, …) the original file is untouched.
 pub fn replace(path: &Path, bytes: &[u8], backup: bool) -> Result<()> {
     if backup && path.exists() {
-        let old = fs::read(path).map_err(io(path))?;
-        let bak = sibling(path, ".bak");
-        let bak_tmp = sibling(path, ".bak.tmp");
-        write_synced(&bak_tmp, &old).inspect_err(|_| {
-            let _ = fs::remove_file(&bak_tmp);
-        })?;
-        fs::rename(&bak_tmp, &bak).map_err(io(&bak))?;
+        let old = std::fs::read(path).map_err(io(path))?;
+        swap_in(&sibling(path, ".bak"), ".tmp", &old, false)?;
     }
-    let tmp = sibling(path, ".tmp");
-    write_synced(&tmp, bytes).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })?;
-    fs::rename(&tmp, path).map_err(io(path))?;
+    swap_in(path, ".tmp", bytes, false)?;
     fsync_dir(path)
 }

@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod atomic;
+pub mod disk;
 pub mod gallery;
 pub mod log_writer;
 mod positional;

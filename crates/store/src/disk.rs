@@ -1,0 +1,203 @@
+//! Every file operation the store makes, in one place, so that a power-loss
+//! test can see them.
+//!
+//! The operations are performed as asked. When a test wraps a piece of work in
+//! [`record`], each one is also written down on that thread ([`Op`]): what was
+//! written where, and which fsync, rename and directory fsync made it durable.
+//! A power-loss model (the `facegate-power-loss` crate) replays that list to
+//! build every disk a power cut may leave behind. Outside [`record`] nothing is
+//! kept.
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One durable-storage operation, as a power-loss model needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A new, empty file was linked under `path` (its name is durable only after its directory's fsync).
+    Create {
+        /// The new file.
+        path: PathBuf,
+    },
+    /// The file's length was set (a truncation or an extension with zeros).
+    SetLen {
+        /// The file.
+        path: PathBuf,
+        /// The new length.
+        len: u64,
+    },
+    /// Bytes were written at an offset (durable only after the file's fsync).
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What.
+        bytes: Vec<u8>,
+    },
+    /// The file's data and length were synced.
+    Sync {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A name was moved over another (durable only after the directory's fsync).
+    Rename {
+        /// The old name.
+        from: PathBuf,
+        /// The new name.
+        to: PathBuf,
+    },
+    /// A name was removed.
+    Remove {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A directory was synced: its renames, creations and removals are durable.
+    SyncDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Not a disk operation: the program under test reached a point it
+    /// reports (an append returned, a save was acknowledged).
+    Mark(String),
+}
+
+thread_local! {
+    static RECORDING: RefCell<Option<Vec<Op>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work`, returning what it returned and the operations it made on this thread.
+pub fn record<R>(work: impl FnOnce() -> R) -> (R, Vec<Op>) {
+    let before = RECORDING.with(|r| r.borrow_mut().replace(Vec::new()));
+    let out = work();
+    let ops = RECORDING.with(|r| std::mem::replace(&mut *r.borrow_mut(), before)).unwrap_or_default();
+    (out, ops)
+}
+
+/// Notes that the program reached `label` (an acknowledgement), when recording.
+pub fn mark(label: impl Into<String>) {
+    note(|| Op::Mark(label.into()));
+}
+
+fn note(op: impl FnOnce() -> Op) {
+    RECORDING.with(|r| {
+        if let Some(ops) = r.borrow_mut().as_mut() {
+            ops.push(op());
+        }
+    });
+}
+
+/// Opens `path` for writing, created or emptied; `private` makes a new file 0600 on Unix.
+pub fn create_truncated(path: &Path, private: bool) -> io::Result<File> {
+    let existed = path.exists();
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    // On Windows the file inherits the folder's ACL: a user's profile is theirs alone.
+    #[cfg(not(unix))]
+    let _ = private;
+    let file = options.open(path)?;
+    note(|| match existed {
+        true => Op::SetLen { path: path.to_path_buf(), len: 0 },
+        false => Op::Create { path: path.to_path_buf() },
+    });
+    Ok(file)
+}
+
+/// Opens `path` for reading and writing, creating it empty when missing; says whether it was created.
+pub fn open_or_create(path: &Path) -> io::Result<(File, bool)> {
+    let existed = path.exists();
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    if !existed {
+        note(|| Op::Create { path: path.to_path_buf() });
+    }
+    Ok((file, !existed))
+}
+
+/// Writes all of `bytes` at `offset` of `file` (named `path`).
+pub fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> io::Result<()> {
+    crate::positional::write_all_at(file, bytes, offset)?;
+    note(|| Op::Write { path: path.to_path_buf(), offset, bytes: bytes.to_vec() });
+    Ok(())
+}
+
+/// Sets the length of `file` (named `path`).
+pub fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    note(|| Op::SetLen { path: path.to_path_buf(), len });
+    Ok(())
+}
+
+/// Syncs the data and length of `file` (named `path`).
+pub fn sync(file: &File, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    note(|| Op::Sync { path: path.to_path_buf() });
+    Ok(())
+}
+
+/// Renames `from` over `to`.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    note(|| Op::Rename { from: from.to_path_buf(), to: to.to_path_buf() });
+    Ok(())
+}
+
+/// Removes `path`.
+pub fn remove(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)?;
+    note(|| Op::Remove { path: path.to_path_buf() });
+    Ok(())
+}
+
+/// The directory that holds `path` (`.` for a bare name).
+pub fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Makes the creations, renames and removals in `dir` durable. Windows
+/// cannot open a directory as a file through std, and NTFS journals them itself.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    if !cfg!(windows) {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    note(|| Op::SyncDir { dir: dir.to_path_buf() });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_recorded_only_inside_record_and_still_happen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = create_truncated(&path, false).unwrap();
+        write_at(&f, &path, b"outside", 0).unwrap();
+        let ((), ops) = record(|| {
+            write_at(&f, &path, b"in", 0).unwrap();
+            sync(&f, &path).unwrap();
+            mark("done");
+            rename(&path, &dir.path().join("g")).unwrap();
+            sync_dir(dir.path()).unwrap();
+        });
+        assert_eq!(
+            ops,
+            vec![
+                Op::Write { path: path.clone(), offset: 0, bytes: b"in".to_vec() },
+                Op::Sync { path: path.clone() },
+                Op::Mark("done".into()),
+                Op::Rename { from: path.clone(), to: dir.path().join("g") },
+                Op::SyncDir { dir: dir.path().to_path_buf() },
+            ]
+        );
+        assert_eq!(std::fs::read(dir.path().join("g")).unwrap(), b"intside");
+        assert!(record(|| ()).1.is_empty());
+    }
+}
