@@ -31,13 +31,14 @@ use crate::config::Fleet;
 use crate::events::now_ms;
 use crate::shared::{Shared, SiteGate};
 use anyhow::{bail, Context, Result};
+use facegate_provision::GalleryHome;
 use facegate_site::resend::ResendRequest;
 use facegate_site::status::Pending;
 use facegate_site::{
     DoorCopy, DoorSecrets, DoorStatus, Freshness, Received, Replica, SiteError, SitePublicKey, Snapshot, Topics,
 };
 use facegate_store::access_log::iso_time;
-use facegate_store::{Event, EventKind};
+use facegate_store::{Event, EventKind, Gallery};
 use rumqttc::{Client, Connection, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -86,34 +87,14 @@ pub fn start(
     })?;
     let secrets = DoorSecrets::from_toml(&text).with_context(|| format!("reading {}", paths.secrets.display()))?;
     let mut error = None;
-    let copy = match std::fs::read(&paths.site) {
-        Ok(bytes) => match DoorCopy::from_bytes(&bytes) {
-            Ok(c) if c.door == secrets.door && !gallery_matches(&c, &shared) => {
-                let why = format!(
-                    "the gallery is not the one saved with site version {} (a save failed?): nobody passes until the site is applied again",
-                    c.version
-                );
-                tracing::error!("fleet: {why}");
-                shared.events.named(EventKind::Error, &why);
-                error = Some(why);
-                None
-            }
-            Ok(c) if c.door == secrets.door => Some(c),
-            Ok(c) => {
-                tracing::warn!(
-                    "{} is the copy of door {:?}, not {:?}: waiting for the site",
-                    paths.site.display(),
-                    c.door,
-                    secrets.door
-                );
-                None
-            }
-            Err(e) => {
-                tracing::error!("{}: {e}; nobody passes until the site is read again", paths.site.display());
-                None
-            }
-        },
-        Err(_) => None,
+    let copy = match read_copy(&paths.site, &secrets.door, &shared.gallery()) {
+        Ok(copy) => copy,
+        Err(why) => {
+            tracing::error!("fleet: {why}");
+            shared.events.named(EventKind::Error, &why);
+            error = Some(why);
+            None
+        }
     };
     let applied = copy.as_ref().map_or(0, |c| c.version);
     let freshness = Freshness {
@@ -149,9 +130,56 @@ pub fn start(
     Ok(std::thread::Builder::new().name("fleet".into()).spawn(move || link.run(connection, &stop))?)
 }
 
-/// Whether the gallery read from disk is the one saved with `copy`.
-fn gallery_matches(copy: &DoorCopy, shared: &Shared) -> bool {
-    copy.matches_gallery(&shared.gallery().to_bytes())
+/// The door's saved rules copy, read at start: `None` when there is none
+/// for this door or it cannot be read (nobody passes until the site is
+/// read again), an error (said in the status) when the gallery read from
+/// disk is not the one saved with it.
+pub fn read_copy(path: &Path, door: &str, gallery: &Gallery) -> std::result::Result<Option<DoorCopy>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(_) => return Ok(None),
+    };
+    match DoorCopy::from_bytes(&bytes) {
+        Ok(c) if c.door == door && !c.matches_gallery(&gallery.to_bytes()) => Err(format!(
+            "the gallery is not the one saved with site version {} (a save failed?): nobody passes until the site is applied again",
+            c.version
+        )),
+        Ok(c) if c.door == door => Ok(Some(c)),
+        Ok(c) => {
+            tracing::warn!("{} is the copy of door {:?}, not {door:?}: waiting for the site", path.display(), c.door);
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!("{}: {e}; nobody passes until the site is read again", path.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Which save of [`save_applied`] failed.
+#[derive(Debug)]
+pub enum Unsaved {
+    /// The gallery: nothing changed, on disk or in force.
+    Gallery(anyhow::Error),
+    /// The rules copy, after the gallery: the copy on disk no longer names it.
+    Copy(anyhow::Error),
+}
+
+/// Saves an applied version: the gallery first (and swaps it in), then the
+/// rules copy naming its digest, each atomically. A power cut between the
+/// two leaves a copy that does not name the gallery: [`read_copy`] refuses
+/// it and the version is applied again.
+pub fn save_applied(
+    home: &GalleryHome,
+    bytes: &[u8],
+    gallery: Gallery,
+    site: &Path,
+    copy: &DoorCopy,
+) -> std::result::Result<(), Unsaved> {
+    home.replace(bytes, gallery).map_err(|e| Unsaved::Gallery(anyhow::anyhow!("saving the gallery: {e}")))?;
+    facegate_store::atomic::replace(site, &copy.to_bytes(), false)
+        .with_context(|| format!("saving {}", site.display()))
+        .map_err(Unsaved::Copy)
 }
 
 fn options(config: &Fleet, secrets: &DoorSecrets) -> Result<MqttOptions> {
@@ -512,11 +540,14 @@ impl Link {
         }
         let bytes = gallery.to_bytes();
         let copy = DoorCopy::of(snapshot, &self.door, facegate_site::records::digest(&bytes))?;
-        self.shared.gallery.replace(&bytes, gallery).map_err(|e| anyhow::anyhow!("saving the gallery: {e}"))?;
-        if let Err(e) = facegate_store::atomic::replace(&self.paths.site, &copy.to_bytes(), false) {
-            // The old rules do not name this gallery: nobody passes until a save holds.
-            self.shared.set_site(SiteGate::Waiting);
-            return Err(e).with_context(|| format!("saving {}", self.paths.site.display()));
+        match save_applied(&self.shared.gallery, &bytes, gallery, &self.paths.site, &copy) {
+            Ok(()) => {}
+            Err(Unsaved::Gallery(e)) => return Err(e),
+            Err(Unsaved::Copy(e)) => {
+                // The old rules do not name this gallery: nobody passes until a save holds.
+                self.shared.set_site(SiteGate::Waiting);
+                return Err(e);
+            }
         }
         self.shared.set_site(SiteGate::Copy(Arc::new(copy)));
         Ok(())

@@ -70,9 +70,12 @@ impl DeviceHandler {
         }
         facegate_store::atomic::replace_private(&self.fleet_secrets, secrets.as_bytes()).map_err(wire_error)?;
         let ca_file = if ca_pem.is_empty() { String::new() } else { ca_path.display().to_string() };
-        self.config_set("fleet.broker", &format!("{broker:?}"))?;
-        self.config_set("fleet.ca_file", &format!("{ca_file:?}"))?;
-        let done = self.config_set("fleet.enabled", "true")?;
+        // One save: a power cut leaves the settings before or after the join, never a mix.
+        let done = self.config_set_all(&[
+            ("fleet.broker", &format!("{broker:?}")),
+            ("fleet.ca_file", &format!("{ca_file:?}")),
+            ("fleet.enabled", "true"),
+        ])?;
         self.shared.events.named(EventKind::ConfigChanged, &format!("joined site {} as door {}", parsed.site, parsed.door));
         Ok(done)
     }
@@ -153,11 +156,19 @@ impl DeviceHandler {
     }
 
     fn config_set(&mut self, key: &str, value: &str) -> Result<Response, WireError> {
-        let text = match &self.config_path {
+        self.config_set_all(&[(key, value)])
+    }
+
+    /// Sets `settings` in order and saves them in one atomic replacement.
+    fn config_set_all(&mut self, settings: &[(&str, &str)]) -> Result<Response, WireError> {
+        let mut text = match &self.config_path {
             Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
             None => toml::to_string(&self.config).map_err(|e| WireError::Internal(e.to_string()))?,
         };
-        let (next, text) = Config::with_setting(&text, key, value).map_err(|e| WireError::InvalidConfig(format!("{e:#}")))?;
+        let mut next = self.config.clone();
+        for (key, value) in settings {
+            (next, text) = Config::with_setting(&text, key, value).map_err(|e| WireError::InvalidConfig(format!("{e:#}")))?;
+        }
         let persisted = match &self.config_path {
             Some(p) => {
                 facegate_store::atomic::replace(p, text.as_bytes(), true).map_err(wire_error)?;
@@ -165,13 +176,15 @@ impl DeviceHandler {
             }
             None => false,
         };
-        let live = LIVE_KEYS.contains(&key);
+        let live = settings.iter().all(|(key, _)| LIVE_KEYS.contains(key));
         self.gallery.threshold = next.recognition.threshold;
         self.config = next.clone();
         if live {
             let _ = self.commands.send(LoopCommand::Settings(Box::new(next)));
         }
-        self.shared.events.named(EventKind::ConfigChanged, key);
+        for (key, _) in settings {
+            self.shared.events.named(EventKind::ConfigChanged, key);
+        }
         Ok(Response::ConfigSet { persisted, restart_needed: !live })
     }
 }
