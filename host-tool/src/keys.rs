@@ -10,7 +10,6 @@ use facegate_protocol::auth::{random_bytes, Secret};
 use facegate_protocol::message::{DeviceId, HostId};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A stored pairing.
@@ -50,21 +49,11 @@ impl Keys {
         Ok(())
     }
 
+    /// Writes `text` atomically, owner-only, the directory synced: a pairing
+    /// acknowledged survives a power cut.
     fn write_private(&self, path: &Path, text: &str) -> Result<()> {
-        self.private_dir(path.parent().unwrap_or(Path::new(".")))?;
-        let tmp = path.with_extension("tmp");
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        Ok(())
+        self.private_dir(facegate_store::disk::parent(path))?;
+        facegate_store::atomic::replace_private(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
     }
 
     /// This host's id, made on first use.
@@ -111,8 +100,12 @@ impl Keys {
 
     /// Deletes the key for `device`; whether there was one.
     pub fn forget(&self, device: &DeviceId) -> Result<bool> {
-        match fs::remove_file(self.key_path(device)) {
-            Ok(()) => Ok(true),
+        let path = self.key_path(device);
+        match facegate_store::disk::remove(&path) {
+            Ok(()) => {
+                facegate_store::disk::sync_dir(facegate_store::disk::parent(&path))?;
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -148,5 +141,48 @@ mod tests {
         }
         assert!(keys.forget(&device).unwrap());
         assert!(!keys.forget(&device).unwrap());
+    }
+
+    #[test]
+    fn power_loss_host_id_and_pairing_keys() {
+        use facegate_power_loss::{explore, reached};
+        use facegate_store::disk;
+        let keys = |d: &Path| Keys { dir: d.join("fg") };
+        let device = [3u8; 16];
+        let made = std::cell::Cell::new(None);
+        let report = explore(
+            "host id and pairing keys (host)",
+            |d| keys(d).private_dir(&d.join("fg").join("devices")).unwrap(),
+            |d| {
+                made.set(Some(keys(d).host_id().unwrap()));
+                disk::mark("host id");
+                keys(d).store(&device, &[9; 32], "/dev/ttyUSB0").unwrap();
+                disk::mark("stored");
+                disk::mark("forgetting");
+                keys(d).forget(&device).unwrap();
+                disk::mark("forgotten");
+            },
+            |d, marks| {
+                let id_path = d.join("fg").join("host.id");
+                if id_path.exists() {
+                    let id = keys(d).host_id().map_err(|e| format!("{e:#}"))?;
+                    if Some(id) != made.get() {
+                        return Err("the host id changed".into());
+                    }
+                } else if reached(marks, "host id") {
+                    return Err("the host id was lost after it was used".into());
+                }
+                let secret = keys(d).secret(&device).map_err(|e| format!("{e:#}"))?;
+                let (stored, forgetting, forgotten) =
+                    (reached(marks, "stored"), reached(marks, "forgetting"), reached(marks, "forgotten"));
+                match (secret, stored, forgetting, forgotten) {
+                    (Some(s), _, _, false) if s == [9; 32] => Ok(()),
+                    (None, false, ..) | (None, _, true, _) => Ok(()),
+                    (got, ..) => Err(format!("the key reads {got:?} after {marks:?}")),
+                }
+            },
+        )
+        .finish();
+        report.assert_clean();
     }
 }

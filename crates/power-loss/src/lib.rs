@@ -112,7 +112,9 @@ fn files_under(root: &Path) -> Files {
     files
 }
 
-/// Writes `files` (named under `from`) into the empty directory `to`.
+/// Writes `files` (named under `from`) into the empty directory `to`. The
+/// model keeps contents, not permissions: every file is laid out owner-only,
+/// as the private ones are written.
 fn lay_out(files: &Files, from: &Path, to: &Path) -> Result<(), String> {
     for (path, content) in files {
         let rel = path.strip_prefix(from).map_err(|_| format!("{} was written outside the run's directory", path.display()))?;
@@ -121,6 +123,11 @@ fn lay_out(files: &Files, from: &Path, to: &Path) -> Result<(), String> {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
         std::fs::write(&dest, content).map_err(|e| e.to_string())?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -157,15 +164,17 @@ pub fn explore(
     let mut marks: Vec<String> = Vec::new();
     let state_dir = root.path().join("state");
     for at in 0..=ops.len() {
-        match ops.get(at) {
-            // The disk is the same on both sides of a mark; the check after it is the stricter.
-            Some(Op::Mark(label)) => {
-                marks.push(label.clone());
-                continue;
-            }
-            _ => report.cut_points += 1,
+        let op = ops.get(at);
+        if let Some(Op::Mark(label)) = op {
+            marks.push(label.clone());
         }
-        for files in model.cuts(EXHAUSTIVE, RANDOM, at as u64 + 1) {
+        // A cut after each disk operation, and after each mark: the same
+        // disk, checked again knowing one more acknowledgement.
+        let after_mark = at > 0 && matches!(ops[at - 1], Op::Mark(_));
+        let cut_here = matches!(op, Some(Op::Mark(_))) || !after_mark;
+        report.cut_points += usize::from(cut_here);
+        let cuts = if cut_here { model.cuts(EXHAUSTIVE, RANDOM, at as u64 + 1) } else { Vec::new() };
+        for files in cuts {
             report.states += 1;
             let _ = std::fs::remove_dir_all(&state_dir);
             std::fs::create_dir_all(&state_dir).expect("the state directory");
@@ -185,7 +194,7 @@ pub fn explore(
                 ));
             }
         }
-        if let Some(op) = ops.get(at) {
+        if let Some(op) = op {
             model.apply(op).unwrap_or_else(|e| panic!("{file}: operation {at}: {e}"));
         }
     }

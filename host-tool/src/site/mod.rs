@@ -99,6 +99,17 @@ impl SiteHome {
         Ok(SiteHome { path: path.to_path_buf(), config, state })
     }
 
+    /// Writes a new site: its state first, then the site file, whose
+    /// existence says the site is made (`init` refuses to make it again). A
+    /// power cut before the site file leaves no site, and `init` may be run again.
+    fn create(path: &Path, config: SiteConfig, state: AdminState) -> Result<Self> {
+        let home = SiteHome { path: path.to_path_buf(), config, state };
+        home.save()?;
+        facegate_store::atomic::replace_private(path, toml::to_string(&home.config)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(home)
+    }
+
     fn save(&self) -> Result<()> {
         let bytes = postcard::to_allocvec(&self.state).expect("the state serialises");
         facegate_store::atomic::replace(&state_path(&self.path), &bytes, true)
@@ -331,10 +342,7 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         accounts: BTreeMap::new(),
         door_keys: BTreeMap::new(),
     };
-    let home = SiteHome { path: site.to_path_buf(), config, state };
-    facegate_store::atomic::replace_private(site, toml::to_string(&home.config)?.as_bytes())
-        .with_context(|| format!("writing {}", site.display()))?;
-    home.save()?;
+    let home = SiteHome::create(site, config, state)?;
     println!("site {} created in {} (keep it private: it holds the site's keys)", home.config.name, site.display());
     Ok(())
 }
@@ -764,5 +772,103 @@ fn print_event(g: &Global, e: &Value) {
             e["kind"].as_str().unwrap_or("?"),
             e["person"].as_str().unwrap_or("")
         );
+    }
+}
+
+/// Power cuts through the administrator's files: the site file and its
+/// state (made, then saved at each version), the printed-event cursors.
+#[cfg(test)]
+mod power_loss {
+    use super::*;
+    use facegate_power_loss::{explore, reached};
+    use facegate_store::disk;
+
+    fn state(version: u64) -> AdminState {
+        let model = facegate_core::ModelId::from_bytes([0x5; 32]);
+        AdminState {
+            site: SiteState { name: "hq".into(), version, model, rules: Rules::default(), people: BTreeMap::new() },
+            published: BTreeMap::new(),
+            issued_at: 1_700_000_000 + version as i64,
+            previous: [0; 32],
+            published_version: 0,
+            accounts: BTreeMap::new(),
+            door_keys: BTreeMap::new(),
+        }
+    }
+
+    fn config() -> SiteConfig {
+        SiteConfig {
+            name: "hq".into(),
+            broker: "mqtts://broker.example:8883".into(),
+            ca_file: String::new(),
+            username: "admin".into(),
+            password: "pw".into(),
+            admin_key: facegate_core::hex(&[1; 32]),
+            data_key: facegate_core::hex(&[2; 32]),
+        }
+    }
+
+    #[test]
+    fn power_loss_site_file_and_state() {
+        let site = |d: &Path| d.join("hq.toml");
+        let report = explore(
+            "site file and state (admin)",
+            |_| {},
+            |dir| {
+                let mut home = SiteHome::create(&site(dir), config(), state(0)).unwrap();
+                disk::mark("made");
+                for v in 1..=2 {
+                    home.state.site.version = v;
+                    home.save().unwrap();
+                    disk::mark(format!("saved {v}"));
+                }
+            },
+            |dir, marks| {
+                let acked = (1..=2).filter(|v| reached(marks, &format!("saved {v}"))).max().unwrap_or(0);
+                if !site(dir).exists() {
+                    // No site yet: `init` may make it again.
+                    return match reached(marks, "made") {
+                        true => Err("the site was made and its file is gone".into()),
+                        false => Ok(()),
+                    };
+                }
+                let home = SiteHome::open(&site(dir)).map_err(|e| format!("the site does not open: {e:#}"))?;
+                match home.state.site.version {
+                    v if v < acked => Err(format!("version {acked} was saved, the state holds {v}")),
+                    v if v > 2 => Err(format!("the state holds version {v}, never written")),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .finish();
+        report.assert_clean();
+    }
+
+    #[test]
+    fn power_loss_printed_cursors() {
+        let site = |d: &Path| d.join("hq.toml");
+        let report = explore(
+            "printed-event cursors (admin)",
+            |_| {},
+            |dir| {
+                let mut printed = Printed::default();
+                for seq in 1..=3 {
+                    printed.door("front").take(seq);
+                    printed.save(&site(dir)).unwrap();
+                    disk::mark(format!("printed {seq}"));
+                }
+            },
+            |dir, marks| {
+                let acked = (1..=3).filter(|s| reached(marks, &format!("printed {s}"))).max().unwrap_or(0);
+                let mut printed = Printed::load(&site(dir)).map_err(|e| format!("the cursors do not load: {e:#}"))?;
+                let upto = printed.door("front").upto;
+                match upto >= acked && upto <= 3 {
+                    true => Ok(()),
+                    false => Err(format!("the cursor is at {upto} after {marks:?}")),
+                }
+            },
+        )
+        .finish();
+        report.assert_clean();
     }
 }
