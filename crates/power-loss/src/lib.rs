@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many unsynced changes are explored in every combination; beyond, they are sampled.
-pub const EXHAUSTIVE: usize = 10;
+pub const EXHAUSTIVE: usize = 12;
 /// Random subsets drawn per cut point when sampling.
-pub const RANDOM: usize = 64;
+pub const RANDOM: usize = 256;
 /// Where [`Report::finish`] appends its line, for `tests/power-loss/run.sh`.
 pub const REPORT_ENV: &str = "FACEGATE_POWER_LOSS_REPORT";
 
@@ -158,7 +158,7 @@ pub fn explore(
     std::fs::create_dir_all(&run_dir).expect("the run directory");
     setup(&run_dir);
     let before = files_under(&run_dir);
-    let ((), ops) = disk::record(|| run(&run_dir));
+    let ((), ops) = disk::record(&run_dir, || run(&run_dir));
     let mut report = Report { file: file.to_string(), cut_points: 0, states: 0, bad: Vec::new() };
     let mut model = Disk::new(&before);
     let mut marks: Vec<String> = Vec::new();

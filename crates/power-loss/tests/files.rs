@@ -5,7 +5,7 @@ use facegate_core::{Embedding, ModelId};
 use facegate_power_loss::{explore, reached};
 use facegate_provision::GalleryHome;
 use facegate_site::DataKey;
-use facegate_store::{disk, AccessLog, Event, EventKind, Gallery};
+use facegate_store::{disk, AccessLog, Event, EventKind, Gallery, LogWriter};
 use std::path::Path;
 
 const MODEL: ModelId = ModelId::from_bytes([0xa; 32]);
@@ -100,6 +100,35 @@ fn event(k: u64) -> Event {
 const CAPACITY: u32 = 4;
 const APPENDS: u64 = 7;
 
+/// What any cut must leave of a log to which events `1..=written` were
+/// appended, the first `acked` of them acknowledged: a log that opens, whose
+/// events are the ones written, holding every acknowledged one the ring still
+/// has room for, and numbering new events past them.
+fn log_holds(path: &Path, capacity: u32, written: u64, acked: u64) -> Result<(), String> {
+    let log = AccessLog::open(path, capacity).map_err(|e| format!("the log does not open: {e}"))?;
+    let events = log.events_since(0).map_err(|e| e.to_string())?;
+    for e in &events {
+        let mut expected = event(e.seq);
+        expected.seq = e.seq;
+        if e.seq > written || *e != expected {
+            return Err(format!("event {} was never written as read: {e:?}", e.seq));
+        }
+    }
+    // An acknowledged event may be gone only under a later one in its slot.
+    let kept = acked.saturating_sub(capacity as u64) + 1..=acked;
+    let overwritten = |k: u64| events.iter().any(|e| e.seq == k || (e.seq > k && (e.seq - k).is_multiple_of(capacity as u64)));
+    if let Some(lost) = kept.clone().find(|k| !overwritten(*k)) {
+        return Err(format!("acknowledged event {lost} is gone (held: {:?})", events.iter().map(|e| e.seq).collect::<Vec<_>>()));
+    }
+    if log.last_seq() < acked {
+        return Err(format!(
+            "the log would number new events from {}, reusing acknowledged ones up to {acked}",
+            log.last_seq() + 1
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn power_loss_access_log_creation_appends_and_wrap() {
     let path = |dir: &Path| dir.join("access.log");
@@ -115,39 +144,39 @@ fn power_loss_access_log_creation_appends_and_wrap() {
             }
         },
         |dir, marks| {
-            let acked = (1..=APPENDS).filter(|k| reached(marks, &format!("appended {k}"))).max().unwrap_or(0);
             if reached(marks, "opened") && !path(dir).exists() {
                 return Err("the log's name was lost after it opened".into());
             }
-            let log = match AccessLog::open(&path(dir), CAPACITY) {
-                Ok(log) => log,
-                Err(e) => return Err(format!("the log does not open: {e}")),
-            };
-            let events = log.events_since(0).map_err(|e| e.to_string())?;
-            for e in &events {
-                let mut written = event(e.seq);
-                written.seq = e.seq;
-                if e.seq > APPENDS || *e != written {
-                    return Err(format!("event {} was never written as read: {e:?}", e.seq));
+            let acked = (1..=APPENDS).filter(|k| reached(marks, &format!("appended {k}"))).max().unwrap_or(0);
+            log_holds(&path(dir), CAPACITY, APPENDS, acked)
+        },
+    )
+    .finish();
+    report.assert_clean();
+}
+
+#[test]
+fn power_loss_access_log_batches_from_the_writer_thread() {
+    let path = |dir: &Path| dir.join("access.log");
+    let report = explore(
+        "access log (batches by the writer thread)",
+        |dir| drop(AccessLog::open(&path(dir), CAPACITY).unwrap()),
+        |dir| {
+            let log = AccessLog::open(&path(dir), CAPACITY).unwrap();
+            let writer = LogWriter::start(log, 8, |seq, e| panic!("event {seq} not written: {e}")).unwrap();
+            for batch in 0..3 {
+                for k in 1..=3 {
+                    writer.append(&event(batch * 3 + k)).unwrap();
                 }
+                // Appends return before the disk has them; a flush is the acknowledgement.
+                writer.flush();
+                disk::mark(format!("flushed {}", batch * 3 + 3));
             }
-            // Every acknowledged append the ring still holds: the newest `CAPACITY` of them.
-            let kept = acked.saturating_sub(CAPACITY as u64) + 1..=acked;
-            if let Some(lost) =
-                kept.clone().find(|k| !events.iter().any(|e| e.seq == *k || (e.seq > *k && (e.seq - k) % CAPACITY as u64 == 0)))
-            {
-                return Err(format!(
-                    "acknowledged event {lost} is gone (held: {:?})",
-                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
-                ));
-            }
-            if log.last_seq() < acked {
-                return Err(format!(
-                    "the log would number new events from {}, reusing acknowledged ones up to {acked}",
-                    log.last_seq() + 1
-                ));
-            }
-            Ok(())
+            writer.close();
+        },
+        |dir, marks| {
+            let acked = (1..=9).filter(|k| reached(marks, &format!("flushed {k}"))).max().unwrap_or(0);
+            log_holds(&path(dir), CAPACITY, 9, acked)
         },
     )
     .finish();

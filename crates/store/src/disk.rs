@@ -2,16 +2,18 @@
 //! test can see them.
 //!
 //! The operations are performed as asked. When a test wraps a piece of work in
-//! [`record`], each one is also written down on that thread ([`Op`]): what was
-//! written where, and which fsync, rename and directory fsync made it durable.
+//! [`record`], each one under the test's directory is also written down
+//! ([`Op`]), from whichever thread made it: what was written where, and which
+//! fsync, rename and directory fsync made it durable.
 //! A power-loss model (the `facegate-power-loss` crate) replays that list to
 //! build every disk a power cut may leave behind. Outside [`record`] nothing is
 //! kept.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// One durable-storage operation, as a power-loss model needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,29 +66,52 @@ pub enum Op {
     Mark(String),
 }
 
-thread_local! {
-    static RECORDING: RefCell<Option<Vec<Op>>> = const { RefCell::new(None) };
+/// A recording in progress: the operations under `root`, from any thread
+/// (the access log's writer thread too), and the marks of the thread that started it.
+struct Recording {
+    root: PathBuf,
+    owner: std::thread::ThreadId,
+    ops: Vec<Op>,
 }
 
-/// Runs `work`, returning what it returned and the operations it made on this thread.
-pub fn record<R>(work: impl FnOnce() -> R) -> (R, Vec<Op>) {
-    let before = RECORDING.with(|r| r.borrow_mut().replace(Vec::new()));
+static RECORDINGS: Mutex<Vec<Recording>> = Mutex::new(Vec::new());
+/// Whether any recording runs: the one check a door pays per operation.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+fn recordings() -> std::sync::MutexGuard<'static, Vec<Recording>> {
+    RECORDINGS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `work`, returning what it returned and the operations made under
+/// `root` while it ran (on any thread), with the marks it set.
+pub fn record<R>(root: &Path, work: impl FnOnce() -> R) -> (R, Vec<Op>) {
+    let owner = std::thread::current().id();
+    recordings().push(Recording { root: root.to_path_buf(), owner, ops: Vec::new() });
+    RECORDING.store(true, Ordering::SeqCst);
     let out = work();
-    let ops = RECORDING.with(|r| std::mem::replace(&mut *r.borrow_mut(), before)).unwrap_or_default();
+    let mut all = recordings();
+    let at = all.iter().rposition(|r| r.owner == owner && r.root == root).expect("the recording is still there");
+    let ops = all.remove(at).ops;
+    RECORDING.store(!all.is_empty(), Ordering::SeqCst);
     (out, ops)
 }
 
-/// Notes that the program reached `label` (an acknowledgement), when recording.
+/// Notes that the program reached `label` (an acknowledgement), when this thread records.
 pub fn mark(label: impl Into<String>) {
-    note(|| Op::Mark(label.into()));
+    if RECORDING.load(Ordering::Relaxed) {
+        let owner = std::thread::current().id();
+        let label = label.into();
+        recordings().iter_mut().filter(|r| r.owner == owner).for_each(|r| r.ops.push(Op::Mark(label.clone())));
+    }
 }
 
-fn note(op: impl FnOnce() -> Op) {
-    RECORDING.with(|r| {
-        if let Some(ops) = r.borrow_mut().as_mut() {
-            ops.push(op());
+fn note(path: &Path, op: impl FnOnce() -> Op) {
+    if RECORDING.load(Ordering::Relaxed) {
+        let mut all = recordings();
+        if let Some(r) = all.iter_mut().find(|r| path.starts_with(&r.root)) {
+            r.ops.push(op());
         }
-    });
+    }
 }
 
 /// Opens `path` for writing, created or emptied; `private` makes a new file 0600 on Unix.
@@ -103,7 +128,7 @@ pub fn create_truncated(path: &Path, private: bool) -> io::Result<File> {
     #[cfg(not(unix))]
     let _ = private;
     let file = options.open(path)?;
-    note(|| match existed {
+    note(path, || match existed {
         true => Op::SetLen { path: path.to_path_buf(), len: 0 },
         false => Op::Create { path: path.to_path_buf() },
     });
@@ -115,7 +140,7 @@ pub fn open_or_create(path: &Path) -> io::Result<(File, bool)> {
     let existed = path.exists();
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
     if !existed {
-        note(|| Op::Create { path: path.to_path_buf() });
+        note(path, || Op::Create { path: path.to_path_buf() });
     }
     Ok((file, !existed))
 }
@@ -123,35 +148,35 @@ pub fn open_or_create(path: &Path) -> io::Result<(File, bool)> {
 /// Writes all of `bytes` at `offset` of `file` (named `path`).
 pub fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> io::Result<()> {
     crate::positional::write_all_at(file, bytes, offset)?;
-    note(|| Op::Write { path: path.to_path_buf(), offset, bytes: bytes.to_vec() });
+    note(path, || Op::Write { path: path.to_path_buf(), offset, bytes: bytes.to_vec() });
     Ok(())
 }
 
 /// Sets the length of `file` (named `path`).
 pub fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
     file.set_len(len)?;
-    note(|| Op::SetLen { path: path.to_path_buf(), len });
+    note(path, || Op::SetLen { path: path.to_path_buf(), len });
     Ok(())
 }
 
 /// Syncs the data and length of `file` (named `path`).
 pub fn sync(file: &File, path: &Path) -> io::Result<()> {
     file.sync_all()?;
-    note(|| Op::Sync { path: path.to_path_buf() });
+    note(path, || Op::Sync { path: path.to_path_buf() });
     Ok(())
 }
 
 /// Renames `from` over `to`.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)?;
-    note(|| Op::Rename { from: from.to_path_buf(), to: to.to_path_buf() });
+    note(to, || Op::Rename { from: from.to_path_buf(), to: to.to_path_buf() });
     Ok(())
 }
 
 /// Removes `path`.
 pub fn remove(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)?;
-    note(|| Op::Remove { path: path.to_path_buf() });
+    note(path, || Op::Remove { path: path.to_path_buf() });
     Ok(())
 }
 
@@ -166,7 +191,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     if !cfg!(windows) {
         File::open(dir).and_then(|d| d.sync_all())?;
     }
-    note(|| Op::SyncDir { dir: dir.to_path_buf() });
+    note(dir, || Op::SyncDir { dir: dir.to_path_buf() });
     Ok(())
 }
 
@@ -180,7 +205,7 @@ mod tests {
         let path = dir.path().join("f");
         let f = create_truncated(&path, false).unwrap();
         write_at(&f, &path, b"outside", 0).unwrap();
-        let ((), ops) = record(|| {
+        let ((), ops) = record(dir.path(), || {
             write_at(&f, &path, b"in", 0).unwrap();
             sync(&f, &path).unwrap();
             mark("done");
@@ -198,6 +223,8 @@ mod tests {
             ]
         );
         assert_eq!(std::fs::read(dir.path().join("g")).unwrap(), b"intside");
-        assert!(record(|| ()).1.is_empty());
+        assert!(record(dir.path(), || ()).1.is_empty());
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(record(elsewhere.path(), || write_at(&f, &path, b"x", 0).unwrap()).1.is_empty(), "only under the root");
     }
 }
