@@ -53,6 +53,14 @@ pub struct Stats {
     /// Calls into the system allocator made by frames after the first
     /// [`WARM_UP_FRAMES`] (the frame path draws on the frame arena instead).
     pub system_allocations_after_warm_up: u64,
+    /// The longest turn of the loop for one frame after warm-up, from the
+    /// frame's arrival to asking for the next (the wait for the camera left
+    /// out), seconds: what a stall on the gallery, the log or the disk would show.
+    pub longest_turn: f64,
+    /// Seconds of all those turns, and how many (for the mean).
+    pub turn_seconds: f64,
+    /// Turns counted.
+    pub turns: u64,
 }
 
 /// A frame's recognition as a worker finished it: the result, or the worker's panic.
@@ -116,7 +124,7 @@ impl Stats {
     pub fn summary(&self) -> String {
         let per = |s: f64, n: u64| if n == 0 { 0.0 } else { 1000.0 * s / n as f64 };
         format!(
-            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms, liveness {:.1} ms; longest gallery wait {:.3} ms; system allocations after warm-up {} (frame arena {:.1} MB)",
+            "{} frames ({} with a face) in {:.1} s = {:.1} fps; per frame: detect {:.1} ms; per face: align {:.2} ms, embed {:.1} ms, identify {:.3} ms, liveness {:.1} ms; longest gallery wait {:.3} ms; longest turn {:.1} ms (mean {:.1} ms); system allocations after warm-up {} (frame arena {:.1} MB)",
             self.frames,
             self.faces,
             self.wall_seconds,
@@ -127,6 +135,8 @@ impl Stats {
             per(self.stage_seconds[3], self.faces),
             per(self.stage_seconds[4], self.faces),
             self.max_gallery_wait * 1000.0,
+            self.longest_turn * 1000.0,
+            per(self.turn_seconds, self.turns),
             self.system_allocations_after_warm_up,
             facegate_arena::arena_bytes() as f64 / (1 << 20) as f64,
         )
@@ -470,6 +480,7 @@ impl<'a> DoorLoop<'a> {
             let _frame = FrameScope::enter();
             let system_before = facegate_arena::system_allocations();
             let warm = self.stats.frames >= WARM_UP_FRAMES;
+            let mut turn: Option<Instant> = None;
             match source.next_frame() {
                 None if self.settings.until_end => break Ok(()),
                 None if !flight.order.is_empty() => {
@@ -503,6 +514,7 @@ impl<'a> DoorLoop<'a> {
                     }
                 }
                 Some(Ok(frame)) => {
+                    turn = warm.then(Instant::now);
                     backoff = Duration::from_millis(200);
                     stall_reported = false;
                     self.stats.frames += 1;
@@ -540,6 +552,12 @@ impl<'a> DoorLoop<'a> {
             }
             if warm {
                 self.stats.system_allocations_after_warm_up += facegate_arena::system_allocations() - system_before;
+            }
+            if let Some(started) = turn.take() {
+                let seconds = started.elapsed().as_secs_f64();
+                self.stats.longest_turn = self.stats.longest_turn.max(seconds);
+                self.stats.turn_seconds += seconds;
+                self.stats.turns += 1;
             }
         };
         // Frames still in flight are decided before the loop ends.

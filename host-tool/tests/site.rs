@@ -217,6 +217,33 @@ fn bench_fleet_has_the_interface_and_loses_nothing_across_a_broker_kill_and_rest
     assert_eq!(figures["events_collected"], figures["events_sent"], "{figures}");
 }
 
+#[test]
+fn bench_load_has_the_interface_and_loses_nothing_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((enrol, _)) = photos(dir.path()) else { return };
+    if facegate_localbroker_missing() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .arg("--models")
+        .arg(facegate_testkit::models())
+        .args(["bench", "load", "--minutes", "0.5", "--reference-minutes", "0.2", "--people", "60", "--templates", "2"])
+        .args(["--json", "--face", &enrol[0]])
+        .output()
+        .unwrap();
+    let figures = json(out);
+    for key in ["longest_stall_ms", "reference_longest_stall_ms", "events_lost", "rss_growth_kb", "log_append_fsync_ms_per_event"] {
+        assert!(figures[key].is_number(), "bench load --json lacks {key}: {figures}");
+    }
+    assert!(figures["frames"].as_u64().unwrap() > 0, "the camera ran: {figures}");
+    assert!(figures["serial_enrolled"].as_u64().unwrap() >= 60, "a whole cycle was enrolled over serial: {figures}");
+    assert!(figures["site_version_applied"].as_u64().unwrap() >= 1, "the site was synced: {figures}");
+    let numbered = figures["events_numbered"].as_u64().unwrap();
+    assert!(numbered >= 60, "every enrolment is an event: {figures}");
+    assert_eq!(figures["events_lost"], 0, "{figures}");
+    assert_eq!(figures["events_read_over_serial"], numbered, "the log read over serial holds every event: {figures}");
+}
+
 /// Whether mosquitto is missing (after a loud skip; a failure under CI).
 /// `hq.toml` in `dir`: site hq on `broker`, administered as admin, with the group staff.
 fn site_with_staff(dir: &Path, broker: &facegate_testkit::broker::Broker) -> PathBuf {

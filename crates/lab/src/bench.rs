@@ -9,6 +9,7 @@ pub mod lfw;
 pub mod lfw_args;
 pub mod link;
 pub mod liveness;
+pub mod load;
 pub mod speed;
 pub mod trained;
 
@@ -33,6 +34,8 @@ pub enum BenchCommand {
     Liveness(liveness::LivenessArgs),
     /// A site pushed to many doors through a local mosquitto: convergence, broker bytes, events collected.
     Fleet(fleet::FleetArgs),
+    /// The whole door under load at once: frames, serial enrolment, site syncs, log reads; stalls, events lost, memory.
+    Load(load::LoadArgs),
 }
 
 /// Runs one benchmark with the model files in `models`, and prints it.
@@ -45,5 +48,6 @@ pub fn run(models: &Path, command: BenchCommand) -> Result<()> {
         BenchCommand::Link(args) => link::run(models, args),
         BenchCommand::Liveness(args) => liveness::run(models, args),
         BenchCommand::Fleet(args) => fleet::run(models, args),
+        BenchCommand::Load(args) => load::run(models, args),
     }
 }

@@ -53,6 +53,76 @@ pub struct FleetArgs {
     json: bool,
 }
 
+/// A site for the benches: everyone in one group that every door lets in,
+/// templates synthetic.
+pub(crate) struct BenchSite {
+    admin: AdminKey,
+    data: DataKey,
+    state: SiteState,
+}
+
+impl BenchSite {
+    /// `people` people with `templates` templates each (`seed` varies them) for the doors `doors`.
+    pub(crate) fn new(models: &Path, doors: &[String], people: usize, templates: usize, seed: usize) -> Result<Self> {
+        let (admin, data) = (AdminKey::generate()?, DataKey::generate()?);
+        let model = facegate_face::Embedder::model_id_of(models, facegate_face::Precision::Int8)?;
+        let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
+        rules.groups.insert("staff".into(), Group::default());
+        for n in doors {
+            rules.doors.insert(n.clone(), Door { groups: ["staff".to_string()].into(), schedule: None });
+        }
+        let state = SiteState { name: "bench".into(), version: 0, model, rules, people: BTreeMap::new() };
+        let mut site = BenchSite { admin, data, state };
+        site.set_people(people, templates, seed)?;
+        Ok(site)
+    }
+
+    /// Replaces everybody: person `p`'s templates are made from `p + seed`.
+    pub(crate) fn set_people(&mut self, people: usize, templates: usize, seed: usize) -> Result<()> {
+        let access = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+        self.state.people.clear();
+        for p in 0..people {
+            let t: Vec<_> = (0..templates).map(|k| super::fixtures::synthetic(p + seed, k)).collect();
+            let id = format!("p-{p:06}");
+            self.state.people.insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &t, &self.data)?);
+        }
+        Ok(())
+    }
+
+    /// The signed messages of `version`, issued now.
+    pub(crate) fn messages(&mut self, version: u64, previous: [u8; 32]) -> Result<Vec<(String, Vec<u8>)>> {
+        self.state.version = version;
+        let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        Ok(self.state.messages(&self.admin, &self.data, &BTreeMap::new(), issued_at, previous)?)
+    }
+
+    /// Door `door`'s secrets, with its broker password.
+    pub(crate) fn secrets(&self, door: &str, password: &str) -> DoorSecrets {
+        DoorSecrets {
+            site: "bench".into(),
+            door: door.to_string(),
+            site_public_key: facegate_core::hex(&self.admin.public().to_bytes()),
+            data_key: facegate_core::hex(&self.data.to_bytes()),
+            username: door.to_string(),
+            password: password.to_string(),
+            min_version: 1,
+        }
+    }
+
+    /// The administrator's site file for `broker`.
+    pub(crate) fn config(&self, broker: &Broker, admin_password: &str) -> SiteConfig {
+        SiteConfig {
+            name: "bench".into(),
+            broker: broker.url(),
+            ca_file: broker.ca.display().to_string(),
+            username: "admin".into(),
+            password: admin_password.to_string(),
+            admin_key: facegate_core::hex(&self.admin.to_bytes()),
+            data_key: facegate_core::hex(&self.data.to_bytes()),
+        }
+    }
+}
+
 /// The broker's `$SYS` byte counters (received + sent), once they are published.
 fn broker_bytes(sys: &Mutex<Vec<(String, Value)>>) -> Option<u64> {
     let seen = sys.lock().unwrap_or_else(|p| p.into_inner());
@@ -118,24 +188,8 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     users.extend(names.iter().map(String::as_str).zip(passwords.iter().map(String::as_str)));
     let mut broker = Broker::start(&work.join("broker"), &users).map_err(anyhow::Error::msg)?;
 
-    // The site: everyone in one group that every door lets in.
-    let (admin, data) = (AdminKey::generate()?, DataKey::generate()?);
-    let model = facegate_face::Embedder::model_id_of(models, facegate_face::Precision::Int8)?;
-    let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
-    rules.groups.insert("staff".into(), Group::default());
-    for n in &names {
-        rules.doors.insert(n.clone(), Door { groups: ["staff".to_string()].into(), schedule: None });
-    }
-    let access = Access { groups: ["staff".to_string()].into(), ..Access::default() };
-    let mut people = BTreeMap::new();
-    for p in 0..args.people {
-        let templates: Vec<_> = (0..args.templates).map(|k| super::fixtures::synthetic(p, k)).collect();
-        let id = format!("p-{p:06}");
-        people.insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &templates, &data)?);
-    }
-    let state = SiteState { name: "bench".into(), version: 1, model, rules, people };
-    let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let messages = state.messages(&admin, &data, &BTreeMap::new(), issued_at, [0; 32])?;
+    let mut site = BenchSite::new(models, &names, args.people, args.templates, 0)?;
+    let messages = site.messages(1, [0; 32])?;
 
     // The doors, started before the site exists.
     let approach = work.join("approach");
@@ -151,27 +205,11 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     for (n, pw) in names.iter().zip(&passwords) {
         let dir = work.join(n);
         std::fs::create_dir_all(&dir)?;
-        let secrets = DoorSecrets {
-            site: "bench".into(),
-            door: n.clone(),
-            site_public_key: facegate_core::hex(&admin.public().to_bytes()),
-            data_key: facegate_core::hex(&data.to_bytes()),
-            username: n.clone(),
-            password: pw.clone(),
-            min_version: 1,
-        };
+        let secrets = site.secrets(n, pw);
         std::fs::write(dir.join("fleet.toml"), secrets.to_toml())?;
         doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, 5, &["--stats"]));
     }
-    let config = SiteConfig {
-        name: "bench".into(),
-        broker: broker.url(),
-        ca_file: broker.ca.display().to_string(),
-        username: "admin".into(),
-        password: admin_password.clone(),
-        admin_key: facegate_core::hex(&admin.to_bytes()),
-        data_key: facegate_core::hex(&data.to_bytes()),
-    };
+    let config = site.config(&broker, &admin_password);
     let status = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/status");
     let sys = collect(&broker, "admin", &admin_password, "$SYS/broker/bytes/#");
     // Events as `host-tool log` collects them: a persistent session, every copy counted.
