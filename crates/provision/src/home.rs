@@ -133,11 +133,27 @@ impl GalleryHome {
         Ok(())
     }
 
+    /// Swaps `next` in. The old galleries are freed after the locks are
+    /// released (a thousand people are thousands of allocations: the frame
+    /// loop must not wait for them), and the freed memory is handed back to
+    /// the system, so the door's resident size follows its gallery.
     fn swap(&self, next: Gallery) {
-        if let Some(metric) = &self.metric {
-            *self.mapped.write().unwrap_or_else(|p| p.into_inner()) = next.mapped(|e| metric(e));
-        }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        let old_mapped = self.metric.as_ref().map(|metric| {
+            let mapped = next.mapped(|e| metric(e));
+            std::mem::replace(&mut *self.mapped.write().unwrap_or_else(|p| p.into_inner()), mapped)
+        });
+        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), next);
+        drop((old, old_mapped));
+        trim_heap();
+    }
+}
+
+/// Returns free memory at the top of glibc's heaps to the system.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -84,7 +84,9 @@ impl BenchSite {
         for p in 0..people {
             let t: Vec<_> = (0..templates).map(|k| super::fixtures::synthetic(p + seed, k)).collect();
             let id = format!("p-{p:06}");
-            self.state.people.insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &t, &self.data)?);
+            self.state
+                .people
+                .insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &t, &self.data)?);
         }
         Ok(())
     }

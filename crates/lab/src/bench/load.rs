@@ -10,8 +10,9 @@
 //!
 //! Reported: the frame loop's longest turn (`longest_stall_ms`, against the
 //! reference), events the door numbered that its log or the broker lack
-//! (`events_lost`), memory growth between the first and the last full
-//! gallery after warm-up (`rss_growth_kb`), and the access log's append and
+//! (`events_lost`), memory growth between the first and the last cycle's
+//! end after warm-up, when the gallery holds the site's people alone
+//! (`rss_growth_kb`), and the access log's append and
 //! fsync per event on this disk.
 
 use super::fixtures::{stats_figure, synthetic};
@@ -77,7 +78,12 @@ pub fn run(models: &Path, args: LoadArgs) -> Result<()> {
     if !device.exists() {
         bail!("{} not found (hint: cargo build --release -p facegate-device, or --device PATH)", device.display());
     }
-    if !(args.minutes > 0.0) || args.people == 0 || !(1..=16).contains(&args.templates) || args.fps == 0 {
+    if !args.minutes.is_finite()
+        || args.minutes <= 0.0
+        || args.people == 0
+        || !(1..=16).contains(&args.templates)
+        || args.fps == 0
+    {
         bail!("--minutes, --people and --fps must be positive, --templates 1–16");
     }
     let work = std::env::temp_dir().join(format!("facegate-bench-load-{}", std::process::id()));
@@ -128,6 +134,7 @@ fn figures(args: &LoadArgs, reference: &Run, loaded: &Run, fsync_ms: f64) -> Val
         "rss_end_kb": loaded.rss.last().copied(),
         "rss_growth_kb": loaded.rss_growth_kb(),
         "rss_samples_kb": loaded.rss,
+        "rss_trend_kb_per_hour": loaded.rss_trend_kb_per_hour(),
         "reference_rss_growth_kb": reference.rss_growth_kb(),
         "serial_enrolled": loaded.enrolled,
         "serial_removed": loaded.removed,
@@ -153,6 +160,8 @@ struct Run {
     read: usize,
     log_reads: u64,
     rss: Vec<u64>,
+    /// When each of `rss` was taken, seconds into the run.
+    rss_at: Vec<f64>,
     enrolled: usize,
     removed: usize,
     removed_by_site: usize,
@@ -162,11 +171,34 @@ struct Run {
 }
 
 impl Run {
-    /// Growth from the first full gallery after warm-up to the last (same state, later).
+    /// Growth from the first cycle's end after warm-up to the last (the same gallery, later).
     fn rss_growth_kb(&self) -> Option<i64> {
         match self.rss.as_slice() {
             [first, .., last] => Some(*last as i64 - *first as i64),
             _ => None,
+        }
+    }
+
+    /// The least-squares trend of the samples, kB per hour: growth that
+    /// the swing between two samples (a site version being applied or not)
+    /// would hide.
+    fn rss_trend_kb_per_hour(&self) -> Option<f64> {
+        let n = self.rss.len().min(self.rss_at.len());
+        if n < 3 {
+            return None;
+        }
+        let (t, m) = (&self.rss_at[..n], &self.rss[..n]);
+        let mean_t = t.iter().sum::<f64>() / n as f64;
+        let mean_m = m.iter().map(|&k| k as f64).sum::<f64>() / n as f64;
+        let cov: f64 = t.iter().zip(m).map(|(t, &k)| (t - mean_t) * (k as f64 - mean_m)).sum();
+        let var: f64 = t.iter().map(|t| (t - mean_t).powi(2)).sum();
+        (var > 0.0).then(|| cov / var * 3600.0)
+    }
+
+    fn sample_rss(&mut self, pid: u32, started: Instant) {
+        if let Some(kb) = rss_kb(pid) {
+            self.rss.push(kb);
+            self.rss_at.push(started.elapsed().as_secs_f64());
         }
     }
 }
@@ -178,7 +210,13 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// Reads the door's log over serial from `after` until no more are waiting; returns the newest seq seen.
-fn read_log<P: facegate_protocol::link::Port>(c: &mut Client<P>, after: u64, seen: &mut BTreeSet<u64>, reads: &mut u64, all: bool) -> Result<u64> {
+fn read_log<P: facegate_protocol::link::Port>(
+    c: &mut Client<P>,
+    after: u64,
+    seen: &mut BTreeSet<u64>,
+    reads: &mut u64,
+    all: bool,
+) -> Result<u64> {
     let mut after = after;
     loop {
         let Response::Log { events, more } = c.call(&Request::LogRead { after, since_ms: None, max: LOG_PAGE })? else {
@@ -197,7 +235,8 @@ fn read_log<P: facegate_protocol::link::Port>(c: &mut Client<P>, after: u64, see
 
 fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: f64, loaded: bool) -> Result<Run> {
     std::fs::create_dir_all(dir)?;
-    let (door_name, door_password, admin_password) = ("load", format!("door-{}", std::process::id()), format!("admin-{}", std::process::id()));
+    let (door_name, door_password, admin_password) =
+        ("load", format!("door-{}", std::process::id()), format!("admin-{}", std::process::id()));
     let broker = Broker::start(&dir.join("broker"), &[("admin", admin_password.as_str()), (door_name, door_password.as_str())])
         .map_err(anyhow::Error::msg)?;
     let mut site = BenchSite::new(models, &[door_name.to_string()], args.people, args.templates, 0)?;
@@ -226,6 +265,12 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
         models.display()
     );
     std::fs::write(dir.join("facegate.toml"), &config)?;
+    // The door's status and events as the site receives them, from before it starts.
+    let status = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/status");
+    let events = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/events");
+    let delivered = || -> BTreeSet<u64> {
+        events.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|(_, e)| e["seq"].as_u64()).collect()
+    };
     let baud = BAUD.to_string();
     let door = RunningDoor::start_with_config(
         device,
@@ -234,20 +279,16 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
         &["--stats", "--serial", "pty", "--setup", "--emulate-baud", &baud],
     );
     let pid = door.id();
-    let port = wait_for(Duration::from_secs(120), || door.stderr().lines().find_map(|l| l.strip_prefix("serial: ").map(str::to_string)))
-        .with_context(|| format!("the door did not open its serial link: {}", door.stderr()))?;
-    let status = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/status");
+    let port =
+        wait_for(Duration::from_secs(120), || door.stderr().lines().find_map(|l| l.strip_prefix("serial: ").map(str::to_string)))
+            .with_context(|| format!("the door did not open its serial link: {}", door.stderr()))?;
     let applied = || status.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().find_map(|(_, s)| s["version"].as_u64());
     let online = || status.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().any(|(_, s)| s["online"] == true);
     wait_for(Duration::from_secs(120), || online().then_some(())).context("the door did not come online at the broker")?;
     let config_site = site.config(&broker, &admin_password);
-    // Events as the site receives them.
-    let events = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/events");
-    let delivered = || -> BTreeSet<u64> {
-        events.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|(_, e)| e["seq"].as_u64()).collect()
-    };
     std::env::set_var("FACEGATE_HOME", dir.join("home"));
-    let serial = serialport::new(&port, BAUD).timeout(Duration::from_millis(200)).open().with_context(|| format!("opening {port}"))?;
+    let serial =
+        serialport::new(&port, BAUD).timeout(Duration::from_millis(200)).open().with_context(|| format!("opening {port}"))?;
     let mut line = SerialLink::new(serial);
     line.emulate_baud(BAUD);
     let mut c = Client::connect(line, facegate_protocol::auth::random_bytes(), Duration::from_secs(30))?;
@@ -256,7 +297,8 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
 
     let mut run = Run::default();
     let (mut seen, mut after) = (BTreeSet::new(), 0u64);
-    let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(minutes * 60.0);
     let stop = Arc::new(AtomicBool::new(false));
     let published = Arc::new(AtomicU64::new(0));
     let mut syncer = None;
@@ -291,7 +333,9 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
                 while next < names.len() {
                     let p = NewPerson {
                         name: names[next].clone(),
-                        templates: (0..args.templates).map(|k| WireTemplate::from_embedding(&synthetic(next + 100_000, k))).collect(),
+                        templates: (0..args.templates)
+                            .map(|k| WireTemplate::from_embedding(&synthetic(next + 100_000, k)))
+                            .collect(),
                     };
                     let bytes = facegate_protocol::message::to_bytes(&p).len();
                     if size + bytes > MAX_FRAME - 64 && !batch.is_empty() {
@@ -310,10 +354,6 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
                     break 'cycles;
                 }
             }
-            // Warm once the site's first version is in and the gallery is full: the same state every cycle.
-            if applied().unwrap_or(0) >= 1 {
-                run.rss.extend(rss_kb(pid));
-            }
             for name in names {
                 match c.call(&Request::Remove { name }) {
                     Ok(Response::Done) => run.removed += 1,
@@ -328,13 +368,18 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
                 }
             }
             run.cycles += 1;
+            // The same state at every cycle's end: the serial people gone,
+            // the site's people in (once its first version is applied).
+            if applied().unwrap_or(0) >= 1 {
+                run.sample_rss(pid, started);
+            }
         }
     } else {
         // Frames only; memory after warm-up and at the end.
         std::thread::sleep(Duration::from_secs(5).min(deadline.saturating_duration_since(Instant::now())));
-        run.rss.extend(rss_kb(pid));
+        run.sample_rss(pid, started);
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-        run.rss.extend(rss_kb(pid));
+        run.sample_rss(pid, started);
     }
     stop.store(true, Ordering::Relaxed);
     if let Some(s) = syncer {
@@ -342,7 +387,8 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
     }
     run.versions_published = published.load(Ordering::Relaxed);
     // Every event numbered so far, from the log over serial and from the broker.
-    let printed = door.events.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|e| e["seq"].as_u64()).max().unwrap_or(0);
+    let printed =
+        door.events.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|e| e["seq"].as_u64()).max().unwrap_or(0);
     read_log(&mut c, after, &mut seen, &mut run.log_reads, true)?;
     let all_delivered = || {
         let got = delivered();
@@ -353,7 +399,11 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
     run.read = seen.range(1..=printed).count();
     run.lost_in_log = (1..=printed).filter(|s| !seen.contains(s)).count() as u64;
     let got = delivered();
-    run.lost_at_broker = (1..=printed).filter(|s| !got.contains(s)).count() as u64;
+    let missing: Vec<u64> = (1..=printed).filter(|s| !got.contains(s)).collect();
+    run.lost_at_broker = missing.len() as u64;
+    if !missing.is_empty() {
+        eprintln!("events the broker never got: {:?}", &missing[..missing.len().min(20)]);
+    }
     run.version_applied = applied();
     drop(c);
     let stderr = door.stop();
