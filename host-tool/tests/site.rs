@@ -176,34 +176,29 @@ fn a_site_from_the_host_tool_reaches_its_doors_and_their_events_come_back_once()
     lab.stop();
 }
 
-#[test]
-fn bench_fleet_has_the_interface_and_loses_nothing_across_a_broker_kill_and_restart() {
+/// `host-tool bench KIND ARGS --json --face PHOTO` with a photo of Colin
+/// Powell and a local broker; `None` (after a loud skip) without either.
+fn bench_with_a_face(kind: &str, args: &[&str]) -> Option<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let Some((enrol, _)) = photos(dir.path()) else { return };
+    let (enrol, _) = photos(dir.path())?;
     if facegate_localbroker_missing() {
-        return;
+        return None;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
         .arg("--models")
         .arg(facegate_testkit::models())
-        .args([
-            "bench",
-            "fleet",
-            "--doors",
-            "3",
-            "--people",
-            "60",
-            "--seconds",
-            "6",
-            "--restart-broker",
-            "--kill-broker",
-            "--json",
-            "--face",
-            &enrol[0],
-        ])
+        .args(["bench", kind])
+        .args(args)
+        .args(["--json", "--face", &enrol[0]])
         .output()
         .unwrap();
-    let figures = json(out);
+    Some(json(out))
+}
+
+#[test]
+fn bench_fleet_has_the_interface_and_loses_nothing_across_a_broker_kill_and_restart() {
+    let args = ["--doors", "3", "--people", "60", "--seconds", "6", "--restart-broker", "--kill-broker"];
+    let Some(figures) = bench_with_a_face("fleet", &args) else { return };
     for key in ["converged_s", "broker_bytes", "events_sent", "events_collected", "events_lost", "events_duplicated"] {
         assert!(figures[key].is_number(), "bench fleet --json lacks {key}: {figures}");
     }
@@ -219,19 +214,8 @@ fn bench_fleet_has_the_interface_and_loses_nothing_across_a_broker_kill_and_rest
 
 #[test]
 fn bench_load_has_the_interface_and_loses_nothing_under_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((enrol, _)) = photos(dir.path()) else { return };
-    if facegate_localbroker_missing() {
-        return;
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
-        .arg("--models")
-        .arg(facegate_testkit::models())
-        .args(["bench", "load", "--minutes", "1", "--reference-minutes", "0.2", "--people", "40", "--templates", "2"])
-        .args(["--json", "--face", &enrol[0]])
-        .output()
-        .unwrap();
-    let figures = json(out);
+    let args = ["--minutes", "1", "--reference-minutes", "0.2", "--people", "40", "--templates", "2"];
+    let Some(figures) = bench_with_a_face("load", &args) else { return };
     for key in ["longest_stall_ms", "reference_longest_stall_ms", "events_lost", "rss_growth_kb", "log_append_fsync_ms_per_event"]
     {
         assert!(figures[key].is_number(), "bench load --json lacks {key}: {figures}");

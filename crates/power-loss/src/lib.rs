@@ -13,8 +13,7 @@ pub mod model;
 
 use facegate_store::disk::{self, Op};
 use model::{Disk, Files};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 /// How many unsynced changes are explored in every combination; beyond, they are sampled.
 pub const EXHAUSTIVE: usize = 12;
@@ -64,35 +63,6 @@ impl Report {
             self.states,
             &self.bad[..self.bad.len().min(5)]
         );
-    }
-}
-
-/// A directory of its own under the system's temporary one, removed on drop.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    /// A new empty directory.
-    pub fn new(what: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "facegate-power-loss-{}-{what}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("a scratch directory");
-        Scratch(path)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -153,7 +123,7 @@ pub fn explore(
     run: impl FnOnce(&Path),
     check: impl Fn(&Path, &[String]) -> Result<(), String>,
 ) -> Report {
-    let root = Scratch::new(file);
+    let root = tempfile::Builder::new().prefix("facegate-power-loss-").tempdir().expect("a scratch directory");
     let run_dir = root.path().join("run");
     std::fs::create_dir_all(&run_dir).expect("the run directory");
     setup(&run_dir);

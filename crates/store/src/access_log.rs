@@ -357,6 +357,11 @@ impl AccessLog {
     fn never_started(path: &Path) -> Result<bool> {
         use std::io::Read;
         let mut file = File::open(path).map_err(io(path))?;
+        // A log's header starts with its magic: the usual open reads no further.
+        let mut header = [0u8; HEADER as usize];
+        if read_exact_at(&file, &mut header, 0).is_ok() && header.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
         let mut chunk = vec![0u8; 1 << 16];
         loop {
             match file.read(&mut chunk).map_err(io(path))? {

@@ -1,7 +1,45 @@
-//! What the benches that drive the device program share: synthetic
-//! templates to enrol, and the figures of the device's `--stats` line.
+//! What the benches that drive the device program share: the program
+//! itself, the camera's frames, synthetic templates to enrol, the figures of
+//! the device's `--stats` line, and how the results are printed.
 
+use anyhow::{bail, Context, Result};
 use facegate_face::Embedding;
+use std::path::{Path, PathBuf};
+
+/// The `device` program: `given`, else the one next to this program.
+pub(crate) fn device_program(given: Option<PathBuf>) -> Result<PathBuf> {
+    let device = match given {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("program directory")?.join("device"),
+    };
+    if !device.exists() {
+        bail!("{} not found (hint: cargo build --release -p facegate-device, or --device PATH)", device.display());
+    }
+    Ok(device)
+}
+
+/// Fills `dir` (made if missing) with the one frame a door's replay loops
+/// over: `face` (a photo), or an empty grey frame.
+pub(crate) fn approach_frames(dir: &Path, face: Option<&Path>) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    match face {
+        Some(photo) => {
+            let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("jpg");
+            std::fs::copy(photo, dir.join(format!("face.{ext}"))).with_context(|| format!("reading {}", photo.display()))?;
+        }
+        None => image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90])).save(dir.join("empty.png"))?,
+    }
+    Ok(())
+}
+
+/// Prints a bench's figures: one JSON line with `json`, else indented.
+pub(crate) fn print_figures(figures: &serde_json::Value, json: bool) -> Result<()> {
+    match json {
+        true => println!("{figures}"),
+        false => println!("{}", serde_json::to_string_pretty(figures)?),
+    }
+    Ok(())
+}
 
 /// Deterministic descriptor-like vectors (norm ≈ 1.4 like real ones).
 pub(crate) fn synthetic(person: usize, k: usize) -> Embedding {

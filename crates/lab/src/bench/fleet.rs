@@ -147,13 +147,7 @@ fn fresh_broker_bytes(sys: &Mutex<Vec<(String, Value)>>) -> Result<u64> {
 
 /// Runs the benchmark.
 pub fn run(models: &Path, args: FleetArgs) -> Result<()> {
-    let device = match args.device.clone() {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("program directory")?.join("device"),
-    };
-    if !device.exists() {
-        bail!("{} not found (hint: cargo build --release -p facegate-device, or --device PATH)", device.display());
-    }
+    let device = super::fixtures::device_program(args.device.clone())?;
     let work = std::env::temp_dir().join(format!("facegate-bench-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -195,14 +189,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
 
     // The doors, started before the site exists.
     let approach = work.join("approach");
-    std::fs::create_dir_all(&approach)?;
-    match &args.face {
-        Some(photo) => {
-            let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("jpg");
-            std::fs::copy(photo, approach.join(format!("face.{ext}"))).with_context(|| format!("reading {}", photo.display()))?;
-        }
-        None => image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90])).save(approach.join("empty.png"))?,
-    }
+    super::fixtures::approach_frames(&approach, args.face.as_deref())?;
     let mut doors: Vec<RunningDoor> = Vec::new();
     for (n, pw) in names.iter().zip(&passwords) {
         let dir = work.join(n);

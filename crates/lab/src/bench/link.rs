@@ -41,13 +41,7 @@ pub struct LinkArgs {
 
 /// Runs the benchmark.
 pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
-    let device = match args.device {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("program directory")?.join("device"),
-    };
-    if !device.exists() {
-        bail!("{} not found (hint: cargo build --release -p facegate-device, or --device PATH)", device.display());
-    }
+    let device = super::fixtures::device_program(args.device)?;
     let dir = tempfile_dir()?;
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames)?;
@@ -157,12 +151,7 @@ pub fn run(models: &std::path::Path, args: LinkArgs) -> Result<()> {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let figures = result?;
-    if args.json {
-        println!("{figures}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-    }
-    Ok(())
+    super::fixtures::print_figures(&figures, args.json)
 }
 
 fn tempfile_dir() -> Result<PathBuf> {

@@ -71,13 +71,7 @@ pub struct LoadArgs {
 
 /// Runs the benchmark.
 pub fn run(models: &Path, args: LoadArgs) -> Result<()> {
-    let device = match args.device.clone() {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("program directory")?.join("device"),
-    };
-    if !device.exists() {
-        bail!("{} not found (hint: cargo build --release -p facegate-device, or --device PATH)", device.display());
-    }
+    let device = super::fixtures::device_program(args.device.clone())?;
     if !args.minutes.is_finite()
         || args.minutes <= 0.0
         || args.people == 0
@@ -100,12 +94,7 @@ pub fn run(models: &Path, args: LoadArgs) -> Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&work);
     let figures = result?;
-    if args.json {
-        println!("{figures}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-    }
-    Ok(())
+    super::fixtures::print_figures(&figures, args.json)
 }
 
 fn figures(args: &LoadArgs, reference: &Run, loaded: &Run, fsync_ms: f64) -> Value {
@@ -242,14 +231,7 @@ fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: 
     let mut site = BenchSite::new(models, &[door_name.to_string()], args.people, args.templates, 0)?;
     std::fs::write(dir.join("fleet.toml"), site.secrets(door_name, &door_password).to_toml())?;
     let approach = dir.join("approach");
-    std::fs::create_dir_all(&approach)?;
-    match &args.face {
-        Some(photo) => {
-            let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("jpg");
-            std::fs::copy(photo, approach.join(format!("face.{ext}"))).with_context(|| format!("reading {}", photo.display()))?;
-        }
-        None => image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90])).save(approach.join("empty.png"))?,
-    }
+    super::fixtures::approach_frames(&approach, args.face.as_deref())?;
     let d = dir.display();
     let seconds = (minutes * 60.0).ceil() as u64;
     let config = format!(
