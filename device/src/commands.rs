@@ -119,9 +119,14 @@ pub fn load_liveness(dir: &Path, config: &Config) -> Result<Option<Liveness>> {
 pub fn load_pipeline(dir: &Path, config: &Config) -> Result<Pipeline> {
     let r = &config.recognition;
     let precision = r.precision;
-    let settings =
-        PipelineConfig { upsample: r.upsample, min_face: r.min_face, detector: r.detector.kind(), ..PipelineConfig::door() };
-    let network = facegate_face::Embedder::model_id_of(dir, precision)?;
+    let settings = PipelineConfig {
+        network: r.network,
+        upsample: r.upsample,
+        min_face: r.min_face,
+        detector: r.detector.kind(),
+        ..PipelineConfig::door()
+    };
+    let network = facegate_face::Embedder::model_id_of(dir, r.network, precision)?;
     let last_layer = load_metric(config, network)?
         .filter(MetricHead::is_last_layer)
         .map(|m| LastLayer { template_model: m.template_model(), weights: m.weights });
@@ -215,9 +220,9 @@ pub fn check(common: &Common) -> Result<()> {
                 if m.is_last_layer() { "retrained last layer" } else { "trained head" },
                 &m.meta.id[..16],
                 m.meta.threshold,
-                config.recognition.threshold
+                config.recognition.threshold()
             );
-            if (m.meta.threshold - config.recognition.threshold).abs() > 0.02 {
+            if (m.meta.threshold - config.recognition.threshold()).abs() > 0.02 {
                 println!(
                     "  warning: recognition.threshold differs from the metric's measured threshold; set it to {:.4} unless you chose it from your own data",
                     m.meta.threshold
@@ -295,7 +300,7 @@ pub fn bench(common: &Common, runs: usize, save_gallery: Option<&Path>, threads:
     let mut src = open_source(&common.source, c.fps, c.width, c.height, false)?;
     let settings = crate::bench::BenchSettings {
         runs: runs.max(1),
-        threshold: config.recognition.threshold,
+        threshold: config.recognition.threshold(),
         liveness: liveness.as_ref().map(|l| (l, config.liveness.threshold)),
         threads: config.recognition.threads(),
     };
@@ -394,7 +399,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         relay,
         policy::Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
         runner::LoopSettings {
-            threshold: r.threshold,
+            threshold: r.threshold(),
             pulse: std::time::Duration::from_millis(config.lock.pulse_ms),
             until_end,
             door_held: std::time::Duration::from_secs(config.lock.door_held_s),

@@ -1,7 +1,6 @@
 //! Device configuration (TOML), with defaults and validation.
 
-use facegate_face::matching::THRESHOLD_DOOR;
-use facegate_face::{DetectorKind, Precision};
+use facegate_face::{DetectorKind, Network, Precision};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::PathBuf;
@@ -95,8 +94,14 @@ pub struct Camera {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recognition {
-    /// Accept a frame's match when its distance is below this.
-    pub threshold: f32,
+    /// Accept a frame's match when its distance is below this; "auto": the
+    /// network's measured door threshold (dlib 0.52, SFace see
+    /// `Network::door_threshold`).
+    pub threshold: Threshold,
+    /// The embedding network: "dlib" or "sface". The gallery must hold
+    /// templates of the same network (`host-tool --network … enroll`).
+    #[serde(with = "network_setting")]
+    pub network: Network,
     /// Ignore faces narrower than this (pixels).
     pub min_face: u32,
     /// Double the frame before detection this many times (small, far faces; HOG only).
@@ -151,6 +156,64 @@ impl<'de> Deserialize<'de> for DoorDetector {
             "yunet" => Some(DoorDetector::Yunet),
             _ => None,
         })
+    }
+}
+
+/// `recognition.threshold`: "auto" (the network's own) or a distance.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Threshold {
+    /// The network's measured door threshold.
+    #[default]
+    Auto,
+    /// This distance.
+    Fixed(f32),
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Threshold::Auto => s.serialize_str("auto"),
+            Threshold::Fixed(v) => s.serialize_f32(*v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(v) => Ok(Threshold::Fixed(v as f32)),
+            Raw::Word(w) if w == "auto" => Ok(Threshold::Auto),
+            Raw::Word(w) => Err(D::Error::custom(format!("recognition.threshold = {w:?} must be \"auto\" or a distance"))),
+        }
+    }
+}
+
+impl Recognition {
+    /// The match threshold in force: the one set, else the network's own.
+    pub fn threshold(&self) -> f32 {
+        match self.threshold {
+            Threshold::Auto => self.network.door_threshold(),
+            Threshold::Fixed(v) => v,
+        }
+    }
+}
+
+/// `recognition.network` as its word: "dlib" or "sface".
+mod network_setting {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(n: &Network, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(n.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        word_setting(d, "recognition.network", "\"dlib\" or \"sface\"", |w| w.parse().ok())
     }
 }
 
@@ -276,7 +339,8 @@ impl Recognition {
 impl Default for Recognition {
     fn default() -> Self {
         Recognition {
-            threshold: THRESHOLD_DOOR,
+            threshold: Threshold::Auto,
+            network: Network::default(),
             min_face: 100,
             upsample: 0,
             detector: DoorDetector::Hog,
@@ -323,8 +387,14 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let r = &self.recognition;
         let mut problems = Vec::new();
-        if !(r.threshold > 0.0 && r.threshold < 2.0) {
-            problems.push(format!("recognition.threshold = {} must be between 0 and 2 (default {THRESHOLD_DOOR})", r.threshold));
+        if let Threshold::Fixed(t) = r.threshold {
+            if !(t > 0.0 && t < 2.0) {
+                problems.push(format!(
+                    "recognition.threshold = {t} must be between 0 and 2, or \"auto\" ({} for {})",
+                    r.network.door_threshold(),
+                    r.network
+                ));
+            }
         }
         if r.frames_window == 0 || r.frames_agree == 0 || r.frames_agree > r.frames_window {
             problems.push(format!(

@@ -81,7 +81,7 @@ pub fn run(pipeline: &Pipeline, liveness: Option<&Liveness>, lfw: &Path, keep: O
             relay,
             Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms),
             LoopSettings {
-                threshold: r.threshold,
+                threshold: r.threshold(),
                 pulse: std::time::Duration::from_millis(settings.lock.pulse_ms),
                 until_end: true,
                 door_held: std::time::Duration::from_secs(settings.lock.door_held_s),

@@ -52,7 +52,7 @@ impl DeviceHandler {
         commands: Sender<LoopCommand>,
         fleet_secrets: PathBuf,
     ) -> Self {
-        let gallery = GalleryService::new(shared.gallery.clone(), config.recognition.threshold);
+        let gallery = GalleryService::new(shared.gallery.clone(), config.recognition.threshold());
         DeviceHandler { shared, gallery, pairing_path, config, config_path, commands, fleet_secrets }
     }
 
@@ -128,7 +128,7 @@ impl DeviceHandler {
             last_event: self.shared.events.last_seq(),
             paired_hosts: load_pairings(&self.pairing_path).map_or(0, |p| p.hosts.len() as u32),
             config: vec![
-                ("recognition.threshold".into(), r.threshold.to_string()),
+                ("recognition.threshold".into(), r.threshold().to_string()),
                 ("recognition.frames".into(), format!("{} of {}", r.frames_agree, r.frames_window)),
                 ("recognition.min_face".into(), r.min_face.to_string()),
                 ("recognition.detector".into(), r.detector.kind().as_str().into()),
@@ -177,7 +177,7 @@ impl DeviceHandler {
             None => false,
         };
         let live = settings.iter().all(|(key, _)| LIVE_KEYS.contains(key));
-        self.gallery.threshold = next.recognition.threshold;
+        self.gallery.threshold = next.recognition.threshold();
         self.config = next.clone();
         if live {
             let _ = self.commands.send(LoopCommand::Settings(Box::new(next)));

@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_largest_whole_face_is_picked() {
-        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
+        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0, points: None };
         let dets = [d(0, 0, 99, 99), d(200, 100, 399, 299), d(-10, 50, 300, 300), d(500, 10, 540, 50)];
         assert_eq!(pick_face(&dets, 640, 480, 80), Some(dets[1]), "the bigger one is cut by the edge");
         assert_eq!(pick_face(&dets[3..], 640, 480, 80), None, "too small");

@@ -380,7 +380,7 @@ impl<'a> DoorLoop<'a> {
                 }
                 LoopCommand::Settings(config) => {
                     let r = &config.recognition;
-                    self.settings.threshold = r.threshold;
+                    self.settings.threshold = r.threshold();
                     self.settings.pulse = Duration::from_millis(config.lock.pulse_ms);
                     self.settings.door_held = Duration::from_secs(config.lock.door_held_s);
                     self.policy = Policy::new(r.frames_agree, r.frames_window, r.cooldown_ms);

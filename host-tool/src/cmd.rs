@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use facegate_core::matching::THRESHOLD_DOOR;
 use facegate_core::{hex, ModelId};
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
-use facegate_face::{Embedding, LastLayer, Pipeline, PipelineConfig, Precision};
+use facegate_face::{Embedding, LastLayer, Network, Pipeline, PipelineConfig, Precision};
 use facegate_protocol::message::{EnrollResult, MatchReply, NewPerson, WireTemplate};
 use facegate_protocol::{Request, Response, CHUNK};
 use facegate_provision::wire::log_event_json;
@@ -36,6 +36,8 @@ pub struct Global {
     pub threshold: Option<f32>,
     /// Trained metric for offline verify/identify.
     pub metric: Option<PathBuf>,
+    /// The embedding network asked for with --network (None: the default).
+    pub network: Option<Network>,
 }
 
 impl Global {
@@ -44,6 +46,11 @@ impl Global {
     pub fn models(&self) -> Result<PathBuf> {
         let dir = facegate_face::model_files::locate(self.models.as_deref())?;
         Ok(dir.path().to_path_buf())
+    }
+
+    /// The embedding network: the one asked for, else the shipped default.
+    pub fn network(&self) -> Network {
+        self.network.unwrap_or_default()
     }
 
     fn port(&self) -> Result<&str> {
@@ -55,7 +62,7 @@ impl Global {
     /// The `--metric` file, checked against the network of `precision`.
     fn metric_file(&self, precision: Precision) -> Result<Option<MetricHead>> {
         let Some(path) = self.metric.as_deref() else { return Ok(None) };
-        let network = facegate_face::Embedder::model_id_of(&self.models()?, precision)?;
+        let network = facegate_face::Embedder::model_id_of(&self.models()?, self.network(), precision)?;
         let head = MetricHead::load(path, &network).with_context(|| format!("loading the metric {}", path.display()))?;
         Ok(Some(head))
     }
@@ -84,7 +91,7 @@ impl Global {
                         Ok(Target::File(file))
                     }
                     metric => {
-                        let model = facegate_face::Embedder::model_id_of(&self.models()?, Precision::Int8)?;
+                        let model = facegate_face::Embedder::model_id_of(&self.models()?, self.network(), Precision::Int8)?;
                         Ok(Target::File(target::open_file(path, model, threshold, metric)?))
                     }
                 }
@@ -220,10 +227,20 @@ pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
         }
         None => None,
     };
-    for precision in [Precision::Int8, Precision::F32, Precision::QInt8] {
-        let network = facegate_face::Embedder::model_id_of(&models, precision).ok();
+    for (kind, precision) in
+        Network::ALL.into_iter().flat_map(|n| [Precision::Int8, Precision::F32, Precision::QInt8].map(|p| (n, p)))
+    {
+        let network = facegate_face::Embedder::model_id_of(&models, kind, precision).ok();
         if network == Some(model) {
-            return Pipeline::load(&models, precision, PipelineConfig::default())
+            if let Some(asked) = g.network.filter(|asked| *asked != kind) {
+                bail!(
+                    "the target holds templates of the {kind} network (model {model}), not of {asked}: templates of two networks \
+                     are not comparable. Run with --network {kind}, or enrol its people again with --network {asked} into a new \
+                     gallery (a device: set recognition.network = \"{asked}\" and enrol them again)"
+                );
+            }
+            let config = PipelineConfig { network: kind, ..PipelineConfig::default() };
+            return Pipeline::load(&models, precision, config)
                 .with_context(|| format!("loading models from {}", models.display()));
         }
         let made_by = |m: &MetricHead| m.is_last_layer() && Some(m.meta.base_model) == network && m.template_model() == model;

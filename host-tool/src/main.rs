@@ -52,6 +52,11 @@ struct Cli {
     /// the program, then the user's and the system's data directory).
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
     models: Option<PathBuf>,
+    /// The embedding network that makes templates here and runs the
+    /// benchmarks: dlib or sface [default: dlib]. A gallery or site of the
+    /// other network's templates is refused, not mixed.
+    #[arg(long, global = true, env = "FACEGATE_NETWORK", value_parser = parse_network)]
+    network: Option<facegate_face::Network>,
     /// A site file (`site init`): enroll, remove, rename and log work on the
     /// whole site through its broker; door, group, schedule, grant, doors and
     /// sync need it.
@@ -228,6 +233,10 @@ enum ConfigAction {
     },
 }
 
+fn parse_network(s: &str) -> Result<facegate_face::Network, String> {
+    s.parse()
+}
+
 /// The `--site` file a site command needs.
 fn site_file(site: &Option<PathBuf>) -> Result<&std::path::Path> {
     site.as_deref().ok_or_else(|| anyhow::anyhow!("this command works on a site: give --site SITE.toml"))
@@ -243,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
         timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
         threshold: cli.threshold,
         metric: cli.metric,
+        network: cli.network,
     };
     let site = cli.site;
     if site.is_some() && g.port.is_some() && !matches!(cli.command, Command::Door(site::DoorAction::Add { .. })) {
@@ -297,7 +307,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Restore { file } => cmd::restore(&g, &file),
         Command::Unlock => cmd::unlock(&g),
         Command::Train(args) => facegate_lab::run_train(&g.models()?, args),
-        Command::Bench(command) => facegate_lab::run_bench(&g.models()?, command),
+        Command::Bench(command) => facegate_lab::run_bench(&g.models()?, g.network(), command),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Face chip → 128-d embedding with dlib's ResNet, run by tract.
+//! Face chip → 128-d embedding with dlib's ResNet or SFace, run by tract.
 
+use crate::arcface::ARCFACE_SIZE;
 use crate::chip::CHIP_SIZE;
 use crate::model_files::ModelDir;
 use crate::FaceError;
@@ -52,6 +53,88 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// SFace's door threshold: the Euclidean distance between unit-length
+/// embeddings (√(2 − 2·cos)). PLACEHOLDER, replaced by the measured value.
+pub const SFACE_THRESHOLD_DOOR: f32 = 0.95;
+
+/// Which embedding network runs. Their templates are not comparable: a
+/// gallery records the model id of the file that made each template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Network {
+    /// dlib's ResNet (CC0): 150×150 chip of dlib's five landmarks.
+    #[default]
+    Dlib,
+    /// OpenCV zoo's SFace (Apache-2.0): 112×112 ArcFace chip.
+    Sface,
+}
+
+impl Network {
+    /// Both, in the order `--network both` computes them.
+    pub const ALL: [Network; 2] = [Network::Dlib, Network::Sface];
+
+    /// "dlib" or "sface".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Dlib => "dlib",
+            Network::Sface => "sface",
+        }
+    }
+
+    /// The door's default match threshold for this network's embeddings,
+    /// chosen from measured data (docs/benchmarks.md): dlib's
+    /// [`THRESHOLD_DOOR`](facegate_core::matching::THRESHOLD_DOOR); SFace's
+    /// [`SFACE_THRESHOLD_DOOR`].
+    pub fn door_threshold(self) -> f32 {
+        match self {
+            Network::Dlib => facegate_core::matching::THRESHOLD_DOOR,
+            Network::Sface => SFACE_THRESHOLD_DOOR,
+        }
+    }
+
+    /// The side of the chip the network reads.
+    pub fn chip_size(self) -> u32 {
+        match self {
+            Network::Dlib => CHIP_SIZE,
+            Network::Sface => ARCFACE_SIZE,
+        }
+    }
+
+    /// The precision that runs when `requested` is asked for: SFace ships one
+    /// file, f32 (its int8 weights expanded; see docs/benchmarks.md).
+    pub fn precision(self, requested: Precision) -> Precision {
+        match self {
+            Network::Dlib => requested,
+            Network::Sface => Precision::F32,
+        }
+    }
+
+    /// The model's file name inside the models directory, for `requested`
+    /// precision (see [`Network::precision`]).
+    pub fn file_name(self, requested: Precision) -> &'static str {
+        match self {
+            Network::Dlib => requested.file_name(),
+            Network::Sface => "face_sface_f32.onnx",
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dlib" => Ok(Network::Dlib),
+            "sface" => Ok(Network::Sface),
+            other => Err(format!("unknown network {other:?} (expected dlib or sface)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 type Plan = TypedRunnableModel;
 
 /// Runs the embedding network with one optimised plan for a single chip.
@@ -63,6 +146,7 @@ pub struct Embedder {
     plan: Arc<Plan>,
     model_id: ModelId,
     network_id: ModelId,
+    network: Network,
     precision: Precision,
     /// A retrained last layer run on the pooled features in place of the network's.
     last_layer: Option<Vec<f32>>,
@@ -84,29 +168,29 @@ fn inference(e: impl std::fmt::Display) -> FaceError {
 }
 
 impl Embedder {
-    /// Loads `<models_dir>/<precision file>`, checked against the directory's MANIFEST.
-    pub fn load(models_dir: &std::path::Path, precision: Precision) -> Result<Self, FaceError> {
-        let bytes = ModelDir::open(models_dir)?.read(precision.file_name())?;
-        Self::from_bytes(&bytes, precision)
+    /// Loads the network's file for `precision`, checked against the directory's MANIFEST.
+    pub fn load(models_dir: &std::path::Path, network: Network, precision: Precision) -> Result<Self, FaceError> {
+        let bytes = ModelDir::open(models_dir)?.read(network.file_name(precision))?;
+        Self::from_bytes(&bytes, network, precision)
     }
 
-    /// The model id of `<models_dir>/<precision file>` as MANIFEST records it,
-    /// without reading or hashing the network (loading it checks the file).
-    pub fn model_id_of(models_dir: &std::path::Path, precision: Precision) -> Result<ModelId, FaceError> {
-        ModelDir::open(models_dir)?.recorded_id(precision.file_name())
+    /// The model id of the network's file for `precision` as MANIFEST records
+    /// it, without reading or hashing the network (loading it checks the file).
+    pub fn model_id_of(models_dir: &std::path::Path, network: Network, precision: Precision) -> Result<ModelId, FaceError> {
+        ModelDir::open(models_dir)?.recorded_id(network.file_name(precision))
     }
 
-    /// Loads an ONNX model from memory.
-    pub fn from_bytes(bytes: &[u8], precision: Precision) -> Result<Self, FaceError> {
-        let s = CHIP_SIZE as usize;
+    /// Loads an ONNX model of `network` from memory.
+    pub fn from_bytes(bytes: &[u8], network: Network, precision: Precision) -> Result<Self, FaceError> {
+        let s = network.chip_size() as usize;
         let plan = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| FaceError::Model(format!("cannot load embedding network: {e}")))?;
+            .map_err(|e| FaceError::Model(format!("cannot load the {network} embedding network: {e}")))?;
         let id = ModelId::of_file_bytes(bytes);
-        Ok(Embedder { plan, model_id: id, network_id: id, precision, last_layer: None })
+        Ok(Embedder { plan, model_id: id, network_id: id, network, precision: network.precision(precision), last_layer: None })
     }
 
     /// Loads an ONNX model from memory with `layer` in place of its last layer.
@@ -122,6 +206,7 @@ impl Embedder {
             plan,
             model_id: layer.template_model,
             network_id: ModelId::of_file_bytes(bytes),
+            network: Network::Dlib,
             precision,
             last_layer: Some(layer.weights),
         })
@@ -136,6 +221,16 @@ impl Embedder {
     /// sha256 of the network's file, with or without a retrained last layer.
     pub fn network_id(&self) -> ModelId {
         self.network_id
+    }
+
+    /// Which network this is.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The side of the chip it reads.
+    pub fn chip_size(&self) -> u32 {
+        self.network.chip_size()
     }
 
     /// The precision this embedder runs.
@@ -158,8 +253,20 @@ impl Embedder {
     }
 
     /// Embeds one aligned chip, or its mirror image (no flipped copy is made).
+    /// SFace's embeddings are scaled to unit length (it is compared by angle;
+    /// on the unit sphere the Euclidean distance the matcher uses ranks the same).
     pub fn embed_chip(&self, chip: &RgbImage, mirrored: bool) -> Result<Embedding, FaceError> {
+        let side = self.chip_size();
+        if chip.width() != side || chip.height() != side {
+            return Err(FaceError::Model(format!(
+                "chip is {}×{}, the {} network reads {side}×{side}",
+                chip.width(),
+                chip.height(),
+                self.network
+            )));
+        }
         match &self.last_layer {
+            None if self.network == Network::Sface => run_chip(&self.plan, chip, mirrored).map(unit_length),
             None => run_chip(&self.plan, chip, mirrored),
             Some(w) => {
                 let pooled: [f32; POOLED_DIM] = run_chip(&self.plan, chip, mirrored)?;
@@ -169,12 +276,27 @@ impl Embedder {
     }
 }
 
-/// A 150×150 chip (or its mirror image) as the network's 1×3×150×150 input:
-/// planar RGB, raw 0–255. Also what `model-convert calibrate` feeds the network.
+/// `v` scaled to unit length (unchanged when it is all zeros).
+pub fn unit_length(v: Embedding) -> Embedding {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.map(|x| x / norm)
+    } else {
+        v
+    }
+}
+
+/// A square chip (or its mirror image) as the network's 1×3×S×S input:
+/// planar RGB, raw 0–255 (both networks). Also what `model-convert calibrate`
+/// feeds the network.
 pub fn chip_input(chip: &RgbImage, mirrored: bool) -> Result<Tensor, FaceError> {
-    let s = CHIP_SIZE as usize;
-    if chip.width() != CHIP_SIZE || chip.height() != CHIP_SIZE {
-        return Err(FaceError::Model(format!("chip is {}×{}, expected {s}×{s}", chip.width(), chip.height())));
+    let s = chip.width() as usize;
+    if !(chip.width() == CHIP_SIZE || chip.width() == ARCFACE_SIZE) || chip.height() != chip.width() {
+        return Err(FaceError::Model(format!(
+            "chip is {}×{}, expected {CHIP_SIZE}² or {ARCFACE_SIZE}²",
+            chip.width(),
+            chip.height()
+        )));
     }
     let mut input = Tensor::zero::<f32>(&[1, 3, s, s]).map_err(inference)?;
     let mut view = input.try_as_plain_ram_mut().map_err(inference)?;

@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn one_whole_large_face_is_required_to_enrol() {
-        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0 };
+        let d = |l, t, r, b| Detection { rect: Rect::new(l, t, r, b), score: 1.0, filter: 0, points: None };
         assert_eq!(pick_one_face(&[], 640, 480, Purpose::Probe), Err(EnrolProblem::NoFace));
         let big = d(200, 100, 399, 299);
         assert_eq!(pick_one_face(&[big, d(10, 10, 40, 40)], 640, 480, Purpose::Enrol), Ok(big), "a small face behind is fine");

@@ -5,6 +5,7 @@
 //! (alignment) → [`embed`] → [`matching`]. Each step is a plain function or a
 //! small type so the device and the host tool can use any part on its own.
 
+pub mod arcface;
 mod bytes;
 pub mod chip;
 pub mod cores;
@@ -20,11 +21,11 @@ pub mod model_files;
 pub mod pipeline;
 pub mod resize;
 
-pub use embed::{Embedder, LastLayer, Precision};
+pub use embed::{Embedder, LastLayer, Network, Precision};
 pub use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
 pub use geometry::{Point, Rect};
 pub use landmarks::{LandmarkModel, Landmarks};
-pub use pipeline::{DetectorKind, Face, Pipeline, PipelineConfig};
+pub use pipeline::{ArcfacePoints, DetectorKind, Face, Pipeline, PipelineConfig};
 
 /// Everything that can go wrong in the face pipeline.
 #[derive(Debug, thiserror::Error)]

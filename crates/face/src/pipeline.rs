@@ -1,11 +1,12 @@
 //! The whole path from an image to face embeddings, with its settings.
 
+use crate::arcface::{arcface_chip, ArcfacePlacement};
 use crate::chip::{chip_placement, extract_chip, face_chip};
 use crate::detect::cnn::CnnDetector;
 use crate::detect::hog::HogDetector;
 use crate::detect::yunet::YunetDetector;
 use crate::detect::Detection;
-use crate::embed::{Embedder, Embedding, LastLayer, Precision};
+use crate::embed::{unit_length, Embedder, Embedding, LastLayer, Network, Precision};
 use crate::geometry::Rect;
 use crate::landmarks::{LandmarkModel, Landmarks};
 use crate::model_files::ModelDir;
@@ -64,9 +65,35 @@ impl std::str::FromStr for DetectorKind {
     }
 }
 
+/// Where SFace's five alignment points come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArcfacePoints {
+    /// The detector's own five points when it gives them (YuNet), else dlib's
+    /// landmarks placed on their measured template.
+    #[default]
+    Detector,
+    /// dlib's five landmarks always (to measure them against YuNet's).
+    Landmarks,
+}
+
+impl std::str::FromStr for ArcfacePoints {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "detector" => Ok(ArcfacePoints::Detector),
+            "landmarks" => Ok(ArcfacePoints::Landmarks),
+            other => Err(format!("unknown alignment points {other:?} (expected detector or landmarks)")),
+        }
+    }
+}
+
 /// Detection and embedding settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
+    /// The embedding network (and with it the chip: dlib's or ArcFace's).
+    pub network: Network,
+    /// Where SFace's chip takes its five points from.
+    pub arcface_points: ArcfacePoints,
     /// The face detector.
     pub detector: DetectorKind,
     /// Times the image is doubled before detection (dlib's `upsample`): finds
@@ -97,6 +124,8 @@ pub const JITTERS: [(f64, f64, f64, f64); 5] =
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
+            network: Network::default(),
+            arcface_points: ArcfacePoints::Detector,
             detector: DetectorKind::Cnn,
             upsample: 0,
             min_face: 40,
@@ -114,6 +143,8 @@ impl PipelineConfig {
     /// network run per face, so a frame fits in the time between frames.
     pub fn door() -> Self {
         PipelineConfig {
+            network: Network::default(),
+            arcface_points: ArcfacePoints::Detector,
             detector: DetectorKind::Hog,
             upsample: 0,
             min_face: 100,
@@ -132,7 +163,7 @@ pub struct Face {
     pub detection: Detection,
     /// The five landmarks.
     pub landmarks: Landmarks,
-    /// The aligned 150×150 chip.
+    /// The aligned chip: 150×150 for dlib's network, 112×112 for SFace.
     pub chip: RgbImage,
 }
 
@@ -167,9 +198,12 @@ impl Pipeline {
         last_layer: Option<LastLayer>,
     ) -> Result<Self, FaceError> {
         let dir = ModelDir::open(models_dir)?;
-        let network = dir.read(precision.file_name())?;
+        let network = dir.read(config.network.file_name(precision))?;
         let embedder = match last_layer {
-            None => Embedder::from_bytes(&network, precision)?,
+            None => Embedder::from_bytes(&network, config.network, precision)?,
+            Some(_) if config.network != Network::Dlib => {
+                return Err(FaceError::Model(format!("a retrained last layer is for dlib's network, not {}", config.network)))
+            }
             Some(layer) => Embedder::with_last_layer(&network, precision, layer)?,
         };
         let cnn = match config.detector {
@@ -215,7 +249,19 @@ impl Pipeline {
     /// Landmarks and chip for one detection.
     pub fn align(&self, img: &RgbImage, detection: Detection) -> Face {
         let landmarks = self.landmarks.predict(img, detection.rect);
-        Face { detection, chip: face_chip(img, &landmarks), landmarks }
+        let chip = match self.config.network {
+            Network::Dlib => face_chip(img, &landmarks),
+            Network::Sface => arcface_chip(img, &self.arcface_placement(&detection, &landmarks)),
+        };
+        Face { detection, chip, landmarks }
+    }
+
+    /// Where SFace's chip lies: from the detector's five points, or dlib's landmarks.
+    fn arcface_placement(&self, detection: &Detection, landmarks: &Landmarks) -> ArcfacePlacement {
+        match (self.config.arcface_points, &detection.points) {
+            (ArcfacePoints::Detector, Some(points)) => ArcfacePlacement::from_points(points),
+            _ => ArcfacePlacement::from_landmarks(landmarks),
+        }
     }
 
     /// Every face in the image, aligned.
@@ -239,8 +285,22 @@ impl Pipeline {
     /// The configured jitter chips of a face (the plain chip first), cut from `img`.
     pub fn jitter_chips(&self, img: &RgbImage, face: &Face) -> Vec<RgbImage> {
         let n = self.config.jitter.min(JITTERS.len() - 1);
-        let base = chip_placement(&face.landmarks);
-        JITTERS[..=n].iter().map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians()))).collect()
+        match self.config.network {
+            Network::Dlib => {
+                let base = chip_placement(&face.landmarks);
+                JITTERS[..=n]
+                    .iter()
+                    .map(|(dx, dy, s, deg)| extract_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians())))
+                    .collect()
+            }
+            Network::Sface => {
+                let base = self.arcface_placement(&face.detection, &face.landmarks);
+                JITTERS[..=n]
+                    .iter()
+                    .map(|(dx, dy, s, deg)| arcface_chip(img, &base.jittered(*dx, *dy, *s, deg.to_radians())))
+                    .collect()
+            }
+        }
     }
 
     /// Whether each chip also runs mirrored: `[false]`, or `[false, true]` with mirroring on.
@@ -271,7 +331,9 @@ impl Pipeline {
                 sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
             }
         }
-        Ok(sum.map(|s| s / (chips.len() * mirrors.len()) as f32))
+        let mean = sum.map(|s| s / (chips.len() * mirrors.len()) as f32);
+        // SFace's views are unit vectors; their mean is put back on the sphere.
+        Ok(if self.embedder.network() == Network::Sface { unit_length(mean) } else { mean })
     }
 }
 

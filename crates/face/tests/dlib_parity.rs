@@ -67,8 +67,8 @@ fn landmarks_chips_and_descriptors_match_dlib_on_lfw() {
     let Some(data) = lfw() else { return };
     let models = workspace().join("models");
     let lm_model = LandmarkModel::from_bytes(&std::fs::read(models.join("landmarks_5.fgsp")).unwrap()).unwrap();
-    let f32_net = Embedder::load(&models, Precision::F32).unwrap();
-    let int8_net = Embedder::load(&models, Precision::Int8).unwrap();
+    let f32_net = Embedder::load(&models, facegate_face::Network::Dlib, Precision::F32).unwrap();
+    let int8_net = Embedder::load(&models, facegate_face::Network::Dlib, Precision::Int8).unwrap();
     let r = reference();
     let images = r["images"].as_array().unwrap();
     assert!(images.len() >= 40);
@@ -104,7 +104,7 @@ fn int8_computed_descriptors_stay_near_dlib() {
     let Some(data) = lfw() else { return };
     let models = workspace().join("models");
     let lm_model = LandmarkModel::from_bytes(&std::fs::read(models.join("landmarks_5.fgsp")).unwrap()).unwrap();
-    let qint8_net = Embedder::load(&models, Precision::QInt8).unwrap();
+    let qint8_net = Embedder::load(&models, facegate_face::Network::Dlib, Precision::QInt8).unwrap();
     let r = reference();
     let (mut worst, mut worst_distance) = (0f32, 0f32);
     for rec in r["images"].as_array().unwrap().iter().take(6) {

@@ -36,7 +36,8 @@ fn first_fold_accuracy_and_int8_agreement() {
                     let boxes: Vec<_> =
                         pipeline.detect(&img).iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom)).collect();
                     let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, img.width(), img.height());
-                    let face = pipeline.align(&img, Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 });
+                    let face =
+                        pipeline.align(&img, Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0, points: None });
                     let int8 = pipeline.embed_jittered(&img, &face).unwrap();
                     let f32e = f32_pipeline.embed_jittered(&img, &face).unwrap();
                     results.lock().unwrap().insert(name, (int8, f32e, detected));

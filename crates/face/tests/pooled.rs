@@ -12,7 +12,7 @@ fn pooled_features_times_the_last_layer_are_the_embedding() {
         image::RgbImage::from_fn(150, 150, |x, y| image::Rgb([(x * 3 % 256) as u8, (y * 5 % 256) as u8, ((x + y) % 256) as u8]));
     for precision in [Precision::F32, Precision::Int8] {
         let bytes = std::fs::read(facegate_testkit::models().join(precision.file_name())).unwrap();
-        let whole = Embedder::from_bytes(&bytes, precision).unwrap();
+        let whole = Embedder::from_bytes(&bytes, facegate_face::Network::Dlib, precision).unwrap();
         let cut = PooledEmbedder::from_bytes(&bytes).unwrap();
         assert_eq!(cut.model_id(), whole.model_id());
         for mirrored in [false, true] {
@@ -32,7 +32,7 @@ fn pooled_features_times_the_last_layer_are_the_embedding() {
 fn an_embedder_with_a_replaced_last_layer_runs_that_layer_under_its_own_id() {
     let chip = image::RgbImage::from_fn(150, 150, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 2 % 256) as u8, (x ^ y) as u8]));
     let bytes = std::fs::read(facegate_testkit::models().join(Precision::Int8.file_name())).unwrap();
-    let whole = Embedder::from_bytes(&bytes, Precision::Int8).unwrap();
+    let whole = Embedder::from_bytes(&bytes, facegate_face::Network::Dlib, Precision::Int8).unwrap();
     let network = PooledEmbedder::from_bytes(&bytes).unwrap().last_layer().to_vec();
     // The network's own layer, transposed to W (128 × 256), doubled.
     let doubled: Vec<f32> =

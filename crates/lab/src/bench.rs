@@ -39,9 +39,10 @@ pub enum BenchCommand {
 }
 
 /// Runs one benchmark with the model files in `models`, and prints it.
-pub fn run(models: &Path, command: BenchCommand) -> Result<()> {
+/// `network` is the embedding network the pipeline benches run.
+pub fn run(models: &Path, network: facegate_face::Network, command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Lfw(args) => lfw::run(models, args),
+        BenchCommand::Lfw(args) => lfw::run(models, network, args),
         BenchCommand::Speed(args) => speed::run(models, args),
         BenchCommand::Detect(args) => detect::run(models, args),
         BenchCommand::Blur(args) => blur::run(models, args),

@@ -7,5 +7,8 @@ use facegate_face::Rect;
 pub fn lfw_face(dets: &[Detection], width: u32, height: u32) -> (Detection, bool) {
     let boxes: Vec<_> = dets.iter().map(|d| (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom)).collect();
     let ((l, t, r, b), detected) = facegate_lfw::labelled_box(&boxes, width, height);
-    (Detection { rect: Rect::new(l, t, r, b), score: 0.0, filter: 0 }, detected)
+    let rect = Rect::new(l, t, r, b);
+    // The chosen detection keeps its own five points (SFace aligns on YuNet's).
+    let points = dets.iter().find(|d| detected && d.rect == rect).and_then(|d| d.points);
+    (Detection { rect, score: 0.0, filter: 0, points }, detected)
 }

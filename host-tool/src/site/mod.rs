@@ -332,7 +332,7 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         admin_key: facegate_core::hex(&AdminKey::generate()?.to_bytes()),
         data_key: facegate_core::hex(&DataKey::generate()?.to_bytes()),
     };
-    let model = facegate_face::Embedder::model_id_of(&g.models()?, facegate_face::Precision::Int8)?;
+    let model = facegate_face::Embedder::model_id_of(&g.models()?, g.network(), facegate_face::Precision::Int8)?;
     let state = AdminState {
         site: SiteState { name, version: 0, model, rules, people: BTreeMap::new() },
         published: BTreeMap::new(),

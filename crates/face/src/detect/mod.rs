@@ -16,6 +16,9 @@ pub struct Detection {
     pub score: f64,
     /// Which of the detector's filters fired (0 frontal, 1 left, 2 right, …).
     pub filter: usize,
+    /// The detector's five points (YuNet: image-left eye, image-right eye,
+    /// nose tip, image-left and image-right mouth corners), when it gives them.
+    pub points: Option<[crate::geometry::Point; 5]>,
 }
 
 /// dlib's `test_box_overlap`: overlap relative to the boxes' bounding box, or coverage of either.
@@ -49,7 +52,7 @@ fn non_max_suppression(raw: &mut [(f64, usize, Rect)], iou: f64, covered: f64) -
     let mut kept: Vec<Detection> = Vec::new();
     for &(score, filter, rect) in raw.iter() {
         if !kept.iter().any(|k| overlaps(&k.rect, &rect, iou, covered)) {
-            kept.push(Detection { rect, score, filter });
+            kept.push(Detection { rect, score, filter, points: None });
         }
     }
     kept

@@ -325,7 +325,12 @@ impl YunetDetector {
         Ok(self
             .detect_faces_min(img, threshold, min_face)?
             .iter()
-            .map(|f| Detection { rect: self.box_map.apply(f), score: (f.score - self.threshold) as f64, filter: 0 })
+            .map(|f| Detection {
+                rect: self.box_map.apply(f),
+                score: (f.score - self.threshold) as f64,
+                filter: 0,
+                points: Some(f.points),
+            })
             .collect())
     }
 }

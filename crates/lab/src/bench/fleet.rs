@@ -65,7 +65,7 @@ impl BenchSite {
     /// `people` people with `templates` templates each (`seed` varies them) for the doors `doors`.
     pub(crate) fn new(models: &Path, doors: &[String], people: usize, templates: usize, seed: usize) -> Result<Self> {
         let (admin, data) = (AdminKey::generate()?, DataKey::generate()?);
-        let model = facegate_face::Embedder::model_id_of(models, facegate_face::Precision::Int8)?;
+        let model = facegate_face::Embedder::model_id_of(models, facegate_face::Network::Dlib, facegate_face::Precision::Int8)?;
         let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
         rules.groups.insert("staff".into(), Group::default());
         for n in doors {

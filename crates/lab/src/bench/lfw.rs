@@ -5,7 +5,7 @@ use crate::labelled::lfw_face;
 use anyhow::{bail, Context, Result};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::matching::{distance, THRESHOLD_BALANCED, THRESHOLD_DOOR};
-use facegate_face::{DetectorKind, Embedding, Pipeline, PipelineConfig, Precision};
+use facegate_face::{DetectorKind, Embedding, Network, Pipeline, PipelineConfig, Precision};
 use facegate_lfw::{compare_paired, enrolment_study, evaluate, operating_points, parse_pairs, Dataset, Pair};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ fn embed_image(pipeline: &Pipeline, other: Option<&Pipeline>, data: &Dataset, na
 }
 
 /// Runs the benchmark and prints the result.
-pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
+pub fn run(models: &Path, network: Network, args: LfwArgs) -> Result<()> {
     if let Some(kind) = args.train_metric {
         return super::trained::run(models, &args, kind);
     }
@@ -88,6 +88,8 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         DetectorKind::Yunet => PipelineConfig { detector: DetectorKind::Yunet, retry_threshold: Some(-0.3), ..defaults },
     };
     let config = PipelineConfig {
+        network,
+        arcface_points: args.arcface_points,
         mirror: !args.no_mirror,
         jitter: args.jitter.unwrap_or(config.jitter),
         min_face: args.min_face.unwrap_or(config.min_face),
@@ -96,6 +98,9 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     let pipeline = Pipeline::load(models, args.precision, config.clone()).context("loading models")?;
     // int8 against f32; f32 and int8-computed against the shipped int8.
     let other_precision = if args.precision == Precision::Int8 { Precision::F32 } else { Precision::Int8 };
+    if args.compare_precision && network != Network::Dlib {
+        bail!("--compare-precision is for dlib's network: {network} ships one precision");
+    }
     let other = args.compare_precision.then(|| Pipeline::load(models, other_precision, config)).transpose()?;
     let names: Vec<&str> = {
         let mut set: Vec<&str> = pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
@@ -232,7 +237,8 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
         "ms_per_image": ms_per_image,
         "wall_seconds": wall.elapsed().as_secs_f64(),
         "threads": threads,
-        "precision": args.precision.as_str(),
+        "network": network.as_str(),
+        "precision": pipeline.embedder.precision().as_str(),
         "detector": pipeline.config.detector.as_str(),
         "min_face": pipeline.config.min_face,
         "mirror": pipeline.config.mirror,
@@ -242,7 +248,12 @@ pub fn run(models: &Path, args: LfwArgs) -> Result<()> {
     if args.json {
         println!("{json}");
     } else {
-        println!("LFW View 2, {} pairs, {} images, precision {}", pairs.len(), results.len(), args.precision.as_str());
+        println!(
+            "LFW View 2, {} pairs, {} images, network {network}, precision {}",
+            pairs.len(),
+            results.len(),
+            pipeline.embedder.precision().as_str()
+        );
         println!("  accuracy      {:.2} % ± {:.2}", e.accuracy_mean, e.accuracy_std);
         println!("  threshold     {:.4} (all folds)", e.threshold);
         println!("  EER           {:.2} %", e.eer);

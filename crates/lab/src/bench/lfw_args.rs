@@ -2,7 +2,7 @@
 //! trained-metric runner (`--train-metric`).
 
 use clap::Args;
-use facegate_face::{DetectorKind, Precision};
+use facegate_face::{ArcfacePoints, DetectorKind, Precision};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -40,6 +40,10 @@ pub struct LfwArgs {
     /// pipeline's, 40); YuNet shrinks its input until such a face is 24 px.
     #[arg(long)]
     pub min_face: Option<u32>,
+    /// SFace's alignment points: the detector's own (YuNet's five) or dlib's
+    /// five landmarks on their template.
+    #[arg(long, default_value = "detector", value_parser = ArcfacePoints::from_str)]
+    pub arcface_points: ArcfacePoints,
     /// Also embed with the other precision and count the pair decisions that differ.
     #[arg(long)]
     pub compare_precision: bool,

@@ -179,7 +179,7 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         let ms = if precision == args.precision {
             median_ms(n, || pipeline.embedder.embed(&chip).expect("embeds")).0
         } else {
-            let net = Embedder::load(models, precision)?;
+            let net = Embedder::load(models, facegate_face::Network::Dlib, precision)?;
             median_ms(n, || net.embed(&chip).expect("embeds")).0
         };
         embed_by_precision.push((precision, ms));
