@@ -151,7 +151,7 @@ pub fn load_metric(config: &Config, network: ModelId) -> Result<Option<MetricHea
 /// model id the templates must carry.
 pub fn open_gallery_with_metric(path: &Path, config: &Config, pipeline: &Pipeline) -> Result<(GalleryHome, Option<MetricHead>)> {
     let key = crate::at_rest::gallery_key(&config.paths.gallery_key)?;
-    let home = open_gallery_sealed(path, pipeline.embedder.model_id(), key)?;
+    let home = open_gallery_sealed(path, pipeline.embedder.model_id(), pipeline.embedder.network(), key)?;
     let metric = load_metric(config, pipeline.embedder.network_id())?;
     let home = match &metric {
         Some(h) if !h.is_last_layer() => {
@@ -165,14 +165,27 @@ pub fn open_gallery_with_metric(path: &Path, config: &Config, pipeline: &Pipelin
 
 /// The gallery of `path` for the device's model (empty, with a warning, when there is no file).
 /// With `key`, the file is sealed at rest (see [`crate::at_rest`]).
-pub fn open_gallery_sealed(path: &Path, model: ModelId, key: Option<facegate_site::DataKey>) -> Result<GalleryHome> {
+pub fn open_gallery_sealed(
+    path: &Path,
+    model: ModelId,
+    network: facegate_face::Network,
+    key: Option<facegate_site::DataKey>,
+) -> Result<GalleryHome> {
     if !path.exists() {
         tracing::warn!("no gallery at {}: nobody is enrolled, every face is a stranger", path.display());
     }
     GalleryHome::open_sealed(path, model, key).map_err(|e| match e {
         facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
-            "gallery {} holds templates of model {found} but the device runs model {model}: re-enrol, or run the matching model \
-             (a retrained last layer in recognition.metric makes its own model id: enrol with `host-tool --metric` and the same file)",
+            "gallery {} holds templates of model {found} but the device runs the {network} network, model {model}: templates of \
+             two models are not comparable. Re-enrol its people with `host-tool --network {network} enroll …` (enrolling with \
+             `--network both` keeps a gallery usable by either network), or set recognition.network to the network that made \
+             them (a retrained last layer in recognition.metric makes its own model id: enrol with `host-tool --metric` and the same file)",
+            path.display()
+        ),
+        facegate_store::StoreError::TemplatesMissing { missing, first, .. } => anyhow::anyhow!(
+            "gallery {} holds templates of the {network} network (model {model}) for some people only: {missing} have none \
+             (the first: {first:?}); a door never searches a mix of two networks. Enrol them again with \
+             `host-tool --network both enroll …` (or --network {network}), or set recognition.network back",
             path.display()
         ),
         other => anyhow::Error::new(other).context(format!("loading gallery {}", path.display())),

@@ -313,3 +313,61 @@ fn a_gallery_sealed_at_rest_is_read_only_with_its_key() {
     assert!(!out.status.success() && err.contains("gallery_key"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("granted"));
 }
+
+/// Colin enrolled from photos 1–3 into `gallery` with SFace on YuNet's points.
+fn enrol_sface(data: &facegate_lfw::Dataset, person: &str, gallery: &Path) {
+    use facegate_face::{DetectorKind, Network};
+    let config =
+        PipelineConfig { network: Network::Sface, detector: DetectorKind::Yunet, min_face: 40, ..PipelineConfig::door() };
+    let pipeline = Pipeline::load(&models(), Precision::F32, config).unwrap();
+    let templates = (1..=3)
+        .map(|i| {
+            let img = decode_image(&data.read(&facegate_lfw::image_path(person, i)).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+            pipeline.embed(&pipeline.faces(&img)[0]).unwrap()
+        })
+        .collect();
+    let mut g = Gallery::new(pipeline.embedder.model_id());
+    g.add_person(person, templates, pipeline.embedder.model_id(), 0).unwrap();
+    g.save(gallery).unwrap();
+}
+
+/// Runs the replay with the TOML `config`.
+fn run_device_with_config(replay: &Path, gallery: &Path, config: &str) -> (Vec<Value>, String, bool) {
+    let path = gallery.with_extension("toml");
+    std::fs::write(&path, config).unwrap();
+    let out = facegate_testkit::device_replay(replay, gallery).arg("--config").arg(&path).output().unwrap();
+    (facegate_testkit::json_lines(&out.stdout), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
+}
+
+#[test]
+fn an_sface_door_grants_its_people_keeps_strangers_out_and_refuses_the_other_networks_gallery() {
+    let Some(Scene { dir, gallery: dlib_gallery, approach, person, names, data }) = colin_at_the_door() else { return };
+    let sface_gallery = dir.path().join("sface.fg");
+    enrol_sface(&data, person, &sface_gallery);
+    let sface = "[recognition]\nnetwork = \"sface\"\ndetector = \"yunet\"\n";
+    let (events, stderr, ok) = run_device_with_config(&approach, &sface_gallery, sface);
+    assert!(ok, "{stderr}");
+    assert_eq!(kinds(&events, "granted"), 1, "{events:?}\n{stderr}");
+    let granted = events.iter().find(|e| e["kind"] == "granted").unwrap();
+    assert_eq!(granted["person"], person);
+    assert!(granted["distance"].as_f64().unwrap() < f64::from(facegate_face::Network::Sface.door_threshold()));
+    // 100 strangers: nobody let in.
+    let strangers = dir.path().join("strangers");
+    std::fs::create_dir(&strangers).unwrap();
+    let mut people: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).filter(|p| *p != person).collect();
+    people.sort_unstable();
+    people.dedup();
+    for (k, p) in people.iter().take(100).enumerate() {
+        std::fs::write(strangers.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(p, 1)).unwrap()).unwrap();
+    }
+    let (events, stderr, ok) = run_device_with_config(&strangers, &sface_gallery, sface);
+    assert!(ok, "{stderr}");
+    assert_eq!(kinds(&events, "granted"), 0, "a stranger was let in: {events:?}");
+    assert!(kinds(&events, "unknown") >= 1, "{stderr}");
+    // Templates of the other network are refused, with the way out, in both directions.
+    let (events, stderr, ok) = run_device_with_config(&approach, &dlib_gallery, sface);
+    assert!(!ok && stderr.contains("--network sface"), "{stderr}");
+    assert!(events.iter().all(|e| e["kind"] != "granted"));
+    let (_, stderr, ok) = run_device_with_config(&approach, &sface_gallery, "[recognition]\nnetwork = \"dlib\"\n");
+    assert!(!ok && stderr.contains("--network dlib"), "{stderr}");
+}

@@ -4,7 +4,6 @@ use crate::keys::Keys;
 use crate::output::{iso_time, print_json, print_json_line, table};
 use crate::target::{self, Target};
 use anyhow::{bail, Context, Result};
-use facegate_core::matching::THRESHOLD_DOOR;
 use facegate_core::{hex, ModelId};
 use facegate_face::enrol::{self, EnrolProblem, Purpose};
 use facegate_face::{Embedding, LastLayer, Network, Pipeline, PipelineConfig, Precision};
@@ -38,6 +37,8 @@ pub struct Global {
     pub metric: Option<PathBuf>,
     /// The embedding network asked for with --network (None: the default).
     pub network: Option<Network>,
+    /// `--network both`: enrolment makes templates of both networks.
+    pub both_networks: bool,
 }
 
 impl Global {
@@ -72,13 +73,14 @@ impl Global {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
                 let metric = self.metric_file(Precision::Int8)?;
-                let threshold = self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(THRESHOLD_DOOR);
+                let threshold =
+                    self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(self.network().door_threshold());
                 match metric {
                     // A last layer makes new embeddings: the gallery must hold
                     // templates made with it, and nothing is mapped.
                     Some(layer) if layer.is_last_layer() => {
                         let model = layer.template_model();
-                        let file = target::open_file(path, model, threshold, None)?;
+                        let file = target::open_file(path, model, threshold, None, None)?;
                         let found = file.home().read().model_id();
                         if found != model {
                             bail!(
@@ -91,8 +93,19 @@ impl Global {
                         Ok(Target::File(file))
                     }
                     metric => {
-                        let model = facegate_face::Embedder::model_id_of(&self.models()?, self.network(), Precision::Int8)?;
-                        Ok(Target::File(target::open_file(path, model, threshold, metric)?))
+                        let models = self.models()?;
+                        let model = facegate_face::Embedder::model_id_of(&models, self.network(), Precision::Int8)?;
+                        let given = self.threshold.is_some() || metric.is_some();
+                        let name =
+                            |m: ModelId| network_of(&models, m).map_or_else(|| format!("unknown (model {m})"), |n| n.to_string());
+                        let switch = self.network.is_some().then_some(&name as &dyn Fn(ModelId) -> String);
+                        let mut file = target::open_file(path, model, threshold, metric, switch)?;
+                        // No threshold given: the door threshold of the network that made the file's templates.
+                        let found = file.home().read().model_id();
+                        if let (false, Some(network)) = (given, network_of(&models, found)) {
+                            file.threshold = network.door_threshold();
+                        }
+                        Ok(Target::File(file))
                     }
                 }
             }
@@ -216,6 +229,15 @@ pub fn status(g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The network whose shipped file (at any precision) has `model` as its id.
+fn network_of(models: &Path, model: ModelId) -> Option<Network> {
+    Network::ALL.into_iter().find(|n| {
+        [Precision::Int8, Precision::F32, Precision::QInt8]
+            .iter()
+            .any(|p| facegate_face::Embedder::model_id_of(models, *n, *p).ok() == Some(model))
+    })
+}
+
 /// A pipeline whose model matches the target's (int8 or f32, with the
 /// retrained last layer of `--metric` when the target's templates come from it).
 pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
@@ -294,7 +316,7 @@ pub(crate) fn templates_from_photos(
     pb.finish_and_clear();
     // Photos of one person agree; one that matches none of the others is probably someone else.
     let embeddings: Vec<Embedding> = found.iter().map(|(_, e)| *e).collect();
-    for &k in enrol::odd_ones_out(&embeddings).iter().rev() {
+    for &k in enrol::odd_ones_out(&embeddings, pipeline.embedder.network().balanced_threshold()).iter().rev() {
         let (i, _) = found.remove(k);
         eprintln!("refused {}: does not look like the same person as the other photos", photos_in[i].display());
         report[i] =
@@ -359,10 +381,43 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
         );
     }
     let person = NewPerson { name: name.to_string(), templates: templates.iter().map(WireTemplate::from_embedding).collect() };
+    let other = match (&t, g.both_networks) {
+        (Target::File(_), true) => Some(other_network_templates(g, &pipeline, name, photos_in)?),
+        (Target::Device(_), true) => bail!(
+            "--network both enrols into a gallery file (--gallery): a device's gallery holds the templates of the network it \
+             runs; give that one (`host-tool status` shows recognition.network)"
+        ),
+        _ => None,
+    };
     let Response::Enrolled(results) = t.request(Request::Enroll { model, add, people: vec![person] })? else {
         bail!("unexpected answer to enroll");
     };
+    if let (Target::File(service), Some((other_model, other_templates))) = (&t, other) {
+        if results.iter().all(|r| r.outcome.is_ok()) {
+            service
+                .home()
+                .change(|gallery| {
+                    gallery.set_other_templates(name, other_model, &other_templates).map_err(facegate_provision::wire::wire_error)
+                })
+                .map_err(crate::output::wire_error)
+                .context("keeping the other network's templates")?;
+        }
+    }
     print_enrolled(g, &results, json!(report))
+}
+
+/// `--network both`: the templates of the network other than `pipeline`'s
+/// from the same photos; each photo must pass the enrolment gates with it too.
+fn other_network_templates(g: &Global, pipeline: &Pipeline, name: &str, photos: &[PathBuf]) -> Result<(ModelId, Vec<Embedding>)> {
+    let models = g.models()?;
+    let network = Network::ALL.into_iter().find(|n| *n != pipeline.embedder.network()).expect("two networks");
+    let other = Pipeline::load(&models, Precision::Int8, PipelineConfig { network, ..PipelineConfig::default() })
+        .with_context(|| format!("loading the {network} network from {}", models.display()))?;
+    let (templates, _) = templates_from_photos(g, &other, photos)?;
+    if templates.is_empty() {
+        bail!("none of {name}'s photos is usable with the {network} network; nothing was enrolled");
+    }
+    Ok((other.embedder.model_id(), templates))
 }
 
 /// `people`.

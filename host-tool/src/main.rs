@@ -54,9 +54,11 @@ struct Cli {
     models: Option<PathBuf>,
     /// The embedding network that makes templates here and runs the
     /// benchmarks: dlib or sface [default: dlib]. A gallery or site of the
-    /// other network's templates is refused, not mixed.
+    /// other network's templates is refused, not mixed. `both` (enroll into a
+    /// gallery file): each person gets templates of both networks, so the
+    /// gallery serves a door running either.
     #[arg(long, global = true, env = "FACEGATE_NETWORK", value_parser = parse_network)]
-    network: Option<facegate_face::Network>,
+    network: Option<NetworkArg>,
     /// A site file (`site init`): enroll, remove, rename and log work on the
     /// whole site through its broker; door, group, schedule, grant, doors and
     /// sync need it.
@@ -233,8 +235,18 @@ enum ConfigAction {
     },
 }
 
-fn parse_network(s: &str) -> Result<facegate_face::Network, String> {
-    s.parse()
+/// `--network`: one network, or both (enrolment).
+#[derive(Clone, Copy)]
+enum NetworkArg {
+    One(facegate_face::Network),
+    Both,
+}
+
+fn parse_network(s: &str) -> Result<NetworkArg, String> {
+    match s {
+        "both" => Ok(NetworkArg::Both),
+        one => one.parse().map(NetworkArg::One).map_err(|e| format!("{e}, or both")),
+    }
 }
 
 /// The `--site` file a site command needs.
@@ -252,8 +264,18 @@ fn run(cli: Cli) -> Result<()> {
         timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
         threshold: cli.threshold,
         metric: cli.metric,
-        network: cli.network,
+        network: match cli.network {
+            Some(NetworkArg::One(n)) => Some(n),
+            _ => None,
+        },
+        both_networks: matches!(cli.network, Some(NetworkArg::Both)),
     };
+    if g.both_networks && (!matches!(cli.command, Command::Enroll { .. }) || cli.site.is_some()) {
+        anyhow::bail!(
+            "--network both is for enroll into a gallery file (templates of both networks); a site holds one network's \
+             templates, and other commands take dlib or sface"
+        );
+    }
     let site = cli.site;
     if site.is_some() && g.port.is_some() && !matches!(cli.command, Command::Door(site::DoorAction::Add { .. })) {
         anyhow::bail!("with --site, --port is only for `door add` (handing a door its secrets)");

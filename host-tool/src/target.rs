@@ -67,9 +67,22 @@ pub fn open_file(
     model: ModelId,
     threshold: f32,
     metric: Option<facegate_train::MetricHead>,
+    switch: Option<&dyn Fn(ModelId) -> String>,
 ) -> Result<GalleryService> {
     let home = if path.exists() {
-        let gallery = facegate_store::Gallery::load(path).with_context(|| format!("loading {}", path.display()))?;
+        let mut gallery = facegate_store::Gallery::load(path).with_context(|| format!("loading {}", path.display()))?;
+        // --network named: that network's templates are the ones searched (when everyone has them).
+        if let Some(network_of) = switch {
+            let (found, asked) = (network_of(gallery.model_id()), network_of(model));
+            gallery.switch_to(model).with_context(|| {
+                format!(
+                    "{} holds templates of the {found} network, not of {asked} (templates of two networks are not \
+                     comparable): run with --network {found}, or enrol its people again with --network {asked} \
+                     (or --network both) into a new gallery",
+                    path.display()
+                )
+            })?;
+        }
         GalleryHome::new(path, gallery)
     } else {
         GalleryHome::open(path, model).with_context(|| format!("starting {}", path.display()))?

@@ -6,7 +6,7 @@
 //! and sharp; the templates of one person must agree with each other.
 
 use crate::detect::Detection;
-use crate::matching::{distance, THRESHOLD_BALANCED};
+use crate::matching::distance;
 use crate::{Embedding, Face, FaceError, Pipeline};
 use image::RgbImage;
 
@@ -150,17 +150,15 @@ pub fn photo_template(
 }
 
 /// Photos of one person agree: the indices of templates that match none of
-/// the others (at the balanced threshold) are probably someone else. A
-/// person's photos are chosen by an operator, so an odd one is dropped and
-/// named, and the rest are enrolled.
-pub fn odd_ones_out(templates: &[Embedding]) -> Vec<usize> {
+/// the others (at `threshold`, the network's balanced one) are probably
+/// someone else. A person's photos are chosen by an operator, so an odd one
+/// is dropped and named, and the rest are enrolled.
+pub fn odd_ones_out(templates: &[Embedding], threshold: f32) -> Vec<usize> {
     if templates.len() < 2 {
         return Vec::new();
     }
     (0..templates.len())
-        .filter(|&a| {
-            (0..templates.len()).filter(|&b| b != a).all(|b| distance(&templates[a], &templates[b]) > THRESHOLD_BALANCED)
-        })
+        .filter(|&a| (0..templates.len()).filter(|&b| b != a).all(|b| distance(&templates[a], &templates[b]) > threshold))
         .collect()
 }
 
@@ -174,6 +172,7 @@ pub fn capture_spread(templates: &[Embedding]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matching::THRESHOLD_BALANCED;
     use crate::Rect;
 
     #[test]
@@ -211,8 +210,8 @@ mod tests {
             e[0] = x;
             e
         };
-        assert_eq!(odd_ones_out(&[at(0.0), at(0.1), at(2.0)]), vec![2]);
-        assert!(odd_ones_out(&[at(0.0)]).is_empty());
+        assert_eq!(odd_ones_out(&[at(0.0), at(0.1), at(2.0)], THRESHOLD_BALANCED), vec![2]);
+        assert!(odd_ones_out(&[at(0.0)], THRESHOLD_BALANCED).is_empty());
         assert_eq!(capture_spread(&[at(0.0), at(0.3), at(0.5)]), 0.5);
     }
 }

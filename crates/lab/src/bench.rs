@@ -43,7 +43,7 @@ pub enum BenchCommand {
 pub fn run(models: &Path, network: facegate_face::Network, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Lfw(args) => lfw::run(models, network, args),
-        BenchCommand::Speed(args) => speed::run(models, args),
+        BenchCommand::Speed(args) => speed::run(models, network, args),
         BenchCommand::Detect(args) => detect::run(models, args),
         BenchCommand::Blur(args) => blur::run(models, args),
         BenchCommand::Link(args) => link::run(models, args),

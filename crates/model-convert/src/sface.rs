@@ -141,6 +141,17 @@ pub fn expand(original: &[u8]) -> Result<Vec<u8>> {
     ensure!(graph.input.len() == 1 && graph.input[0].name == "data", "SFace: expected the one input `data`");
     graph.initializer = kept;
     graph.value_info.clear();
+    // Opset 21 was for the blocked DequantizeLinear, now gone; what remains
+    // (Conv, BatchNormalization, PRelu, Gemm, …) means the same at 18, the
+    // newest opset tract 0.23 is tested against.
+    let ops: HashSet<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    let known = ["Conv", "BatchNormalization", "PRelu", "Gemm", "Flatten", "Dropout", "Sub", "Mul", "Constant"];
+    ensure!(ops.iter().all(|o| known.contains(o)), "SFace: unexpected operators {ops:?}");
+    for o in &mut model.opset_import {
+        if o.domain.is_empty() {
+            o.version = o.version.min(18);
+        }
+    }
     let meta = [
         ("facegate.source", format!("{WHEEL_PACKAGE} {WHEEL_VERSION} {MEMBER} (sha256:{MEMBER_SHA256})")),
         ("facegate.precision", "f32 (the block-quantised int8 weights expanded)".into()),

@@ -80,13 +80,16 @@ impl GalleryHome {
             Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
         };
         let was_plain = bytes.as_ref().is_some_and(|b| !at_rest::is_sealed(b));
-        let gallery = match bytes {
+        let mut gallery = match bytes {
             Some(b) => Gallery::from_bytes(&at_rest::open(&b, seal.as_ref(), path)?, path)?,
             None => Gallery::new(model),
         };
-        if gallery.model_id() != model {
-            return Err(StoreError::ModelMismatch { expected: model, found: gallery.model_id() });
-        }
+        // A gallery enrolled with both networks searches the one running here.
+        // (A mismatch is reported as the device's model expected, the file's found.)
+        gallery.switch_to(model).map_err(|e| match e {
+            StoreError::ModelMismatch { expected, found } => StoreError::ModelMismatch { expected: found, found: expected },
+            other => other,
+        })?;
         let home = GalleryHome { seal, ..GalleryHome::new(path, gallery) };
         if was_plain && home.seal.is_some() {
             home.write(&home.read().to_bytes())?;

@@ -2,8 +2,11 @@
 //!
 //! Format (`FGGL` v2): magic, version u32, body length u64, CRC-32 of the body
 //! u32, then the body (postcard): model id, next person id, people (id, name,
-//! created, templates as one byte string of little-endian f16). Version 1,
-//! with templates as lists of f32, is still read.
+//! created, templates as one byte string of little-endian f16). Version 3
+//! adds, after the people, templates of other embedding networks (model id,
+//! then person id and f16 bytes per person who has them): it is written only
+//! when there are such templates, so a gallery of one network stays version 2.
+//! Version 1, with templates as lists of f32, is still read.
 
 use crate::atomic::{replace, sibling};
 use crate::{io, Result, StoreError};
@@ -16,6 +19,10 @@ use std::path::Path;
 const MAGIC: &[u8; 4] = b"FGGL";
 /// 2: f16 templates; 1 (f32 templates) is still read.
 const VERSION: u32 = 2;
+/// 3: version 2 and other networks' templates.
+const VERSION_OTHERS: u32 = 3;
+/// Most other networks one gallery keeps templates of.
+const MAX_OTHERS: usize = 4;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 /// Longest accepted name, in bytes.
@@ -185,10 +192,7 @@ impl<R: std::io::Read> BodyReader<R> {
         String::from_utf8(self.bytes(max)?).map_err(|_| "a name is not UTF-8".to_string())
     }
 
-    fn person(&mut self) -> std::result::Result<Person, String> {
-        let id = self.varint(u32::MAX.into())? as u32;
-        let name = self.string(MAX_NAME)?;
-        let created = self.varint(u64::MAX)?;
+    fn templates(&mut self) -> std::result::Result<Vec<StoredTemplate>, String> {
         let raw = self.bytes(MAX_TEMPLATES * TEMPLATE_BYTES)?;
         if raw.is_empty() || raw.len() % TEMPLATE_BYTES != 0 {
             return Err("template of the wrong length".into());
@@ -200,10 +204,33 @@ impl<R: std::io::Read> BodyReader<R> {
         if templates.iter().flatten().any(|v| !v.is_finite()) {
             return Err("template with a non-finite value".into());
         }
-        Ok(Person { id, name, created, templates })
+        Ok(templates)
     }
 
-    fn body(&mut self) -> std::result::Result<(String, u32, Vec<Person>), String> {
+    fn others(&mut self) -> std::result::Result<Vec<OtherTemplates>, String> {
+        let n = self.varint(MAX_OTHERS as u64)? as usize;
+        let mut others = Vec::with_capacity(n);
+        for _ in 0..n {
+            let model = ModelId::from_hex(&self.string(256)?).map_err(|e| e.to_string())?;
+            let count = self.varint(MAX_PEOPLE as u64)? as usize;
+            let mut by_person = std::collections::BTreeMap::new();
+            for _ in 0..count {
+                let id = self.varint(u32::MAX.into())? as u32;
+                by_person.insert(id, self.templates()?);
+            }
+            others.push(OtherTemplates { model, by_person });
+        }
+        Ok(others)
+    }
+
+    fn person(&mut self) -> std::result::Result<Person, String> {
+        let id = self.varint(u32::MAX.into())? as u32;
+        let name = self.string(MAX_NAME)?;
+        let created = self.varint(u64::MAX)?;
+        Ok(Person { id, name, created, templates: self.templates()? })
+    }
+
+    fn body(&mut self, with_others: bool) -> std::result::Result<Body, String> {
         let model_id = self.string(256)?;
         let next_id = self.varint(u32::MAX.into())? as u32;
         let n = self.varint(MAX_PEOPLE as u64)? as usize;
@@ -211,15 +238,16 @@ impl<R: std::io::Read> BodyReader<R> {
         for _ in 0..n {
             people.push(self.person()?);
         }
+        let others = if with_others { self.others()? } else { Vec::new() };
         if self.left != 0 {
             return Err(format!("{} bytes after the last person", self.left));
         }
-        Ok((model_id, next_id, people))
+        Ok((model_id, next_id, people, others))
     }
 
     /// Decodes the body; a checksum mismatch is reported before any decoding error.
-    fn read(mut self, expected_crc: u32) -> std::result::Result<(String, u32, Vec<Person>), String> {
-        let decoded = self.body();
+    fn read(mut self, expected_crc: u32, with_others: bool) -> std::result::Result<Body, String> {
+        let decoded = self.body(with_others);
         if decoded.is_err() {
             // Checksum the rest so damage is named as such.
             let mut sink = [0u8; 8192];
@@ -239,6 +267,35 @@ impl<R: std::io::Read> BodyReader<R> {
 
 const TEMPLATE_BYTES: usize = EMBEDDING_DIM * 2;
 
+/// A decoded body: model id, next id, people, other networks' templates.
+type Body = (String, u32, Vec<Person>, Vec<OtherTemplates>);
+
+/// Templates of another embedding network than the gallery's, kept beside the
+/// searched ones so that a door can switch networks without calling everyone
+/// back. Never searched: [`Gallery::switch_to`] makes them the searched set.
+#[derive(Debug, Clone, PartialEq)]
+struct OtherTemplates {
+    model: ModelId,
+    /// By person id.
+    by_person: std::collections::BTreeMap<u32, Vec<StoredTemplate>>,
+}
+
+/// The version 3 tail: other networks' templates (postcard, after the people).
+struct OthersOut<'a>(&'a [OtherTemplates]);
+
+impl Serialize for OthersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|o| {
+            let people: Vec<(u32, F16Bytes)> = o
+                .by_person
+                .iter()
+                .map(|(id, t)| (*id, F16Bytes(t.iter().flatten().flat_map(|h| h.to_le_bytes()).collect())))
+                .collect();
+            (o.model.to_hex(), people)
+        }))
+    }
+}
+
 /// The gallery in memory, with an int8 copy of all templates for fast search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gallery {
@@ -252,6 +309,8 @@ pub struct Gallery {
     coarse: Vec<i8>,
     /// Per template: scale/127 and Σq², for the int8 distance.
     coarse_terms: Vec<(f32, f32)>,
+    /// Other networks' templates (not searched).
+    others: Vec<OtherTemplates>,
 }
 
 /// Outcome of [`Gallery::enroll`].
@@ -296,7 +355,15 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 impl Gallery {
     /// An empty gallery for templates of `model_id`.
     pub fn new(model_id: ModelId) -> Self {
-        Gallery { model_id, next_id: 1, people: Vec::new(), owner: Vec::new(), coarse: Vec::new(), coarse_terms: Vec::new() }
+        Gallery {
+            model_id,
+            next_id: 1,
+            people: Vec::new(),
+            owner: Vec::new(),
+            coarse: Vec::new(),
+            coarse_terms: Vec::new(),
+            others: Vec::new(),
+        }
     }
 
     /// The embedding model the templates were made with.
@@ -424,12 +491,71 @@ impl Gallery {
         best
     }
 
-    /// Removes a person by name; returns their id.
+    /// Removes a person by name, with their other networks' templates; returns their id.
     pub fn remove(&mut self, name: &str) -> Result<u32> {
         let i = self.people.iter().position(|p| p.name == name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
         let id = self.people.remove(i).id;
+        for other in &mut self.others {
+            other.by_person.remove(&id);
+        }
+        self.others.retain(|o| !o.by_person.is_empty());
         self.reindex();
         Ok(id)
+    }
+
+    /// The models of the other networks this gallery keeps templates of, and
+    /// how many of its people have templates of each.
+    pub fn other_models(&self) -> Vec<(ModelId, usize)> {
+        self.others.iter().map(|o| (o.model, o.by_person.len())).collect()
+    }
+
+    /// Keeps `templates` of another network's `model` for `name` (replacing
+    /// any they had): not searched until [`switch_to`](Self::switch_to) that model.
+    pub fn set_other_templates(&mut self, name: &str, model: ModelId, templates: &[Embedding]) -> Result<()> {
+        if model == self.model_id {
+            return Err(StoreError::Invalid("these are the gallery's own network's templates, not another's".into()));
+        }
+        check_templates(templates)?;
+        let id = self.by_name(name).ok_or_else(|| StoreError::NotFound(name.to_string()))?.id;
+        let at = match self.others.iter().position(|o| o.model == model) {
+            Some(at) => at,
+            None if self.others.len() >= MAX_OTHERS => {
+                return Err(StoreError::Invalid(format!("a gallery keeps templates of at most {MAX_OTHERS} other networks")))
+            }
+            None => {
+                self.others.push(OtherTemplates { model, by_person: Default::default() });
+                self.others.len() - 1
+            }
+        };
+        self.others[at].by_person.insert(id, templates.iter().map(stored).collect());
+        Ok(())
+    }
+
+    /// Makes `model`'s templates the searched ones, keeping the current ones
+    /// beside. Refused, changing nothing, unless everyone enrolled has
+    /// templates of `model`: a door never searches a mix of two networks.
+    pub fn switch_to(&mut self, model: ModelId) -> Result<()> {
+        if model == self.model_id {
+            return Ok(());
+        }
+        let Some(at) = self.others.iter().position(|o| o.model == model) else {
+            return Err(StoreError::ModelMismatch { expected: self.model_id, found: model });
+        };
+        let missing: Vec<&str> =
+            self.people.iter().filter(|p| !self.others[at].by_person.contains_key(&p.id)).map(|p| p.name.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(StoreError::TemplatesMissing { model, missing: missing.len(), first: missing[0].to_string() });
+        }
+        let mut other = self.others.remove(at);
+        let mut previous = OtherTemplates { model: self.model_id, by_person: Default::default() };
+        for p in &mut self.people {
+            let theirs = other.by_person.remove(&p.id).expect("checked above");
+            previous.by_person.insert(p.id, std::mem::replace(&mut p.templates, theirs));
+        }
+        self.others.push(previous);
+        self.model_id = model;
+        self.reindex();
+        Ok(())
     }
 
     /// Renames a person.
@@ -506,9 +632,13 @@ impl Gallery {
         let body = BodyOut { model_id: &model_id, next_id: self.next_id, people: PeopleOut(&self.people) };
         let mut out = Vec::with_capacity(HEADER + self.template_count() * (TEMPLATE_BYTES + 1) + self.people.len() * 64);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        let version = if self.others.is_empty() { VERSION } else { VERSION_OTHERS };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&[0; 12]); // length and checksum, filled in below
         let mut out = postcard::to_extend(&body, out).expect("in-memory serialisation cannot fail");
+        if !self.others.is_empty() {
+            out = postcard::to_extend(&OthersOut(&self.others), out).expect("in-memory serialisation cannot fail");
+        }
         let len = (out.len() - HEADER) as u64;
         let crc = crc32fast::hash(&out[HEADER..]);
         out[8..16].copy_from_slice(&len.to_le_bytes());
@@ -552,8 +682,8 @@ impl Gallery {
             return Err(format("not a facegate gallery"));
         }
         let version = u32::from_le_bytes(header[4..8].try_into().expect("4"));
-        if version != VERSION && version != 1 {
-            return Err(format(&format!("gallery version {version}, this build reads 1 and {VERSION}")));
+        if ![1, VERSION, VERSION_OTHERS].contains(&version) {
+            return Err(format(&format!("gallery version {version}, this build reads 1 to {VERSION_OTHERS}")));
         }
         let len = u64::from_le_bytes(header[8..16].try_into().expect("8"));
         let crc = u32::from_le_bytes(header[16..20].try_into().expect("4"));
@@ -561,15 +691,22 @@ impl Gallery {
         if body_len != len {
             return Err(corrupt(&format!("body is {body_len} bytes, header says {len}")));
         }
-        let (model_id, next_id, people) = if version == 1 {
+        let (model_id, next_id, people, others) = if version == 1 {
             let mut body = Vec::with_capacity(len as usize);
             input.read_to_end(&mut body).map_err(io(path))?;
-            Self::v1_body(&body, crc).map_err(|why| corrupt(&why))?
+            let (model_id, next_id, people) = Self::v1_body(&body, crc).map_err(|why| corrupt(&why))?;
+            (model_id, next_id, people, Vec::new())
         } else {
-            BodyReader { input, crc: crc32fast::Hasher::new(), left: len }.read(crc).map_err(|why| corrupt(&why))?
+            let reader = BodyReader { input, crc: crc32fast::Hasher::new(), left: len };
+            reader.read(crc, version == VERSION_OTHERS).map_err(|why| corrupt(&why))?
         };
         let model_id = ModelId::from_hex(&model_id).map_err(|e| format(&e.to_string()))?;
-        let mut g = Gallery { people, next_id, ..Gallery::new(model_id) };
+        // Other templates of people no longer enrolled, or of the gallery's own model, are damage.
+        let known: std::collections::HashSet<u32> = people.iter().map(|p| p.id).collect();
+        if others.iter().any(|o| o.model == model_id || o.by_person.keys().any(|id| !known.contains(id))) {
+            return Err(corrupt("other networks' templates name an unknown person or the gallery's own model"));
+        }
+        let mut g = Gallery { people, next_id, others, ..Gallery::new(model_id) };
         g.reindex();
         Ok(g)
     }
@@ -634,6 +771,46 @@ mod tests {
         let (p, d) = g.similar(&[emb(5.0)], 0.1, None).unwrap();
         assert!(p.name == "Bob" && d < 1e-3, "{} at {d}", p.name);
         assert!(g.similar(&[emb(5.0)], 0.1, Some("Bob")).is_none());
+    }
+
+    #[test]
+    fn a_gallery_switches_networks_only_when_everyone_has_the_others_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("both.fg");
+        let mut g = sample();
+        let one_network = g.to_bytes();
+        assert_eq!(u32::from_le_bytes(one_network[4..8].try_into().unwrap()), VERSION, "one network: still version 2");
+        g.set_other_templates("Ada", MODEL_B, &[emb(7.0)]).unwrap();
+        assert!(g.set_other_templates("Ada", MODEL_A, &[emb(7.0)]).is_err(), "the gallery's own model is not another");
+        assert!(matches!(g.set_other_templates("Zed", MODEL_B, &[emb(7.0)]), Err(StoreError::NotFound(_))));
+        // Bob has no templates of B: no switch, nothing changed.
+        let before = g.clone();
+        assert!(
+            matches!(g.switch_to(MODEL_B), Err(StoreError::TemplatesMissing { missing: 1, ref first, .. }) if first == "Bob")
+        );
+        assert_eq!(g, before);
+        assert!(matches!(g.switch_to(ModelId::from_bytes([0xc; 32])), Err(StoreError::ModelMismatch { .. })));
+        g.set_other_templates("Bob", MODEL_B, &[emb(8.0), emb(8.1)]).unwrap();
+        g.save(&path).unwrap();
+        let mut loaded = Gallery::load(&path).unwrap();
+        assert_eq!(loaded, g, "version 3 round trip");
+        assert_eq!(loaded.other_models(), vec![(MODEL_B, 2)]);
+        // Switched: B is searched, A kept beside; a probe of A's finds nobody.
+        loaded.switch_to(MODEL_B).unwrap();
+        assert_eq!(loaded.model_id(), MODEL_B);
+        assert!(matches!(loaded.identify(&emb(8.0), 0.01), Identification::Known { index: 1, .. }));
+        assert!(matches!(loaded.identify(&emb(5.0), 0.01), Identification::Unknown { .. }));
+        assert_eq!(loaded.other_models(), vec![(MODEL_A, 2)]);
+        loaded.switch_to(MODEL_A).unwrap();
+        assert_eq!(loaded.by_name("Ada").unwrap().templates(), g.by_name("Ada").unwrap().templates());
+        // Removing a person removes their other templates too.
+        loaded.remove("Bob").unwrap();
+        assert_eq!(loaded.other_models(), vec![(MODEL_B, 1)]);
+        // A tail naming someone not enrolled is damage.
+        let mut bad = sample();
+        bad.others.push(OtherTemplates { model: MODEL_B, by_person: [(99, vec![stored(&emb(1.0))])].into() });
+        let e = Gallery::from_bytes(&bad.to_bytes(), &path).unwrap_err().to_string();
+        assert!(e.contains("unknown person"), "{e}");
     }
 
     #[test]

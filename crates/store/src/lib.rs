@@ -55,6 +55,16 @@ pub enum StoreError {
         /// The offered model id.
         found: facegate_core::ModelId,
     },
+    /// Switching a gallery to another network's templates needs them for everyone.
+    #[error("{missing} of the people enrolled have no templates of model {model} (the first: {first:?})")]
+    TemplatesMissing {
+        /// The model switched to.
+        model: facegate_core::ModelId,
+        /// How many people lack its templates.
+        missing: usize,
+        /// One of them.
+        first: String,
+    },
     /// Nobody of that name is enrolled.
     #[error("no one named {0:?} is enrolled")]
     NotFound(String),

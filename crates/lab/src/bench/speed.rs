@@ -10,7 +10,7 @@ use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::detect::cnn::CnnDetector;
 use facegate_face::detect::yunet::YunetDetector;
 use facegate_face::pipeline::{CNN_DETECTOR_FILE, YUNET_DETECTOR_FILE};
-use facegate_face::{Embedder, Pipeline, PipelineConfig, Precision};
+use facegate_face::{Embedder, Network, Pipeline, PipelineConfig, Precision};
 use image::{imageops, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -128,7 +128,7 @@ fn measure_dlib(python: &Path, models: &Path, frame: &RgbImage, runs: usize) -> 
 }
 
 /// Runs the benchmark and prints the result.
-pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
+pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
     if args.runs < 1 {
         bail!("--runs must be at least 1");
     }
@@ -149,7 +149,10 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     let jpeg = jpeg.into_inner();
 
     // The door configuration: HOG at native resolution, faces ≥ 100 px, one network run per face.
-    let pipeline = Pipeline::load(models, args.precision, PipelineConfig::door())?;
+    let pipeline = Pipeline::load(models, args.precision, PipelineConfig { network, ..PipelineConfig::door() })?;
+    // The other network at its shipped precision, for the in-run ratios.
+    let other_network = Network::ALL.into_iter().find(|n| *n != network).expect("two networks");
+    let other = Pipeline::load(models, Precision::Int8, PipelineConfig { network: other_network, ..PipelineConfig::door() })?;
     let n = args.runs;
     let (decode_ms, _) = median_ms(n, || decode_image(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes"));
     let (detect_ms, dets) = median_ms(n, || pipeline.detect(&frame));
@@ -172,20 +175,35 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     }
     let Some(det) = dets.first().copied() else { bail!("no face found in the benchmark frame") };
     let (landmarks_ms, landmarks) = median_ms(n, || pipeline.landmarks.predict(&frame, det.rect));
-    let (chip_ms, chip) = median_ms(n, || face_chip(&frame, &landmarks));
-    // Every precision on the same chip in the same run; the pipeline's own network is one of them.
+    let (chip_ms, chip) = match network {
+        Network::Dlib => median_ms(n, || face_chip(&frame, &landmarks)),
+        // SFace's chip from the detection (HOG has no points: dlib's landmarks on their template).
+        Network::Sface => median_ms(n, || pipeline.align(&frame, det).chip),
+    };
+    // Every precision the network ships on the same chip in the same run; the pipeline's own is one of them.
     let mut embed_by_precision = Vec::new();
-    for precision in [Precision::F32, Precision::Int8, Precision::QInt8] {
-        let ms = if precision == args.precision {
+    let shipped: &[Precision] = match network {
+        Network::Dlib => &[Precision::F32, Precision::Int8, Precision::QInt8],
+        Network::Sface => &[Precision::F32],
+    };
+    for &precision in shipped {
+        let ms = if precision == pipeline.embedder.precision() {
             median_ms(n, || pipeline.embedder.embed(&chip).expect("embeds")).0
         } else {
-            let net = Embedder::load(models, facegate_face::Network::Dlib, precision)?;
+            let net = Embedder::load(models, network, precision)?;
             median_ms(n, || net.embed(&chip).expect("embeds")).0
         };
         embed_by_precision.push((precision, ms));
     }
     let embed_ms_of = |p: Precision| embed_by_precision.iter().find(|(q, _)| *q == p).map_or(f64::NAN, |(_, ms)| *ms);
-    let embed_default = embed_ms_of(args.precision);
+    let embed_default = embed_ms_of(pipeline.embedder.precision());
+    // The other network's embedding of its own chip of the same face, timed in turns with ours.
+    let other_chip = other.align(&frame, det).chip;
+    let (_, other_embed_ms, embed_ratio_vs_other) = alternating_median_ms(
+        n,
+        || drop(std::hint::black_box(pipeline.embedder.embed(&chip))),
+        || drop(std::hint::black_box(other.embedder.embed(&other_chip))),
+    );
     // Liveness: both networks of the ensemble on the face, as the door runs them.
     let liveness = facegate_face::liveness::Liveness::load(models)?;
     let (liveness_ms, _) = median_ms(n, || liveness.score(&frame, det.rect).expect("scores"));
@@ -202,7 +220,7 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
     // frame at a time: the detector split over the workers, then liveness on
     // another core beside the alignment and embedding (which split over the
     // workers only when there is no live score to compute beside them).
-    let door_frame_once = |cores: Option<&Cores>| {
+    let door_frame_of = |pipeline: &Pipeline, cores: Option<&Cores>| {
         let live = |rect: facegate_face::Rect| liveness.score(&frame, rect).expect("scores");
         let Some(cores) = cores else {
             let faces = pipeline.faces(&frame);
@@ -222,6 +240,11 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
             None => (cores.split(embed_all), None),
         }
     };
+    let door_frame_once = |cores: Option<&Cores>| door_frame_of(&pipeline, cores);
+    // The whole door frame on every thread with this network and with the
+    // other, in turns: the ratio the choice of network costs.
+    let (_, frame_ms_other_network, frame_ratio_vs_other) =
+        alternating_median_ms(n, || door_frame_of(&pipeline, cores.as_ref()), || door_frame_of(&other, cores.as_ref()));
     let (frame_ms_1_thread, frame_ms, frame_ratio) = match &cores {
         Some(c) => alternating_median_ms(n, || door_frame_once(None), || door_frame_once(Some(c))),
         None => {
@@ -316,7 +339,14 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         "frame_ms": frame_ms,
         "frame_ms_without_liveness": frame_ms_without_liveness,
         "liveness_ms": liveness_ms,
-        "precision": args.precision.as_str(),
+        "network": network.as_str(),
+        "precision": pipeline.embedder.precision().as_str(),
+        "other_network": other_network.as_str(),
+        "embed_ms_other_network": other_embed_ms,
+        // This network's time over the other's, each a median of ratios timed in turns.
+        "embed_ratio_vs_other_network": 1.0 / embed_ratio_vs_other,
+        "frame_ms_other_network": frame_ms_other_network,
+        "frame_ratio_vs_other_network": 1.0 / frame_ratio_vs_other,
         "runs": n,
         "face_box_px": det.rect.width(),
     });
@@ -357,6 +387,11 @@ pub fn run(models: &Path, args: SpeedArgs) -> Result<()> {
         );
         println!(
             "  one stage on {threads} threads (× its 1-thread time, in turns): embed {embed_threads_ms:.2} ms ({embed_ratio:.2}×), HOG {detect_threads_ms:.2} ms ({detect_ratio:.2}×), YuNet {yunet_threads_ms:.2} ms ({yunet_ratio:.2}×), liveness {liveness_threads_ms:.2} ms ({liveness_ratio:.2}×)"
+        );
+        println!(
+            "  network {network}: embed {embed_default:.2} ms, {:.2}× {other_network}'s {other_embed_ms:.2} ms; whole door frame on {threads} threads {:.2}× {other_network}'s {frame_ms_other_network:.2} ms",
+            1.0 / embed_ratio_vs_other,
+            1.0 / frame_ratio_vs_other
         );
         if let Some(r) = json.get("speedup_per_face_vs_dlib") {
             println!(
