@@ -329,7 +329,18 @@ pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<
     let models = resolve_models(models.as_deref(), false, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
-    crate::demo::run(&pipeline, liveness.as_ref(), lfw, keep)
+    // A kept scenario's gallery also holds SFace's templates, so `device run`
+    // replays it with either network (the ARM check does).
+    let other = match keep {
+        Some(_) => {
+            let mut sface = config.clone();
+            (sface.recognition.network, sface.recognition.detector) =
+                (facegate_face::Network::Sface, crate::config::DoorDetector::Yunet);
+            Some(load_pipeline(&models, &sface)?)
+        }
+        None => None,
+    };
+    crate::demo::run(&pipeline, other.as_ref(), liveness.as_ref(), lfw, keep)
 }
 
 /// `device run`: the door loop, with the provisioning link beside it.

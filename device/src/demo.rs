@@ -33,26 +33,51 @@ pub fn config() -> Config {
 /// frames (`frames/`), the gallery (`gallery.fg`) and the settings
 /// (`demo.toml`) stay there, so `device run` can replay the same scenario
 /// (the ARM check runs the shipped build, which has no `demo`, on them).
-pub fn run(pipeline: &Pipeline, liveness: Option<&Liveness>, lfw: &Path, keep: Option<&Path>) -> Result<()> {
+/// With `other` (another network's pipeline), the kept gallery holds that
+/// network's templates of the same photos too, and `demo-<network>.toml` runs it.
+pub fn run(
+    pipeline: &Pipeline,
+    other: Option<&Pipeline>,
+    liveness: Option<&Liveness>,
+    lfw: &Path,
+    keep: Option<&Path>,
+) -> Result<()> {
     let data = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening LFW at {}", lfw.display()))?;
     let dir = keep.map_or_else(|| std::env::temp_dir().join(format!("facegate-demo-{}", std::process::id())), Path::to_path_buf);
     std::fs::create_dir_all(&dir)?;
     let settings = config();
     let result = (|| -> Result<()> {
-        let mut templates = Vec::new();
-        for i in 1..=3 {
-            let img = facegate_face::decode::decode_image(
-                &data.read(&facegate_lfw::image_path(PERSON, i))?,
-                facegate_face::decode::DEFAULT_MAX_PIXELS,
-            )?;
-            let face = pipeline.faces(&img).into_iter().next().context("no face in an enrolment photo")?;
-            templates.push(pipeline.embed(&face)?);
-        }
+        let photos = (1..=3)
+            .map(|i| {
+                let bytes = data.read(&facegate_lfw::image_path(PERSON, i))?;
+                Ok(facegate_face::decode::decode_image(&bytes, facegate_face::decode::DEFAULT_MAX_PIXELS)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let templates_of = |p: &Pipeline| -> Result<Vec<_>> {
+            photos
+                .iter()
+                .map(|img| {
+                    let face = p.faces(img).into_iter().next().context("no face in an enrolment photo")?;
+                    Ok(p.embed(&face)?)
+                })
+                .collect()
+        };
         let mut gallery = Gallery::new(pipeline.embedder.model_id());
-        gallery.add_person(PERSON, templates, pipeline.embedder.model_id(), now_ms() as u64 / 1000)?;
+        gallery.add_person(PERSON, templates_of(pipeline)?, pipeline.embedder.model_id(), now_ms() as u64 / 1000)?;
         if keep.is_some() {
-            gallery.save(&dir.join("gallery.fg"))?;
             std::fs::write(dir.join("demo.toml"), toml::to_string(&settings)?)?;
+            if let Some(other) = other {
+                let mut saved = gallery.clone();
+                saved.set_other_templates(PERSON, other.embedder.model_id(), &templates_of(other)?)?;
+                saved.save(&dir.join("gallery.fg"))?;
+                let mut with_other = settings.clone();
+                with_other.recognition.network = other.embedder.network();
+                with_other.recognition.detector = crate::config::DoorDetector::Yunet;
+                let name = format!("demo-{}.toml", other.embedder.network());
+                std::fs::write(dir.join(name), toml::to_string(&with_other)?)?;
+            } else {
+                gallery.save(&dir.join("gallery.fg"))?;
+            }
         }
         eprintln!("enrolled {PERSON} from 3 photos; replaying 5 other photos of them, then 20 strangers");
         let frames = dir.join("frames");

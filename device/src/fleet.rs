@@ -511,7 +511,9 @@ impl Link {
         let model = self.shared.gallery().model_id();
         if snapshot.model != model {
             bail!(
-                "the site's templates are of model {}, this door runs model {model} (update the door or the site)",
+                "the site's templates are of model {}, this door runs model {model}: a site's doors all run one embedding \
+                 network (set recognition.network to the site's, `host-tool --site … doors` shows it), or update the door \
+                 or the site",
                 snapshot.model
             );
         }

@@ -57,17 +57,23 @@ run_scenario() { # name, config, runner…
     > "$out/$name.events" 2> "$out/$name.log"
   "$@" embed --config "$config" --models "$ws/models" "${imgs[@]}" > "$out/$name.embed" 2>> "$out/$name.log"
 }
-qemu_scenarios() { # target: its HOG and YuNet scenarios under qemu
-  echo "== replay scenario on $1 under qemu (HOG and YuNet detectors)"
+# SFace (recognition.network = "sface", YuNet's points): the demo's gallery
+# holds its templates of the same photos too.
+[ -f "$out/demo/demo-sface.toml" ] || { echo "the demo kept no demo-sface.toml"; exit 1; }
+qemu_scenarios() { # target: its HOG, YuNet and SFace scenarios under qemu
+  echo "== replay scenario on $1 under qemu (HOG and YuNet detectors, SFace network)"
   # shellcheck disable=SC2086
   run_scenario "$1" "$out/demo/demo.toml" ${qemu[$1]} "target/$1/dist/device"
   # shellcheck disable=SC2086
   run_scenario "$1-yunet" "$out/demo/demo-yunet.toml" ${qemu[$1]} "target/$1/dist/device"
+  # shellcheck disable=SC2086
+  run_scenario "$1-sface" "$out/demo/demo-sface.toml" ${qemu[$1]} "target/$1/dist/device"
 }
 
-echo "== replay scenario on x86_64 (HOG and YuNet detectors)"
+echo "== replay scenario on x86_64 (HOG and YuNet detectors, SFace network)"
 run_scenario x86 "$out/demo/demo.toml" target/release/device
 run_scenario x86-yunet "$out/demo/demo-yunet.toml" target/release/device
+run_scenario x86-sface "$out/demo/demo-sface.toml" target/release/device
 target/release/device embed --config "$out/demo/demo-qint8.toml" --models "$ws/models" "${imgs[@]}" > "$out/x86-qint8.embed"
 # A qemu process is one thread: aarch64's runs go on beside the armv7 build,
 # then armv7's beside them, and the script waits for both.
@@ -96,7 +102,7 @@ def decisions(name):
     # The number of stranger events depends on wall-clock cooldowns (qemu is slower); whether there are any does not.
     return {"granted": grants, "strangers_seen": any(e["kind"] == "unknown" for e in ev), "relay": relay}
 ok = True
-for suffix in ["", "-yunet"]:
+for suffix in ["", "-yunet", "-sface"]:
     ref = decisions("x86" + suffix)
     assert ref["granted"] == ["Colin_Powell"], (suffix, ref)
     assert ref["strangers_seen"] and ref["relay"] == ["locked", "unlocked", "locked", "locked"], (suffix, ref)
