@@ -545,6 +545,23 @@ mod tests {
     }
 
     #[test]
+    fn the_network_and_an_auto_threshold_are_settings() {
+        let c = Config::from_toml("[recognition]\nnetwork = \"sface\"\n").unwrap();
+        assert_eq!((c.recognition.network, c.recognition.threshold()), (Network::Sface, Network::Sface.door_threshold()));
+        assert_eq!(Config::default().recognition.threshold(), Network::Dlib.door_threshold());
+        let c = Config::from_toml("[recognition]\nnetwork = \"sface\"\nthreshold = 0.9\n").unwrap();
+        assert_eq!(c.recognition.threshold(), 0.9, "a number is kept");
+        let e = Config::from_toml("[recognition]\nnetwork = \"arcface\"\n").unwrap_err().to_string();
+        assert!(e.contains("recognition.network") && e.contains("sface"), "{e}");
+        let e = Config::from_toml("[recognition]\nthreshold = \"strict\"\n").unwrap_err().to_string();
+        assert!(e.contains("auto"), "{e}");
+        let (set, _) = Config::with_setting("", "recognition.network", "sface").unwrap();
+        assert_eq!(set.recognition.network, Network::Sface);
+        let (set, _) = Config::with_setting("[recognition]\nthreshold = 0.4\n", "recognition.threshold", "auto").unwrap();
+        assert_eq!(set.recognition.threshold, Threshold::Auto);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = Config::from_toml("[recognition]\nframes_agree = 9\n").unwrap_err().to_string();
         assert!(e.contains("frames_agree"), "{e}");
