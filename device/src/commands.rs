@@ -177,7 +177,7 @@ pub fn open_gallery_sealed(
     GalleryHome::open_sealed(path, model, key).map_err(|e| match e {
         facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
             "gallery {} holds templates of model {found} but the device runs the {network} network, model {model}: templates of \
-             two models are not comparable. Re-enrol its people with `host-tool --network {network} enroll …` (enrolling with \
+             two models are not comparable: re-enrol its people with `host-tool --network {network} enroll …` (enrolling with \
              `--network both` keeps a gallery usable by either network), or set recognition.network to the network that made \
              them (a retrained last layer in recognition.metric makes its own model id: enrol with `host-tool --metric` and the same file)",
             path.display()
