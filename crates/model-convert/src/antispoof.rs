@@ -11,10 +11,10 @@
 //! networks channel-last, where tract has a vectorised depthwise kernel but
 //! broadcasts a per-channel `Mul` element by element.
 
-use crate::onnx::{attribute, f32_tensor, Attr};
+use crate::onnx::{attribute, prelu_as_max, Attr};
 use anyhow::{ensure, Context, Result};
 use prost::Message;
-use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, StringStringEntryProto};
+use tract_onnx::pb::{ModelProto, NodeProto, StringStringEntryProto};
 
 /// One liveness network of the ensemble.
 pub struct AntispoofSource {
@@ -51,72 +51,6 @@ pub const ANTISPOOF: [AntispoofSource; 2] = [
         out: "liveness_minifasnet_v1se.onnx",
     },
 ];
-
-/// The float values of initializer `name` (raw little-endian or `float_data`).
-fn initializer_floats(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
-    let t = graph.initializer.iter().find(|t| t.name == name)?;
-    if t.data_type != tract_onnx::pb::tensor_proto::DataType::Float as i32 {
-        return None;
-    }
-    if !t.raw_data.is_empty() {
-        return Some(t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
-    }
-    Some(t.float_data.clone())
-}
-
-/// Rewrites each PReLU whose slopes are all ≤ 1, one per channel, as
-/// `max(x, a·x)` with `a·x` a 1×1 depthwise convolution; returns how many.
-fn prelu_as_max(graph: &mut GraphProto) -> usize {
-    let mut rewritten = 0;
-    let mut nodes = Vec::with_capacity(graph.node.len() + 40);
-    let mut weights = Vec::new();
-    for node in std::mem::take(&mut graph.node) {
-        let slopes = (node.op_type == "PRelu" && node.input.len() == 2)
-            .then(|| per_channel_slopes(graph, &node.input[1]))
-            .flatten()
-            .filter(|a| a.iter().all(|&v| v <= 1.0));
-        let Some(slopes) = slopes else {
-            nodes.push(node);
-            continue;
-        };
-        let channels = slopes.len() as i64;
-        let kernel = format!("{}_as_depthwise", node.input[1]);
-        weights.push(f32_tensor(&kernel, &[channels, 1, 1, 1], &slopes));
-        let scaled = format!("{}_scaled", node.output[0]);
-        nodes.push(NodeProto {
-            input: vec![node.input[0].clone(), kernel],
-            output: vec![scaled.clone()],
-            name: format!("{}_mul", node.name),
-            op_type: "Conv".into(),
-            attribute: vec![attribute("group", Attr::Int(channels)), attribute("kernel_shape", Attr::Ints(vec![1, 1]))],
-            ..Default::default()
-        });
-        nodes.push(NodeProto {
-            input: vec![node.input[0].clone(), scaled],
-            output: node.output.clone(),
-            name: format!("{}_max", node.name),
-            op_type: "Max".into(),
-            ..Default::default()
-        });
-        rewritten += 1;
-    }
-    graph.node = nodes;
-    // The slopes now live in the depthwise kernels only.
-    let used: std::collections::HashSet<&String> = graph.node.iter().flat_map(|n| &n.input).collect();
-    let kept: Vec<_> = std::mem::take(&mut graph.initializer).into_iter().filter(|t| used.contains(&t.name)).collect();
-    graph.initializer = kept;
-    graph.initializer.extend(weights);
-    rewritten
-}
-
-/// The slopes of a PReLU that has one per channel (`[C, 1, 1]` or `[1, C, 1, 1]`).
-fn per_channel_slopes(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
-    let dims = &graph.initializer.iter().find(|t| t.name == name)?.dims;
-    let channels = *dims.iter().max()?;
-    let per_channel = matches!(dims.as_slice(), [c, 1, 1] | [1, c, 1, 1] if *c == channels);
-    let slopes = initializer_floats(graph, name)?;
-    (per_channel && slopes.len() as i64 == channels).then_some(slopes)
-}
 
 /// The export with its PReLUs as `max(x, a·x)`, a softmax on its logits and facegate's metadata.
 pub fn convert(export: &[u8], src: &AntispoofSource) -> Result<Vec<u8>> {
