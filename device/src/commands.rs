@@ -175,7 +175,7 @@ pub fn open_gallery_sealed(
         tracing::warn!("no gallery at {}: nobody is enrolled, every face is a stranger", path.display());
     }
     GalleryHome::open_sealed(path, model, key).map_err(|e| match e {
-        facegate_store::StoreError::ModelMismatch { found, .. } => anyhow::anyhow!(
+        facegate_store::StoreError::ModelMismatch { expected: found, .. } => anyhow::anyhow!(
             "gallery {} holds templates of model {found} but the device runs the {network} network, model {model}: templates of \
              two models are not comparable: re-enrol its people with `host-tool --network {network} enroll …` (enrolling with \
              `--network both` keeps a gallery usable by either network), or set recognition.network to the network that made \

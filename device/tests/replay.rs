@@ -88,6 +88,19 @@ fn run_device_with(replay: &Path, gallery: &Path, env: &[(&str, &str)]) -> (Vec<
     (facegate_testkit::json_lines(&out.stdout), stderr)
 }
 
+/// `dir/strangers/`: the first photo of each of `count` people other than `person`, in name order.
+fn strangers_in(dir: &Path, names: &[String], data: &facegate_lfw::Dataset, person: &str, count: usize) -> std::path::PathBuf {
+    let strangers = dir.join("strangers");
+    std::fs::create_dir(&strangers).unwrap();
+    let mut people: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).filter(|p| *p != person).collect();
+    people.sort_unstable();
+    people.dedup();
+    for (k, p) in people.iter().take(count).enumerate() {
+        std::fs::write(strangers.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(p, 1)).unwrap()).unwrap();
+    }
+    strangers
+}
+
 fn kinds(events: &[Value], kind: &str) -> usize {
     events.iter().filter(|e| e["kind"] == kind).count()
 }
@@ -118,14 +131,7 @@ fn enrolled_person_is_granted_once_strangers_never_and_bad_frames_do_no_harm() {
     env.clear();
 
     // 200 strangers (one photo each of 200 other people), with damaged frames among them.
-    let strangers = dir.path().join("strangers");
-    std::fs::create_dir(&strangers).unwrap();
-    let mut people: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).filter(|p| *p != person).collect();
-    people.sort_unstable();
-    people.dedup();
-    for (k, p) in people.iter().take(200).enumerate() {
-        std::fs::write(strangers.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(p, 1)).unwrap()).unwrap();
-    }
+    let strangers = strangers_in(dir.path(), &names, &data, person, 200);
     std::fs::write(strangers.join("050b.jpg"), b"\xff\xd8\xff\xe0 this is not a whole jpeg").unwrap();
     std::fs::write(strangers.join("150b.jpg"), b"").unwrap();
     let (events, stderr) = run_device(&strangers, &gallery);
@@ -352,14 +358,7 @@ fn an_sface_door_grants_its_people_keeps_strangers_out_and_refuses_the_other_net
     assert_eq!(granted["person"], person);
     assert!(granted["distance"].as_f64().unwrap() < f64::from(facegate_face::Network::Sface.door_threshold()));
     // 100 strangers: nobody let in.
-    let strangers = dir.path().join("strangers");
-    std::fs::create_dir(&strangers).unwrap();
-    let mut people: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).filter(|p| *p != person).collect();
-    people.sort_unstable();
-    people.dedup();
-    for (k, p) in people.iter().take(100).enumerate() {
-        std::fs::write(strangers.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(p, 1)).unwrap()).unwrap();
-    }
+    let strangers = strangers_in(dir.path(), &names, &data, person, 100);
     let (events, stderr, ok) = run_device_with_config(&strangers, &sface_gallery, sface);
     assert!(ok, "{stderr}");
     assert_eq!(kinds(&events, "granted"), 0, "a stranger was let in: {events:?}");

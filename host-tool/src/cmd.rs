@@ -231,11 +231,7 @@ pub fn status(g: &Global) -> Result<()> {
 
 /// The network whose shipped file (at any precision) has `model` as its id.
 fn network_of(models: &Path, model: ModelId) -> Option<Network> {
-    Network::ALL.into_iter().find(|n| {
-        [Precision::Int8, Precision::F32, Precision::QInt8]
-            .iter()
-            .any(|p| facegate_face::Embedder::model_id_of(models, *n, *p).ok() == Some(model))
-    })
+    facegate_face::Embedder::find_model(models, model).ok().flatten().map(|(network, _)| network)
 }
 
 /// A pipeline whose model matches the target's (int8 or f32, with the
@@ -249,24 +245,20 @@ pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
         }
         None => None,
     };
-    for (kind, precision) in
-        Network::ALL.into_iter().flat_map(|n| [Precision::Int8, Precision::F32, Precision::QInt8].map(|p| (n, p)))
-    {
-        let network = facegate_face::Embedder::model_id_of(&models, kind, precision).ok();
-        if network == Some(model) {
-            if let Some(asked) = g.network.filter(|asked| *asked != kind) {
-                bail!(
-                    "the target holds templates of the {kind} network (model {model}), not of {asked}: templates of two networks \
-                     are not comparable. Run with --network {kind}, or enrol its people again with --network {asked} into a new \
-                     gallery (a device: set recognition.network = \"{asked}\" and enrol them again)"
-                );
-            }
-            let config = PipelineConfig { network: kind, ..PipelineConfig::default() };
-            return Pipeline::load(&models, precision, config)
-                .with_context(|| format!("loading models from {}", models.display()));
+    if let Some((kind, precision)) = facegate_face::Embedder::find_model(&models, model)? {
+        if let Some(asked) = g.network.filter(|asked| *asked != kind) {
+            bail!(
+                "the target holds templates of the {kind} network (model {model}), not of {asked}: templates of two networks \
+                 are not comparable. Run with --network {kind}, or enrol its people again with --network {asked} into a new \
+                 gallery (a device: set recognition.network = \"{asked}\" and enrol them again)"
+            );
         }
-        let made_by = |m: &MetricHead| m.is_last_layer() && Some(m.meta.base_model) == network && m.template_model() == model;
-        if let Some(m) = metric.clone().filter(made_by) {
+        let config = PipelineConfig { network: kind, ..PipelineConfig::default() };
+        return Pipeline::load(&models, precision, config).with_context(|| format!("loading models from {}", models.display()));
+    }
+    // Templates of a retrained last layer (dlib's network only) of the --metric file.
+    if let Some(m) = metric.filter(|m| m.is_last_layer() && m.template_model() == model) {
+        if let Some((Network::Dlib, precision)) = facegate_face::Embedder::find_model(&models, m.meta.base_model)? {
             let layer = LastLayer { template_model: m.template_model(), weights: m.weights };
             return Pipeline::load_with_last_layer(&models, precision, PipelineConfig::default(), Some(layer))
                 .with_context(|| format!("loading models from {}", models.display()));

@@ -197,6 +197,15 @@ impl Embedder {
         ModelDir::open(models_dir)?.recorded_id(network.file_name(precision))
     }
 
+    /// The network and precision whose shipped file has id `model`, as the
+    /// directory's MANIFEST records them (read once); `None` for another model.
+    pub fn find_model(models_dir: &std::path::Path, model: ModelId) -> Result<Option<(Network, Precision)>, FaceError> {
+        let dir = ModelDir::open(models_dir)?;
+        let mut shipped =
+            Network::ALL.into_iter().flat_map(|n| [Precision::Int8, Precision::F32, Precision::QInt8].map(|p| (n, p)));
+        Ok(shipped.find(|(n, p)| dir.recorded_id(n.file_name(*p)).ok() == Some(model)))
+    }
+
     /// Loads an ONNX model of `network` from memory.
     pub fn from_bytes(bytes: &[u8], network: Network, precision: Precision) -> Result<Self, FaceError> {
         let s = network.chip_size() as usize;

@@ -84,12 +84,9 @@ impl GalleryHome {
             Some(b) => Gallery::from_bytes(&at_rest::open(&b, seal.as_ref(), path)?, path)?,
             None => Gallery::new(model),
         };
-        // A gallery enrolled with both networks searches the one running here.
-        // (A mismatch is reported as the device's model expected, the file's found.)
-        gallery.switch_to(model).map_err(|e| match e {
-            StoreError::ModelMismatch { expected, found } => StoreError::ModelMismatch { expected: found, found: expected },
-            other => other,
-        })?;
+        // A gallery enrolled with both networks searches the one running here;
+        // a mismatch names the file's model as expected and `model` as found.
+        gallery.switch_to(model)?;
         let home = GalleryHome { seal, ..GalleryHome::new(path, gallery) };
         if was_plain && home.seal.is_some() {
             home.write(&home.read().to_bytes())?;
