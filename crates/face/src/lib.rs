@@ -19,6 +19,7 @@ pub mod liveness;
 pub mod matching;
 pub mod model_files;
 pub mod pipeline;
+pub mod prelu;
 pub mod resize;
 
 pub use embed::{Embedder, LastLayer, Network, Precision};

@@ -56,6 +56,7 @@ fn tract_on_the_expanded_file_matches_onnxruntime_on_the_original() {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .expect("tract loads the SFace file");
+    let embedder = Embedder::load(&workspace().join("models"), Network::Sface, Precision::F32).expect("loads SFace");
     let cases = r["synthetic"].as_array().expect("synthetic cases");
     assert_eq!(cases.len(), 3);
     for case in cases {
@@ -68,6 +69,19 @@ fn tract_on_the_expanded_file_matches_onnxruntime_on_the_original() {
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("synthetic input {k}: largest difference from onnxruntime {worst:.2e}");
         assert!(worst <= BOUND_OUTPUT, "input {k}: tract differs from onnxruntime by {worst}");
+        // The door's loader (one-pass PReLU, channel-last layout) on the same
+        // input as a chip: the same unit-length embedding.
+        let planes = synthetic_input(k);
+        let planes = planes.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        let chip = image::RgbImage::from_fn(112, 112, |x, y| {
+            let at = (y * 112 + x) as usize;
+            image::Rgb([0, 1, 2].map(|c| planes[c * 112 * 112 + at] as u8))
+        });
+        let door = embedder.embed(&chip).expect("embeds");
+        let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let worst = door.iter().zip(&want).map(|(a, b)| (a - b / norm).abs()).fold(0f32, f32::max);
+        eprintln!("synthetic input {k}: facegate's loader differs from onnxruntime (unit length) by {worst:.2e}");
+        assert!(worst * norm <= BOUND_OUTPUT, "input {k}: facegate's loader differs by {worst} (unit length)");
     }
 }
 

@@ -144,13 +144,15 @@ pub fn expand(original: &[u8]) -> Result<Vec<u8>> {
     // Opset 21 was for the blocked DequantizeLinear, now gone; what remains
     // (Conv, BatchNormalization, PRelu, Gemm, …) means the same at 18, the
     // newest opset tract 0.23 is tested against.
-    // tract runs PReLU as compare-and-select over a per-channel product (32 of
-    // 57 ms per face); max(x, a·x), with a·x a 1×1 depthwise convolution, has
-    // the same values wherever every slope is ≤ 1 (25 of the 27 here).
-    let rewritten = crate::onnx::prelu_as_max(graph);
-    ensure!(rewritten >= 20, "SFace: only {rewritten} PReLUs could be written as max(x, a·x)");
+    // The PReLUs stay: facegate's loader runs a per-channel PReLU as one pass
+    // (facegate_face::prelu), faster than any rewrite into standard ops.
+    // Normalisations after a depthwise convolution or the last Gemm were
+    // passes of their own in tract: folded into the weights (28 of 29; the one
+    // before the Gemm reads a PReLU).
+    let folded = crate::onnx::fold_batchnorm(graph);
+    ensure!(folded == 28, "SFace: folded {folded} batch normalisations, expected 28");
     let ops: HashSet<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
-    let known = ["Conv", "BatchNormalization", "PRelu", "Max", "Gemm", "Flatten", "Dropout", "Sub", "Mul", "Constant"];
+    let known = ["Conv", "BatchNormalization", "PRelu", "Gemm", "Flatten", "Dropout", "Sub", "Mul", "Constant"];
     ensure!(ops.iter().all(|o| known.contains(o)), "SFace: unexpected operators {ops:?}");
     for o in &mut model.opset_import {
         if o.domain.is_empty() {

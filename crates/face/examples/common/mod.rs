@@ -7,7 +7,7 @@ use tract_onnx::prelude::*;
 /// convolutions run channel-last when `channel_last` (as `Liveness` runs its
 /// networks).
 pub fn load(path: &str, shape: &[usize], channel_last: bool) -> TractResult<TypedModel> {
-    let mut model = tract_onnx::onnx().model_for_path(path)?.with_input_fact(0, f32::fact(shape).into())?;
+    let mut model = facegate_face::prelu::onnx().model_for_path(path)?.with_input_fact(0, f32::fact(shape).into())?;
     for i in 0..model.output_outlets()?.len() {
         model = model.with_output_fact(i, InferenceFact::default())?;
     }
