@@ -329,14 +329,15 @@ pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<
     let models = resolve_models(models.as_deref(), false, &config)?;
     let pipeline = load_pipeline(&models, &config)?;
     let liveness = load_liveness(&models, &config)?;
-    // A kept scenario's gallery also holds SFace's templates, so `device run`
-    // replays it with either network (the ARM check does).
+    // A kept scenario's gallery also holds the other network's templates, so
+    // `device run` replays it with either network (the ARM check does).
     let other = match keep {
         Some(_) => {
-            let mut sface = config.clone();
-            (sface.recognition.network, sface.recognition.detector) =
-                (facegate_face::Network::Sface, crate::config::DoorDetector::Yunet);
-            Some(load_pipeline(&models, &sface)?)
+            let mut with_other = config.clone();
+            let network = facegate_face::Network::ALL.into_iter().find(|n| *n != config.recognition.network);
+            with_other.recognition.network = network.expect("two networks");
+            with_other.recognition.detector = crate::config::DoorDetector::Yunet;
+            Some(load_pipeline(&models, &with_other)?)
         }
         None => None,
     };

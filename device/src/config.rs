@@ -548,7 +548,9 @@ mod tests {
     fn the_network_and_an_auto_threshold_are_settings() {
         let c = Config::from_toml("[recognition]\nnetwork = \"sface\"\n").unwrap();
         assert_eq!((c.recognition.network, c.recognition.threshold()), (Network::Sface, Network::Sface.door_threshold()));
-        assert_eq!(Config::default().recognition.threshold(), Network::Dlib.door_threshold());
+        assert_eq!(Config::default().recognition.threshold(), Network::Sface.door_threshold(), "SFace is the default");
+        let c = Config::from_toml("[recognition]\nnetwork = \"dlib\"\n").unwrap();
+        assert_eq!(c.recognition.threshold(), Network::Dlib.door_threshold());
         let c = Config::from_toml("[recognition]\nnetwork = \"sface\"\nthreshold = 0.9\n").unwrap();
         assert_eq!(c.recognition.threshold(), 0.9, "a number is kept");
         let e = Config::from_toml("[recognition]\nnetwork = \"arcface\"\n").unwrap_err().to_string();

@@ -34,7 +34,8 @@ pub fn config() -> Config {
 /// (`demo.toml`) stay there, so `device run` can replay the same scenario
 /// (the ARM check runs the shipped build, which has no `demo`, on them).
 /// With `other` (another network's pipeline), the kept gallery holds that
-/// network's templates of the same photos too, and `demo-<network>.toml` runs it.
+/// network's templates of the same photos too, and `demo-<network>.toml`
+/// runs each network on YuNet's points.
 pub fn run(
     pipeline: &Pipeline,
     other: Option<&Pipeline>,
@@ -70,11 +71,13 @@ pub fn run(
                 let mut saved = gallery.clone();
                 saved.set_other_templates(PERSON, other.embedder.model_id(), &templates_of(other)?)?;
                 saved.save(&dir.join("gallery.fg"))?;
-                let mut with_other = settings.clone();
-                with_other.recognition.network = other.embedder.network();
-                with_other.recognition.detector = crate::config::DoorDetector::Yunet;
-                let name = format!("demo-{}.toml", other.embedder.network());
-                std::fs::write(dir.join(name), toml::to_string(&with_other)?)?;
+                // One settings file per network, each on YuNet's five points.
+                for network in [pipeline.embedder.network(), other.embedder.network()] {
+                    let mut on_yunet = settings.clone();
+                    on_yunet.recognition.network = network;
+                    on_yunet.recognition.detector = crate::config::DoorDetector::Yunet;
+                    std::fs::write(dir.join(format!("demo-{network}.toml")), toml::to_string(&on_yunet)?)?;
+                }
             } else {
                 gallery.save(&dir.join("gallery.fg"))?;
             }

@@ -219,7 +219,7 @@ pub fn recognise(
         };
         let checked = enrol_pick
             .unwrap_or(Ok(()))
-            .and_then(|()| enrol::check_sharpness(&face.chip, Purpose::Enrol))
+            .and_then(|()| enrol::check_sharpness(&face.chip, pipeline.embedder.network(), Purpose::Enrol))
             .and_then(|_| not_live.map_or(Ok(()), Err));
         match checked {
             Ok(()) => c.got.push(embedding),

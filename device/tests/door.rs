@@ -28,7 +28,7 @@ fn test_loop<'a>(pipeline: &'a Pipeline, shared: &'a Shared, sim: &SimRelay, inp
         Arc::new(Mutex::new(Box::new(sim.clone()))),
         Policy::new(3, 5, 60_000),
         LoopSettings {
-            threshold: 0.52,
+            threshold: pipeline.embedder.network().door_threshold(),
             pulse: Duration::from_secs(60),
             until_end: true,
             door_held: Duration::ZERO,
@@ -245,7 +245,7 @@ fn camera_enrolment_applies_the_photo_rules() {
     let blurred: Vec<RgbImage> = sharp.iter().map(|f| image::imageops::blur(f, 4.0)).collect();
     let short = capture(&pipeline, &blurred, "blurred").expect_err("blurred frames are refused");
     assert_eq!(short.got, 0);
-    assert!(matches!(short.last_problem, Some(EnrolProblem::Blurred(_))), "{short}");
+    assert!(matches!(short.last_problem, Some(EnrolProblem::Blurred(..))), "{short}");
 
     let small: Vec<RgbImage> = (1..=4)
         .map(|i| image::imageops::resize(&lfw_image(&data, "Colin_Powell", i), 140, 140, image::imageops::FilterType::Triangle))

@@ -260,7 +260,8 @@ pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
     if let Some(m) = metric.filter(|m| m.is_last_layer() && m.template_model() == model) {
         if let Some((Network::Dlib, precision)) = facegate_face::Embedder::find_model(&models, m.meta.base_model)? {
             let layer = LastLayer { template_model: m.template_model(), weights: m.weights };
-            return Pipeline::load_with_last_layer(&models, precision, PipelineConfig::default(), Some(layer))
+            let config = PipelineConfig { network: Network::Dlib, ..PipelineConfig::default() };
+            return Pipeline::load_with_last_layer(&models, precision, config, Some(layer))
                 .with_context(|| format!("loading models from {}", models.display()));
         }
     }

@@ -53,7 +53,7 @@ struct Cli {
     #[arg(long, global = true, env = "FACEGATE_MODELS")]
     models: Option<PathBuf>,
     /// The embedding network that makes templates here and runs the
-    /// benchmarks: dlib or sface [default: dlib]. A gallery or site of the
+    /// benchmarks: sface or dlib [default: sface]. A gallery or site of the
     /// other network's templates is refused, not mixed. `both` (enroll into a
     /// gallery file): each person gets templates of both networks, so the
     /// gallery serves a door running either.
@@ -328,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup { file } => cmd::backup(&g, &file),
         Command::Restore { file } => cmd::restore(&g, &file),
         Command::Unlock => cmd::unlock(&g),
-        Command::Train(args) => facegate_lab::run_train(&g.models()?, args),
+        Command::Train(args) => facegate_lab::run_train(&g.models()?, g.network(), args),
         Command::Bench(command) => facegate_lab::run_bench(&g.models()?, g.network(), command),
     }
 }

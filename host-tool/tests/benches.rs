@@ -51,8 +51,10 @@ fn bench_speed_json_has_the_speed_interface() {
         "fps",
         "detect_ms_640x480",
         "detect_ms_640x480_yunet",
-        "embed_ms_int8",
-        "embed_ms_qint8",
+        "embed_ms_f32",
+        "embed_ms_other_network",
+        "frame_ms_other_network",
+        "frame_ratio_vs_other_network",
         "liveness_ms",
         "detect_ms_640x480_threads",
         "embed_ms_threads",
@@ -65,6 +67,15 @@ fn bench_speed_json_has_the_speed_interface() {
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
     }
     assert_eq!(j["threads"], 2);
+    // The default network (SFace) ships in f32 only; dlib's precisions are timed with it.
+    assert_eq!((j["network"].as_str(), j["other_network"].as_str()), (Some("sface"), Some("dlib")), "{j}");
+    assert!(j["embed_ms_int8"].is_null() && j["embed_ms_qint8"].is_null(), "{j}");
+    let dlib = bench_json(&["speed", "--network", "dlib", "--json", "--runs", "1", "--lfw", lfw.to_str().unwrap()]);
+    for key in ["embed_ms_f32", "embed_ms_int8", "embed_ms_qint8", "frame_ratio_vs_other_network"] {
+        let v = dlib[key].as_f64().unwrap_or_else(|| panic!("dlib: {key} missing or not a number: {dlib}"));
+        assert!(v.is_finite() && v > 0.0, "dlib: {key} = {v}");
+    }
+    assert_eq!(dlib["other_network"], "sface");
     // At 2 threads the door pipelines frames: its frame rate is that of whole frames on both cores.
     assert_eq!(j["fps"], j["fps_frames_in_parallel"], "{j}");
     // The frame it measured, for `device bench` on the unit.

@@ -73,10 +73,15 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&out), "identify", &photo(3)]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("site.fgmetric") && stderr.contains("damaged"), "{stderr}");
-    // The network's last layer, on pooled features (a cache of its own).
+    // dlib's last layer, on pooled features (a cache of its own); SFace, the
+    // default, has none to retrain and says which flag to use.
     let layer = dir.path().join("layer.fgmetric");
     let pooled = dir.path().join("p.fgfeat");
+    let refused = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--out", &s(&layer)]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--network dlib"));
     let trained = json_of(&host_tool(&[
+        "--network",
+        "dlib",
         "train",
         "--photos",
         &s(&photos),
@@ -95,13 +100,17 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let file = facegate_train::MetricHead::load(&layer, &trained["base_model"].as_str().unwrap().parse().unwrap()).unwrap();
     assert_eq!(file.inputs(), 256);
     // A last layer makes new embeddings: a gallery enrolled without it is refused, plainly…
-    let refused = host_tool(&["--gallery", &gallery, "--metric", &s(&layer), "identify", &photo(3)]);
+    let dlib_gallery = s(&dir.path().join("dlib.fg"));
+    let enrolled = host_tool(&["--network", "dlib", "--gallery", &dlib_gallery, "enroll", p, &photo(1), &photo(2)]);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let refused = host_tool(&["--network", "dlib", "--gallery", &dlib_gallery, "--metric", &s(&layer), "identify", &photo(3)]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("enrolled again"), "{stderr}");
     // …and one enrolled with it finds its person (the threshold is given: two
     // epochs on four validation people make no threshold worth testing).
     let layered = s(&dir.path().join("layered.fg"));
-    let with_layer = |args: &[&str]| host_tool(&[&["--gallery", &layered, "--metric", &s(&layer)], args].concat());
+    let with_layer =
+        |args: &[&str]| host_tool(&[&["--network", "dlib", "--gallery", &layered, "--metric", &s(&layer)], args].concat());
     let enrolled = with_layer(&["enroll", p, &photo(1), &photo(2)]);
     assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
     let found = with_layer(&["--threshold", "0.6", "--json", "identify", &photo(3), &photo(4)]);
@@ -112,7 +121,8 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let plain = host_tool(&["--gallery", &layered, "identify", &photo(3)]);
     assert!(!plain.status.success() && String::from_utf8_lossy(&plain.stderr).contains("--metric"));
     // The embedding cache is not mistaken for pooled features.
-    let mixed = host_tool(&["train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
+    let mixed =
+        host_tool(&["--network", "dlib", "train", "--photos", &s(&photos), "--kind", "last-layer", "--cache", &s(&cache)]);
     assert!(!mixed.status.success() && String::from_utf8_lossy(&mixed.stderr).contains("feature cache made for"));
 }
 

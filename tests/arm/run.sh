@@ -43,13 +43,17 @@ done
 # strangers), kept so that every build replays the very same frames and gallery
 # through `device run`, the loop that ships.
 target/release/device demo --lfw "$lfw" --models "$ws/models" --keep "$out/demo" > /dev/null 2> "$out/demo.log"
-# The same scenario with the YuNet detector (recognition.detector = "yunet").
-sed 's/^detector = "hog"$/detector = "yunet"/' "$out/demo/demo.toml" > "$out/demo/demo-yunet.toml"
-grep -q '^detector = "yunet"$' "$out/demo/demo-yunet.toml" || { echo "demo.toml has no detector setting"; exit 1; }
-# The network computed in int8 (recognition.precision = "qint8"): aarch64's
+# The same scenario on YuNet's points with each network (recognition.network
+# = "sface", the default, and "dlib"): the demo's gallery holds both
+# networks' templates of the same photos.
+for n in sface dlib; do
+  [ -f "$out/demo/demo-$n.toml" ] || { echo "the demo kept no demo-$n.toml"; exit 1; }
+done
+grep -q '^network = "sface"$' "$out/demo/demo.toml" || { echo "demo.toml does not run the default network, SFace"; exit 1; }
+# dlib's network computed in int8 (recognition.precision = "qint8"): aarch64's
 # integer kernels are not x86's, so its embeddings are compared too.
-sed 's/^precision = "int8"$/precision = "qint8"/' "$out/demo/demo.toml" > "$out/demo/demo-qint8.toml"
-grep -q '^precision = "qint8"$' "$out/demo/demo-qint8.toml" || { echo "demo.toml has no precision setting"; exit 1; }
+sed 's/^precision = "int8"$/precision = "qint8"/' "$out/demo/demo-dlib.toml" > "$out/demo/demo-qint8.toml"
+grep -q '^precision = "qint8"$' "$out/demo/demo-qint8.toml" || { echo "demo-dlib.toml has no precision setting"; exit 1; }
 run_scenario() { # name, config, runner…
   local name=$1 config=$2; shift 2
   "$@" run --config "$config" --models "$ws/models" --gallery "$out/demo/gallery.fg" \
@@ -57,23 +61,20 @@ run_scenario() { # name, config, runner…
     > "$out/$name.events" 2> "$out/$name.log"
   "$@" embed --config "$config" --models "$ws/models" "${imgs[@]}" > "$out/$name.embed" 2>> "$out/$name.log"
 }
-# SFace (recognition.network = "sface", YuNet's points): the demo's gallery
-# holds its templates of the same photos too.
-[ -f "$out/demo/demo-sface.toml" ] || { echo "the demo kept no demo-sface.toml"; exit 1; }
-qemu_scenarios() { # target: its HOG, YuNet and SFace scenarios under qemu
-  echo "== replay scenario on $1 under qemu (HOG and YuNet detectors, SFace network)"
+qemu_scenarios() { # target: the default (SFace on HOG), SFace on YuNet and dlib on YuNet under qemu
+  echo "== replay scenario on $1 under qemu (SFace on HOG and on YuNet, dlib on YuNet)"
   # shellcheck disable=SC2086
   run_scenario "$1" "$out/demo/demo.toml" ${qemu[$1]} "target/$1/dist/device"
   # shellcheck disable=SC2086
-  run_scenario "$1-yunet" "$out/demo/demo-yunet.toml" ${qemu[$1]} "target/$1/dist/device"
-  # shellcheck disable=SC2086
   run_scenario "$1-sface" "$out/demo/demo-sface.toml" ${qemu[$1]} "target/$1/dist/device"
+  # shellcheck disable=SC2086
+  run_scenario "$1-dlib" "$out/demo/demo-dlib.toml" ${qemu[$1]} "target/$1/dist/device"
 }
 
-echo "== replay scenario on x86_64 (HOG and YuNet detectors, SFace network)"
+echo "== replay scenario on x86_64 (SFace on HOG and on YuNet, dlib on YuNet)"
 run_scenario x86 "$out/demo/demo.toml" target/release/device
-run_scenario x86-yunet "$out/demo/demo-yunet.toml" target/release/device
 run_scenario x86-sface "$out/demo/demo-sface.toml" target/release/device
+run_scenario x86-dlib "$out/demo/demo-dlib.toml" target/release/device
 target/release/device embed --config "$out/demo/demo-qint8.toml" --models "$ws/models" "${imgs[@]}" > "$out/x86-qint8.embed"
 # A qemu process is one thread: aarch64's runs go on beside the armv7 build,
 # then armv7's beside them, and the script waits for both.
@@ -102,7 +103,7 @@ def decisions(name):
     # The number of stranger events depends on wall-clock cooldowns (qemu is slower); whether there are any does not.
     return {"granted": grants, "strangers_seen": any(e["kind"] == "unknown" for e in ev), "relay": relay}
 ok = True
-for suffix in ["", "-yunet", "-sface"]:
+for suffix in ["", "-sface", "-dlib"]:
     ref = decisions("x86" + suffix)
     assert ref["granted"] == ["Colin_Powell"], (suffix, ref)
     assert ref["strangers_seen"] and ref["relay"] == ["locked", "unlocked", "locked", "locked"], (suffix, ref)
@@ -113,12 +114,12 @@ for suffix in ["", "-yunet", "-sface"]:
         ok &= same
         emb = json.load(open(f"{out}/{t}{suffix}.embed"))
         delta = max(abs(a - b) for r, e in zip(emb_ref, emb) for a, b in zip(r["embedding"], e["embedding"]))
-        print(f"{t}{suffix or ' (hog)'}: decisions {'same as x86' if same else 'DIFFER: ' + json.dumps(d)}; "
+        print(f"{t}{suffix or ' (sface, hog)'}: decisions {'same as x86' if same else 'DIFFER: ' + json.dumps(d)}; "
               f"embeddings of {len(emb)} faces: max |delta| vs x86 = {delta:.3g}")
         ok &= delta < 1e-2
 def embeddings(name):
     return [e["embedding"] for e in json.load(open(f"{out}/{name}.embed"))]
-q_x86, q_arm, int8 = embeddings("x86-qint8"), embeddings("aarch64-unknown-linux-gnu-qint8"), embeddings("x86")
+q_x86, q_arm, int8 = embeddings("x86-qint8"), embeddings("aarch64-unknown-linux-gnu-qint8"), embeddings("x86-dlib")
 assert all(e is not None for e in q_x86 + q_arm), "a face was not embedded"
 delta = max(abs(a - b) for r, e in zip(q_x86, q_arm) for a, b in zip(r, e))
 dist = max(sum((a - b) ** 2 for a, b in zip(r, e)) ** 0.5 for r, e in zip(q_x86, int8))
@@ -140,7 +141,8 @@ for t in "${targets[@]}"; do
   deb=$(ls "$out"/facegate-device_*_"${deb_arch[$t]}".deb)
   dpkg-deb -I "$deb" > "$out/info"; dpkg-deb -c "$deb" > "$out/contents"
   grep -q "Architecture: ${deb_arch[$t]}" "$out/info"
-  for f in ./usr/bin/facegate-device ./etc/facegate/facegate.toml ./usr/share/facegate/models/face_resnet_int8.onnx \
+  for f in ./usr/bin/facegate-device ./etc/facegate/facegate.toml ./usr/share/facegate/models/face_sface_f32.onnx \
+           ./usr/share/facegate/models/face_resnet_int8.onnx \
            ./usr/share/facegate/models/landmarks_5.fgsp ./usr/share/facegate/models/face_detector_hog.fghd \
            ./usr/share/facegate/models/face_detector_yunet.onnx \
            ./usr/share/facegate/models/liveness_minifasnet_v2.onnx ./usr/share/facegate/models/liveness_minifasnet_v1se.onnx \
@@ -161,7 +163,7 @@ deb=$(ls target/packages/facegate-host-tool_*_arm64.deb)
 dpkg-deb -I "$deb" > "$out/info"; dpkg-deb -c "$deb" > "$out/contents"
 grep -q "Architecture: arm64" "$out/info"
 for f in ./usr/lib/facegate-host-tool/host-tool ./usr/lib/facegate-host-tool/models/MANIFEST \
-         ./usr/lib/facegate-host-tool/models/face_resnet_int8.onnx; do
+         ./usr/lib/facegate-host-tool/models/face_sface_f32.onnx ./usr/lib/facegate-host-tool/models/face_resnet_int8.onnx; do
   grep -q " $f\$" "$out/contents" || { echo "missing $f in $deb"; exit 1; }
 done
 mkdir "$out/host-root"; dpkg -x "$deb" "$out/host-root"

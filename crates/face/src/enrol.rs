@@ -7,7 +7,7 @@
 
 use crate::detect::Detection;
 use crate::matching::distance;
-use crate::{Embedding, Face, FaceError, Pipeline};
+use crate::{Embedding, Face, FaceError, Network, Pipeline};
 use image::RgbImage;
 
 /// Faces narrower than this (pixels in the image) are refused: the 150 px chip
@@ -23,6 +23,11 @@ pub const OTHER_FACE_RATIO: f64 = 0.6;
 /// 1st percentile of 9.8; blurred with a Gaussian of σ = 2 px, a median of 3.4
 /// and a 99th percentile of 8.5; with σ = 1.5 px, a median of 6.2.
 pub const MIN_SHARPNESS: f32 = 10.0;
+
+/// The same on SFace's 112×112 ArcFace chip (a tighter crop with fewer
+/// pixels per feature, so sharper per pixel), from `host-tool --network sface
+/// bench blur`: see docs/benchmarks.md.
+pub const MIN_SHARPNESS_SFACE: f32 = 36.0;
 
 /// Why an image cannot give a template.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,8 +48,8 @@ pub enum EnrolProblem {
     #[error("the face is cut by the edge of the photo")]
     Cut,
     /// Too little detail.
-    #[error("the face is too blurred (sharpness {0:.0}, at least {MIN_SHARPNESS:.0} needed)")]
-    Blurred(f32),
+    #[error("the face is too blurred (sharpness {0:.0}, at least {1:.0} needed)")]
+    Blurred(f32, f32),
     /// The face does not look live (a print or a screen): camera captures only.
     #[error("the face does not look live (live score {0:.2}); enrol the person in front of the camera, not a photo of them")]
     NotLive(f32),
@@ -105,11 +110,12 @@ pub fn sharpness(img: &RgbImage) -> f32 {
     ((sum2 / n) - (sum / n).powi(2)) as f32
 }
 
-/// Refuses a chip too blurred to enrol; returns its sharpness.
-pub fn check_sharpness(chip: &RgbImage, purpose: Purpose) -> Result<f32, EnrolProblem> {
+/// Refuses a chip of `network` too blurred to enrol; returns its sharpness.
+pub fn check_sharpness(chip: &RgbImage, network: Network, purpose: Purpose) -> Result<f32, EnrolProblem> {
     let s = sharpness(chip);
-    if purpose == Purpose::Enrol && s < MIN_SHARPNESS {
-        return Err(EnrolProblem::Blurred(s));
+    let needed = network.min_sharpness();
+    if purpose == Purpose::Enrol && s < needed {
+        return Err(EnrolProblem::Blurred(s, needed));
     }
     Ok(s)
 }
@@ -128,7 +134,7 @@ pub struct CheckedFace {
 pub fn checked_face(pipeline: &Pipeline, img: &RgbImage, purpose: Purpose) -> Result<CheckedFace, EnrolProblem> {
     let det = pick_one_face(&pipeline.detect(img), img.width(), img.height(), purpose)?;
     let face = pipeline.align(img, det);
-    let sharpness = check_sharpness(&face.chip, purpose)?;
+    let sharpness = check_sharpness(&face.chip, pipeline.embedder.network(), purpose)?;
     Ok(CheckedFace { face, width: det.rect.width(), sharpness })
 }
 
@@ -186,9 +192,13 @@ mod tests {
         assert!(sharp > 10.0 * soft && soft >= 0.0, "{sharp} vs {soft}");
         assert_eq!(sharpness(&RgbImage::new(150, 150)), 0.0);
         let flat = RgbImage::from_pixel(150, 150, image::Rgb([90, 90, 90]));
-        assert_eq!(check_sharpness(&flat, Purpose::Enrol), Err(EnrolProblem::Blurred(0.0)));
-        assert_eq!(check_sharpness(&flat, Purpose::Probe), Ok(0.0));
-        assert!(check_sharpness(&img, Purpose::Enrol).is_ok());
+        assert_eq!(check_sharpness(&flat, Network::Dlib, Purpose::Enrol), Err(EnrolProblem::Blurred(0.0, MIN_SHARPNESS)));
+        assert_eq!(check_sharpness(&flat, Network::Sface, Purpose::Probe), Ok(0.0));
+        assert!(check_sharpness(&img, Network::Dlib, Purpose::Enrol).is_ok());
+        // The ArcFace chip measures sharper: its threshold is higher.
+        let needed = |n: Network| check_sharpness(&flat, n, Purpose::Enrol).unwrap_err();
+        assert_eq!(needed(Network::Sface), EnrolProblem::Blurred(0.0, MIN_SHARPNESS_SFACE));
+        const { assert!(MIN_SHARPNESS_SFACE > MIN_SHARPNESS) };
     }
 
     #[test]

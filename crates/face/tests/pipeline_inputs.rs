@@ -23,8 +23,9 @@ fn blank_noise_and_tiny_images_have_no_faces() {
 #[test]
 fn batched_embeddings_equal_single_ones() {
     let p = pipeline();
+    let side = p.embedder.network().chip_size();
     let chips: Vec<RgbImage> = (0..2u32)
-        .map(|k| RgbImage::from_fn(150, 150, |x, y| Rgb([(x * (k + 3)) as u8, (y * 5 + k) as u8, ((x ^ y) + k) as u8])))
+        .map(|k| RgbImage::from_fn(side, side, |x, y| Rgb([(x * (k + 3)) as u8, (y * 5 + k) as u8, ((x ^ y) + k) as u8])))
         .collect();
     let views = [(&chips[0], false), (&chips[1], false), (&chips[0], true)];
     let batch = p.embedder.embed_batch(&views).unwrap();
@@ -72,7 +73,8 @@ fn a_group_photo_gives_every_face() {
     columns.dedup();
     assert_eq!(columns, vec![0, 1, 2], "one face per photo: {:?}", faces.iter().map(|f| f.detection).collect::<Vec<_>>());
     for f in &faces {
-        assert_eq!((f.chip.width(), f.chip.height()), (150, 150));
+        let side = p.embedder.network().chip_size();
+        assert_eq!((f.chip.width(), f.chip.height()), (side, side));
         let e = p.embed(f).unwrap();
         let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!(norm > 0.5 && norm < 3.0, "embedding norm {norm}");

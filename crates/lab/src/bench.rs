@@ -45,10 +45,10 @@ pub fn run(models: &Path, network: facegate_face::Network, command: BenchCommand
         BenchCommand::Lfw(args) => lfw::run(models, network, args),
         BenchCommand::Speed(args) => speed::run(models, network, args),
         BenchCommand::Detect(args) => detect::run(models, args),
-        BenchCommand::Blur(args) => blur::run(models, args),
+        BenchCommand::Blur(args) => blur::run(models, network, args),
         BenchCommand::Link(args) => link::run(models, args),
         BenchCommand::Liveness(args) => liveness::run(models, args),
-        BenchCommand::Fleet(args) => fleet::run(models, args),
-        BenchCommand::Load(args) => load::run(models, args),
+        BenchCommand::Fleet(args) => fleet::run(models, network, args),
+        BenchCommand::Load(args) => load::run(models, network, args),
     }
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::embed::{PooledEmbedder, POOLED_DIM};
-use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_face::{Network, Pipeline, PipelineConfig, Precision};
 use facegate_lfw::Dataset;
 use facegate_train::{FeatureCache, PhotoFeatures};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -41,15 +41,23 @@ pub fn default_cache(photos: &Path, model: &facegate_core::ModelId, suffix: &str
     dir.join(format!("features-{tag}-{}{suffix}.fgfeat", &model.to_hex()[..12]))
 }
 
-/// Embeds every photo of `photos` not yet in the cache (the photo pipeline:
-/// CNN detector, 5 jittered chips, each plain and mirrored).
-pub fn extract(models: &Path, photos: &Path, cache: Option<&Path>, threads: Option<usize>, quiet: bool) -> Result<Features> {
-    let pipeline = photo_pipeline(models)?;
+/// Embeds every photo of `photos` not yet in the cache with `network` (the
+/// photo pipeline: CNN detector, 5 jittered chips, each plain and mirrored).
+pub fn extract(
+    models: &Path,
+    network: Network,
+    photos: &Path,
+    cache: Option<&Path>,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<Features> {
+    let pipeline = photo_pipeline(models, network)?;
     extract_views(&pipeline, photos, cache, "", threads, quiet, |img, face| Ok(pipeline.view_embeddings(img, face)?))
 }
 
 /// The pooled features (the last layer's input) of every view of every photo
-/// not yet in the cache, and the network's last layer (row-major 256 × 128).
+/// not yet in the cache, and the network's last layer (row-major 256 × 128):
+/// dlib's network, the one whose last layer is retrained.
 pub fn extract_pooled(
     models: &Path,
     photos: &Path,
@@ -57,7 +65,7 @@ pub fn extract_pooled(
     threads: Option<usize>,
     quiet: bool,
 ) -> Result<(Features<POOLED_DIM>, Vec<f32>)> {
-    let pipeline = photo_pipeline(models)?;
+    let pipeline = photo_pipeline(models, Network::Dlib)?;
     let bytes = facegate_face::model_files::ModelDir::open(models)?.read(Precision::Int8.file_name())?;
     let cut = PooledEmbedder::from_bytes(&bytes)?;
     let features = extract_views(&pipeline, photos, cache, "-pooled", threads, quiet, |img, face| {
@@ -67,8 +75,8 @@ pub fn extract_pooled(
     Ok((features, cut.last_layer().to_vec()))
 }
 
-fn photo_pipeline(models: &Path) -> Result<Pipeline> {
-    Pipeline::load(models, Precision::Int8, PipelineConfig::default()).context("loading models")
+fn photo_pipeline(models: &Path, network: Network) -> Result<Pipeline> {
+    Pipeline::load(models, Precision::Int8, PipelineConfig { network, ..PipelineConfig::default() }).context("loading models")
 }
 
 /// Runs `views` on the face of every photo not yet cached, on `threads` workers.

@@ -2,8 +2,9 @@
 //! triplet loss and writes it with its figures, plus a loss/validation curve.
 
 use crate::features;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use facegate_face::Network;
 use facegate_train::trainer::EpochRecord;
 use facegate_train::{train_head, train_last_layer, PhotoFeatures, TrainConfig, TrainReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -163,8 +164,18 @@ fn usable<const D: usize>(features: &features::Features<D>, quiet: bool) -> Usab
     Usable { photos, summary, seconds: features.seconds, embedded_now: features.embedded_now, cache: features.cache.clone() }
 }
 
-/// Runs `host-tool train`.
-pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
+/// A last layer is dlib's network's (SFace's has no pooled layer to cut
+/// before): any other network is refused with the flag that picks dlib.
+pub(crate) fn refuse_last_layer_of(network: Network, kind: Kind) -> Result<()> {
+    if kind == Kind::LastLayer && network != Network::Dlib {
+        bail!("a retrained last layer is for dlib's network, not {network}: add --network dlib (a metric head, --kind head, works on either)");
+    }
+    Ok(())
+}
+
+/// Runs `host-tool train` on `network`'s embeddings (a last layer: dlib's only).
+pub fn run(models: &Path, network: Network, args: TrainArgs) -> Result<()> {
+    refuse_last_layer_of(network, args.kind)?;
     let config = args.training.config();
     let bar = epoch_bar(config.epochs, args.json);
     let progress = |r: &EpochRecord| {
@@ -174,7 +185,7 @@ pub fn run(models: &Path, args: TrainArgs) -> Result<()> {
     let (cache, threads, quiet) = (args.training.cache.as_deref(), args.threads, args.json);
     let (report, used) = match args.kind {
         Kind::Head => {
-            let features = features::extract(models, &args.photos, cache, threads, quiet)?;
+            let features = features::extract(models, network, &args.photos, cache, threads, quiet)?;
             let used = usable(&features, quiet);
             (train_head(&used.photos, features.model_id, &config, progress)?, strip(used))
         }

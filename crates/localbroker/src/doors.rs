@@ -9,6 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How a door started by [`RunningDoor::start`] runs its replay.
+#[derive(Debug, Clone, Copy)]
+pub struct DoorReplay {
+    /// Frames per second of the replay.
+    pub fps: u32,
+    /// The embedding network ("sface" or "dlib"); `None`: the device's default.
+    pub network: Option<&'static str>,
+}
+
 /// A running door and the JSON events it printed so far.
 pub struct RunningDoor {
     child: Child,
@@ -20,20 +29,22 @@ pub struct RunningDoor {
 impl RunningDoor {
     /// Starts the `device` program in `dir` (which holds the door's
     /// `fleet.toml` secrets) with the models of `models`, on a looping replay
-    /// of `approach` at `fps`, following `broker`, with `extra` arguments to
-    /// `device run` (e.g. `--stats`, `--clock-start T`).
+    /// of `approach` as `replay` says, following `broker`, with `extra`
+    /// arguments to `device run` (e.g. `--stats`, `--clock-start T`).
     pub fn start(
         device: &Path,
         models: &Path,
         dir: &Path,
         broker: &Broker,
         approach: &Path,
-        fps: u32,
+        replay: DoorReplay,
         extra: &[&str],
     ) -> RunningDoor {
+        let DoorReplay { fps, network } = replay;
         let d = dir.display();
+        let network = network.map(|n| format!("network = \"{n}\"\n")).unwrap_or_default();
         let config = format!(
-            "[camera]\nfps = {fps}\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
+            "[camera]\nfps = {fps}\n[recognition]\n{network}cooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
              [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
              [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\
              fleet_secrets = \"{d}/fleet.toml\"\nsite = \"{d}/site.fgsite\"\n",

@@ -28,7 +28,8 @@ pub fn activation_ranges(net: &ResNet, lfw: &Path, models: &Path, every: usize, 
     graph.select_outputs_by_name(names)?;
     let plan = graph.into_optimized()?.into_runnable()?;
 
-    let config = PipelineConfig { min_face: 40, ..PipelineConfig::door() };
+    // dlib's chips: the grids are for dlib's network, whatever the default network is.
+    let config = PipelineConfig { network: facegate_face::Network::Dlib, min_face: 40, ..PipelineConfig::door() };
     let pipeline = Pipeline::load(models, facegate_face::Precision::F32, config).context("loading the chip pipeline")?;
     let dataset = facegate_lfw::Dataset::open(lfw).with_context(|| format!("opening {}", lfw.display()))?;
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();

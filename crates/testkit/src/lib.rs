@@ -42,7 +42,8 @@ pub mod fleet {
         approach: &std::path::Path,
         extra: &[&str],
     ) -> RunningDoor {
-        RunningDoor::start(&crate::binary("device"), &crate::models(), dir, broker, approach, 5, extra)
+        let replay = facegate_localbroker::doors::DoorReplay { fps: 5, network: None };
+        RunningDoor::start(&crate::binary("device"), &crate::models(), dir, broker, approach, replay, extra)
     }
 }
 

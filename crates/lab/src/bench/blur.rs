@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
-use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_face::{Network, Pipeline, PipelineConfig, Precision};
 use facegate_lfw::{parse_pairs, Dataset};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,12 +33,13 @@ fn percentile(sorted: &[f32], p: f64) -> f32 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs the study.
-pub fn run(models: &Path, args: BlurArgs) -> Result<()> {
+/// Runs the study on `network`'s chips (their sizes and crops differ, so
+/// each network has its own threshold).
+pub fn run(models: &Path, network: Network, args: BlurArgs) -> Result<()> {
     let data = Dataset::open(&args.lfw).with_context(|| format!("opening {}", args.lfw.display()))?;
     let pairs = parse_pairs(&std::fs::read_to_string(&args.pairs)?)?;
     let images: BTreeSet<String> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
-    let pipeline = Pipeline::load(models, Precision::Int8, PipelineConfig::default())?;
+    let pipeline = Pipeline::load(models, Precision::Int8, PipelineConfig { network, ..PipelineConfig::default() })?;
     let (mut sharp, mut soft) = (Vec::new(), Vec::new());
     for rel in images.iter().take(args.images) {
         let img = decode_image(&data.read(rel)?, DEFAULT_MAX_PIXELS)?;
@@ -52,9 +53,10 @@ pub fn run(models: &Path, args: BlurArgs) -> Result<()> {
     }
     sharp.sort_by(f32::total_cmp);
     soft.sort_by(f32::total_cmp);
-    let threshold = facegate_face::enrol::MIN_SHARPNESS;
+    let threshold = network.min_sharpness();
     let below = |v: &[f32]| v.iter().filter(|x| **x < threshold).count() as f64 / v.len().max(1) as f64;
     let summary = serde_json::json!({
+        "network": network.as_str(),
         "images": args.images.min(images.len()),
         "sigma": args.sigma,
         "threshold": threshold,

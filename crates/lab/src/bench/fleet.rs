@@ -6,8 +6,9 @@
 //! de-duplication by (door, seq)).
 
 use anyhow::{bail, Context, Result};
+use facegate_face::Network;
 use facegate_localbroker::broker::Broker;
-use facegate_localbroker::doors::{collect, RunningDoor};
+use facegate_localbroker::doors::{collect, DoorReplay, RunningDoor};
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, SiteState};
 use facegate_site_admin::broker::Link;
 use facegate_site_admin::SiteConfig;
@@ -62,10 +63,18 @@ pub(crate) struct BenchSite {
 }
 
 impl BenchSite {
-    /// `people` people with `templates` templates each (`seed` varies them) for the doors `doors`.
-    pub(crate) fn new(models: &Path, doors: &[String], people: usize, templates: usize, seed: usize) -> Result<Self> {
+    /// `people` people with `templates` templates each (`seed` varies them)
+    /// of `network` (the doors' default precision) for the doors `doors`.
+    pub(crate) fn new(
+        models: &Path,
+        network: Network,
+        doors: &[String],
+        people: usize,
+        templates: usize,
+        seed: usize,
+    ) -> Result<Self> {
         let (admin, data) = (AdminKey::generate()?, DataKey::generate()?);
-        let model = facegate_face::Embedder::model_id_of(models, facegate_face::Network::Dlib, facegate_face::Precision::Int8)?;
+        let model = facegate_face::Embedder::model_id_of(models, network, facegate_face::Precision::Int8)?;
         let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
         rules.groups.insert("staff".into(), Group::default());
         for n in doors {
@@ -146,12 +155,12 @@ fn fresh_broker_bytes(sys: &Mutex<Vec<(String, Value)>>) -> Result<u64> {
 }
 
 /// Runs the benchmark.
-pub fn run(models: &Path, args: FleetArgs) -> Result<()> {
+pub fn run(models: &Path, network: Network, args: FleetArgs) -> Result<()> {
     let device = super::fixtures::device_program(args.device.clone())?;
     let work = std::env::temp_dir().join(format!("facegate-bench-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = measure(models, &device, &work, &args);
+    let result = measure(models, network, &device, &work, &args);
     let _ = std::fs::remove_dir_all(&work);
     let figures = result?;
     if args.json {
@@ -176,7 +185,7 @@ pub fn run(models: &Path, args: FleetArgs) -> Result<()> {
     Ok(())
 }
 
-fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Result<Value> {
+fn measure(models: &Path, network: Network, device: &Path, work: &Path, args: &FleetArgs) -> Result<Value> {
     let names: Vec<String> = (0..args.doors).map(|i| format!("door-{i:02}")).collect();
     let passwords: Vec<String> = names.iter().map(|n| format!("pw-{n}-{}", std::process::id())).collect();
     let admin_password = format!("admin-{}", std::process::id());
@@ -184,7 +193,7 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
     users.extend(names.iter().map(String::as_str).zip(passwords.iter().map(String::as_str)));
     let mut broker = Broker::start(&work.join("broker"), &users).map_err(anyhow::Error::msg)?;
 
-    let mut site = BenchSite::new(models, &names, args.people, args.templates, 0)?;
+    let mut site = BenchSite::new(models, network, &names, args.people, args.templates, 0)?;
     let messages = site.messages(1, [0; 32])?;
 
     // The doors, started before the site exists.
@@ -196,7 +205,8 @@ fn measure(models: &Path, device: &Path, work: &Path, args: &FleetArgs) -> Resul
         std::fs::create_dir_all(&dir)?;
         let secrets = site.secrets(n, pw);
         std::fs::write(dir.join("fleet.toml"), secrets.to_toml())?;
-        doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, 5, &["--stats"]));
+        let replay = DoorReplay { fps: 5, network: Some(network.as_str()) };
+        doors.push(RunningDoor::start(device, models, &dir, &broker, &approach, replay, &["--stats"]));
     }
     let config = site.config(&broker, &admin_password);
     let status = collect(&broker, "admin", &admin_password, "facegate/bench/doors/+/status");

@@ -69,7 +69,7 @@ fn embed_image(pipeline: &Pipeline, other: Option<&Pipeline>, data: &Dataset, na
 /// Runs the benchmark and prints the result.
 pub fn run(models: &Path, network: Network, args: LfwArgs) -> Result<()> {
     if let Some(kind) = args.train_metric {
-        return super::trained::run(models, &args, kind);
+        return super::trained::run(models, network, &args, kind);
     }
     let text = std::fs::read_to_string(&args.pairs).with_context(|| format!("reading {}", args.pairs.display()))?;
     let mut pairs = parse_pairs(&text)?;

@@ -18,6 +18,7 @@
 use super::fixtures::{stats_figure, synthetic};
 use super::fleet::BenchSite;
 use anyhow::{bail, Context, Result};
+use facegate_face::Network;
 use facegate_localbroker::broker::Broker;
 use facegate_localbroker::doors::{collect, RunningDoor};
 use facegate_protocol::link::Link as SerialLink;
@@ -70,7 +71,7 @@ pub struct LoadArgs {
 }
 
 /// Runs the benchmark.
-pub fn run(models: &Path, args: LoadArgs) -> Result<()> {
+pub fn run(models: &Path, network: Network, args: LoadArgs) -> Result<()> {
     let device = super::fixtures::device_program(args.device.clone())?;
     if !args.minutes.is_finite()
         || args.minutes <= 0.0
@@ -86,9 +87,9 @@ pub fn run(models: &Path, args: LoadArgs) -> Result<()> {
     let reference_minutes = args.reference_minutes.unwrap_or((args.minutes / 10.0).clamp(0.5, 1.0));
     let result = (|| -> Result<Value> {
         eprintln!("reference: {reference_minutes} min, frames only");
-        let reference = run_door(models, &device, &work.join("reference"), &args, reference_minutes, false)?;
+        let reference = run_door(models, network, &device, &work.join("reference"), &args, reference_minutes, false)?;
         eprintln!("load: {} min", args.minutes);
-        let loaded = run_door(models, &device, &work.join("load"), &args, args.minutes, true)?;
+        let loaded = run_door(models, network, &device, &work.join("load"), &args, args.minutes, true)?;
         let fsync = log_append_ms(&work.join("fsync"))?;
         Ok(figures(&args, &reference, &loaded, fsync))
     })();
@@ -222,20 +223,28 @@ fn read_log<P: facegate_protocol::link::Port>(
     }
 }
 
-fn run_door(models: &Path, device: &Path, dir: &Path, args: &LoadArgs, minutes: f64, loaded: bool) -> Result<Run> {
+fn run_door(
+    models: &Path,
+    network: Network,
+    device: &Path,
+    dir: &Path,
+    args: &LoadArgs,
+    minutes: f64,
+    loaded: bool,
+) -> Result<Run> {
     std::fs::create_dir_all(dir)?;
     let (door_name, door_password, admin_password) =
         ("load", format!("door-{}", std::process::id()), format!("admin-{}", std::process::id()));
     let broker = Broker::start(&dir.join("broker"), &[("admin", admin_password.as_str()), (door_name, door_password.as_str())])
         .map_err(anyhow::Error::msg)?;
-    let mut site = BenchSite::new(models, &[door_name.to_string()], args.people, args.templates, 0)?;
+    let mut site = BenchSite::new(models, network, &[door_name.to_string()], args.people, args.templates, 0)?;
     std::fs::write(dir.join("fleet.toml"), site.secrets(door_name, &door_password).to_toml())?;
     let approach = dir.join("approach");
     super::fixtures::approach_frames(&approach, args.face.as_deref())?;
     let d = dir.display();
     let seconds = (minutes * 60.0).ceil() as u64;
     let config = format!(
-        "[camera]\nfps = {}\n[recognition]\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
+        "[camera]\nfps = {}\n[recognition]\nnetwork = \"{network}\"\ncooldown_ms = 1500\n[liveness]\nmode = \"off\"\n\
          [serial]\nsetup_window_s = {}\n\
          [fleet]\nenabled = true\nbroker = \"{}\"\nca_file = \"{}\"\nkeep_alive_s = 5\n\
          [paths]\nmodels = \"{}\"\ngallery = \"{d}/gallery.fg\"\nlog = \"{d}/access.log\"\npairing = \"{d}/pairing.fg\"\n\

@@ -10,6 +10,7 @@ use crate::features;
 use crate::train::{epoch_bar, epoch_message, run_json, Kind};
 use anyhow::{bail, Context, Result};
 use facegate_core::{distance, Embedding};
+use facegate_face::Network;
 use facegate_lfw::{evaluate, parse_pairs, Pair};
 use facegate_train::figures::{fnir_at_fpir, open_set_searches, Search};
 use facegate_train::trainer::EpochRecord;
@@ -91,7 +92,8 @@ impl Scores {
 }
 
 /// Runs the trained-metric benchmark and prints it.
-pub fn run(models: &Path, args: &LfwArgs, kind: Kind) -> Result<()> {
+pub fn run(models: &Path, network: Network, args: &LfwArgs, kind: Kind) -> Result<()> {
+    crate::train::refuse_last_layer_of(network, kind)?;
     let (lfw, pairs_file, folds, threads, json_out, training) =
         (&args.lfw, &args.pairs, args.folds, args.threads, args.json, &args.training);
     let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
@@ -106,7 +108,7 @@ pub fn run(models: &Path, args: &LfwArgs, kind: Kind) -> Result<()> {
     let protocol = Protocol { pairs: &pairs, fold_count, tested, config: &config, quiet };
     let mut out = match kind {
         Kind::Head => {
-            let features = features::extract(models, lfw, cache, threads, quiet)?;
+            let features = features::extract(models, network, lfw, cache, threads, quiet)?;
             let initial = MetricHead::identity(features.model_id, 0.0);
             protocol.run(&features, &initial, |photos, progress| Ok(train_head(photos, features.model_id, &config, progress)?))?
         }
