@@ -334,8 +334,7 @@ pub fn demo(lfw: &Path, models: Option<PathBuf>, keep: Option<&Path>) -> Result<
     let other = match keep {
         Some(_) => {
             let mut with_other = config.clone();
-            let network = facegate_face::Network::ALL.into_iter().find(|n| *n != config.recognition.network);
-            with_other.recognition.network = network.expect("two networks");
+            with_other.recognition.network = config.recognition.network.other();
             with_other.recognition.detector = crate::config::DoorDetector::Yunet;
             Some(load_pipeline(&models, &with_other)?)
         }

@@ -403,7 +403,7 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
 /// from the same photos; each photo must pass the enrolment gates with it too.
 fn other_network_templates(g: &Global, pipeline: &Pipeline, name: &str, photos: &[PathBuf]) -> Result<(ModelId, Vec<Embedding>)> {
     let models = g.models()?;
-    let network = Network::ALL.into_iter().find(|n| *n != pipeline.embedder.network()).expect("two networks");
+    let network = pipeline.embedder.network().other();
     let other = Pipeline::load(&models, Precision::Int8, PipelineConfig { network, ..PipelineConfig::default() })
         .with_context(|| format!("loading the {network} network from {}", models.display()))?;
     let (templates, _) = templates_from_photos(g, &other, photos)?;

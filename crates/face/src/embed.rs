@@ -80,6 +80,22 @@ impl Network {
     /// Both, in the order `--network both` computes them.
     pub const ALL: [Network; 2] = [Network::Dlib, Network::Sface];
 
+    /// The other network (a gallery may hold both networks' templates).
+    pub fn other(self) -> Network {
+        match self {
+            Network::Dlib => Network::Sface,
+            Network::Sface => Network::Dlib,
+        }
+    }
+
+    /// Whether its convolutions run channel-last (NHWC), as the liveness
+    /// networks run: SFace's depthwise layers are vectorised over channels
+    /// there (21.0 → 19.6 ms per face on one x86 core, the same values);
+    /// dlib's ResNet has no depthwise layer to gain.
+    pub fn channel_last(self) -> bool {
+        self == Network::Sface
+    }
+
     /// The least sharpness (variance of the Laplacian, [`crate::enrol::sharpness`])
     /// of this network's chip that enrolment accepts: the chips differ in
     /// size and crop, so the same photo measures differently on each.
@@ -226,9 +242,7 @@ impl Embedder {
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
-            // SFace's depthwise layers run vectorised over channels there:
-            // 21.0 → 19.6 ms per face on one x86 core, the same values.
-            .and_then(|m| if network == Network::Sface { crate::liveness::channel_last(m) } else { Ok(m) })
+            .and_then(|m| if network.channel_last() { crate::liveness::channel_last(m) } else { Ok(m) })
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| FaceError::Model(format!("cannot load the {network} embedding network: {e}")))?;

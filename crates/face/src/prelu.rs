@@ -125,24 +125,20 @@ impl EvalOp for ChannelPrelu {
         let values = view.as_slice_mut::<f32>()?;
         // A select, not a branch: the loops vectorise.
         let prelu = |v: f32, slope: f32| if v > 0.0 { v } else { v * slope };
-        let total = values.len();
-        if plane == 1 {
-            // Channel-last: a row is one position's channels.
-            par_chunks_mut(values, channels, total, |_, rows| {
+        // A row is one channel plane (one slope), or channel-last one
+        // position's channels. Split over the pool tract splits its products
+        // over (if any), which also clears every worker's state.
+        let row = if plane == 1 { channels } else { plane };
+        if row > 0 {
+            par_chunks_mut(values, row, values.len(), |first, rows| {
                 clear_upper_halves();
-                for pixel in rows.chunks_exact_mut(channels) {
-                    pixel.iter_mut().zip(self.slopes.iter()).for_each(|(v, &slope)| *v = prelu(*v, slope));
-                }
-                Ok(())
-            })?;
-        } else if plane > 0 {
-            // Split over the pool tract splits its products over (if any), a
-            // channel plane at a time, which also clears every worker's state.
-            par_chunks_mut(values, plane, total, |first, rows| {
-                clear_upper_halves();
-                for (row, values) in rows.chunks_exact_mut(plane).enumerate() {
-                    let slope = self.slopes[(first + row) % channels];
-                    values.iter_mut().for_each(|v| *v = prelu(*v, slope));
+                for (r, values) in rows.chunks_exact_mut(row).enumerate() {
+                    if plane == 1 {
+                        values.iter_mut().zip(self.slopes.iter()).for_each(|(v, &slope)| *v = prelu(*v, slope));
+                    } else {
+                        let slope = self.slopes[(first + r) % channels];
+                        values.iter_mut().for_each(|v| *v = prelu(*v, slope));
+                    }
                 }
                 Ok(())
             })?;
@@ -269,6 +265,12 @@ mod tests {
             assert!(ops.iter().any(|o| o == "ChannelPrelu"), "slope dims {dims:?}: {ops:?}");
             assert!(!ops.iter().any(|o| o == "Iff"), "{ops:?}");
         }
+        // Channels last (rank 2, one value per channel per row): the same values.
+        let x: Vec<f32> = (0..3 * 4).map(|i| i as f32 - 6.5).collect();
+        let (y, ops) = run(&[3, 4], &x, &[4], &slopes);
+        let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| if v > 0.0 { v } else { v * slopes[i % 4] }).collect();
+        assert_eq!(y, want);
+        assert!(ops.iter().any(|o| o == "ChannelPrelu"), "{ops:?}");
     }
 
     #[test]

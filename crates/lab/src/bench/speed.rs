@@ -73,6 +73,11 @@ fn alternating_median_ms<T, U>(runs: usize, mut a: impl FnMut() -> T, mut b: imp
     // One warm-up turn (plans, caches, threads).
     let (times_a, times_b) =
         in_turns(runs, 1, || timed(&mut || drop(std::hint::black_box(a()))), || timed(&mut || drop(std::hint::black_box(b()))));
+    medians_and_ratio(times_a, times_b)
+}
+
+/// The medians of two series timed in turns, and the median of each turn's ratio b / a.
+fn medians_and_ratio(times_a: Vec<f64>, times_b: Vec<f64>) -> (f64, f64, f64) {
     let ratios = times_a.iter().zip(&times_b).map(|(a, b)| b / a).collect();
     (median(times_a), median(times_b), median(ratios))
 }
@@ -90,8 +95,7 @@ fn alternating_warm_median_ms(runs: usize, a: &dyn Fn(), b: &dyn Fn()) -> (f64, 
         t.elapsed().as_secs_f64() * 1000.0
     };
     let (times_a, times_b) = in_turns(runs, 1, || warm_then_timed(a), || warm_then_timed(b));
-    let ratios = times_a.iter().zip(&times_b).map(|(a, b)| b / a).collect();
-    (median(times_a), median(times_b), median(ratios))
+    medians_and_ratio(times_a, times_b)
 }
 
 /// A 640×480 door-camera-like frame: the LFW photo scaled ×1.5 on a grey background.
@@ -168,7 +172,7 @@ pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
     // The door configuration: HOG at native resolution, faces ≥ 100 px, one network run per face.
     let pipeline = Pipeline::load(models, args.precision, PipelineConfig { network, ..PipelineConfig::door() })?;
     // The other network at its shipped precision, for the in-run ratios.
-    let other_network = Network::ALL.into_iter().find(|n| *n != network).expect("two networks");
+    let other_network = network.other();
     let other = Pipeline::load(models, Precision::Int8, PipelineConfig { network: other_network, ..PipelineConfig::door() })?;
     let n = args.runs;
     let (decode_ms, _) = median_ms(n, || decode_image(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes"));
