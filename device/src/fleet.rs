@@ -96,7 +96,11 @@ pub fn start(
             None
         }
     };
-    let applied = copy.as_ref().map_or(0, |c| c.version);
+    // A gallery switched to another network since its version was applied
+    // serves at once, and takes that version again from the broker: people
+    // enrolled with this network only are added.
+    let switched = copy.as_ref().is_some_and(|c| !c.matches_gallery(&shared.gallery().to_bytes()));
+    let applied = copy.as_ref().map_or(0, |c| if switched { c.version.saturating_sub(1) } else { c.version });
     let freshness = Freshness {
         min_version: secrets.min_version,
         newest_issued_at: copy.as_ref().map_or(0, |c| c.issued_at),
@@ -140,7 +144,7 @@ pub fn read_copy(path: &Path, door: &str, gallery: &Gallery) -> std::result::Res
         Err(_) => return Ok(None),
     };
     match DoorCopy::from_bytes(&bytes) {
-        Ok(c) if c.door == door && !c.matches_gallery(&gallery.to_bytes()) => Err(format!(
+        Ok(c) if c.door == door && !saved_with(&c, gallery) => Err(format!(
             "the gallery is not the one saved with site version {} (a save failed?): nobody passes until the site is applied again",
             c.version
         )),
@@ -154,6 +158,17 @@ pub fn read_copy(path: &Path, door: &str, gallery: &Gallery) -> std::result::Res
             Ok(None)
         }
     }
+}
+
+/// Whether `gallery` is the one saved with `copy`, or that one searching
+/// another of the networks it keeps (the door's `recognition.network` was
+/// changed since): the same people and templates either way.
+fn saved_with(copy: &DoorCopy, gallery: &Gallery) -> bool {
+    copy.matches_gallery(&gallery.to_bytes())
+        || gallery.other_models().into_iter().any(|(model, _)| {
+            let mut saved = gallery.clone();
+            saved.switch_to(model).is_ok() && copy.matches_gallery(&saved.to_bytes())
+        })
 }
 
 /// Which save of [`save_applied`] failed.
@@ -509,12 +524,13 @@ impl Link {
     /// the version is applied again.
     fn apply(&mut self, snapshot: &Snapshot) -> Result<()> {
         let model = self.shared.gallery().model_id();
-        if snapshot.model != model {
+        if snapshot.model != model && !snapshot.others.contains(&model) {
             bail!(
-                "the site's templates are of model {}, this door runs model {model}: a site's doors all run one embedding \
-                 network (set recognition.network to the site's, `host-tool --site … doors` shows it), or update the door \
-                 or the site",
-                snapshot.model
+                "the site holds templates of model {}{}, this door runs model {model}: set recognition.network to a network \
+                 the site holds (`host-tool --site … network` lists them), or enrol the site's people with this door's \
+                 network too (`host-tool --site … --network both enroll NAME PHOTO…`)",
+                snapshot.model,
+                snapshot.others.iter().map(|m| format!(" and {m}")).collect::<String>()
             );
         }
         // Changed on a copy of the gallery, so a person who stays keeps their
@@ -522,22 +538,38 @@ impl Link {
         // still in flight for them finds nobody and is denied.
         let mut gallery = self.shared.gallery().clone();
         let now = (now_ms() / 1000) as u64;
-        let wanted: std::collections::HashSet<&str> = snapshot.people.iter().map(|p| p.name.as_str()).collect();
+        // Only the people with templates of this door's network are searched
+        // here; the others are counted in the status.
+        let searched: Vec<(&facegate_site::SitePerson, &[facegate_core::Embedding])> =
+            snapshot.people.iter().filter_map(|p| Some((p, p.templates_of(snapshot.model, model)?))).collect();
+        let without = snapshot.people.len() - searched.len();
+        if without > 0 {
+            tracing::warn!(
+                "fleet: {without} of the site's people have no templates of this door's network: they are not recognised \
+                 here until enrolled with it"
+            );
+        }
+        let wanted: std::collections::HashSet<&str> = searched.iter().map(|(p, _)| p.name.as_str()).collect();
         let gone: Vec<String> =
             gallery.people().iter().filter(|p| !wanted.contains(p.name.as_str())).map(|p| p.name.clone()).collect();
         for name in gone {
             gallery.remove(&name)?;
         }
-        for p in &snapshot.people {
+        for (p, templates) in searched {
             let person = || format!("person {:?}", p.id);
-            match gallery.enroll(&p.name, p.templates.clone(), model, now) {
+            match gallery.enroll(&p.name, templates.to_vec(), model, now) {
                 Ok(_) => {}
                 // Same name, new templates: the old ones go.
                 Err(facegate_store::StoreError::AlreadyEnrolled(_)) => {
                     gallery.remove(&p.name)?;
-                    gallery.add_person(&p.name, p.templates.clone(), model, now).with_context(person)?;
+                    gallery.add_person(&p.name, templates.to_vec(), model, now).with_context(person)?;
                 }
                 Err(e) => return Err(e).with_context(person),
+            }
+            // The other networks' templates are kept, not searched: the door
+            // can be switched to one of them (recognition.network) at once.
+            for (other, templates) in p.all_templates(snapshot.model).filter(|(m, _)| *m != model) {
+                gallery.set_other_templates(&p.name, other, templates).with_context(person)?;
             }
         }
         let bytes = gallery.to_bytes();
@@ -560,6 +592,12 @@ impl Link {
             let g = self.shared.gallery();
             (g.people().len(), g.template_count(), g.model_id().to_hex())
         };
+        // The site's people this door admits but cannot recognise: enrolled
+        // without templates of its network.
+        let without_templates = match self.shared.site() {
+            SiteGate::Copy(copy) => copy.access.len().saturating_sub(people),
+            _ => 0,
+        };
         let status = DoorStatus {
             door: self.door.clone(),
             online: true,
@@ -567,6 +605,7 @@ impl Link {
             manifest: self.manifest.map(|m| facegate_core::hex(&m)),
             pending: self.replica.pending().map(|(version, missing)| Pending { version, missing: missing as u64 }),
             people: people as u64,
+            without_templates: without_templates as u64,
             templates: templates as u64,
             model,
             free_bytes: free_bytes(self.shared.gallery.path()),

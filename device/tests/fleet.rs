@@ -7,7 +7,7 @@
 
 use facegate_core::{Embedding, ModelId};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
-use facegate_face::{Pipeline, PipelineConfig, Precision};
+use facegate_face::{Network, Pipeline, PipelineConfig, Precision};
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
 use facegate_testkit::fleet::{collect, start_door, start_door_with, wait_until};
 use serde_json::Value;
@@ -19,10 +19,19 @@ const PERSON: &str = "Colin_Powell";
 
 /// Colin Powell's templates from photos 1–3, and his photos 10–14 in `approach`.
 fn templates_and_approach(data: &facegate_lfw::Dataset, approach: &Path) -> (Vec<Embedding>, ModelId) {
+    std::fs::create_dir_all(approach).unwrap();
+    for (k, i) in (10..15).enumerate() {
+        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(PERSON, i)).unwrap()).unwrap();
+    }
+    colin_templates(data, Network::default())
+}
+
+/// Colin Powell's templates of `network` from photos 1–3.
+fn colin_templates(data: &facegate_lfw::Dataset, network: Network) -> (Vec<Embedding>, ModelId) {
     let pipeline = Pipeline::load(
         &facegate_testkit::models(),
         Precision::Int8,
-        PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), ..PipelineConfig::door() },
+        PipelineConfig { upsample: 1, min_face: 40, retry_threshold: Some(-0.6), network, ..PipelineConfig::door() },
     )
     .unwrap();
     let templates = (1..=3)
@@ -31,10 +40,6 @@ fn templates_and_approach(data: &facegate_lfw::Dataset, approach: &Path) -> (Vec
             pipeline.embed(&pipeline.faces(&img)[0]).unwrap()
         })
         .collect();
-    std::fs::create_dir_all(approach).unwrap();
-    for (k, i) in (10..15).enumerate() {
-        std::fs::write(approach.join(format!("{k:03}.jpg")), data.read(&facegate_lfw::image_path(PERSON, i)).unwrap()).unwrap();
-    }
     (templates, pipeline.embedder.model_id())
 }
 
@@ -363,4 +368,70 @@ fn a_door_refuses_old_sites_junk_floods_takeovers_and_unsigned_asks_and_repairs_
     publish(&site, now_s());
     wait_until("version 5 applied", 60, || status().is_some_and(|s| s["version"] == 5));
     front.stop();
+}
+
+#[test]
+fn doors_of_a_two_network_site_each_search_their_own_and_a_door_switched_serves_at_once() {
+    let Some((data, _)) = facegate_testkit::lfw("the two-network fleet test") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front"), ("door-back", "pw-back")];
+    let Some(mut broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the two-network fleet test")
+    else {
+        return;
+    };
+    let approach = dir.path().join("approach");
+    // The site runs the default network; Colin was enrolled with dlib's too, a colleague with the site's only.
+    let (colin, model) = templates_and_approach(&data, &approach);
+    let (colin_dlib, dlib_model) = colin_templates(&data, Network::Dlib);
+    assert_ne!(model, dlib_model, "the test needs the default network not to be dlib");
+    let mut site = site(model, &colin, 1);
+    let staff = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+    let others = [facegate_site::NetworkTemplates { model: dlib_model, templates: colin_dlib }];
+    let both = PersonRecord::with_others("hq", "p-colin", PERSON, staff, &colin, &others, &site.data).unwrap();
+    site.state.people.insert("p-colin".into(), both);
+    site.state.rules.doors.insert("back".into(), Door { groups: ["staff".to_string()].into(), schedule: None });
+    let status = collect(&broker, "admin", "pw-admin", "facegate/hq/doors/+/status");
+    let latest = |door: &str| {
+        status.lock().unwrap().iter().rev().find(|(t, _)| t.contains(&format!("/{door}/status"))).map(|(_, s)| s.clone())
+    };
+    broker.publish_retained(
+        "admin",
+        "pw-admin",
+        &site.state.messages(&site.admin, &site.data, &BTreeMap::new(), now_s(), [0; 32]).unwrap(),
+    );
+    // The front door runs the site's network, the back door dlib: both let Colin in.
+    let front = start_door(&door_dir(dir.path(), "front", &site), &broker, &approach);
+    let back_dir = door_dir(dir.path(), "back", &site);
+    let dlib = facegate_testkit::fleet::DoorReplay { fps: 5, network: Some("dlib") };
+    let back = facegate_testkit::fleet::RunningDoor::start(
+        &facegate_testkit::binary("device"),
+        &facegate_testkit::models(),
+        &back_dir,
+        &broker,
+        &approach,
+        dlib,
+        &[],
+    );
+    front.wait_for("granted", Some(PERSON), 90);
+    back.wait_for("granted", Some(PERSON), 90);
+    // The back door searches only dlib's templates: the colleague is counted, not searched.
+    wait_until("both doors' statuses", 30, || {
+        latest("front").is_some_and(|s| s["people"] == 2 && s["without_templates"] == 0)
+            && latest("back").is_some_and(|s| s["people"] == 1 && s["without_templates"] == 1)
+    });
+    assert_eq!(latest("back").unwrap()["model"], dlib_model.to_hex());
+    assert_eq!(latest("front").unwrap()["model"], model.to_hex());
+    // The back door switched to the site's network (recognition.network, a
+    // restart) while the broker is down: Colin passes from what the door
+    // holds; once the broker is back, the version taken again adds the colleague.
+    back.stop();
+    broker.stop();
+    let back = start_door(&back_dir, &broker, &approach);
+    back.wait_for("granted", Some(PERSON), 90);
+    assert_eq!(back.kinds("site-synced"), 0, "granted before the site was read again");
+    broker.restart();
+    wait_until("the switched door's status", 90, || {
+        latest("back").is_some_and(|s| s["model"] == model.to_hex().as_str() && s["people"] == 2 && s["without_templates"] == 0)
+    });
+    assert_eq!(back.kinds("error"), 0, "{}", back.stderr());
 }

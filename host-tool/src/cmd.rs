@@ -237,6 +237,11 @@ fn network_of(models: &Path, model: ModelId) -> Option<Network> {
 /// A pipeline whose model matches the target's (int8 or f32, with the
 /// retrained last layer of `--metric` when the target's templates come from it).
 pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
+    pipeline_asked(g, model, g.network)
+}
+
+/// [`pipeline_for`], refusing a model of another network than `asked`.
+pub fn pipeline_asked(g: &Global, model: ModelId, asked: Option<Network>) -> Result<Pipeline> {
     let models = g.models()?;
     let metric = match g.metric.as_deref() {
         Some(path) => {
@@ -246,7 +251,7 @@ pub fn pipeline_for(g: &Global, model: ModelId) -> Result<Pipeline> {
         None => None,
     };
     if let Some((kind, precision)) = facegate_face::Embedder::find_model(&models, model)? {
-        if let Some(asked) = g.network.filter(|asked| *asked != kind) {
+        if let Some(asked) = asked.filter(|asked| *asked != kind) {
             bail!(
                 "the target holds templates of the {kind} network (model {model}), not of {asked}: templates of two networks \
                  are not comparable. Run with --network {kind}, or enrol its people again with --network {asked} into a new \
@@ -402,15 +407,26 @@ pub fn enroll(g: &Global, name: &str, photos_in: &[PathBuf], on_device: Option<u
 /// `--network both`: the templates of the network other than `pipeline`'s
 /// from the same photos; each photo must pass the enrolment gates with it too.
 fn other_network_templates(g: &Global, pipeline: &Pipeline, name: &str, photos: &[PathBuf]) -> Result<(ModelId, Vec<Embedding>)> {
+    network_templates(g, pipeline.embedder.network().other(), Precision::Int8, name, photos)
+}
+
+/// `name`'s templates of `network` at `precision` from `photos` (each photo
+/// through the enrolment gates), with the model that made them.
+pub(crate) fn network_templates(
+    g: &Global,
+    network: Network,
+    precision: Precision,
+    name: &str,
+    photos: &[PathBuf],
+) -> Result<(ModelId, Vec<Embedding>)> {
     let models = g.models()?;
-    let network = pipeline.embedder.network().other();
-    let other = Pipeline::load(&models, Precision::Int8, PipelineConfig { network, ..PipelineConfig::default() })
+    let pipeline = Pipeline::load(&models, precision, PipelineConfig { network, ..PipelineConfig::default() })
         .with_context(|| format!("loading the {network} network from {}", models.display()))?;
-    let (templates, _) = templates_from_photos(g, &other, photos)?;
+    let (templates, _) = templates_from_photos(g, &pipeline, photos)?;
     if templates.is_empty() {
         bail!("none of {name}'s photos is usable with the {network} network; nothing was enrolled");
     }
-    Ok((other.embedder.model_id(), templates))
+    Ok((pipeline.embedder.model_id(), templates))
 }
 
 /// `people`.

@@ -55,8 +55,8 @@ struct Cli {
     /// The embedding network that makes templates here and runs the
     /// benchmarks: sface or dlib [default: sface]. A gallery or site of the
     /// other network's templates is refused, not mixed. `both` (enroll into a
-    /// gallery file): each person gets templates of both networks, so the
-    /// gallery serves a door running either.
+    /// gallery file or a site): each person gets templates of both networks,
+    /// so the gallery or site serves a door running either.
     #[arg(long, global = true, env = "FACEGATE_NETWORK", value_parser = parse_network)]
     network: Option<NetworkArg>,
     /// A site file (`site init`): enroll, remove, rename and log work on the
@@ -189,6 +189,12 @@ enum Command {
     },
     /// The site's doors: online, applied version, last seen.
     Doors,
+    /// The site's embedding networks and how many people have templates of
+    /// each; `networks use NAME` makes another one the site's.
+    Networks {
+        #[command(subcommand)]
+        action: Option<site::NetworksAction>,
+    },
     /// Publish the site to its broker; with --wait, until every door applied it.
     Sync {
         /// Wait until every door reports the current version.
@@ -270,10 +276,10 @@ fn run(cli: Cli) -> Result<()> {
         },
         both_networks: matches!(cli.network, Some(NetworkArg::Both)),
     };
-    if g.both_networks && (!matches!(cli.command, Command::Enroll { .. }) || cli.site.is_some()) {
+    if g.both_networks && !matches!(cli.command, Command::Enroll { .. }) {
         anyhow::bail!(
-            "--network both is for enroll into a gallery file (templates of both networks); a site holds one network's \
-             templates, and other commands take dlib or sface"
+            "--network both is for enroll into a gallery file or a site (templates of both networks); other commands take \
+             dlib or sface"
         );
     }
     let site = cli.site;
@@ -298,6 +304,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
+        Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
         Command::Sync { wait, wait_s, reissue } => site::sync(&g, site_file(&site)?, wait, wait_s, reissue),
         Command::Acl { out } => site::acl(&g, site_file(&site)?, out.as_deref()),
         Command::Ports => cmd::ports(&g),

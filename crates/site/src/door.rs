@@ -207,6 +207,7 @@ mod tests {
             name: name.into(),
             access: Access { groups: groups.iter().map(|g| g.to_string()).collect(), ..Access::default() },
             templates: vec![[0.0; 128]],
+            others: Vec::new(),
         };
         let model = facegate_core::ModelId::of_file_bytes(b"m");
         let snapshot = Snapshot {
@@ -214,6 +215,7 @@ mod tests {
             issued_at: 1_800_000_000,
             manifest: [7; 32],
             model,
+            others: Vec::new(),
             rules,
             people: vec![person("Ada", &["staff"]), person("Bob", &[])],
         };

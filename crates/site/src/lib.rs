@@ -28,7 +28,7 @@ pub mod status;
 
 pub use door::{DoorCopy, DoorSecrets};
 pub use keys::{AdminKey, DataKey, SitePublicKey};
-pub use records::{Manifest, PersonRecord, Topics};
+pub use records::{Manifest, NetworkTemplates, PersonRecord, Topics};
 pub use replica::{Freshness, Received, Replica, SitePerson, SiteState, Snapshot};
 pub use rules::{Access, Denial, Door, Group, Rules, Schedule, WeeklyWindow};
 pub use status::DoorStatus;

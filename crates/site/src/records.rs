@@ -14,6 +14,7 @@
 //! sequence number).
 
 use crate::keys::DataKey;
+use crate::replica::SitePerson;
 use crate::rules::{Access, Rules};
 use crate::SiteError;
 use facegate_core::{Embedding, ModelId, EMBEDDING_DIM};
@@ -117,6 +118,89 @@ fn template_context(site: &str, id: &str) -> Vec<u8> {
     format!("facegate templates\0{site}\0{id}").into_bytes()
 }
 
+/// Most other networks a person carries templates of (a door's gallery keeps
+/// as many).
+pub const MAX_OTHER_NETWORKS: usize = 4;
+
+/// A person's templates of another embedding network than the site's: kept
+/// so that a door running that network searches them, and a site can switch
+/// networks without calling everyone back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkTemplates {
+    /// The model that made them.
+    pub model: ModelId,
+    /// The templates.
+    pub templates: Vec<Embedding>,
+}
+
+fn flatten(templates: &[Embedding]) -> Vec<f32> {
+    templates.iter().flatten().copied().collect()
+}
+
+fn unflatten(id: &str, flat: &[f32]) -> Result<Vec<Embedding>, SiteError> {
+    if flat.is_empty() || !flat.len().is_multiple_of(EMBEDDING_DIM) || flat.iter().any(|v| !v.is_finite()) {
+        return Err(SiteError::Invalid(format!("person {id:?}: templates of {} values", flat.len())));
+    }
+    Ok(flat.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect())
+}
+
+/// The other networks' templates as they travel: a postcard tail after the
+/// site network's, absent when there are none, so a record of one network
+/// has the bytes it had before networks could be mixed (and an older reader,
+/// which stops after the site network's templates, still reads a newer one).
+fn others_tail(others: &[NetworkTemplates]) -> Vec<u8> {
+    if others.is_empty() {
+        return Vec::new();
+    }
+    let wire: Vec<(ModelId, Vec<f32>)> = others.iter().map(|o| (o.model, flatten(&o.templates))).collect();
+    postcard::to_allocvec(&wire).expect("templates serialise")
+}
+
+fn read_others_tail(id: &str, own: Option<ModelId>, tail: &[u8]) -> Result<Vec<NetworkTemplates>, SiteError> {
+    if tail.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wire: Vec<(ModelId, Vec<f32>)> = postcard::from_bytes(tail).map_err(|_| SiteError::Unsealable)?;
+    let others = wire
+        .into_iter()
+        .map(|(model, flat)| Ok(NetworkTemplates { model, templates: unflatten(id, &flat)? }))
+        .collect::<Result<Vec<_>, SiteError>>()?;
+    check_others(id, own, &others)?;
+    Ok(others)
+}
+
+/// At most [`MAX_OTHER_NETWORKS`], none empty, none given twice nor the
+/// site's own (`own`, when known).
+fn check_others(id: &str, own: Option<ModelId>, others: &[NetworkTemplates]) -> Result<(), SiteError> {
+    if others.len() > MAX_OTHER_NETWORKS {
+        return Err(SiteError::Invalid(format!(
+            "person {id:?}: templates of {} other networks (at most {MAX_OTHER_NETWORKS})",
+            others.len()
+        )));
+    }
+    for (k, o) in others.iter().enumerate() {
+        if o.templates.is_empty() {
+            return Err(SiteError::Invalid(format!("person {id:?}: no template of model {}", o.model)));
+        }
+        if Some(o.model) == own || others[..k].iter().any(|p| p.model == o.model) {
+            return Err(SiteError::Invalid(format!("person {id:?}: templates of model {} given twice", o.model)));
+        }
+    }
+    Ok(())
+}
+
+/// The site network's templates, then the others' tail.
+fn templates_bytes(own: &[Embedding], others: &[NetworkTemplates]) -> Vec<u8> {
+    let mut bytes = postcard::to_allocvec(&flatten(own)).expect("templates serialise");
+    bytes.extend(others_tail(others));
+    bytes
+}
+
+fn read_templates_bytes(id: &str, bytes: &[u8]) -> Result<(Vec<Embedding>, Vec<NetworkTemplates>), SiteError> {
+    let (flat, tail): (Vec<f32>, &[u8]) = postcard::take_from_bytes(bytes).map_err(|_| SiteError::Unsealable)?;
+    Ok((unflatten(id, &flat)?, read_others_tail(id, None, tail)?))
+}
+
 impl PersonRecord {
     /// A record whose templates are sealed for `site` with `data`.
     pub fn new(
@@ -127,24 +211,37 @@ impl PersonRecord {
         templates: &[Embedding],
         data: &DataKey,
     ) -> Result<Self, SiteError> {
+        Self::with_others(site, id, name, access, templates, &[], data)
+    }
+
+    /// A record with templates of the site's network and of `others`.
+    pub fn with_others(
+        site: &str,
+        id: &str,
+        name: &str,
+        access: Access,
+        templates: &[Embedding],
+        others: &[NetworkTemplates],
+        data: &DataKey,
+    ) -> Result<Self, SiteError> {
         check_name("person id", id)?;
         if templates.is_empty() {
             return Err(SiteError::Invalid(format!("person {id:?} has no template")));
         }
-        let flat: Vec<f32> = templates.iter().flatten().copied().collect();
-        let plain = postcard::to_allocvec(&flat).map_err(|e| SiteError::Invalid(e.to_string()))?;
-        let sealed_templates = data.seal(&template_context(site, id), &plain)?;
+        check_others(id, None, others)?;
+        let sealed_templates = data.seal(&template_context(site, id), &templates_bytes(templates, others))?;
         Ok(PersonRecord { id: id.into(), name: name.into(), access, sealed_templates })
     }
 
-    /// The templates, opened with the site's data key.
+    /// The templates of the site's network, opened with the site's data key.
     pub fn templates(&self, site: &str, data: &DataKey) -> Result<Vec<Embedding>, SiteError> {
+        Ok(self.all_templates(site, data)?.0)
+    }
+
+    /// The templates of the site's network and of the other networks.
+    pub fn all_templates(&self, site: &str, data: &DataKey) -> Result<(Vec<Embedding>, Vec<NetworkTemplates>), SiteError> {
         let plain = data.open(&template_context(site, &self.id), &self.sealed_templates)?;
-        let flat: Vec<f32> = postcard::from_bytes(&plain).map_err(|_| SiteError::Unsealable)?;
-        if flat.is_empty() || !flat.len().is_multiple_of(EMBEDDING_DIM) || flat.iter().any(|v| !v.is_finite()) {
-            return Err(SiteError::Invalid(format!("person {:?}: templates of {} values", self.id, flat.len())));
-        }
-        Ok(flat.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect())
+        read_templates_bytes(&self.id, &plain)
     }
 
     /// The record's bytes, as signed.
@@ -198,9 +295,10 @@ impl SealedPerson {
         data: &DataKey,
         doors: impl IntoIterator<Item = (&'a str, &'a DataKey)>,
     ) -> Result<Self, SiteError> {
-        let templates: Vec<f32> = record.templates(site, data)?.into_iter().flatten().collect();
-        let body = PersonBody { name: record.name.clone(), access: record.access.clone(), templates };
-        let body = postcard::to_allocvec(&body).map_err(|e| SiteError::Invalid(e.to_string()))?;
+        let (own, others) = record.all_templates(site, data)?;
+        let body = PersonBody { name: record.name.clone(), access: record.access.clone(), templates: flatten(&own) };
+        let mut body = postcard::to_allocvec(&body).map_err(|e| SiteError::Invalid(e.to_string()))?;
+        body.extend(others_tail(&others));
         let mut h = Sha256::new();
         h.update(b"facegate person key\0");
         h.update(data.to_bytes());
@@ -220,19 +318,21 @@ impl SealedPerson {
 
     /// The person as `door` (holding `key`) sees them: `None` when the
     /// record is not sealed for that door; an error when it is and does not
-    /// open (the door's key is not the one the site holds for it).
-    pub fn open_for(&self, site: &str, door: &str, key: &DataKey) -> Result<Option<(String, Access, Vec<Embedding>)>, SiteError> {
+    /// open (the door's key is not the one the site holds for it). `model`
+    /// is the site's network: no other network's templates may repeat it.
+    pub fn open_for(&self, site: &str, door: &str, key: &DataKey, model: ModelId) -> Result<Option<SitePerson>, SiteError> {
         let Some(wrapped) = self.keys.get(door) else { return Ok(None) };
         let person_key: [u8; 32] =
             key.open(&person_key_context(site, &self.id, door), wrapped)?.try_into().map_err(|_| SiteError::Unsealable)?;
         let body = DataKey::from_bytes(person_key).open(&person_context(site, &self.id), &self.sealed)?;
-        let body: PersonBody = postcard::from_bytes(&body).map_err(|_| SiteError::Unsealable)?;
-        let t = &body.templates;
-        if t.is_empty() || !t.len().is_multiple_of(EMBEDDING_DIM) || t.iter().any(|v| !v.is_finite()) {
-            return Err(SiteError::Invalid(format!("person {:?}: templates of {} values", self.id, t.len())));
-        }
-        let templates = t.chunks_exact(EMBEDDING_DIM).map(|c| c.try_into().expect("128 values")).collect();
-        Ok(Some((body.name, body.access, templates)))
+        let (body, tail): (PersonBody, &[u8]) = postcard::take_from_bytes(&body).map_err(|_| SiteError::Unsealable)?;
+        Ok(Some(SitePerson {
+            id: self.id.clone(),
+            name: body.name,
+            access: body.access,
+            templates: unflatten(&self.id, &body.templates)?,
+            others: read_others_tail(&self.id, Some(model), tail)?,
+        }))
     }
 
     /// The record's bytes, as signed.
@@ -266,17 +366,40 @@ pub struct Manifest {
     /// the first): the administrator's tool refuses to publish from a copy
     /// of the site state that is not the newest (restored from a backup).
     pub previous: [u8; 32],
+    /// The other networks some people also carry templates of: a door
+    /// running one of them searches those people's. Travels as a tail after
+    /// the rest, absent when empty (an older door reads the manifest as before).
+    #[serde(skip)]
+    pub others: Vec<ModelId>,
 }
 
 impl Manifest {
     /// The manifest's bytes, as signed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("a manifest serialises")
+        let mut bytes = postcard::to_allocvec(self).expect("a manifest serialises");
+        if !self.others.is_empty() {
+            bytes.extend(postcard::to_allocvec(&self.others).expect("model ids serialise"));
+        }
+        bytes
     }
 
     /// A manifest from its bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SiteError> {
-        postcard::from_bytes(bytes).map_err(|e| SiteError::Invalid(format!("manifest: {e}")))
+        let invalid = |e: postcard::Error| SiteError::Invalid(format!("manifest: {e}"));
+        let (mut manifest, tail): (Manifest, &[u8]) = postcard::take_from_bytes(bytes).map_err(invalid)?;
+        if !tail.is_empty() {
+            manifest.others = postcard::from_bytes(tail).map_err(invalid)?;
+            if manifest.others.len() > MAX_OTHER_NETWORKS || manifest.others.contains(&manifest.model) {
+                return Err(SiteError::Invalid(format!("manifest: {} other networks", manifest.others.len())));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Whether the site holds templates of `model` (its own network's, or
+    /// some people's of another).
+    pub fn holds(&self, model: ModelId) -> bool {
+        self.model == model || self.others.contains(&model)
     }
 }
 
@@ -304,6 +427,72 @@ mod tests {
         assert!(PersonRecord::new("hq", "p 1", "Bad", Access::default(), &t, &data).is_err(), "a topic level with a space");
         assert!(PersonRecord::new("hq", "p-003", "Nobody", Access::default(), &[], &data).is_err());
         assert!(PersonRecord::from_bytes(b"\xff\xff garbage").is_err());
+    }
+
+    fn templates(seed: usize) -> Vec<Embedding> {
+        (0..2).map(|k| std::array::from_fn(|i| ((i * 5 + k * 3 + seed) as f32).cos() * 0.1)).collect()
+    }
+
+    #[test]
+    fn other_networks_travel_in_a_tail_that_older_readers_skip() {
+        let (data, door) = (DataKey::generate().unwrap(), DataKey::generate().unwrap());
+        let (site_model, other) = (ModelId::from_bytes([1; 32]), ModelId::from_bytes([2; 32]));
+        let own = templates(0);
+        let others = vec![NetworkTemplates { model: other, templates: templates(9) }];
+        // One network: the bytes sealed are exactly what they were before networks could be mixed.
+        assert_eq!(templates_bytes(&own, &[]), postcard::to_allocvec(&flatten(&own)).unwrap());
+        let both = templates_bytes(&own, &others);
+        let older: Vec<f32> = postcard::from_bytes(&both).unwrap();
+        assert_eq!(older, flatten(&own), "an older reader takes the site network's templates and stops");
+        let r = PersonRecord::with_others("hq", "p-1", "Ada", Access::default(), &own, &others, &data).unwrap();
+        assert_eq!(r.all_templates("hq", &data).unwrap(), (own.clone(), others.clone()));
+        assert_eq!(r.templates("hq", &data).unwrap(), own);
+        // Published: the door finds both networks' templates.
+        let sealed = SealedPerson::seal("hq", &r, &data, [("front", &door)]).unwrap();
+        let seen = sealed.open_for("hq", "front", &door, site_model).unwrap().unwrap();
+        assert_eq!((seen.templates.clone(), seen.others.clone()), (own.clone(), others.clone()));
+        assert_eq!(seen.templates_of(site_model, other), Some(&others[0].templates[..]));
+        assert_eq!(seen.templates_of(site_model, ModelId::from_bytes([3; 32])), None);
+        // A door whose site network is the "other" one refuses the record: one network twice.
+        assert!(sealed.open_for("hq", "front", &door, other).is_err());
+        // Given twice, empty, or too many: refused.
+        let twice = [others.clone(), others.clone()].concat();
+        assert!(PersonRecord::with_others("hq", "p-1", "Ada", Access::default(), &own, &twice, &data).is_err());
+        let empty = [NetworkTemplates { model: other, templates: vec![] }];
+        assert!(PersonRecord::with_others("hq", "p-1", "Ada", Access::default(), &own, &empty, &data).is_err());
+        let many: Vec<NetworkTemplates> = (0..=MAX_OTHER_NETWORKS as u8)
+            .map(|k| NetworkTemplates { model: ModelId::from_bytes([10 + k; 32]), templates: templates(k as usize) })
+            .collect();
+        assert!(PersonRecord::with_others("hq", "p-1", "Ada", Access::default(), &own, &many, &data).is_err());
+    }
+
+    #[test]
+    fn a_manifest_lists_other_networks_in_a_tail_that_older_doors_skip() {
+        let mut m = Manifest {
+            site: "hq".into(),
+            version: 3,
+            issued_at: 1_800_000_000,
+            model: ModelId::from_bytes([1; 32]),
+            rules: Rules::default(),
+            people: BTreeMap::new(),
+            previous: [0; 32],
+            others: Vec::new(),
+        };
+        assert_eq!(m.to_bytes(), postcard::to_allocvec(&m).unwrap(), "one network: the bytes of before");
+        m.others = vec![ModelId::from_bytes([2; 32])];
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
+        assert!(m.holds(ModelId::from_bytes([2; 32])) && !m.holds(ModelId::from_bytes([3; 32])));
+        // An older door's reader (the struct without its tail) still reads it.
+        let older: Manifest = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((older.version, older.model, older.others.len()), (3, m.model, 0));
+        // The site's own network listed again as another, or a damaged tail: refused.
+        m.others = vec![m.model];
+        assert!(Manifest::from_bytes(&m.to_bytes()).is_err());
+        let mut damaged = bytes.clone();
+        damaged.push(0xff);
+        damaged[bytes.len() - 33] = 0x7f;
+        assert!(Manifest::from_bytes(&damaged).is_err());
     }
 
     #[test]

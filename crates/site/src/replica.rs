@@ -9,7 +9,7 @@
 //! outage converges on the retained state, removals included.
 
 use crate::keys::{AdminKey, DataKey, SitePublicKey};
-use crate::records::{digest, Manifest, PersonRecord, SealedPerson, Topics};
+use crate::records::{digest, Manifest, NetworkTemplates, PersonRecord, SealedPerson, Topics};
 use crate::rules::{Access, Rules};
 use crate::SiteError;
 use facegate_core::{Embedding, ModelId};
@@ -22,7 +22,8 @@ pub struct SiteState {
     pub name: String,
     /// The current version.
     pub version: u64,
-    /// The embedding model of every template.
+    /// The site's embedding network: every person has templates of it (some
+    /// also of others, in their records).
     pub model: ModelId,
     /// Groups, doors, schedules, time zone.
     pub rules: Rules,
@@ -49,6 +50,7 @@ impl SiteState {
         let topics = Topics::new(&self.name)?;
         let mut out = Vec::with_capacity(self.people.len() + 1);
         let mut listed = BTreeMap::new();
+        let others = self.networks(data)?.into_iter().skip(1).map(|(model, _)| model).collect();
         for (id, record) in &self.people {
             let topic = topics.person(id);
             let doors = self.rules.doors_admitting(&record.access).map(|d| (d, door_keys.get(d).unwrap_or(data)));
@@ -65,9 +67,34 @@ impl SiteState {
             rules: self.rules.clone(),
             people: listed,
             previous,
+            others,
         };
         out.push((topics.manifest(), admin.sign(&topics.manifest(), &manifest.to_bytes())));
         Ok(out)
+    }
+}
+
+impl SiteState {
+    /// The networks the site holds templates of, each with the ids of the
+    /// people who have them: the site's own first (everybody), then the
+    /// others in the order people first brought them.
+    pub fn networks(&self, data: &DataKey) -> Result<Vec<(ModelId, Vec<String>)>, SiteError> {
+        let mut networks: Vec<(ModelId, Vec<String>)> = vec![(self.model, self.people.keys().cloned().collect())];
+        for (id, record) in &self.people {
+            for other in record.all_templates(&self.name, data)?.1 {
+                if other.model == self.model {
+                    return Err(SiteError::Invalid(format!("person {id:?}: the site network's templates given twice")));
+                }
+                match networks.iter_mut().find(|(model, _)| *model == other.model) {
+                    Some((_, ids)) => ids.push(id.clone()),
+                    None => networks.push((other.model, vec![id.clone()])),
+                }
+            }
+        }
+        if networks.len() > 1 + crate::records::MAX_OTHER_NETWORKS {
+            return Err(SiteError::Invalid(format!("templates of {} networks in one site", networks.len())));
+        }
+        Ok(networks)
     }
 }
 
@@ -80,8 +107,27 @@ pub struct SitePerson {
     pub name: String,
     /// Groups and validity window.
     pub access: Access,
-    /// Templates.
+    /// Templates of the site's network.
     pub templates: Vec<Embedding>,
+    /// Templates of other networks, when the person was enrolled with them too.
+    pub others: Vec<NetworkTemplates>,
+}
+
+impl SitePerson {
+    /// The person's templates of `model`, where `site_model` is the site's
+    /// network: `None` when they were not enrolled with it.
+    pub fn templates_of(&self, site_model: ModelId, model: ModelId) -> Option<&[Embedding]> {
+        if model == site_model {
+            return Some(&self.templates);
+        }
+        self.others.iter().find(|o| o.model == model).map(|o| o.templates.as_slice())
+    }
+
+    /// Every network's templates of the person: the site's (`site_model`), then the others.
+    pub fn all_templates(&self, site_model: ModelId) -> impl Iterator<Item = (ModelId, &[Embedding])> {
+        std::iter::once((site_model, self.templates.as_slice()))
+            .chain(self.others.iter().map(|o| (o.model, o.templates.as_slice())))
+    }
 }
 
 /// A complete version, ready to apply in one step.
@@ -93,8 +139,10 @@ pub struct Snapshot {
     pub issued_at: i64,
     /// The digest of its signed manifest message.
     pub manifest: [u8; 32],
-    /// The embedding model of every template.
+    /// The site's embedding network: every person has templates of it.
     pub model: ModelId,
+    /// Other networks some people also have templates of.
+    pub others: Vec<ModelId>,
     /// The rules.
     pub rules: Rules,
     /// Everybody, by id.
@@ -272,8 +320,8 @@ impl Replica {
         let mut people = Vec::new();
         for id in m.people.keys() {
             let (_, r) = &self.people[id];
-            if let Some((name, access, templates)) = r.open_for(&self.site, &self.door, &self.key)? {
-                people.push(SitePerson { id: id.clone(), name, access, templates });
+            if let Some(person) = r.open_for(&self.site, &self.door, &self.key, m.model)? {
+                people.push(person);
             }
         }
         Ok(Some(Snapshot {
@@ -281,6 +329,7 @@ impl Replica {
             issued_at: m.issued_at,
             manifest: *manifest,
             model: m.model,
+            others: m.others.clone(),
             rules: m.rules.clone(),
             people,
         }))

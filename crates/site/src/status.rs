@@ -41,6 +41,9 @@ pub struct DoorStatus {
     pub pending: Option<Pending>,
     /// People in the gallery.
     pub people: u64,
+    /// People of the site this door admits but cannot recognise: they have
+    /// no templates of its network.
+    pub without_templates: u64,
     /// Templates in the gallery.
     pub templates: u64,
     /// The embedding model (hex id).

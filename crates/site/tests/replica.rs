@@ -286,3 +286,29 @@ fn a_door_opens_only_the_people_it_admits_and_learns_nothing_of_the_others() {
     let mut old_door = Replica::new("hq", "front", site.admin.public(), site.data.clone(), 0).unwrap();
     assert_eq!(feed(&mut old_door, &legacy).unwrap().people.len(), 1);
 }
+
+#[test]
+fn a_site_of_two_networks_names_the_other_in_its_manifest_and_hands_each_person_both() {
+    let mut site = Site::new();
+    site.enrol("p0", 0);
+    let other = facegate_core::ModelId::of_file_bytes(b"the other network");
+    let access = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+    let (own, theirs) = ([template(5)], vec![template(6), template(7)]);
+    let others = [facegate_site::NetworkTemplates { model: other, templates: theirs.clone() }];
+    let both = PersonRecord::with_others("hq", "p1", "Ada", access, &own, &others, &site.data).unwrap();
+    site.state.people.insert("p1".into(), both);
+    site.state.version += 1;
+    let networks = site.state.networks(&site.data).unwrap();
+    assert_eq!(networks, vec![(site.state.model, vec!["p0".to_string(), "p1".into()]), (other, vec!["p1".to_string()])]);
+    let snapshot = feed(&mut site.replica(), &site.messages()).expect("applied");
+    assert_eq!(snapshot.others, vec![other]);
+    let ada = snapshot.people.iter().find(|p| p.id == "p1").unwrap();
+    assert_eq!(ada.templates_of(snapshot.model, other), Some(&theirs[..]));
+    assert_eq!(ada.all_templates(snapshot.model).count(), 2);
+    let p0 = snapshot.people.iter().find(|p| p.id == "p0").unwrap();
+    assert_eq!(p0.templates_of(snapshot.model, other), None, "enrolled with the site's network only");
+    // Without anybody of the other network, the manifest names none.
+    site.state.people.remove("p1");
+    site.state.version += 1;
+    assert_eq!(feed(&mut site.replica(), &site.messages()).unwrap().others, vec![]);
+}

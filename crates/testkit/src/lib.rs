@@ -27,7 +27,7 @@ pub mod broker {
 
 /// Site doors for fleet tests.
 pub mod fleet {
-    pub use facegate_localbroker::doors::{collect, wait_until, RunningDoor};
+    pub use facegate_localbroker::doors::{collect, wait_until, DoorReplay, RunningDoor};
 
     /// This workspace's `device` program as a door of the site in `dir`
     /// (which holds its secrets), replaying `approach` in a loop at 5 fps.

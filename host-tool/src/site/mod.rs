@@ -14,6 +14,8 @@ use crate::cmd::Global;
 use crate::output::{print_json, print_json_line, table};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use facegate_core::ModelId;
+use facegate_face::{Network, Precision};
 use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
 use facegate_site_admin::{broker, SiteConfig};
 use printed::Printed;
@@ -555,11 +557,18 @@ pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity:
     if photos.is_empty() {
         bail!("give at least one photo (three or more, in different light, make the best templates)");
     }
-    let model = home.state.site.model;
-    let pipeline = crate::cmd::pipeline_for(g, model)?;
+    let data = home.config.data()?;
+    // The site's network (whatever --network says: it is the one every person has).
+    let pipeline = crate::cmd::pipeline_asked(g, home.state.site.model, None)?;
     let (templates, report) = crate::cmd::templates_from_photos(g, &pipeline, photos)?;
     if templates.is_empty() {
         bail!("no usable photo of {name}");
+    }
+    // Then every other network the site holds, and the one(s) asked for.
+    let mut others = Vec::new();
+    for network in other_networks_to_enrol(g, &home, &data, pipeline.embedder.network())? {
+        let (model, templates) = crate::cmd::network_templates(g, network, Precision::Int8, name, photos)?;
+        others.push(facegate_site::NetworkTemplates { model, templates });
     }
     let groups: BTreeSet<String> = validity.groups.into_iter().filter(|g| !g.is_empty()).collect();
     if let Some(unknown) = groups.iter().find(|g| !home.state.site.rules.groups.contains_key(*g)) {
@@ -574,16 +583,133 @@ pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity:
         Ok(id) => id,
         Err(_) => format!("p-{}", random_hex(8)?),
     };
-    let data = home.config.data()?;
-    let record = PersonRecord::new(&home.config.name, &id, name, access, &templates, &data)?;
+    let record = PersonRecord::with_others(&home.config.name, &id, name, access, &templates, &others, &data)?;
     home.state.site.people.insert(id.clone(), record);
     home.commit(g)?;
+    let networks: Vec<Value> = std::iter::once((pipeline.embedder.network().to_string(), templates.len()))
+        .chain(others.iter().map(|o| (network_name(g, o.model), o.templates.len())))
+        .map(|(network, n)| json!({"network": network, "templates": n}))
+        .collect();
     if g.json {
-        print_json(
-            &json!({"name": name, "id": id, "templates": templates.len(), "version": home.state.site.version, "photos": report}),
-        );
+        print_json(&json!({"name": name, "id": id, "templates": templates.len(), "networks": networks,
+            "version": home.state.site.version, "photos": report}));
     } else {
-        println!("enrolled {name} ({} templates) in site {}", templates.len(), home.config.name);
+        let also: String = others.iter().map(|o| format!(", {} of {}", o.templates.len(), network_name(g, o.model))).collect();
+        println!("enrolled {name} ({} templates{also}) in site {}", templates.len(), home.config.name);
+    }
+    Ok(())
+}
+
+/// The networks besides the site's own (`own`) a new enrolment makes
+/// templates of: every one the site already holds, so that a door running
+/// it finds the newcomer, and the one asked for (`--network`, or both).
+fn other_networks_to_enrol(g: &Global, home: &SiteHome, data: &DataKey, own: Network) -> Result<Vec<Network>> {
+    let models = g.models()?;
+    let mut networks = Vec::new();
+    for (model, _) in home.state.site.networks(data)?.into_iter().skip(1) {
+        match facegate_face::Embedder::find_model(&models, model)? {
+            Some((network, _)) => networks.push(network),
+            None => bail!(
+                "the site holds templates of model {model}, which no model file in {} makes: a newcomer would be missing \
+                 from the doors that run it (use the host-tool release that matches the doors, or --models)",
+                models.display()
+            ),
+        }
+    }
+    let asked = if g.both_networks { Some(own.other()) } else { g.network.filter(|n| *n != own) };
+    networks.extend(asked.filter(|n| !networks.contains(n)));
+    Ok(networks)
+}
+
+/// The name of the network that made `model`, or its id when no model file here makes it.
+fn network_name(g: &Global, model: ModelId) -> String {
+    let found = g.models().ok().and_then(|dir| facegate_face::Embedder::find_model(&dir, model).ok().flatten());
+    found.map_or_else(|| model.to_string(), |(network, _)| network.to_string())
+}
+
+/// `networks [use NAME]`.
+#[derive(Subcommand)]
+pub enum NetworksAction {
+    /// Make NAME the site's network (every person must have its templates):
+    /// new doors and enrolments start from it. Doors running the former one
+    /// keep working with its templates.
+    Use {
+        /// dlib or sface.
+        network: Network,
+    },
+}
+
+/// `networks`: the site's networks and who has templates of each; `networks
+/// use NAME` makes NAME the site's own.
+pub fn networks(g: &Global, site: &Path, action: Option<NetworksAction>) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let data = home.config.data()?;
+    let held = home.state.site.networks(&data)?;
+    let everybody = home.state.site.people.len();
+    let Some(NetworksAction::Use { network }) = action else {
+        let rows: Vec<Value> = held
+            .iter()
+            .enumerate()
+            .map(|(k, (model, ids))| {
+                let missing: Vec<&str> =
+                    home.state.site.people.iter().filter(|(id, _)| !ids.contains(id)).map(|(_, r)| r.name.as_str()).collect();
+                json!({"network": network_name(g, *model), "model": model.to_string(), "site": k == 0,
+                    "people": ids.len(), "missing": missing})
+            })
+            .collect();
+        if g.json {
+            print_json(&json!({"people": everybody, "networks": rows}));
+        } else {
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r["network"].as_str().unwrap_or("-").to_string(),
+                        if r["site"] == true { "the site's".into() } else { String::new() },
+                        format!("{} of {everybody}", r["people"]),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["network", "", "people with templates"], &lines));
+        }
+        return Ok(());
+    };
+    let found = |model: &ModelId| network_name(g, *model) == network.to_string();
+    let Some(at) = held.iter().position(|(model, _)| found(model)) else {
+        bail!(
+            "nobody in site {} has templates of the {network} network: enrol people with it first (`--network both enroll \
+             NAME PHOTO…`)",
+            home.config.name
+        );
+    };
+    if at == 0 {
+        println!("{network} is already the network of site {}", home.config.name);
+        return Ok(());
+    }
+    let (model, ids) = &held[at];
+    let missing: Vec<&str> =
+        home.state.site.people.iter().filter(|(id, _)| !ids.contains(id)).map(|(_, r)| r.name.as_str()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of {everybody} people have no templates of the {network} network ({}{}): enrol them again with \
+             `--network both enroll NAME PHOTO…`; nothing was changed",
+            missing.len(),
+            missing.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+            if missing.len() > 5 { ", …" } else { "" }
+        );
+    }
+    let (old, model, name) = (home.state.site.model, *model, home.config.name.clone());
+    for record in home.state.site.people.values_mut() {
+        let (own, others) = record.all_templates(&name, &data)?;
+        let (taken, mut rest): (Vec<_>, Vec<_>) = others.into_iter().partition(|o| o.model == model);
+        rest.insert(0, facegate_site::NetworkTemplates { model: old, templates: own });
+        let templates = &taken.first().expect("everyone has them").templates;
+        *record = PersonRecord::with_others(&name, &record.id, &record.name, record.access.clone(), templates, &rest, &data)?;
+    }
+    home.state.site.model = model;
+    home.commit(g)?;
+    if !g.json {
+        println!("site {name} now runs the {network} network (version {})", home.state.site.version);
     }
     Ok(())
 }
@@ -665,15 +791,20 @@ pub fn doors(g: &Global, site: &Path) -> Result<()> {
                 d.clone(),
                 if s["online"] == true { "online".into() } else { "offline".into() },
                 s["version"].as_u64().map_or("-".into(), |v| v.to_string()),
-                s["people"].as_u64().map_or("-".into(), |v| v.to_string()),
+                s["model"].as_str().and_then(|m| ModelId::from_hex(m).ok()).map_or("-".into(), |m| network_name(g, m)),
+                match (s["people"].as_u64(), s["without_templates"].as_u64().unwrap_or(0)) {
+                    (Some(n), 0) => n.to_string(),
+                    (Some(n), without) => format!("{n} ({without} without its network's templates)"),
+                    (None, _) => "-".into(),
+                },
                 s["time"].as_str().unwrap_or("-").to_string(),
                 s["error"].as_str().unwrap_or("").to_string(),
             ],
-            None => vec![d.clone(), "never seen".into(), "-".into(), "-".into(), "-".into(), String::new()],
+            None => vec![d.clone(), "never seen".into(), "-".into(), "-".into(), "-".into(), "-".into(), String::new()],
         })
         .collect();
     println!("site {} version {}", home.config.name, home.state.site.version);
-    print!("{}", table(&["door", "state", "version", "people", "last seen", "error"], &rows));
+    print!("{}", table(&["door", "state", "version", "network", "people", "last seen", "error"], &rows));
     Ok(())
 }
 

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = Manifest::from_bytes(data);
     let _ = PersonRecord::from_bytes(data);
     if let Ok(p) = SealedPerson::from_bytes(data) {
-        let _ = p.open_for("hq", "front", &DataKey::from_bytes([1; 32]));
+        let _ = p.open_for("hq", "front", &DataKey::from_bytes([1; 32]), facegate_core::ModelId::from_bytes([5; 32]));
     }
     let admin = admin();
     let _ = ResendRequest::open(&admin.public(), "facegate/hq/doors/front/resend", data, 0, 1_800_000_000_000);
