@@ -482,3 +482,74 @@ fn a_door_login_is_held_by_the_sites_acl_and_a_stale_copy_of_the_site_state_publ
     assert!(received(&broker, "door-front", "facegate/hq/manifest").is_empty(), "the removed door reads nothing");
     assert!(!received(&broker, "door-lab", "facegate/hq/manifest").is_empty(), "the lab still does");
 }
+
+#[test]
+fn a_site_holds_both_networks_templates_and_switches_networks_without_calling_everyone_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((enrol, _)) = photos(dir.path()) else { return };
+    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &[("admin", "pw-admin")], "the site test")
+    else {
+        return;
+    };
+    let site = dir.path().join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    ok(host_tool(
+        &site,
+        &[
+            "--network",
+            "dlib",
+            "site",
+            "init",
+            "--name",
+            "hq",
+            "--broker",
+            &url,
+            "--ca",
+            &ca,
+            "--username",
+            "admin",
+            "--password",
+            "pw-admin",
+        ],
+    ));
+    let photos: Vec<&str> = enrol.iter().map(String::as_str).collect();
+    let enroll =
+        |name: &str, network: &[&str]| json(host_tool(&site, &[&["--json"], network, &["enroll", name], &photos[..]].concat()));
+    let networks = || json(host_tool(&site, &["--json", "networks"]));
+    let names = |v: &Value| {
+        v["networks"].as_array().unwrap().iter().map(|n| n["network"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    // Ada with the site's network only: sface is nowhere, and the site cannot take it.
+    assert_eq!(names(&enroll("Ada", &[])), ["dlib"]);
+    assert_eq!(names(&networks()), ["dlib"]);
+    let refused = host_tool(&site, &["networks", "use", "sface"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--network both"));
+    // Colin with both: the site now holds sface for him, not for Ada.
+    let colin = enroll(PERSON, &["--network", "both"]);
+    assert_eq!(names(&colin), ["dlib", "sface"], "{colin}");
+    assert_eq!(colin["networks"][1]["templates"], 3, "{colin}");
+    let held = networks();
+    assert_eq!((held["people"].as_u64(), held["networks"][0]["site"].as_bool()), (Some(2), Some(true)), "{held}");
+    assert_eq!(held["networks"][1]["people"], 1);
+    assert_eq!(held["networks"][1]["missing"], serde_json::json!(["Ada"]));
+    let refused = host_tool(&site, &["networks", "use", "sface"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Ada"), "Ada has no sface templates");
+    assert_eq!(networks(), held, "a refused switch changes nothing");
+    // A newcomer (or Ada again) gets every network the site holds, unasked.
+    assert_eq!(names(&enroll("Ada", &[])), ["dlib", "sface"]);
+    ok(host_tool(&site, &["networks", "use", "sface"]));
+    let switched = networks();
+    assert_eq!(names(&switched), ["sface", "dlib"], "{switched}");
+    assert_eq!((switched["networks"][0]["site"].as_bool(), switched["networks"][1]["people"].as_u64()), (Some(true), Some(2)));
+    // Nobody was enrolled again: the manifest at the broker names sface as the site's network, dlib beside it.
+    let retained = received(&broker, "admin", "facegate/hq/manifest");
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(&site).unwrap()).unwrap();
+    let admin = facegate_site::AdminKey::from_bytes(&facegate_core::from_hex(config["admin_key"].as_str().unwrap()).unwrap());
+    let manifest = admin.public().open("facegate/hq/manifest", &retained[0].1).unwrap();
+    let manifest = facegate_site::Manifest::from_bytes(manifest).unwrap();
+    assert_eq!(manifest.model.to_hex(), switched["networks"][0]["model"].as_str().unwrap());
+    assert_eq!(
+        manifest.others.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
+        [switched["networks"][1]["model"].as_str().unwrap()]
+    );
+}

@@ -635,7 +635,8 @@ pub enum NetworksAction {
     /// keep working with its templates.
     Use {
         /// dlib or sface.
-        network: Network,
+        #[arg(value_name = "NETWORK")]
+        name: Network,
     },
 }
 
@@ -646,7 +647,7 @@ pub fn networks(g: &Global, site: &Path, action: Option<NetworksAction>) -> Resu
     let data = home.config.data()?;
     let held = home.state.site.networks(&data)?;
     let everybody = home.state.site.people.len();
-    let Some(NetworksAction::Use { network }) = action else {
+    let Some(NetworksAction::Use { name: network }) = action else {
         let rows: Vec<Value> = held
             .iter()
             .enumerate()
