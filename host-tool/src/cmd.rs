@@ -60,10 +60,21 @@ impl Global {
         })
     }
 
-    /// The `--metric` file, checked against the network of `precision`.
-    fn metric_file(&self, precision: Precision) -> Result<Option<MetricHead>> {
+    /// The network a gallery file is worked on with: the one asked for, else
+    /// the one that made the file's templates, else the shipped default.
+    fn file_network(&self, path: &Path) -> Network {
+        let made_it = || {
+            let gallery = facegate_store::Gallery::load(path).ok()?;
+            network_of(&self.models().ok()?, gallery.model_id())
+        };
+        self.network.or_else(made_it).unwrap_or_default()
+    }
+
+    /// The `--metric` file, checked against `network` at `precision`: a head
+    /// trained on one network's embeddings means nothing on another's.
+    fn metric_file(&self, network: Network, precision: Precision) -> Result<Option<MetricHead>> {
         let Some(path) = self.metric.as_deref() else { return Ok(None) };
-        let network = facegate_face::Embedder::model_id_of(&self.models()?, self.network(), precision)?;
+        let network = facegate_face::Embedder::model_id_of(&self.models()?, network, precision)?;
         let head = MetricHead::load(path, &network).with_context(|| format!("loading the metric {}", path.display()))?;
         Ok(Some(head))
     }
@@ -72,7 +83,7 @@ impl Global {
     pub fn target(&self) -> Result<Target> {
         match (&self.gallery, &self.port) {
             (Some(path), None) => {
-                let metric = self.metric_file(Precision::Int8)?;
+                let metric = self.metric_file(self.file_network(path), Precision::Int8)?;
                 let threshold =
                     self.threshold.or(metric.as_ref().map(|m| m.meta.threshold)).unwrap_or(self.network().door_threshold());
                 match metric {

@@ -59,6 +59,8 @@ fn bench_speed_json_has_the_speed_interface() {
         "detect_ms_640x480_threads",
         "embed_ms_threads",
         "embed_ratio_vs_1_thread",
+        "embed_ms_per_face_in_parallel",
+        "embed_parallel_ratio_vs_1_thread",
         "detect_ratio_vs_1_thread",
         "frame_ratio_vs_1_thread",
         "fps_ratio_vs_1_thread",

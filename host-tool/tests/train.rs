@@ -66,7 +66,8 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
         assert!((t - first["threshold"].as_f64().unwrap()).abs() < 1e-6, "the metric's own threshold: {f}");
     }
     // A damaged metric file is refused with its name; so is an unknown kind.
-    let mut bytes = std::fs::read(&out).unwrap();
+    let good = std::fs::read(&out).unwrap();
+    let mut bytes = good.clone();
     let at = bytes.len() - 40;
     bytes[at] ^= 0x01;
     std::fs::write(&out, &bytes).unwrap();
@@ -106,6 +107,13 @@ fn train_writes_a_metric_that_offline_matching_uses_and_bad_files_are_refused() 
     let refused = host_tool(&["--network", "dlib", "--gallery", &dlib_gallery, "--metric", &s(&layer), "identify", &photo(3)]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("enrolled again"), "{stderr}");
+    // A head trained on the default network's embeddings is refused on dlib's
+    // templates, the network read from the gallery file (no --network given).
+    std::fs::write(&out, &good).unwrap();
+    let mixed = host_tool(&["--gallery", &dlib_gallery, "--metric", &s(&out), "identify", &photo(3)]);
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(!mixed.status.success() && stderr.contains("site.fgmetric"), "a head of another network applied: {stderr}");
+    assert!(host_tool(&["--gallery", &gallery, "--metric", &s(&out), "identify", &photo(3)]).status.success());
     // …and one enrolled with it finds its person (the threshold is given: two
     // epochs on four validation people make no threshold worth testing).
     let layered = s(&dir.path().join("layered.fg"));

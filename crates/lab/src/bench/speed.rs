@@ -296,24 +296,13 @@ pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
     // frames on one thread, then as many on every thread at once, so the
     // throughput ratio compares runs a moment apart (see `alternating_median_ms`).
     let (blocks, per_block) = (5, n.div_ceil(5).max(2));
-    let (mut parallel_frames, mut parallel_seconds, mut fps_ratios) = (0, 0.0, Vec::with_capacity(blocks));
-    for _ in 0..blocks {
-        let start = Instant::now();
-        (0..per_block).for_each(|_| drop(std::hint::black_box(door_frame_once(None))));
-        let one_thread_fps = per_block as f64 / start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| (0..per_block).for_each(|_| drop(std::hint::black_box(door_frame_once(None)))));
-            }
-        });
-        let seconds = start.elapsed().as_secs_f64();
-        parallel_frames += threads * per_block;
-        parallel_seconds += seconds;
-        fps_ratios.push((threads * per_block) as f64 / seconds / one_thread_fps);
-    }
-    let fps_frames_in_parallel = parallel_frames as f64 / parallel_seconds;
-    let fps_ratio = median(fps_ratios);
+    let (fps_frames_in_parallel, fps_ratio) =
+        runs_in_parallel(threads, blocks, per_block, &|| drop(std::hint::black_box(door_frame_once(None))));
+    // The embedding's throughput on every core: one face per core at once
+    // (enrolment, benchmarks, a door with several faces in view).
+    let (embeds_per_s, embed_parallel_ratio) = runs_in_parallel(threads, blocks, per_block, &|| {
+        std::hint::black_box(pipeline.embedder.embed(&chip).expect("embeds"));
+    });
     // Where the whole-frame time goes, measured inside the same loop.
     let (mut in_detect, mut in_rest) = (Vec::with_capacity(n), Vec::<f64>::with_capacity(n));
     for _ in 0..n {
@@ -349,6 +338,8 @@ pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
         "embed_ms_int8": embed_ms_of(Precision::Int8),
         "embed_ms_qint8": embed_ms_of(Precision::QInt8),
         "embed_ms_threads": embed_threads_ms,
+        "embed_ms_per_face_in_parallel": 1000.0 / embeds_per_s,
+        "embed_parallel_ratio_vs_1_thread": embed_parallel_ratio,
         "detect_ms_640x480_yunet_threads": yunet_threads_ms,
         "detect_ms_640x480_threads": detect_threads_ms,
         "liveness_ms_threads": liveness_threads_ms,
@@ -410,6 +401,10 @@ pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
             "  one stage on {threads} threads (× its 1-thread time, in turns): embed {embed_threads_ms:.2} ms ({embed_ratio:.2}×), HOG {detect_threads_ms:.2} ms ({detect_ratio:.2}×), YuNet {yunet_threads_ms:.2} ms ({yunet_ratio:.2}×), liveness {liveness_threads_ms:.2} ms ({liveness_ratio:.2}×)"
         );
         println!(
+            "  embeddings on every core at once: {:.2} ms per face ({embed_parallel_ratio:.2}× one core's rate)",
+            1000.0 / embeds_per_s
+        );
+        println!(
             "  network {network}: embed {embed_default:.2} ms, {:.2}× {other_network}'s {other_embed_ms:.2} ms; whole door frame on {threads} threads {:.2}× {other_network}'s {frame_ms_other_network:.2} ms",
             1.0 / embed_ratio_vs_other,
             1.0 / frame_ratio_vs_other
@@ -423,4 +418,29 @@ pub fn run(models: &Path, network: Network, args: SpeedArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `f` on `threads` threads at once, in `blocks`: each block runs `f`
+/// `per_block` times on one thread, then as many times on every thread at
+/// once, so each ratio compares runs a moment apart (see
+/// `alternating_median_ms`). Runs per second on every thread, and the median
+/// of the blocks' ratios to one thread's rate.
+fn runs_in_parallel(threads: usize, blocks: usize, per_block: usize, f: &(dyn Fn() + Sync)) -> (f64, f64) {
+    let (mut runs, mut seconds, mut ratios) = (0, 0.0, Vec::with_capacity(blocks));
+    for _ in 0..blocks {
+        let start = Instant::now();
+        (0..per_block).for_each(|_| f());
+        let one_thread_rate = per_block as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| (0..per_block).for_each(|_| f()));
+            }
+        });
+        let elapsed = start.elapsed().as_secs_f64();
+        runs += threads * per_block;
+        seconds += elapsed;
+        ratios.push((threads * per_block) as f64 / elapsed / one_thread_rate);
+    }
+    (runs as f64 / seconds, median(ratios))
 }
