@@ -3,6 +3,7 @@
 //! training (`bench …`, `train`) are the lab's (`facegate-lab`).
 
 mod cmd;
+mod console;
 mod keys;
 mod output;
 mod ports;
@@ -189,6 +190,17 @@ enum Command {
     },
     /// The site's doors: online, applied version, last seen.
     Doors,
+    /// The site's console in a browser (with --site): doors, people, access,
+    /// live events. Serves this machine only; set its password first.
+    Console {
+        /// The address to serve on (a loopback address).
+        #[arg(long, default_value = console::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Set the console's password (read from standard input when it is
+        /// not a terminal, one line) and exit.
+        #[arg(long)]
+        set_password: bool,
+    },
     /// The site's embedding networks and how many people have templates of
     /// each; `networks use NAME` makes another one the site's.
     Networks {
@@ -305,6 +317,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
         Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
+        Command::Console { listen, set_password } => console::run(&g, site_file(&site)?, listen, set_password),
         Command::Sync { wait, wait_s, reissue } => site::sync(&g, site_file(&site)?, wait, wait_s, reissue),
         Command::Acl { out } => site::acl(&g, site_file(&site)?, out.as_deref()),
         Command::Ports => cmd::ports(&g),

@@ -17,6 +17,17 @@ pub struct Link {
     /// Events that arrived while statuses were read (a persistent session
     /// delivers what was queued for it at once): kept for [`Link::next_event`].
     early_events: VecDeque<Value>,
+    /// Filters subscribed to again when the broker lost the session.
+    watched: Vec<String>,
+}
+
+/// What a door publishes, as [`Link::watch`] hands it over.
+#[derive(Debug, Clone)]
+pub enum DoorMessage {
+    /// A door's status (checked), by door.
+    Status(String, Value),
+    /// An event, its `door` taken from the topic.
+    Event(Value),
 }
 
 impl Link {
@@ -53,6 +64,7 @@ impl Link {
             topics: facegate_site::Topics::new(&config.name)?,
             events_filter: None,
             early_events: VecDeque::new(),
+            watched: Vec::new(),
         })
     }
 
@@ -164,27 +176,61 @@ impl Link {
     }
 
     fn next_status(&mut self) -> Result<Option<(String, Value)>> {
-        match self.connection.recv_timeout(Duration::from_millis(100)) {
+        match self.next_door_message(Duration::from_millis(100))? {
+            Some(DoorMessage::Status(door, status)) => Ok(Some((door, status))),
+            // An event queued for this session: kept, not read as a status.
+            Some(DoorMessage::Event(event)) => {
+                self.early_events.push_back(event);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The next door status or event received within `wait`. A status is
+    /// written by a door's login: checked whole before anything reads it
+    /// (ignored with a warning otherwise).
+    fn next_door_message(&mut self, wait: Duration) -> Result<Option<DoorMessage>> {
+        match self.connection.recv_timeout(wait) {
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                 let Some(door) = self.topics.door_of(&p.topic).map(str::to_string) else { return Ok(None) };
                 if p.topic != self.topics.status(&door) {
-                    // Not a status: an event queued for this session. Kept, not read as a status.
-                    if let Some(event) = self.event_of(&p.topic, &p.payload) {
-                        self.early_events.push_back(event);
-                    }
-                    return Ok(None);
+                    return Ok(self.event_of(&p.topic, &p.payload).map(DoorMessage::Event));
                 }
-                // Written by a door's login: checked whole before anything reads it.
                 match facegate_site::DoorStatus::from_json(&p.payload) {
-                    Ok(_) => Ok(serde_json::from_slice(&p.payload).ok().map(|status| (door, status))),
+                    Ok(_) => Ok(serde_json::from_slice(&p.payload).ok().map(|status| DoorMessage::Status(door, status))),
                     Err(e) => {
                         eprintln!("warning: door {door}: ignored its status: {e}");
                         Ok(None)
                     }
                 }
             }
+            // Back after a broker restart that lost the session: subscribe again.
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) if !ack.session_present => {
+                for filter in self.watched.clone() {
+                    self.subscribe(filter)?;
+                }
+                Ok(None)
+            }
             Ok(Err(e)) => bail!("the broker: {e}"),
             _ => Ok(None),
+        }
+    }
+
+    /// Follows every door's status and events: calls `each` with what
+    /// arrives (statuses retained on the broker first) until it returns
+    /// false; an error when the broker is lost.
+    pub fn watch(&mut self, mut each: impl FnMut(DoorMessage) -> bool) -> Result<()> {
+        for filter in [self.topics.all_status(), self.topics.all_events()] {
+            self.subscribe(filter.clone())?;
+            self.watched.push(filter);
+        }
+        loop {
+            if let Some(message) = self.next_door_message(Duration::from_millis(200))? {
+                if !each(message) {
+                    return Ok(());
+                }
+            }
         }
     }
 

@@ -27,6 +27,10 @@ pub struct SiteConfig {
     pub admin_key: String,
     /// The site's data key (hex; secret).
     pub data_key: String,
+    /// The console's administrator password as an argon2 hash (a PHC
+    /// string; `host-tool --site … console --set-password`); empty: not set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub console_password: String,
 }
 
 impl SiteConfig {

@@ -90,7 +90,8 @@ fn state_path(site: &Path) -> PathBuf {
 }
 
 impl SiteHome {
-    fn open(path: &Path) -> Result<Self> {
+    /// Opens the site file `path` and its state beside it.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the site file {} (create one with `site init`)", path.display()))?;
         let config: SiteConfig = toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
@@ -110,6 +111,24 @@ impl SiteHome {
         facegate_store::atomic::replace_private(path, toml::to_string(&home.config)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(home)
+    }
+
+    /// The site file's settings.
+    pub(crate) fn config(&self) -> &SiteConfig {
+        &self.config
+    }
+
+    /// The site's state: people, rules, version.
+    pub(crate) fn site(&self) -> &SiteState {
+        &self.state.site
+    }
+
+    /// Writes the site file (mode 0600) after a change of its settings.
+    pub(crate) fn save_config(&mut self, config: SiteConfig) -> Result<()> {
+        facegate_store::atomic::replace_private(&self.path, toml::to_string(&config)?.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.config = config;
+        Ok(())
     }
 
     fn save(&self) -> Result<()> {
@@ -333,6 +352,7 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         password,
         admin_key: facegate_core::hex(&AdminKey::generate()?.to_bytes()),
         data_key: facegate_core::hex(&DataKey::generate()?.to_bytes()),
+        console_password: String::new(),
     };
     let model = facegate_face::Embedder::model_id_of(&g.models()?, g.network(), facegate_face::Precision::Int8)?;
     let state = AdminState {
@@ -937,6 +957,7 @@ mod power_loss {
             password: "pw".into(),
             admin_key: facegate_core::hex(&[1; 32]),
             data_key: facegate_core::hex(&[2; 32]),
+            console_password: String::new(),
         }
     }
 

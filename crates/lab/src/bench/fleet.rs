@@ -130,6 +130,7 @@ impl BenchSite {
             password: admin_password.to_string(),
             admin_key: facegate_core::hex(&self.admin.to_bytes()),
             data_key: facegate_core::hex(&self.data.to_bytes()),
+            console_password: String::new(),
         }
     }
 }

@@ -1,0 +1,304 @@
+//! `host-tool --site SITE.toml console`: the site administrator's console in
+//! a browser. It reads the same site file and state as the command line at
+//! every request (a change made by `host-tool --site …` while it runs shows
+//! at the next page), and follows the doors through the site's broker.
+//!
+//! - `auth`: the password, sessions, CSRF tokens, paused logins;
+//! - `live`: the doors' statuses and events from the broker;
+//! - `pages`: the HTML.
+
+mod auth;
+mod live;
+mod pages;
+
+use crate::site::SiteHome;
+use anyhow::{bail, Context, Result};
+use auth::{Gate, Session, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_LIFETIME};
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use live::Live;
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The address served when `--listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// `console [--listen ADDR] [--set-password]`.
+pub fn run(g: &crate::cmd::Global, site: &Path, listen: SocketAddr, set_password: bool) -> Result<()> {
+    if set_password {
+        return set_console_password(site);
+    }
+    let home = SiteHome::open(site)?;
+    if home.config().console_password.is_empty() {
+        bail!("the console has no password yet: set one with `host-tool --site {} console --set-password`", site.display());
+    }
+    if !listen.ip().is_loopback() {
+        bail!(
+            "{listen} is not a loopback address: the console serves this machine only (127.0.0.1 or [::1]); reach it from \
+             elsewhere through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 …)"
+        );
+    }
+    let app = Arc::new(App {
+        site: site.to_path_buf(),
+        models: g.models().ok(),
+        live: Live::start(home.config().clone()),
+        gate: Gate::default(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        let local = listener.local_addr()?;
+        println!("console of site {} on http://{local}/ (Ctrl-C stops it)", home.config().name);
+        axum::serve(listener, router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .context("serving the console")
+    })?;
+    app.live.stop();
+    Ok(())
+}
+
+/// `console --set-password`: one line from standard input when it is not a
+/// terminal; asked twice, unechoed, on a terminal. Stored as an argon2 hash.
+fn set_console_password(site: &Path) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("new console password: ")?;
+        if rpassword::prompt_password("once more: ")? != first {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    let mut config = home.config().clone();
+    config.console_password = auth::hash_password(&password)?;
+    home.save_config(config)?;
+    println!("console password of site {} set", home.config().name);
+    Ok(())
+}
+
+/// What every request handler shares.
+struct App {
+    site: PathBuf,
+    models: Option<PathBuf>,
+    live: Arc<Live>,
+    gate: Gate,
+}
+
+impl App {
+    /// The session this request carries, if it is live.
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        self.gate.session(&id).map(|s| (id, s))
+    }
+
+    /// The site as the command line left it.
+    fn home(&self) -> Result<SiteHome, Response> {
+        SiteHome::open(&self.site).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response())
+    }
+
+    fn network_of(&self, model_hex: &str) -> String {
+        let model = facegate_core::ModelId::from_hex(model_hex).ok();
+        let found = model.zip(self.models.as_deref()).and_then(|(m, dir)| facegate_face::Embedder::find_model(dir, m).ok()?);
+        found.map_or_else(|| model_hex.chars().take(12).collect(), |(network, _)| network.to_string())
+    }
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/doors") }))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/doors", get(doors))
+        .route("/people", get(people))
+        .route("/access", get(access))
+        .route("/events", get(events))
+        .route("/events/stream", get(event_stream))
+        .route(
+            "/assets/events.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], pages::LIVE_EVENTS_SCRIPT) }),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+/// No framing by other sites, no scripts from anywhere but the console's
+/// own files (the pages hold no inline script).
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for `max_age_s` (0: cleared).
+fn set_cookie(name: &str, value: &str, max_age_s: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}"))
+        .expect("a cookie of hex digits")
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+fn page(app: &App, title: &str, session: &Session, content: maud::Markup) -> Result<Response, Response> {
+    let home = app.home()?;
+    Ok(Html(pages::layout(&home.config().name, title, Some(&session.csrf), content).into_string()).into_response())
+}
+
+async fn login_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if app.session(&headers).is_some() {
+        return Redirect::to("/doors").into_response();
+    }
+    login_page(&app, StatusCode::OK, None)
+}
+
+/// The login form with a fresh CSRF token (also in its cookie).
+fn login_page(app: &App, status: StatusCode, problem: Option<&str>) -> Response {
+    let (home, csrf) = match (app.home(), auth::token()) {
+        (Ok(home), Ok(csrf)) => (home, csrf),
+        (Err(response), _) => return response,
+        (_, Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let body = pages::login(&home.config().name, &csrf, problem).into_string();
+    (status, [(header::SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600))], Html(body)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if form.csrf.is_empty() || !auth::same_token(&form.csrf, &expected) {
+        return login_page(&app, StatusCode::FORBIDDEN, Some("The form expired or did not come from this console: try again."));
+    }
+    if app.gate.paused(from.ip()) {
+        return login_page(&app, StatusCode::TOO_MANY_REQUESTS, Some("Too many failed logins: wait a minute."));
+    }
+    let hash = match app.home() {
+        Ok(home) => home.config().console_password.clone(),
+        Err(response) => return response,
+    };
+    let matches = tokio::task::spawn_blocking(move || auth::password_matches(&hash, &form.password)).await.unwrap_or(false);
+    if !matches {
+        app.gate.failed(from.ip());
+        return login_page(&app, StatusCode::UNAUTHORIZED, Some("Wrong password."));
+    }
+    match app.gate.open_session() {
+        Ok((id, _)) => {
+            let mut response = Redirect::to("/doors").into_response();
+            let h = response.headers_mut();
+            h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs()));
+            h.append(header::SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, "", 0));
+            response
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let Some((id, session)) = app.session(&headers) else { return to_login() };
+    if !auth::same_token(&form.csrf, &session.csrf) {
+        return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
+    }
+    app.gate.close_session(&id);
+    let mut response = to_login();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    response
+}
+
+async fn doors(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let rendered = app.home().and_then(|home| {
+        let content = app.live.doors(|live| pages::doors(home.site(), live, &|m| app.network_of(m)));
+        page(&app, "Doors", &session, content)
+    });
+    rendered.unwrap_or_else(|response| response)
+}
+
+/// `/people?q=NAME`: the people whose name holds NAME.
+async fn people(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let search = query.get("q").map_or("", String::as_str);
+    let rendered = app.home().and_then(|home| page(&app, "People", &session, pages::people(home.site(), search)));
+    rendered.unwrap_or_else(|response| response)
+}
+
+async fn access(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let rendered = app.home().and_then(|home| page(&app, "Access", &session, pages::access(home.site())));
+    rendered.unwrap_or_else(|response| response)
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let content = app.live.doors(pages::events);
+    page(&app, "Events", &session, content).unwrap_or_else(|response| response)
+}
+
+/// New events as server-sent events (`access`, the event's JSON).
+async fn event_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if app.session(&headers).is_none() {
+        return to_login();
+    }
+    let receiver = app.live.events.subscribe();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => {
+                    let sse = SseEvent::default().event("access").data(event.to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(sse), receiver));
+                }
+                // Fell behind: the page shows what comes next.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}

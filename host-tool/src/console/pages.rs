@@ -1,0 +1,204 @@
+//! The console's pages, rendered on the server (maud escapes every value it
+//! inserts). One layout, a page per part of the site.
+
+use super::live::Doors;
+use facegate_site::SiteState;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2433}\
+nav{background:#1d2433;padding:.6em 1em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}\
+nav form{display:inline;float:right}nav button{background:none;border:1px solid #fff;color:#fff;cursor:pointer}\
+main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
+td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}\
+.online{color:#17803d}.offline{color:#b42318}.error{color:#b42318}.muted{color:#667085}";
+
+/// The page frame: title, navigation (with the session's CSRF token for
+/// logging out), content.
+pub fn layout(site: &str, title: &str, csrf: Option<&str>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (site) " · facegate" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                @if let Some(csrf) = csrf {
+                    nav {
+                        a href="/doors" { "Doors" }
+                        a href="/people" { "People" }
+                        a href="/access" { "Access" }
+                        a href="/events" { "Events" }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) " " span.muted { "site " (site) } }
+                    (content)
+                }
+            }
+        }
+    }
+}
+
+/// The login form; `problem` says why the last try failed.
+pub fn login(site: &str, csrf: &str, problem: Option<&str>) -> Markup {
+    layout(
+        site,
+        "Log in",
+        None,
+        html! {
+            @if let Some(p) = problem { p.error { (p) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Password " input type="password" name="password" autofocus required; }
+                " "
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every door of the site with what its status says.
+pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String) -> Markup {
+    html! {
+        @if !live.broker_up {
+            p.error { "The broker is not reachable: doors show offline. " (live.broker_error.as_deref().unwrap_or("")) }
+        }
+        p { "Site version " (site.version) ", " (site.rules.doors.len()) " doors." }
+        table {
+            tr { th { "door" } th { "state" } th { "version" } th { "pending" } th { "network" } th { "people" }
+                 th { "templates" } th { "free space" } th { "events delivered / lost" } th { "last seen" } th { "error" } }
+            @for name in site.rules.doors.keys() {
+                @let status = live.statuses.get(name);
+                @let online = status.is_some_and(|s| s["online"] == true);
+                tr {
+                    td { (name) }
+                    td class=(if online { "online" } else { "offline" }) {
+                        (match status { None => "never seen", Some(_) if online => "online", Some(_) => "offline" })
+                    }
+                    @if let Some(s) = status {
+                        td { (text(&s["version"])) @if s["version"].as_u64().is_some_and(|v| v < site.version) { span.muted { " (behind)" } } }
+                        td { @if s["pending"].is_object() { (text(&s["pending"]["version"])) " (" (text(&s["pending"]["missing"])) " records missing)" } }
+                        td { (s["model"].as_str().map_or("-".into(), network_of)) }
+                        td { (text(&s["people"]))
+                             @if s["without_templates"].as_u64().is_some_and(|n| n > 0) {
+                                 span.muted { " (" (text(&s["without_templates"])) " without its network's templates)" } } }
+                        td { (text(&s["templates"])) }
+                        td { (s["free_bytes"].as_u64().map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6))) }
+                        td { (text(&s["events_delivered"])) " / " (text(&s["events_lost"])) }
+                        td { (text(&s["time"])) }
+                        td.error { (s["error"].as_str().unwrap_or("")) }
+                    } @else {
+                        @for _ in 0..9 { td { "-" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Everybody enrolled, with their access.
+pub fn people(site: &SiteState, query: &str) -> Markup {
+    let query = query.to_lowercase();
+    let found: Vec<_> = site.people.values().filter(|p| p.name.to_lowercase().contains(&query)).collect();
+    html! {
+        form method="get" action="/people" {
+            input type="search" name="q" value=(query) placeholder="name";
+            " " button type="submit" { "Search" }
+        }
+        p { (found.len()) " of " (site.people.len()) " people." }
+        table {
+            tr { th { "name" } th { "id" } th { "groups" } th { "valid from" } th { "valid until" } }
+            @for p in found {
+                tr {
+                    td { (p.name) }
+                    td.muted { (p.id) }
+                    td { (p.access.groups.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                    td { (p.access.valid_from.map_or("-".into(), iso_seconds)) }
+                    td { (p.access.valid_until.map_or("-".into(), iso_seconds)) }
+                }
+            }
+        }
+    }
+}
+
+fn iso_seconds(s: i64) -> String {
+    facegate_store::access_log::iso_time(s * 1000)
+}
+
+/// Groups, doors and schedules.
+pub fn access(site: &SiteState) -> Markup {
+    let rules = &site.rules;
+    html! {
+        p { "Time zone: " (rules.time_zone) }
+        h2 { "Doors" }
+        table {
+            tr { th { "door" } th { "admits groups" } th { "schedule" } }
+            @for (name, door) in &rules.doors {
+                tr { td { (name) } td { (door.groups.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                     td { (door.schedule.as_deref().unwrap_or("always")) } }
+            }
+        }
+        h2 { "Groups" }
+        table {
+            tr { th { "group" } th { "schedule" } th { "people" } }
+            @for (name, group) in &rules.groups {
+                tr { td { (name) } td { (group.schedule.as_deref().unwrap_or("always")) }
+                     td { (site.people.values().filter(|p| p.access.groups.contains(name)).count()) } }
+            }
+        }
+        h2 { "Schedules" }
+        table {
+            tr { th { "schedule" } th { "windows" } }
+            @for (name, schedule) in &rules.schedules {
+                tr { td { (name) } td { (schedule.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")) } }
+            }
+        }
+    }
+}
+
+/// The most recent events, newest first; new ones are added live.
+pub fn events(live: &Doors) -> Markup {
+    html! {
+        @if !live.broker_up { p.error { "The broker is not reachable: no new events arrive." } }
+        table #events {
+            thead { tr { th { "time" } th { "door" } th { "event" } th { "person" } th { "seq" } } }
+            tbody {
+                @for e in live.events.iter().rev().take(500) {
+                    tr { td { (text(&e["time"])) } td { (text(&e["door"])) } td { (text(&e["kind"])) }
+                         td { (text(&e["person"])) } td.muted { (text(&e["seq"])) } }
+                }
+            }
+        }
+        script src="/assets/events.js" {}
+    }
+}
+
+/// New events from `/events/stream` put at the top of the table (text
+/// only: nothing received is read as HTML). Served as `/assets/events.js`.
+pub const LIVE_EVENTS_SCRIPT: &str = r#"
+const body = document.querySelector('#events tbody');
+const source = new EventSource('/events/stream');
+source.addEventListener('access', (m) => {
+  const e = JSON.parse(m.data);
+  const row = body.insertRow(0);
+  for (const key of ['time', 'door', 'kind', 'person', 'seq']) {
+    row.insertCell().textContent = e[key] == null ? '-' : String(e[key]);
+  }
+});
+"#;
