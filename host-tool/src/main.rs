@@ -191,11 +191,17 @@ enum Command {
     /// The site's doors: online, applied version, last seen.
     Doors,
     /// The site's console in a browser (with --site): doors, people, access,
-    /// live events. Serves this machine only; set its password first.
+    /// live events. Set its password first; beyond this machine, HTTPS only.
     Console {
-        /// The address to serve on (a loopback address).
+        /// The address to serve on; beyond loopback, HTTPS only (--tls-cert, --tls-key).
         #[arg(long, default_value = console::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS with this certificate chain (PEM).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Set the console's password (read from standard input when it is
         /// not a terminal, one line) and exit.
         #[arg(long)]
@@ -317,7 +323,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
         Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
-        Command::Console { listen, set_password } => console::run(&g, site_file(&site)?, listen, set_password),
+        Command::Console { listen, tls_cert, tls_key, set_password } => {
+            let serve = console::Serve { listen, tls: tls_cert.zip(tls_key) };
+            console::run(&g, site_file(&site)?, serve, set_password)
+        }
         Command::Sync { wait, wait_s, reissue } => site::sync(&g, site_file(&site)?, wait, wait_s, reissue),
         Command::Acl { out } => site::acl(&g, site_file(&site)?, out.as_deref()),
         Command::Ports => cmd::ports(&g),

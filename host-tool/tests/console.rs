@@ -42,19 +42,24 @@ struct Console {
 
 impl Console {
     fn start(site: &Path) -> Console {
+        Self::start_with(site, &["--listen", "127.0.0.1:0"])
+    }
+
+    fn start_with(site: &Path, args: &[&str]) -> Console {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-tool"))
             .arg("--models")
             .arg(facegate_testkit::models())
             .arg("--site")
             .arg(site)
-            .args(["console", "--listen", "127.0.0.1:0"])
+            .arg("console")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("{line:?}"));
+        let addr = line.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("{line:?}"));
         Console { addr: addr.to_string(), child }
     }
 }
@@ -94,7 +99,11 @@ impl Reply {
 }
 
 fn http(addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>) -> Reply {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    exchange(TcpStream::connect(addr).unwrap(), addr, method, path, cookies, form)
+}
+
+/// One HTTP/1.1 exchange over `stream` (plain or TLS).
+fn exchange(mut stream: impl Read + Write, addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>) -> Reply {
     let body = form.unwrap_or("");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if !cookies.is_empty() {
@@ -104,8 +113,10 @@ fn http(addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>)
         request += &format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len());
     }
     stream.write_all(format!("{request}\r\n{body}").as_bytes()).unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
+    // To the end (a TLS peer may close without its close_notify: what came is kept).
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -151,7 +162,10 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     let file = std::fs::read_to_string(&site).unwrap();
     assert!(file.contains("console_password = \"$argon2id$") && !file.contains(PASSWORD), "stored hashed only");
     let open = host_tool(&site, &["console", "--listen", "0.0.0.0:0"], None);
-    assert!(!open.status.success() && String::from_utf8_lossy(&open.stderr).contains("loopback"), "not served to the network");
+    assert!(
+        !open.status.success() && String::from_utf8_lossy(&open.stderr).contains("--tls-cert"),
+        "not served to the network in clear"
+    );
 
     let console = Console::start(&site);
     let addr = console.addr.as_str();
@@ -282,4 +296,45 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     });
     let events = http(&console.addr, "GET", "/events", &cookie, None).body;
     assert!(events.contains("<td>granted</td><td>Colin_Powell</td>"), "{events}");
+}
+
+#[test]
+fn beyond_loopback_the_console_serves_https_only_with_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site_without_broker(dir.path());
+    ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("console.pem"), dir.path().join("console.key"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let (c, k) = (cert_pem.display().to_string(), key_pem.display().to_string());
+    let console = Console::start_with(&site, &["--listen", "0.0.0.0:0", "--tls-cert", &c, "--tls-key", &k]);
+    let addr = format!("127.0.0.1:{}", console.addr.rsplit(':').next().unwrap());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let https = |method: &str, path: &str, cookies: &str, form: Option<&str>| {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        exchange(rustls::StreamOwned::new(tls, TcpStream::connect(&addr).unwrap()), &addr, method, path, cookies, form)
+    };
+    let form = https("GET", "/login", "", None);
+    assert_eq!(form.status, 200);
+    let token = form.cookie("facegate_login_csrf").unwrap();
+    let body = format!("password={}&csrf={}", form_value(PASSWORD), form.csrf());
+    let reply = https("POST", "/login", &format!("facegate_login_csrf={token}"), Some(&body));
+    let set = reply.headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("facegate_session=")).expect("a session");
+    assert!(set.1.contains("; Secure") && set.1.contains("HttpOnly"), "{set:?}");
+    let session = reply.cookie("facegate_session").unwrap();
+    assert_eq!(https("GET", "/doors", &format!("facegate_session={session}"), None).status, 200);
+    // Plain HTTP to it gets no page.
+    assert_eq!(http(&addr, "GET", "/login", "", None).status, 0, "a page served in clear");
 }

@@ -10,6 +10,7 @@
 mod auth;
 mod live;
 mod pages;
+mod tls;
 
 use crate::site::SiteHome;
 use anyhow::{bail, Context, Result};
@@ -30,8 +31,17 @@ use std::sync::Arc;
 /// The address served when `--listen` is not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// `console [--listen ADDR] [--set-password]`.
-pub fn run(g: &crate::cmd::Global, site: &Path, listen: SocketAddr, set_password: bool) -> Result<()> {
+/// Where and how the console serves.
+pub struct Serve {
+    /// The address.
+    pub listen: SocketAddr,
+    /// HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// `console [--listen ADDR] [--tls-cert C --tls-key K] [--set-password]`.
+pub fn run(g: &crate::cmd::Global, site: &Path, serve: Serve, set_password: bool) -> Result<()> {
+    let Serve { listen, tls } = serve;
     if set_password {
         return set_console_password(site);
     }
@@ -39,26 +49,32 @@ pub fn run(g: &crate::cmd::Global, site: &Path, listen: SocketAddr, set_password
     if home.config().console_password.is_empty() {
         bail!("the console has no password yet: set one with `host-tool --site {} console --set-password`", site.display());
     }
-    if !listen.ip().is_loopback() {
+    if !listen.ip().is_loopback() && tls.is_none() {
         bail!(
-            "{listen} is not a loopback address: the console serves this machine only (127.0.0.1 or [::1]); reach it from \
-             elsewhere through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 …)"
+            "{listen} is not a loopback address: beyond this machine the console serves HTTPS only (--tls-cert CERT.pem \
+             --tls-key KEY.pem), or reach it through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 …)"
         );
     }
+    let acceptor = tls.as_ref().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
     let app = Arc::new(App {
         site: site.to_path_buf(),
         models: g.models().ok(),
         live: Live::start(home.config().clone()),
         gate: Gate::default(),
+        secure: acceptor.is_some(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
         let local = listener.local_addr()?;
-        println!("console of site {} on http://{local}/ (Ctrl-C stops it)", home.config().name);
-        axum::serve(listener, router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .context("serving the console")
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        println!("console of site {} on {scheme}://{local}/ (Ctrl-C stops it)", home.config().name);
+        let service = router(app.clone()).into_make_service_with_connect_info::<Peer>();
+        match acceptor {
+            Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, service).await,
+            None => axum::serve(listener, service).await,
+        }
+        .context("serving the console")
     })?;
     app.live.stop();
     Ok(())
@@ -86,12 +102,30 @@ fn set_console_password(site: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The address a request came from (failed logins are counted per address).
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 /// What every request handler shares.
 struct App {
     site: PathBuf,
     models: Option<PathBuf>,
     live: Arc<Live>,
     gate: Gate,
+    /// Served over TLS: cookies are marked Secure.
+    secure: bool,
 }
 
 impl App {
@@ -160,10 +194,14 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for `max_age_s` (0: cleared).
-fn set_cookie(name: &str, value: &str, max_age_s: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}"))
-        .expect("a cookie of hex digits")
+impl App {
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure over TLS, for
+    /// `max_age_s` (0: cleared).
+    fn set_cookie(&self, name: &str, value: &str, max_age_s: u64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"))
+            .expect("a cookie of hex digits")
+    }
 }
 
 fn to_login() -> Response {
@@ -190,7 +228,7 @@ fn login_page(app: &App, status: StatusCode, problem: Option<&str>) -> Response 
         (_, Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
     let body = pages::login(&home.config().name, &csrf, problem).into_string();
-    (status, [(header::SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600))], Html(body)).into_response()
+    (status, [(header::SET_COOKIE, app.set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600))], Html(body)).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -203,7 +241,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(from)): ConnectInfo<Peer>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -227,8 +265,8 @@ async fn login(
         Ok((id, _)) => {
             let mut response = Redirect::to("/doors").into_response();
             let h = response.headers_mut();
-            h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs()));
-            h.append(header::SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, "", 0));
+            h.append(header::SET_COOKIE, app.set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs()));
+            h.append(header::SET_COOKIE, app.set_cookie(LOGIN_CSRF_COOKIE, "", 0));
             response
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -248,7 +286,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): For
     }
     app.gate.close_session(&id);
     let mut response = to_login();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    response.headers_mut().append(header::SET_COOKIE, app.set_cookie(SESSION_COOKIE, "", 0));
     response
 }
 
