@@ -239,46 +239,68 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     assert!(reply.status == 303 && session.is_some());
 }
 
+/// A site on a real broker with its front door paired (its directory) and
+/// Colin Powell enrolled in its staff from three photos; his approach
+/// (photos 10–14) ready for the door's replay. The console password is set.
+struct Fixture {
+    dir: tempfile::TempDir,
+    broker: facegate_testkit::broker::Broker,
+    site: std::path::PathBuf,
+    approach: std::path::PathBuf,
+}
+
+impl Fixture {
+    fn new(what: &str) -> Option<Fixture> {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, _) = facegate_testkit::lfw(what)?;
+        let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
+        let broker = facegate_testkit::broker::start(&dir.path().join("broker"), &users, what)?;
+        let site = dir.path().join("hq.toml");
+        let (ca, url) = (broker.ca.display().to_string(), broker.url());
+        let init =
+            ["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"];
+        ok(host_tool(&site, &init, None));
+        ok(host_tool(&site, &["group", "add", "staff"], None));
+        let door = dir.path().join("front");
+        std::fs::create_dir_all(&door).unwrap();
+        let secrets = door.join("fleet.toml").display().to_string();
+        let add = "door add front --group staff --username door-front --password pw-front --secrets-out".split(' ');
+        let add: Vec<&str> = add.chain([secrets.as_str()]).collect();
+        ok(host_tool(&site, &add, None));
+        let (approach, mut photos) = (dir.path().join("approach"), Vec::new());
+        std::fs::create_dir_all(&approach).unwrap();
+        for i in 1..=3 {
+            let p = dir.path().join(format!("enrol{i}.jpg"));
+            std::fs::write(&p, data.read(&facegate_lfw::image_path("Colin_Powell", i)).unwrap()).unwrap();
+            photos.push(p.display().to_string());
+        }
+        for (k, i) in (10..15).enumerate() {
+            let photo = data.read(&facegate_lfw::image_path("Colin_Powell", i)).unwrap();
+            std::fs::write(approach.join(format!("{k:03}.jpg")), photo).unwrap();
+        }
+        let enrol: Vec<&str> =
+            ["enroll", "Colin_Powell"].into_iter().chain(photos.iter().map(String::as_str)).chain(["--group", "staff"]).collect();
+        ok(host_tool(&site, &enrol, None));
+        ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
+        Some(Fixture { dir, broker, site, approach })
+    }
+
+    fn start_front_door(&self) -> facegate_testkit::fleet::RunningDoor {
+        start_door(&self.dir.path().join("front"), &self.broker, &self.approach)
+    }
+}
+
 #[test]
 fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((data, _)) = facegate_testkit::lfw("the console test") else { return };
-    let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
-    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the console test") else { return };
-    let site = dir.path().join("hq.toml");
-    let (ca, url) = (broker.ca.display().to_string(), broker.url());
-    let init = ["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"];
-    ok(host_tool(&site, &init, None));
-    ok(host_tool(&site, &["group", "add", "staff"], None));
-    let door = dir.path().join("front");
-    std::fs::create_dir_all(&door).unwrap();
-    let secrets = door.join("fleet.toml").display().to_string();
-    let add = "door add front --group staff --username door-front --password pw-front --secrets-out".split(' ');
-    let add: Vec<&str> = add.chain([secrets.as_str()]).collect();
-    ok(host_tool(&site, &add, None));
-    let (approach, mut photos) = (dir.path().join("approach"), Vec::new());
-    std::fs::create_dir_all(&approach).unwrap();
-    for i in 1..=3 {
-        let p = dir.path().join(format!("enrol{i}.jpg"));
-        std::fs::write(&p, data.read(&facegate_lfw::image_path("Colin_Powell", i)).unwrap()).unwrap();
-        photos.push(p.display().to_string());
-    }
-    for (k, i) in (10..15).enumerate() {
-        let photo = data.read(&facegate_lfw::image_path("Colin_Powell", i)).unwrap();
-        std::fs::write(approach.join(format!("{k:03}.jpg")), photo).unwrap();
-    }
-    let enrol: Vec<&str> =
-        ["enroll", "Colin_Powell"].into_iter().chain(photos.iter().map(String::as_str)).chain(["--group", "staff"]).collect();
-    ok(host_tool(&site, &enrol, None));
-    ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
-    let console = Console::start(&site);
+    let Some(fixture) = Fixture::new("the console test") else { return };
+    let console = Console::start(&fixture.site);
     let (_, session) = login(&console.addr, PASSWORD);
     let cookie = format!("facegate_session={}", session.expect("logged in"));
     // Listening before the door starts: its first grant comes over the stream.
     let mut stream = TcpStream::connect(&console.addr).unwrap();
     stream.write_all(format!("GET /events/stream HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").as_bytes()).unwrap();
     stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let front = start_door(&door, &broker, &approach);
+    let front = fixture.start_front_door();
     let (mut seen, deadline) = (String::new(), Instant::now() + Duration::from_secs(90));
     while !seen.contains("\"kind\":\"granted\"") && Instant::now() < deadline {
         let mut buf = [0u8; 4096];
@@ -289,13 +311,81 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     assert!(seen.contains("event: access") && seen.contains("\"kind\":\"granted\""), "no grant on the stream: {seen}");
     assert!(seen.contains("Colin_Powell") && seen.contains("\"door\":\"front\""), "{seen}");
     assert!(front.kinds("granted") >= 1);
-    // The Doors page: the front door online at the site's version; the Events page lists the grant.
+    // The Doors page: the front door online; the Events page lists the grant.
     facegate_testkit::fleet::wait_until("the door online on the Doors page", 30, || {
         let page = http(&console.addr, "GET", "/doors", &cookie, None).body;
         page.contains("<td>front</td><td class=\"online\">online</td>")
     });
     let events = http(&console.addr, "GET", "/events", &cookie, None).body;
     assert!(events.contains("<td>granted</td><td>Colin_Powell</td>"), "{events}");
+}
+
+use facegate_testkit::browser::fantoccini;
+
+async fn screenshot(browser: &fantoccini::Client, dir: &Path, name: &str) {
+    std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await.unwrap()).unwrap();
+}
+
+async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
+    browser.find(fantoccini::Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn log_in_with(browser: &fantoccini::Client, password: &str) {
+    use fantoccini::Locator;
+    browser.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
+    browser.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
+}
+
+#[test]
+fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() {
+    let Some(fixture) = Fixture::new("the console's browser test") else { return };
+    let Some(driver) = facegate_testkit::browser::chromedriver("the console's browser test") else { return };
+    let console = Console::start(&fixture.site);
+    let base = format!("http://{}", console.addr);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let door = runtime.block_on(async {
+        use fantoccini::Locator;
+        let browser = facegate_testkit::browser::session(&driver).await;
+        let shot = |name: &'static str| screenshot(&browser, &shots, name);
+        let body = || text_of(&browser, "body");
+        // Not logged in: the Doors page sends the browser to the login form.
+        browser.goto(&format!("{base}/doors")).await.unwrap();
+        assert!(browser.current_url().await.unwrap().path() == "/login");
+        shot("login").await;
+        let log_in = |password: &'static str| log_in_with(&browser, password);
+        log_in("not the password").await;
+        assert!(body().await.contains("Wrong password"), "{}", body().await);
+        assert_eq!(browser.current_url().await.unwrap().path(), "/login");
+        log_in(PASSWORD).await;
+        assert_eq!(browser.current_url().await.unwrap().path(), "/doors");
+        assert!(body().await.contains("front"), "{}", body().await);
+        shot("doors").await;
+        for (link, expect, name) in [("People", "Colin_Powell", "people"), ("Access", "staff", "access")] {
+            browser.find(Locator::LinkText(link)).await.unwrap().click().await.unwrap();
+            assert!(body().await.contains(expect), "{link}: {}", body().await);
+            shot(name).await;
+        }
+        // The Events page open, then the door starts: its grant appears without a reload.
+        browser.find(Locator::LinkText("Events")).await.unwrap().click().await.unwrap();
+        let door = fixture.start_front_door();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let table = || text_of(&browser, "#events tbody");
+        while !table().await.contains("granted") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let rows = table().await;
+        assert!(rows.contains("granted") && rows.contains("Colin_Powell") && rows.contains("front"), "{rows}");
+        assert_eq!(browser.current_url().await.unwrap().path(), "/events", "no navigation happened");
+        shot("events").await;
+        browser.find(Locator::Css("nav form button")).await.unwrap().click().await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().path(), "/login", "logged out");
+        browser.close().await.unwrap();
+        door
+    });
+    assert!(door.kinds("granted") >= 1);
+    eprintln!("screenshots in {}", shots.display());
 }
 
 #[test]

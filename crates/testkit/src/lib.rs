@@ -25,6 +25,70 @@ pub mod broker {
     }
 }
 
+/// A real browser for the console's tests: Debian's chromium, headless,
+/// through chromedriver (WebDriver).
+pub mod browser {
+    pub use fantoccini;
+    use std::process::{Child, Command, Stdio};
+
+    /// A running chromedriver (stopped when dropped) and its WebDriver URL.
+    pub struct Driver {
+        child: Child,
+        /// `http://127.0.0.1:PORT`.
+        pub url: String,
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// chromedriver on a free port, or `None` after a loud skip of `what`
+    /// when chromium or chromedriver is missing (a failure under CI, where
+    /// `.ci/run` installs them).
+    pub fn chromedriver(what: &str) -> Option<Driver> {
+        let missing = |why: String| {
+            assert!(std::env::var_os("CI").is_none(), "{why}: .ci/run installs chromium and chromium-driver");
+            crate::skip(what, &why);
+            None
+        };
+        if !std::path::Path::new(CHROMIUM).exists() {
+            return missing(format!("{CHROMIUM} is not installed (Debian's chromium)"));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = match Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => return missing(format!("chromedriver does not start ({e}; Debian's chromium-driver)")),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        super::fleet::wait_until("chromedriver", 20, || std::net::TcpStream::connect(&addr).is_ok());
+        Some(Driver { child, url: format!("http://{addr}") })
+    }
+
+    /// Debian's chromium.
+    pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+    /// A headless chromium session (1280×900) through `driver`.
+    pub async fn session(driver: &Driver) -> fantoccini::Client {
+        let mut capabilities = serde_json::Map::new();
+        let options = serde_json::json!({"binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"]});
+        capabilities.insert("goog:chromeOptions".into(), options);
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
 /// Site doors for fleet tests.
 pub mod fleet {
     pub use facegate_localbroker::doors::{collect, wait_until, DoorReplay, RunningDoor};
