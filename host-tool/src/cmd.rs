@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Options every command shares.
+#[derive(Clone)]
 pub struct Global {
     /// Serial port.
     pub port: Option<String>,

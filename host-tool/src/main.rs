@@ -188,6 +188,13 @@ enum Command {
         /// The group.
         group: String,
     },
+    /// Take a person of the site out of an access group.
+    Revoke {
+        /// The person's name.
+        name: String,
+        /// The group.
+        group: String,
+    },
     /// The site's doors: online, applied version, last seen.
     Doors,
     /// The site's console in a browser (with --site): doors, people, access,
@@ -321,6 +328,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Group(action) => site::group(&g, site_file(&site)?, action),
         Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
+        Command::Revoke { name, group } => site::revoke(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
         Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
         Command::Console { listen, tls_cert, tls_key, set_password } => {

@@ -213,6 +213,20 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     let added = host_tool(&site, &["group", "add", "night-shift"], None);
     assert!(String::from_utf8_lossy(&added.stderr).contains("cannot reach the broker"));
     assert!(http(addr, "GET", "/access", &cookie, None).body.contains("night-shift"));
+    // A change from a form: refused without the session's token, made with it
+    // (saved; the page says it is not published, there being no broker).
+    let forged = http(addr, "POST", "/access/group-add", &cookie, Some("name=visitors&csrf=00"));
+    assert_eq!(forged.status, 403);
+    assert!(!http(addr, "GET", "/access", &cookie, None).body.contains("visitors"), "a forged form changed the site");
+    let csrf = http(addr, "GET", "/access", &cookie, None).csrf();
+    let added = http(addr, "POST", "/access/group-add", &cookie, Some(&format!("name=visitors&schedule=&csrf={csrf}")));
+    assert_eq!((added.status, added.header("location")), (303, Some("/access")));
+    let access = http(addr, "GET", "/access", &cookie, None).body;
+    assert!(access.contains("<td>visitors</td>") && access.contains("not published to the doors yet"), "{access}");
+    let bad = http(addr, "POST", "/access/schedule-set", &cookie, Some(&format!("name=x&windows=someday&csrf={csrf}")));
+    assert_eq!(bad.status, 303);
+    let access = http(addr, "GET", "/access", &cookie, None).body;
+    assert!(access.contains("Not done") && !access.contains("<td>x</td>"), "a bad schedule is refused: {access}");
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.write_all(format!("GET /events/stream HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n").as_bytes()).unwrap();
     let mut head = [0u8; 256];
@@ -318,16 +332,74 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     });
     let events = http(&console.addr, "GET", "/events", &cookie, None).body;
     assert!(events.contains("<td>granted</td><td>Colin_Powell</td>"), "{events}");
+    // Who may open the front door: Colin, until his group is taken away.
+    let check = |addr: &str| http(addr, "GET", "/access?door=front&at=2026-12-07T10:00", &cookie, None).body;
+    assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>passes</td>"), "{}", check(&console.addr));
+    assert_eq!(front.kinds("unknown"), 0, "Colin is known here");
+    let csrf = http(&console.addr, "GET", "/people", &cookie, None).csrf();
+    let form = format!("name=Colin_Powell&group=staff&csrf={csrf}");
+    assert_eq!(http(&console.addr, "POST", "/people/revoke", &cookie, Some(&form)).status, 303);
+    let people = http(&console.addr, "GET", "/people", &cookie, None).body;
+    assert!(people.contains("Done: saved and published"), "{people}");
+    assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>denied-group</td>"));
+    // The door is no longer sent his record (a door learns nothing of whom it does not admit): a stranger there.
+    front.wait_for("unknown", None, 60);
 }
 
 use facegate_testkit::browser::fantoccini;
+
+/// A weekly window a minute long, twelve hours from now (UTC, the test
+/// site's zone): closed whenever the test runs.
+fn closed_window() -> String {
+    const DAYS: [&str; 7] = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"];
+    let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60 + 12 * 60;
+    let (day, minute) = ((later / (24 * 60)) % 7, later % (24 * 60));
+    let minute = minute.min(24 * 60 - 2);
+    format!("{} {:02}:{:02}-{:02}:{:02}", DAYS[day as usize], minute / 60, minute % 60, (minute + 1) / 60, (minute + 1) % 60)
+}
+
+/// Waits (up to a minute) until the page shows `text`: a navigation ends
+/// after the click that starts it, a door's event comes when it comes.
+async fn page_says(browser: &fantoccini::Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text_of(browser, "body").await.contains(text) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let body = text_of(browser, "body").await;
+    assert!(body.contains(text), "no {text:?} on {:?}: {body}", browser.current_url().await);
+}
+
+/// Clicks the navigation's `link` and waits for its page.
+async fn follow_link(browser: &fantoccini::Client, link: &str) {
+    browser.find(fantoccini::Locator::LinkText(link)).await.unwrap().click().await.unwrap();
+    at_path(browser, &format!("/{}", link.to_lowercase())).await;
+}
+
+/// Waits (up to 15 s) until the browser is at `path`.
+async fn at_path(browser: &fantoccini::Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while browser.current_url().await.unwrap().path() != path && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.current_url().await.unwrap().path(), path);
+}
 
 async fn screenshot(browser: &fantoccini::Client, dir: &Path, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await.unwrap()).unwrap();
 }
 
+/// The text of the element at `css`, read again while the page is still
+/// being replaced (a click's navigation ends after the click returns).
 async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
-    browser.find(fantoccini::Locator::Css(css)).await.unwrap().text().await.unwrap()
+    for _ in 0..40 {
+        if let Ok(element) = browser.find(fantoccini::Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {css} on {:?}", browser.current_url().await)
 }
 
 async fn log_in_with(browser: &fantoccini::Client, password: &str) {
@@ -349,26 +421,26 @@ fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() 
         use fantoccini::Locator;
         let browser = facegate_testkit::browser::session(&driver).await;
         let shot = |name: &'static str| screenshot(&browser, &shots, name);
-        let body = || text_of(&browser, "body");
         // Not logged in: the Doors page sends the browser to the login form.
         browser.goto(&format!("{base}/doors")).await.unwrap();
-        assert!(browser.current_url().await.unwrap().path() == "/login");
+        at_path(&browser, "/login").await;
         shot("login").await;
         let log_in = |password: &'static str| log_in_with(&browser, password);
         log_in("not the password").await;
-        assert!(body().await.contains("Wrong password"), "{}", body().await);
-        assert_eq!(browser.current_url().await.unwrap().path(), "/login");
+        page_says(&browser, "Wrong password").await;
+        at_path(&browser, "/login").await;
         log_in(PASSWORD).await;
-        assert_eq!(browser.current_url().await.unwrap().path(), "/doors");
-        assert!(body().await.contains("front"), "{}", body().await);
+        at_path(&browser, "/doors").await;
+        page_says(&browser, "front").await;
         shot("doors").await;
+        let go = |link: &'static str| follow_link(&browser, link);
         for (link, expect, name) in [("People", "Colin_Powell", "people"), ("Access", "staff", "access")] {
-            browser.find(Locator::LinkText(link)).await.unwrap().click().await.unwrap();
-            assert!(body().await.contains(expect), "{link}: {}", body().await);
+            go(link).await;
+            page_says(&browser, expect).await;
             shot(name).await;
         }
         // The Events page open, then the door starts: its grant appears without a reload.
-        browser.find(Locator::LinkText("Events")).await.unwrap().click().await.unwrap();
+        go("Events").await;
         let door = fixture.start_front_door();
         let deadline = Instant::now() + Duration::from_secs(90);
         let table = || text_of(&browser, "#events tbody");
@@ -379,8 +451,33 @@ fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() 
         assert!(rows.contains("granted") && rows.contains("Colin_Powell") && rows.contains("front"), "{rows}");
         assert_eq!(browser.current_url().await.unwrap().path(), "/events", "no navigation happened");
         shot("events").await;
+        // His group taken on the People page: the door is sent his record no
+        // more and takes him for a stranger, and the Events page shows it.
+        go("People").await;
+        browser.find(Locator::Css("form[action='/people/revoke'] button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Done: saved and published").await;
+        go("Events").await;
+        page_says(&browser, "unknown").await;
+        // Given back, but staff now pass only in a schedule that is never open now: the door says so.
+        go("People").await;
+        browser.find(Locator::Css("form[action='/people/grant'] button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Done: saved and published").await;
+        go("Access").await;
+        let schedule = browser.find(Locator::Css("form[action='/access/schedule-set']")).await.unwrap();
+        schedule.find(Locator::Css("input[name=name]")).await.unwrap().send_keys("closed").await.unwrap();
+        schedule.find(Locator::Css("input[name=windows]")).await.unwrap().send_keys(&closed_window()).await.unwrap();
+        schedule.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Done: saved and published").await;
+        let group = browser.find(Locator::Css("form[action='/access/group-add']")).await.unwrap();
+        group.find(Locator::Css("input[name=name]")).await.unwrap().send_keys("staff").await.unwrap();
+        group.find(Locator::Css("select[name=schedule] option[value=closed]")).await.unwrap().click().await.unwrap();
+        group.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Done: saved and published").await;
+        shot("access-edited").await;
+        go("Events").await;
+        page_says(&browser, "denied-schedule").await;
         browser.find(Locator::Css("nav form button")).await.unwrap().click().await.unwrap();
-        assert_eq!(browser.current_url().await.unwrap().path(), "/login", "logged out");
+        at_path(&browser, "/login").await;
         browser.close().await.unwrap();
         door
     });

@@ -179,6 +179,19 @@ impl Rules {
         Ok(())
     }
 
+    /// A wall-clock time in the site's time zone (`2026-12-07T10:00`) as
+    /// Unix seconds; a time a clock change skips is refused, one it repeats
+    /// is its first occurrence.
+    pub fn local_time(&self, text: &str) -> Result<i64, SiteError> {
+        let bad = || SiteError::Invalid(format!("{text:?}: give a date and time like 2026-12-07T10:00"));
+        let naive = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(text.trim(), f).ok())
+            .ok_or_else(bad)?;
+        let local = self.zone()?.from_local_datetime(&naive).earliest();
+        local.map(|t| t.timestamp()).ok_or_else(|| SiteError::Invalid(format!("{text} does not occur in {}", self.time_zone)))
+    }
+
     fn zone(&self) -> Result<chrono_tz::Tz, SiteError> {
         self.time_zone.parse().map_err(|_| SiteError::Invalid(format!("unknown time zone {:?}", self.time_zone)))
     }
@@ -250,6 +263,16 @@ mod tests {
 
     fn member(groups: &[&str]) -> Access {
         Access { groups: groups.iter().map(|s| s.to_string()).collect(), ..Access::default() }
+    }
+
+    #[test]
+    fn a_wall_clock_time_is_read_in_the_sites_zone() {
+        let paris = Rules { time_zone: "Europe/Paris".into(), ..Rules::default() };
+        // 2026-12-07 10:00 in Paris (UTC+1) is 09:00 UTC.
+        assert_eq!(paris.local_time("2026-12-07T10:00").unwrap(), 1_796_634_000);
+        assert_eq!(paris.local_time("2026-12-07 10:00").unwrap(), 1_796_634_000);
+        assert!(paris.local_time("2026-03-29T02:30").is_err(), "skipped by the clock change");
+        assert!(paris.local_time("tomorrow").is_err());
     }
 
     #[test]

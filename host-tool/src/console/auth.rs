@@ -72,6 +72,8 @@ pub struct Session {
 pub struct Gate {
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    /// What the last change of a session did, shown once on its next page.
+    notices: Mutex<HashMap<String, String>>,
 }
 
 impl Gate {
@@ -93,6 +95,17 @@ impl Gate {
     /// Ends the session `id`.
     pub fn close_session(&self, id: &str) {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Keeps `text` for session `id`'s next page.
+    pub fn set_notice(&self, id: &str, text: String) {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), text);
+    }
+
+    /// The notice kept for session `id`, once.
+    pub fn take_notice(&self, id: &str) -> Option<String> {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
     /// Whether logins from `from` are paused (too many recent failures).

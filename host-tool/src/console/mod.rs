@@ -57,6 +57,8 @@ pub fn run(g: &crate::cmd::Global, site: &Path, serve: Serve, set_password: bool
     }
     let acceptor = tls.as_ref().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
     let app = Arc::new(App {
+        // The command line's own functions make the console's changes: quiet, as with --json.
+        global: crate::cmd::Global { json: true, ..g.clone() },
         site: site.to_path_buf(),
         models: g.models().ok(),
         live: Live::start(home.config().clone()),
@@ -120,6 +122,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls:
 
 /// What every request handler shares.
 struct App {
+    global: crate::cmd::Global,
     site: PathBuf,
     models: Option<PathBuf>,
     live: Arc<Live>,
@@ -154,7 +157,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/logout", post(logout))
         .route("/doors", get(doors))
         .route("/people", get(people))
+        .route("/people/grant", post(grant))
+        .route("/people/revoke", post(revoke))
+        .route("/people/remove", post(remove_person))
         .route("/access", get(access))
+        .route("/access/group-add", post(group_add))
+        .route("/access/group-remove", post(group_remove))
+        .route("/access/schedule-set", post(schedule_set))
+        .route("/access/schedule-remove", post(schedule_remove))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
         .route(
@@ -208,9 +218,98 @@ fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
-fn page(app: &App, title: &str, session: &Session, content: maud::Markup) -> Result<Response, Response> {
+/// A page of the console, with what the session's last change did.
+fn page(app: &App, title: &str, (id, session): &(String, Session), content: maud::Markup) -> Result<Response, Response> {
     let home = app.home()?;
-    Ok(Html(pages::layout(&home.config().name, title, Some(&session.csrf), content).into_string()).into_response())
+    let notice = app.gate.take_notice(id);
+    let html = pages::layout(&home.config().name, title, Some(&session.csrf), notice.as_deref(), content);
+    Ok(Html(html.into_string()).into_response())
+}
+
+/// A change asked by a form: the session's CSRF token checked, then `apply`
+/// (the command line's own function for it: saved, then published) run off
+/// the request threads; back to `back`, which says what happened.
+async fn change(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    csrf: &str,
+    back: &'static str,
+    apply: impl FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send + 'static,
+) -> Response {
+    let Some((id, session)) = app.session(headers) else { return to_login() };
+    if !auth::same_token(csrf, &session.csrf) {
+        return (StatusCode::FORBIDDEN, "the form did not come from this console: reload the page").into_response();
+    }
+    let worker = app.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let version = || SiteHome::open(&worker.site).map(|h| h.site().version).ok();
+        let before = version();
+        let result = apply(&worker.global, &worker.site);
+        (result, before, version())
+    })
+    .await;
+    // The state is saved before it is published: a change the broker did not take is kept, and said so.
+    let notice = match result {
+        Ok((Ok(()), _, after)) => format!("Done: saved and published to the doors (version {}).", after.unwrap_or_default()),
+        Ok((Err(e), before, after)) if after > before => format!(
+            "Saved as version {}, not published to the doors yet: {e:#}. The next change or `host-tool --site … sync` \
+             publishes it.",
+            after.unwrap_or_default()
+        ),
+        Ok((Err(e), _, _)) => format!("Not done: {e:#}"),
+        Err(e) => format!("Not done: {e}"),
+    };
+    app.gate.set_notice(&id, notice);
+    Redirect::to(back).into_response()
+}
+
+/// The fields of the console's forms (each form uses some).
+#[derive(serde::Deserialize)]
+struct ChangeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    schedule: String,
+    #[serde(default)]
+    windows: String,
+}
+
+async fn grant(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::grant(g, site, &f.name, &f.group)).await
+}
+
+async fn revoke(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::revoke(g, site, &f.name, &f.group)).await
+}
+
+async fn remove_person(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::remove(g, site, &f.name)).await
+}
+
+async fn group_add(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    let schedule = Some(f.schedule).filter(|s| !s.is_empty());
+    let action = crate::site::GroupAction::Add { name: f.name, schedule };
+    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::group(g, site, action)).await
+}
+
+async fn group_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    let action = crate::site::GroupAction::Remove { name: f.name };
+    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::group(g, site, action)).await
+}
+
+async fn schedule_set(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    let windows = f.windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
+    let action = crate::site::ScheduleAction::Set { name: f.name, windows };
+    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::schedule(g, site, action)).await
+}
+
+async fn schedule_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
+    let action = crate::site::ScheduleAction::Remove { name: f.name };
+    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::schedule(g, site, action)).await
 }
 
 async fn login_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -291,7 +390,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): For
 }
 
 async fn doors(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let Some(session) = app.session(&headers) else { return to_login() };
     let rendered = app.home().and_then(|home| {
         let content = app.live.doors(|live| pages::doors(home.site(), live, &|m| app.network_of(m)));
         page(&app, "Doors", &session, content)
@@ -301,20 +400,39 @@ async fn doors(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 
 /// `/people?q=NAME`: the people whose name holds NAME.
 async fn people(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
-    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let Some(session) = app.session(&headers) else { return to_login() };
     let search = query.get("q").map_or("", String::as_str);
-    let rendered = app.home().and_then(|home| page(&app, "People", &session, pages::people(home.site(), search)));
+    let rendered =
+        app.home().and_then(|home| page(&app, "People", &session, pages::people(home.site(), search, &session.1.csrf)));
     rendered.unwrap_or_else(|response| response)
 }
 
-async fn access(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = app.session(&headers) else { return to_login() };
-    let rendered = app.home().and_then(|home| page(&app, "Access", &session, pages::access(home.site())));
+/// `/access[?door=D&at=T]`: the rules, and who may open D at T (the site's wall clock).
+async fn access(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(session) = app.session(&headers) else { return to_login() };
+    let rendered = app.home().and_then(|home| {
+        let site = home.site();
+        let check = match (query.get("door"), query.get("at")) {
+            (Some(door), Some(at)) => match site.rules.local_time(at) {
+                Ok(now) => {
+                    let people =
+                        site.people.values().map(|p| (p.name.clone(), site.rules.decide(door, &p.access, now))).collect();
+                    Some(pages::Check { door: door.clone(), at: at.clone(), people })
+                }
+                Err(e) => {
+                    app.gate.set_notice(&session.0, format!("Not checked: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        page(&app, "Access", &session, pages::access(site, &session.1.csrf, check.as_ref()))
+    });
     rendered.unwrap_or_else(|response| response)
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = app.session(&headers) else { return to_login() };
+    let Some(session) = app.session(&headers) else { return to_login() };
     let content = app.live.doors(pages::events);
     page(&app, "Events", &session, content).unwrap_or_else(|response| response)
 }

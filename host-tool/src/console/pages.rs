@@ -11,11 +11,11 @@ nav{background:#1d2433;padding:.6em 1em}nav a{color:#fff;margin-right:1.2em;text
 nav form{display:inline;float:right}nav button{background:none;border:1px solid #fff;color:#fff;cursor:pointer}\
 main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}\
-.online{color:#17803d}.offline{color:#b42318}.error{color:#b42318}.muted{color:#667085}";
+.notice{background:#eef4ff;padding:.5em}form.inline{display:inline}.online{color:#17803d}.offline{color:#b42318}.error{color:#b42318}.muted{color:#667085}";
 
 /// The page frame: title, navigation (with the session's CSRF token for
 /// logging out), content.
-pub fn layout(site: &str, title: &str, csrf: Option<&str>, content: Markup) -> Markup {
+pub fn layout(site: &str, title: &str, csrf: Option<&str>, notice: Option<&str>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -40,6 +40,7 @@ pub fn layout(site: &str, title: &str, csrf: Option<&str>, content: Markup) -> M
                 }
                 main {
                     h1 { (title) " " span.muted { "site " (site) } }
+                    @if let Some(n) = notice { p.notice #notice { (n) } }
                     (content)
                 }
             }
@@ -52,6 +53,7 @@ pub fn login(site: &str, csrf: &str, problem: Option<&str>) -> Markup {
     layout(
         site,
         "Log in",
+        None,
         None,
         html! {
             @if let Some(p) = problem { p.error { (p) } }
@@ -112,8 +114,19 @@ pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String
     }
 }
 
-/// Everybody enrolled, with their access.
-pub fn people(site: &SiteState, query: &str) -> Markup {
+/// A form posting `fields` (and the session's CSRF token) to `action`, as one button.
+fn button(action: &str, csrf: &str, fields: &[(&str, &str)], label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (name, value) in fields { input type="hidden" name=(name) value=(value); }
+            button type="submit" { (label) }
+        }
+    }
+}
+
+/// Everybody enrolled, with their access: groups given and taken here.
+pub fn people(site: &SiteState, query: &str, csrf: &str) -> Markup {
     let query = query.to_lowercase();
     let found: Vec<_> = site.people.values().filter(|p| p.name.to_lowercase().contains(&query)).collect();
     html! {
@@ -122,15 +135,23 @@ pub fn people(site: &SiteState, query: &str) -> Markup {
             " " button type="submit" { "Search" }
         }
         p { (found.len()) " of " (site.people.len()) " people." }
-        table {
-            tr { th { "name" } th { "id" } th { "groups" } th { "valid from" } th { "valid until" } }
+        table #people {
+            tr { th { "name" } th { "groups" } th { "valid from" } th { "valid until" } th { "give a group" } th {} }
             @for p in found {
-                tr {
-                    td { (p.name) }
-                    td.muted { (p.id) }
-                    td { (p.access.groups.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                tr data-person=(p.name) {
+                    td { (p.name) br; span.muted { (p.id) } }
+                    td { @for g in &p.access.groups { (g) " " (button("/people/revoke", csrf, &[("name", &p.name), ("group", g)], "×")) " " } }
                     td { (p.access.valid_from.map_or("-".into(), iso_seconds)) }
                     td { (p.access.valid_until.map_or("-".into(), iso_seconds)) }
+                    td {
+                        form.inline method="post" action="/people/grant" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="name" value=(p.name);
+                            select name="group" { @for g in site.rules.groups.keys().filter(|g| !p.access.groups.contains(*g)) { option { (g) } } }
+                            " " button type="submit" { "Give" }
+                        }
+                    }
+                    td { (button("/people/remove", csrf, &[("name", &p.name)], "Remove")) }
                 }
             }
         }
@@ -141,11 +162,38 @@ fn iso_seconds(s: i64) -> String {
     facegate_store::access_log::iso_time(s * 1000)
 }
 
-/// Groups, doors and schedules.
-pub fn access(site: &SiteState) -> Markup {
+/// The answer to "who may open door D at time T".
+pub struct Check {
+    /// The door.
+    pub door: String,
+    /// The time asked, as given.
+    pub at: String,
+    /// Each person and whether they pass (else the rule that stops them).
+    pub people: Vec<(String, Result<(), facegate_site::Denial>)>,
+}
+
+/// Groups, doors and schedules, their forms, and the "who may open" check.
+pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
     let rules = &site.rules;
+    let schedule_choice = html! {
+        select name="schedule" { option value="" { "always" } @for s in rules.schedules.keys() { option value=(s) { (s) } } }
+    };
     html! {
         p { "Time zone: " (rules.time_zone) }
+        h2 { "Who may open a door" }
+        form method="get" action="/access" {
+            select name="door" { @for d in rules.doors.keys() { option selected[check.is_some_and(|c| &c.door == d)] { (d) } } }
+            " at " input type="datetime-local" name="at" value=(check.map_or("", |c| c.at.as_str())) required;
+            " (" (rules.time_zone) ") " button type="submit" { "Check" }
+        }
+        @if let Some(c) = check {
+            table #check {
+                tr { th { "person" } th { "at " (c.door) ", " (c.at) } }
+                @for (name, verdict) in &c.people {
+                    tr { td { (name) } td { @match verdict { Ok(()) => "passes", Err(d) => (d.event_kind()) } } }
+                }
+            }
+        }
         h2 { "Doors" }
         table {
             tr { th { "door" } th { "admits groups" } th { "schedule" } }
@@ -156,18 +204,30 @@ pub fn access(site: &SiteState) -> Markup {
         }
         h2 { "Groups" }
         table {
-            tr { th { "group" } th { "schedule" } th { "people" } }
+            tr { th { "group" } th { "schedule" } th { "people" } th {} }
             @for (name, group) in &rules.groups {
                 tr { td { (name) } td { (group.schedule.as_deref().unwrap_or("always")) }
-                     td { (site.people.values().filter(|p| p.access.groups.contains(name)).count()) } }
+                     td { (site.people.values().filter(|p| p.access.groups.contains(name)).count()) }
+                     td { (button("/access/group-remove", csrf, &[("name", name)], "Remove")) } }
             }
+        }
+        form method="post" action="/access/group-add" {
+            input type="hidden" name="csrf" value=(csrf);
+            "Group " input name="name" required; " passes " (schedule_choice) " " button type="submit" { "Add or change" }
         }
         h2 { "Schedules" }
         table {
-            tr { th { "schedule" } th { "windows" } }
+            tr { th { "schedule" } th { "windows" } th {} }
             @for (name, schedule) in &rules.schedules {
-                tr { td { (name) } td { (schedule.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")) } }
+                tr { td { (name) } td { (schedule.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")) }
+                     td { (button("/access/schedule-remove", csrf, &[("name", name)], "Remove")) } }
             }
+        }
+        form method="post" action="/access/schedule-set" {
+            input type="hidden" name="csrf" value=(csrf);
+            "Schedule " input name="name" required; " windows "
+            input name="windows" placeholder="mon-fri 07:00-19:00, sat 09:00-13:00" size="40" required;
+            " " button type="submit" { "Set" }
         }
     }
 }

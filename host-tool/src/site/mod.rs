@@ -551,6 +551,18 @@ pub fn grant(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
     home.commit(g)
 }
 
+/// `revoke NAME GROUP`: the person leaves the group (the doors that admit
+/// them through it only refuse them from the next version on).
+pub fn revoke(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let id = home.person_id(name)?;
+    let record = home.state.site.people.get_mut(&id).expect("found");
+    if !record.access.groups.remove(group) {
+        bail!("{name} is not in group {group:?}; nothing was changed");
+    }
+    home.commit(g)
+}
+
 /// When a person may pass, as given on the command line.
 pub struct Validity {
     /// Groups.
