@@ -103,16 +103,31 @@ fn http(addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>)
 }
 
 /// One HTTP/1.1 exchange over `stream` (plain or TLS).
-fn exchange(mut stream: impl Read + Write, addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>) -> Reply {
-    let body = form.unwrap_or("");
+fn exchange(stream: impl Read + Write, addr: &str, method: &str, path: &str, cookies: &str, form: Option<&str>) -> Reply {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f.as_bytes()));
+    send(stream, addr, method, path, cookies, body)
+}
+
+/// A request with a body of a content type (`None`: no body).
+fn send(
+    mut stream: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    body: Option<(&str, &[u8])>,
+) -> Reply {
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if !cookies.is_empty() {
         request += &format!("Cookie: {cookies}\r\n");
     }
-    if form.is_some() {
-        request += &format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len());
+    if let Some((content_type, bytes)) = body {
+        request += &format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len());
     }
-    stream.write_all(format!("{request}\r\n{body}").as_bytes()).unwrap();
+    let mut bytes = format!("{request}\r\n").into_bytes();
+    bytes.extend_from_slice(body.map_or(&[][..], |(_, b)| b));
+    // A server refusing early may close before the whole body is written.
+    let _ = stream.write_all(&bytes);
     // To the end (a TLS peer may close without its close_notify: what came is kept).
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
@@ -122,6 +137,23 @@ fn exchange(mut stream: impl Read + Write, addr: &str, method: &str, path: &str,
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
     let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Reply { status, headers, body: body.to_string() }
+}
+
+/// A multipart form of text fields and files (`(name, file name, bytes)`).
+fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "facegate-test-boundary-7e3f";
+    let mut body = Vec::new();
+    for (name, file, bytes) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").bytes());
+        if let Some(file) = file {
+            body.extend(format!("; filename=\"{file}\"\r\nContent-Type: image/jpeg").bytes());
+        }
+        body.extend(b"\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 fn form_value(text: &str) -> String {
@@ -227,6 +259,19 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     assert_eq!(bad.status, 303);
     let access = http(addr, "GET", "/access", &cookie, None).body;
     assert!(access.contains("Not done") && !access.contains("<td>x</td>"), "a bad schedule is refused: {access}");
+    // Enrolment from uploads: a forged form, an oversized photo and a photo
+    // without a face change nothing; each says why.
+    let upload = |csrf: &str, photo: &[u8]| {
+        let (content_type, body) =
+            multipart(&[("csrf", None, csrf.as_bytes()), ("name", None, b"Ada"), ("photo", Some("a.jpg"), photo)]);
+        send(TcpStream::connect(addr).unwrap(), addr, "POST", "/people/enrol", &cookie, Some((&content_type, &body)))
+    };
+    let csrf = http(addr, "GET", "/people", &cookie, None).csrf();
+    assert_eq!(upload("0", b"not a photo").status, 403);
+    assert_eq!(upload(&csrf, &vec![0xff; 11 << 20]).status, 413, "an 11 MB photo");
+    assert_eq!(upload(&csrf, b"\xff\xd8\xff\xe0 not a whole jpeg").status, 303);
+    let people = http(addr, "GET", "/people", &cookie, None).body;
+    assert!(people.contains("Not done: no usable photo of Ada (1-a.jpg:") && people.contains("0 of 0 people"), "{people}");
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.write_all(format!("GET /events/stream HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n").as_bytes()).unwrap();
     let mut head = [0u8; 256];
@@ -261,10 +306,24 @@ struct Fixture {
     broker: facegate_testkit::broker::Broker,
     site: std::path::PathBuf,
     approach: std::path::PathBuf,
+    /// Colin's three enrolment photos.
+    photos: Vec<String>,
 }
 
 impl Fixture {
+    /// With Colin enrolled from the command line.
     fn new(what: &str) -> Option<Fixture> {
+        let fixture = Self::without_colin(what)?;
+        let enrol: Vec<&str> = ["enroll", "Colin_Powell"]
+            .into_iter()
+            .chain(fixture.photos.iter().map(String::as_str))
+            .chain(["--group", "staff"])
+            .collect();
+        ok(host_tool(&fixture.site, &enrol, None));
+        Some(fixture)
+    }
+
+    fn without_colin(what: &str) -> Option<Fixture> {
         let dir = tempfile::tempdir().unwrap();
         let (data, _) = facegate_testkit::lfw(what)?;
         let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
@@ -292,11 +351,8 @@ impl Fixture {
             let photo = data.read(&facegate_lfw::image_path("Colin_Powell", i)).unwrap();
             std::fs::write(approach.join(format!("{k:03}.jpg")), photo).unwrap();
         }
-        let enrol: Vec<&str> =
-            ["enroll", "Colin_Powell"].into_iter().chain(photos.iter().map(String::as_str)).chain(["--group", "staff"]).collect();
-        ok(host_tool(&site, &enrol, None));
         ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
-        Some(Fixture { dir, broker, site, approach })
+        Some(Fixture { dir, broker, site, approach, photos })
     }
 
     fn start_front_door(&self) -> facegate_testkit::fleet::RunningDoor {
@@ -410,7 +466,7 @@ async fn log_in_with(browser: &fantoccini::Client, password: &str) {
 
 #[test]
 fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() {
-    let Some(fixture) = Fixture::new("the console's browser test") else { return };
+    let Some(fixture) = Fixture::without_colin("the console's browser test") else { return };
     let Some(driver) = facegate_testkit::browser::chromedriver("the console's browser test") else { return };
     let console = Console::start(&fixture.site);
     let base = format!("http://{}", console.addr);
@@ -434,11 +490,19 @@ fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() 
         page_says(&browser, "front").await;
         shot("doors").await;
         let go = |link: &'static str| follow_link(&browser, link);
-        for (link, expect, name) in [("People", "Colin_Powell", "people"), ("Access", "staff", "access")] {
-            go(link).await;
-            page_says(&browser, expect).await;
-            shot(name).await;
-        }
+        // Colin enrolled by uploading three photos: each photo's verdict shown.
+        go("People").await;
+        let enrol = browser.find(Locator::Css("form#enrol")).await.unwrap();
+        enrol.find(Locator::Css("input[name=name]")).await.unwrap().send_keys("Colin_Powell").await.unwrap();
+        enrol.find(Locator::Css("input[name=group][value=staff]")).await.unwrap().click().await.unwrap();
+        enrol.find(Locator::Css("input[name=photo]")).await.unwrap().send_keys(&fixture.photos.join("\n")).await.unwrap();
+        enrol.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Enrolled Colin_Powell with 3 templates (enrol1.jpg: used; enrol2.jpg: used; enrol3.jpg: used)")
+            .await;
+        shot("people").await;
+        go("Access").await;
+        page_says(&browser, "staff").await;
+        shot("access").await;
         // The Events page open, then the door starts: its grant appears without a reload.
         go("Events").await;
         let door = fixture.start_front_door();

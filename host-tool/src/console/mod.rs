@@ -160,6 +160,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/people/grant", post(grant))
         .route("/people/revoke", post(revoke))
         .route("/people/remove", post(remove_person))
+        .route(
+            "/people/enrol",
+            post(enrol).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTOS * MAX_PHOTO_BYTES + (64 << 10))),
+        )
         .route("/access", get(access))
         .route("/access/group-add", post(group_add))
         .route("/access/group-remove", post(group_remove))
@@ -234,7 +238,7 @@ async fn change(
     headers: &HeaderMap,
     csrf: &str,
     back: &'static str,
-    apply: impl FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send + 'static,
+    apply: impl FnOnce(&crate::cmd::Global, &Path) -> Result<String> + Send + 'static,
 ) -> Response {
     let Some((id, session)) = app.session(headers) else { return to_login() };
     if !auth::same_token(csrf, &session.csrf) {
@@ -250,7 +254,9 @@ async fn change(
     .await;
     // The state is saved before it is published: a change the broker did not take is kept, and said so.
     let notice = match result {
-        Ok((Ok(()), _, after)) => format!("Done: saved and published to the doors (version {}).", after.unwrap_or_default()),
+        Ok((Ok(what), _, after)) => {
+            format!("Done: saved and published to the doors (version {}). {what}", after.unwrap_or_default())
+        }
         Ok((Err(e), before, after)) if after > before => format!(
             "Saved as version {}, not published to the doors yet: {e:#}. The next change or `host-tool --site … sync` \
              publishes it.",
@@ -261,6 +267,83 @@ async fn change(
     };
     app.gate.set_notice(&id, notice);
     Redirect::to(back).into_response()
+}
+
+/// A change that has nothing more to say than that it was made.
+fn done(result: Result<()>) -> Result<String> {
+    result.map(|()| String::new())
+}
+
+/// The most photos one enrolment takes.
+pub const MAX_PHOTOS: usize = 10;
+
+/// The largest photo taken (bytes), and so the largest enrolment form.
+pub const MAX_PHOTO_BYTES: usize = 10 << 20;
+
+/// `/people/enrol` (a multipart form: `csrf`, `name`, `group` (repeated),
+/// `photo` (repeated files)): the photos go through the command line's
+/// enrolment, each with its verdict; nothing is kept of them.
+async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, mut form: axum::extract::Multipart) -> Response {
+    let (mut csrf, mut name, mut groups, mut photos) = (String::new(), String::new(), Vec::new(), Vec::new());
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return (e.status(), format!("the enrolment form: {e}; nothing was changed")).into_response(),
+        };
+        let key = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(upload_name);
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return (e.status(), format!("the enrolment form: {e}; nothing was changed")).into_response(),
+        };
+        let text = || String::from_utf8_lossy(&bytes).trim().to_string();
+        match key.as_str() {
+            "csrf" => csrf = text(),
+            "name" => name = text(),
+            "group" => groups.push(text()),
+            "photo" if !bytes.is_empty() => {
+                if photos.len() == MAX_PHOTOS || bytes.len() > MAX_PHOTO_BYTES {
+                    let why =
+                        format!("at most {MAX_PHOTOS} photos of at most {} MB each; nothing was changed", MAX_PHOTO_BYTES >> 20);
+                    return (StatusCode::PAYLOAD_TOO_LARGE, why).into_response();
+                }
+                photos.push((file_name.unwrap_or_else(|| format!("photo-{}", photos.len() + 1)), bytes));
+            }
+            _ => {}
+        }
+    }
+    change(app, &headers, &csrf, "/people", move |g, site| {
+        // The photos as files for the command line's enrolment, in a private directory removed after.
+        let dir = std::env::temp_dir().join(format!("facegate-console-{}", auth::token()?));
+        std::fs::create_dir(&dir)?;
+        let paths: Vec<PathBuf> = photos.iter().enumerate().map(|(k, (n, _))| dir.join(format!("{}-{n}", k + 1))).collect();
+        let written = photos.iter().zip(&paths).try_for_each(|((_, bytes), path)| std::fs::write(path, bytes));
+        let validity = crate::site::Validity { groups, from: None, until: None };
+        let enrolled =
+            written.map_err(anyhow::Error::from).and_then(|()| crate::site::enrol_person(g, site, &name, &paths, validity));
+        let _ = std::fs::remove_dir_all(&dir);
+        let enrolled = enrolled?;
+        let verdicts: Vec<String> = enrolled["photos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(&photos)
+            .map(|(r, (n, _))| match r["ok"].as_bool() {
+                Some(true) => format!("{n}: used"),
+                _ => format!("{n}: refused, {}", r["reason"].as_str().unwrap_or("unusable")),
+            })
+            .collect();
+        Ok(format!("Enrolled {name} with {} templates ({}).", enrolled["templates"], verdicts.join("; ")))
+    })
+    .await
+}
+
+/// An uploaded file's name as shown back: its last part, letters, digits,
+/// `.`, `-` and `_` only, at most 64 characters.
+fn upload_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    last.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(64).collect()
 }
 
 /// The fields of the console's forms (each form uses some).
@@ -279,37 +362,37 @@ struct ChangeForm {
 }
 
 async fn grant(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::grant(g, site, &f.name, &f.group)).await
+    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::grant(g, site, &f.name, &f.group))).await
 }
 
 async fn revoke(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::revoke(g, site, &f.name, &f.group)).await
+    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::revoke(g, site, &f.name, &f.group))).await
 }
 
 async fn remove_person(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| crate::site::remove(g, site, &f.name)).await
+    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::remove(g, site, &f.name))).await
 }
 
 async fn group_add(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
     let schedule = Some(f.schedule).filter(|s| !s.is_empty());
     let action = crate::site::GroupAction::Add { name: f.name, schedule };
-    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::group(g, site, action)).await
+    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::group(g, site, action))).await
 }
 
 async fn group_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
     let action = crate::site::GroupAction::Remove { name: f.name };
-    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::group(g, site, action)).await
+    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::group(g, site, action))).await
 }
 
 async fn schedule_set(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
     let windows = f.windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
     let action = crate::site::ScheduleAction::Set { name: f.name, windows };
-    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::schedule(g, site, action)).await
+    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::schedule(g, site, action))).await
 }
 
 async fn schedule_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
     let action = crate::site::ScheduleAction::Remove { name: f.name };
-    change(app, &headers, &f.csrf, "/access", move |g, site| crate::site::schedule(g, site, action)).await
+    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::schedule(g, site, action))).await
 }
 
 async fn login_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -135,6 +135,14 @@ pub fn people(site: &SiteState, query: &str, csrf: &str) -> Markup {
             " " button type="submit" { "Search" }
         }
         p { (found.len()) " of " (site.people.len()) " people." }
+        form #enrol method="post" action="/people/enrol" enctype="multipart/form-data" {
+            input type="hidden" name="csrf" value=(csrf);
+            "Enrol " input name="name" placeholder="name" required;
+            " in " @for g in site.rules.groups.keys() { label { input type="checkbox" name="group" value=(g); (g) } " " }
+            " from " input type="file" name="photo" accept="image/*" multiple required;
+            " " button type="submit" { "Enrol" }
+            br; span.muted { "Three or more photos, one face each, in different light; each photo's verdict is shown." }
+        }
         table #people {
             tr { th { "name" } th { "groups" } th { "valid from" } th { "valid until" } th { "give a group" } th {} }
             @for p in found {

@@ -585,6 +585,27 @@ fn parse_time(what: &str, text: &Option<String>) -> Result<Option<i64>> {
 
 /// `enroll NAME PHOTO…` to the site.
 pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity: Validity) -> Result<()> {
+    let enrolled = enrol_person(g, site, name, photos, validity)?;
+    if g.json {
+        print_json(&enrolled);
+    } else {
+        let also: String = enrolled["networks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .map(|n| format!(", {} of {}", n["templates"], n["network"].as_str().unwrap_or("-")))
+            .collect();
+        println!("enrolled {name} ({} templates{also}) in site {}", enrolled["templates"], SiteHome::open(site)?.config.name);
+    }
+    Ok(())
+}
+
+/// Enrols `name` from `photos` into the site (every network it holds),
+/// saves and publishes: what was enrolled (`name`, `id`, `templates`,
+/// `networks`, `version`, and each photo's verdict in `photos`). No usable
+/// photo: an error naming each photo's reason, and nothing changed.
+pub fn enrol_person(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity: Validity) -> Result<Value> {
     let mut home = SiteHome::open(site)?;
     if photos.is_empty() {
         bail!("give at least one photo (three or more, in different light, make the best templates)");
@@ -594,7 +615,14 @@ pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity:
     let pipeline = crate::cmd::pipeline_asked(g, home.state.site.model, None)?;
     let (templates, report) = crate::cmd::templates_from_photos(g, &pipeline, photos)?;
     if templates.is_empty() {
-        bail!("no usable photo of {name}");
+        let reasons: Vec<String> = report
+            .iter()
+            .map(|r| {
+                let photo = Path::new(r["photo"].as_str().unwrap_or_default()).file_name().unwrap_or_default().to_string_lossy();
+                format!("{photo}: {}", r["reason"].as_str().unwrap_or("refused"))
+            })
+            .collect();
+        bail!("no usable photo of {name} ({}); nothing was enrolled", reasons.join("; "));
     }
     // Then every other network the site holds, and the one(s) asked for.
     let mut others = Vec::new();
@@ -622,14 +650,8 @@ pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity:
         .chain(others.iter().map(|o| (network_name(g, o.model), o.templates.len())))
         .map(|(network, n)| json!({"network": network, "templates": n}))
         .collect();
-    if g.json {
-        print_json(&json!({"name": name, "id": id, "templates": templates.len(), "networks": networks,
-            "version": home.state.site.version, "photos": report}));
-    } else {
-        let also: String = others.iter().map(|o| format!(", {} of {}", o.templates.len(), network_name(g, o.model))).collect();
-        println!("enrolled {name} ({} templates{also}) in site {}", templates.len(), home.config.name);
-    }
-    Ok(())
+    Ok(json!({"name": name, "id": id, "templates": templates.len(), "networks": networks,
+        "version": home.state.site.version, "photos": report}))
 }
 
 /// The networks besides the site's own (`own`) a new enrolment makes
