@@ -387,7 +387,17 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
         page.contains("<td>front</td><td class=\"online\">online</td>")
     });
     let events = http(&console.addr, "GET", "/events", &cookie, None).body;
-    assert!(events.contains("<td>granted</td><td>Colin_Powell</td>"), "{events}");
+    assert!(events.contains("<td>granted</td><td>Colin_Powell</td>") && events.contains("site-synced"), "{events}");
+    // Filtered, and exported: the same events.
+    let granted =
+        http(&console.addr, "GET", "/events?door=front&person=colin&kind=granted&since=2020-01-01T00:00", &cookie, None);
+    assert!(granted.body.contains("<td>granted</td>") && !granted.body.contains("site-synced"), "{}", granted.body);
+    assert!(!http(&console.addr, "GET", "/events?door=lab", &cookie, None).body.contains("<td>granted</td>"));
+    let csv = http(&console.addr, "GET", "/events.csv?kind=granted", &cookie, None);
+    assert!(csv.header("content-type").is_some_and(|t| t.starts_with("text/csv")), "{:?}", csv.headers);
+    assert!(csv.body.starts_with("time,door,kind,person,seq,distance,frames,live\r\n"), "{}", csv.body);
+    assert!(csv.body.contains(",front,granted,Colin_Powell,") && !csv.body.contains("site-synced"), "{}", csv.body);
+    assert_eq!(http(&console.addr, "GET", "/events.csv", "", None).status, 303, "no export without a login");
     // Who may open the front door: Colin, until his group is taken away.
     let check = |addr: &str| http(addr, "GET", "/access?door=front&at=2026-12-07T10:00", &cookie, None).body;
     assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>passes</td>"), "{}", check(&console.addr));

@@ -8,6 +8,7 @@
 //! - `pages`: the HTML.
 
 mod auth;
+mod filter;
 mod live;
 mod pages;
 mod tls;
@@ -171,6 +172,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/access/schedule-remove", post(schedule_remove))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
+        .route("/events.csv", get(events_csv))
         .route(
             "/assets/events.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], pages::LIVE_EVENTS_SCRIPT) }),
@@ -514,10 +516,31 @@ async fn access(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Q
     rendered.unwrap_or_else(|response| response)
 }
 
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `/events[?door=&person=&kind=&since=&until=]`.
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
     let Some(session) = app.session(&headers) else { return to_login() };
-    let content = app.live.doors(pages::events);
-    page(&app, "Events", &session, content).unwrap_or_else(|response| response)
+    let filter = filter::EventFilter::from_query(&query);
+    let rendered = app.home().and_then(|home| {
+        let doors: Vec<String> = home.site().rules.doors.keys().cloned().collect();
+        let content = app.live.doors(|live| pages::events(live, &filter, &doors));
+        page(&app, "Events", &session, content)
+    });
+    rendered.unwrap_or_else(|response| response)
+}
+
+/// `/events.csv`, with the Events page's filter: every event the console holds that passes it, oldest first.
+async fn events_csv(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    if app.session(&headers).is_none() {
+        return to_login();
+    }
+    let filter = filter::EventFilter::from_query(&query);
+    let csv = app.live.doors(|live| filter::csv(live.events.iter().filter(|e| filter.keeps(e))));
+    let disposition = HeaderValue::from_static("attachment; filename=\"facegate-events.csv\"");
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)],
+        csv,
+    )
+        .into_response()
 }
 
 /// New events as server-sent events (`access`, the event's JSON).

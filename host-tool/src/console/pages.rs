@@ -1,6 +1,7 @@
 //! The console's pages, rendered on the server (maud escapes every value it
 //! inserts). One layout, a page per part of the site.
 
+use super::filter::EventFilter;
 use super::live::Doors;
 use facegate_site::SiteState;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -240,14 +241,25 @@ pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
     }
 }
 
-/// The most recent events, newest first; new ones are added live.
-pub fn events(live: &Doors) -> Markup {
+/// The most recent events that pass `filter`, newest first; new ones are
+/// added live (the same filter applied to them in the page, times aside).
+pub fn events(live: &Doors, filter: &EventFilter, doors: &[String]) -> Markup {
     html! {
         @if !live.broker_up { p.error { "The broker is not reachable: no new events arrive." } }
-        table #events {
+        form #filter method="get" action="/events" {
+            select name="door" { option value="" { "every door" }
+                @for d in doors { option value=(d) selected[filter.door == *d] { (d) } } }
+            " " input name="person" placeholder="person" value=(filter.person);
+            " " select name="kind" { @for (value, label) in KINDS { option value=(value) selected[filter.kind == *value] { (label) } } }
+            " from " input type="datetime-local" name="since" value=(filter.since);
+            " to " input type="datetime-local" name="until" value=(filter.until);
+            " (UTC) " button type="submit" { "Filter" }
+            " " button type="submit" formaction="/events.csv" { "Export CSV" }
+        }
+        table #events data-door=(filter.door) data-person=(filter.person) data-kind=(filter.kind) {
             thead { tr { th { "time" } th { "door" } th { "event" } th { "person" } th { "seq" } } }
             tbody {
-                @for e in live.events.iter().rev().take(500) {
+                @for e in live.events.iter().rev().filter(|e| filter.keeps(e)).take(500) {
                     tr { td { (text(&e["time"])) } td { (text(&e["door"])) } td { (text(&e["kind"])) }
                          td { (text(&e["person"])) } td.muted { (text(&e["seq"])) } }
                 }
@@ -257,13 +269,30 @@ pub fn events(live: &Doors) -> Markup {
     }
 }
 
+/// The kinds the filter offers: (value, label).
+const KINDS: [(&str, &str); 7] = [
+    ("", "every kind"),
+    ("granted", "granted"),
+    ("denied", "denied (any rule)"),
+    ("unknown", "unknown face"),
+    ("spoof", "spoof attempt"),
+    ("site", "site updates"),
+    ("error", "errors"),
+];
+
 /// New events from `/events/stream` put at the top of the table (text
 /// only: nothing received is read as HTML). Served as `/assets/events.js`.
 pub const LIVE_EVENTS_SCRIPT: &str = r#"
-const body = document.querySelector('#events tbody');
+const table = document.querySelector('#events');
+const body = table.querySelector('tbody');
+const wanted = (e) =>
+  (!table.dataset.door || e.door === table.dataset.door) &&
+  (!table.dataset.person || String(e.person || '').toLowerCase().includes(table.dataset.person.toLowerCase())) &&
+  (!table.dataset.kind || String(e.kind || '').startsWith(table.dataset.kind));
 const source = new EventSource('/events/stream');
 source.addEventListener('access', (m) => {
   const e = JSON.parse(m.data);
+  if (!wanted(e)) return;
   const row = body.insertRow(0);
   for (const key of ['time', 'door', 'kind', 'person', 'seq']) {
     row.insertCell().textContent = e[key] == null ? '-' : String(e[key]);
