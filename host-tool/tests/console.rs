@@ -393,6 +393,9 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
         http(&console.addr, "GET", "/events?door=front&person=colin&kind=granted&since=2020-01-01T00:00", &cookie, None);
     assert!(granted.body.contains("<td>granted</td>") && !granted.body.contains("site-synced"), "{}", granted.body);
     assert!(!http(&console.addr, "GET", "/events?door=lab", &cookie, None).body.contains("<td>granted</td>"));
+    assert!(granted.body.contains("<div id=\"chart\"><svg"), "the hourly chart");
+    let hostile = http(&console.addr, "GET", "/events?door=%3Cscript%3Ealert(1)%3C/script%3E", &cookie, None).body;
+    assert!(!hostile.contains("<script>alert"), "query text reached the page unescaped");
     let csv = http(&console.addr, "GET", "/events.csv?kind=granted", &cookie, None);
     assert!(csv.header("content-type").is_some_and(|t| t.starts_with("text/csv")), "{:?}", csv.headers);
     assert!(csv.body.starts_with("time,door,kind,person,seq,distance,frames,live\r\n"), "{}", csv.body);

@@ -8,6 +8,7 @@
 //! - `pages`: the HTML.
 
 mod auth;
+mod chart;
 mod filter;
 mod live;
 mod pages;
@@ -522,7 +523,19 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Q
     let filter = filter::EventFilter::from_query(&query);
     let rendered = app.home().and_then(|home| {
         let doors: Vec<String> = home.site().rules.doors.keys().cloned().collect();
-        let content = app.live.doors(|live| pages::events(live, &filter, &doors));
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        // The title is drawn into the SVG as is: a door's name only (letters, digits, `-_.`), never other query text.
+        let title = match facegate_site::records::valid_name(&filter.door) {
+            true => format!("door {}", filter.door),
+            false => "every door".to_string(),
+        };
+        // The chart counts what the filter keeps (its kind aside: it splits by kind itself).
+        let by_door = filter::EventFilter { kind: String::new(), ..filter.clone() };
+        let content = app.live.doors(|live| {
+            let (hours, first) = chart::count(live.events.iter().filter(|e| by_door.keeps(e)), now_ms);
+            let drawn = chart::svg(&hours, first, &title).unwrap_or_else(|e| format!("<p class=\"error\">no chart: {e}</p>"));
+            pages::events(live, &filter, &doors, &drawn)
+        });
         page(&app, "Events", &session, content)
     });
     rendered.unwrap_or_else(|response| response)

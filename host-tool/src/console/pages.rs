@@ -243,9 +243,11 @@ pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
 
 /// The most recent events that pass `filter`, newest first; new ones are
 /// added live (the same filter applied to them in the page, times aside).
-pub fn events(live: &Doors, filter: &EventFilter, doors: &[String]) -> Markup {
+pub fn events(live: &Doors, filter: &EventFilter, doors: &[String], chart_svg: &str) -> Markup {
     html! {
         @if !live.broker_up { p.error { "The broker is not reachable: no new events arrive." } }
+        // Drawn here from counts and the site's door names (letters, digits, `-_.`): nothing to escape.
+        div #chart { (PreEscaped(chart_svg)) }
         form #filter method="get" action="/events" {
             select name="door" { option value="" { "every door" }
                 @for d in doors { option value=(d) selected[filter.door == *d] { (d) } } }
