@@ -40,6 +40,9 @@ pub struct Global {
     pub network: Option<Network>,
     /// `--network both`: enrolment makes templates of both networks.
     pub both_networks: bool,
+    /// Who makes site changes, for the audit log (the console says so);
+    /// `None`: the command line.
+    pub actor: Option<String>,
 }
 
 impl Global {
@@ -48,6 +51,14 @@ impl Global {
     pub fn models(&self) -> Result<PathBuf> {
         let dir = facegate_face::model_files::locate(self.models.as_deref())?;
         Ok(dir.path().to_path_buf())
+    }
+
+    /// Who is making site changes, as the audit log names them.
+    pub fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_else(|| {
+            let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "?".into());
+            format!("command line (user {user})")
+        })
     }
 
     /// The embedding network: the one asked for, else the shipped default.

@@ -300,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             _ => None,
         },
         both_networks: matches!(cli.network, Some(NetworkArg::Both)),
+        actor: None,
     };
     if g.both_networks && !matches!(cli.command, Command::Enroll { .. }) {
         anyhow::bail!(

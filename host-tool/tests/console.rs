@@ -255,6 +255,10 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     assert_eq!((added.status, added.header("location")), (303, Some("/access")));
     let access = http(addr, "GET", "/access", &cookie, None).body;
     assert!(access.contains("<td>visitors</td>") && access.contains("not published to the doors yet"), "{access}");
+    // The audit log: the console's change and the command line's, each with who made it.
+    let events = http(addr, "GET", "/events", &cookie, None).body;
+    assert!(events.contains("<td>console from 127.0.0.1</td><td>group add visitors (schedule always)</td>"), "{events}");
+    assert!(events.contains("<td>group add night-shift (schedule always)</td>") && events.contains("command line (user "));
     let bad = http(addr, "POST", "/access/schedule-set", &cookie, Some(&format!("name=x&windows=someday&csrf={csrf}")));
     assert_eq!(bad.status, 303);
     let access = http(addr, "GET", "/access", &cookie, None).body;

@@ -159,18 +159,12 @@ fn router(app: Arc<App>) -> Router {
         .route("/logout", post(logout))
         .route("/doors", get(doors))
         .route("/people", get(people))
-        .route("/people/grant", post(grant))
-        .route("/people/revoke", post(revoke))
-        .route("/people/remove", post(remove_person))
         .route(
             "/people/enrol",
             post(enrol).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTOS * MAX_PHOTO_BYTES + (64 << 10))),
         )
         .route("/access", get(access))
-        .route("/access/group-add", post(group_add))
-        .route("/access/group-remove", post(group_remove))
-        .route("/access/schedule-set", post(schedule_set))
-        .route("/access/schedule-remove", post(schedule_remove))
+        .route("/{page}/{action}", post(form_change))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
         .route("/events.csv", get(events_csv))
@@ -238,7 +232,7 @@ fn page(app: &App, title: &str, (id, session): &(String, Session), content: maud
 /// the request threads; back to `back`, which says what happened.
 async fn change(
     app: Arc<App>,
-    headers: &HeaderMap,
+    (headers, from): (&HeaderMap, SocketAddr),
     csrf: &str,
     back: &'static str,
     apply: impl FnOnce(&crate::cmd::Global, &Path) -> Result<String> + Send + 'static,
@@ -248,10 +242,12 @@ async fn change(
         return (StatusCode::FORBIDDEN, "the form did not come from this console: reload the page").into_response();
     }
     let worker = app.clone();
+    // The audit log names the console and the address the change came from.
+    let g = crate::cmd::Global { actor: Some(format!("console from {}", from.ip())), ..app.global.clone() };
     let result = tokio::task::spawn_blocking(move || {
         let version = || SiteHome::open(&worker.site).map(|h| h.site().version).ok();
         let before = version();
-        let result = apply(&worker.global, &worker.site);
+        let result = apply(&g, &worker.site);
         (result, before, version())
     })
     .await;
@@ -286,7 +282,12 @@ pub const MAX_PHOTO_BYTES: usize = 10 << 20;
 /// `/people/enrol` (a multipart form: `csrf`, `name`, `group` (repeated),
 /// `photo` (repeated files)): the photos go through the command line's
 /// enrolment, each with its verdict; nothing is kept of them.
-async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, mut form: axum::extract::Multipart) -> Response {
+async fn enrol(
+    State(app): State<Arc<App>>,
+    ConnectInfo(Peer(from)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
     let (mut csrf, mut name, mut groups, mut photos) = (String::new(), String::new(), Vec::new(), Vec::new());
     loop {
         let field = match form.next_field().await {
@@ -316,7 +317,7 @@ async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, mut form: axum::
             _ => {}
         }
     }
-    change(app, &headers, &csrf, "/people", move |g, site| {
+    change(app, (&headers, from), &csrf, "/people", move |g, site| {
         // The photos as files for the command line's enrolment, in a private directory removed after.
         let dir = std::env::temp_dir().join(format!("facegate-console-{}", auth::token()?));
         std::fs::create_dir(&dir)?;
@@ -364,38 +365,42 @@ struct ChangeForm {
     windows: String,
 }
 
-async fn grant(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::grant(g, site, &f.name, &f.group))).await
-}
+/// A change of the site by one of the command line's functions.
+type SiteChange = Box<dyn FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send>;
 
-async fn revoke(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::revoke(g, site, &f.name, &f.group))).await
-}
-
-async fn remove_person(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    change(app, &headers, &f.csrf, "/people", move |g, site| done(crate::site::remove(g, site, &f.name))).await
-}
-
-async fn group_add(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    let schedule = Some(f.schedule).filter(|s| !s.is_empty());
-    let action = crate::site::GroupAction::Add { name: f.name, schedule };
-    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::group(g, site, action))).await
-}
-
-async fn group_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    let action = crate::site::GroupAction::Remove { name: f.name };
-    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::group(g, site, action))).await
-}
-
-async fn schedule_set(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    let windows = f.windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
-    let action = crate::site::ScheduleAction::Set { name: f.name, windows };
-    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::schedule(g, site, action))).await
-}
-
-async fn schedule_remove(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<ChangeForm>) -> Response {
-    let action = crate::site::ScheduleAction::Remove { name: f.name };
-    change(app, &headers, &f.csrf, "/access", move |g, site| done(crate::site::schedule(g, site, action))).await
+/// `POST /people/{grant,revoke,remove}` and `POST /access/{group-add,
+/// group-remove,schedule-set,schedule-remove}`: one change each, by the
+/// command line's own function.
+async fn form_change(
+    State(app): State<Arc<App>>,
+    ConnectInfo(Peer(from)): ConnectInfo<Peer>,
+    axum::extract::Path((page, action)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<ChangeForm>,
+) -> Response {
+    use crate::site::{GroupAction, ScheduleAction};
+    let ChangeForm { csrf, name, group, schedule, windows } = f;
+    let (back, apply): (&'static str, SiteChange) = match (page.as_str(), action.as_str()) {
+        ("people", "grant") => ("/people", Box::new(move |g, site| crate::site::grant(g, site, &name, &group))),
+        ("people", "revoke") => ("/people", Box::new(move |g, site| crate::site::revoke(g, site, &name, &group))),
+        ("people", "remove") => ("/people", Box::new(move |g, site| crate::site::remove(g, site, &name))),
+        ("access", "group-add") => {
+            let action = GroupAction::Add { name, schedule: Some(schedule).filter(|s| !s.is_empty()) };
+            ("/access", Box::new(move |g, site| crate::site::group(g, site, action)))
+        }
+        ("access", "group-remove") => {
+            ("/access", Box::new(move |g, site| crate::site::group(g, site, GroupAction::Remove { name })))
+        }
+        ("access", "schedule-set") => {
+            let windows = windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
+            ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Set { name, windows })))
+        }
+        ("access", "schedule-remove") => {
+            ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Remove { name })))
+        }
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    change(app, (&headers, from), &csrf, back, move |g, site| done(apply(g, site))).await
 }
 
 async fn login_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -534,7 +539,7 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Q
         let content = app.live.doors(|live| {
             let (hours, first) = chart::count(live.events.iter().filter(|e| by_door.keeps(e)), now_ms);
             let drawn = chart::svg(&hours, first, &title).unwrap_or_else(|e| format!("<p class=\"error\">no chart: {e}</p>"));
-            pages::events(live, &filter, &doors, &drawn)
+            pages::events(live, &filter, &doors, &drawn, home.audit())
         });
         page(&app, "Events", &session, content)
     });

@@ -3,6 +3,7 @@
 
 use super::filter::EventFilter;
 use super::live::Doors;
+use crate::site::AuditEntry;
 use facegate_site::SiteState;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
@@ -243,7 +244,7 @@ pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
 
 /// The most recent events that pass `filter`, newest first; new ones are
 /// added live (the same filter applied to them in the page, times aside).
-pub fn events(live: &Doors, filter: &EventFilter, doors: &[String], chart_svg: &str) -> Markup {
+pub fn events(live: &Doors, filter: &EventFilter, doors: &[String], chart_svg: &str, audit: &[AuditEntry]) -> Markup {
     html! {
         @if !live.broker_up { p.error { "The broker is not reachable: no new events arrive." } }
         // Drawn here from counts and the site's door names (letters, digits, `-_.`): nothing to escape.
@@ -268,6 +269,14 @@ pub fn events(live: &Doors, filter: &EventFilter, doors: &[String], chart_svg: &
             }
         }
         script src="/assets/events.js" {}
+        h2 { "Changes to the site" }
+        p.muted { "Who changed what, from the command line or this console (the newest 50 of " (audit.len()) ")." }
+        table #audit {
+            tr { th { "time" } th { "who" } th { "change" } th { "version" } }
+            @for a in audit.iter().rev().take(50) {
+                tr { td { (iso_seconds(a.at)) } td { (a.who) } td { (a.what) } td { (a.version) } }
+            }
+        }
     }
 }
 

@@ -44,7 +44,28 @@ struct AdminState {
     /// admit them. A door without one (joined before doors had keys) holds
     /// the site's data key.
     door_keys: BTreeMap<String, String>,
+    /// Who changed what, and when: a postcard tail after the rest, so an
+    /// older host tool still reads the state (and a state without one reads
+    /// as an empty log).
+    #[serde(skip)]
+    audit: Vec<AuditEntry>,
 }
+
+/// One change of the site, as the audit log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Who: the command line (and its user) or the console (and the address it was used from).
+    pub who: String,
+    /// What, as a command would say it (`grant Ada staff`).
+    pub what: String,
+    /// The site version the change made.
+    pub version: u64,
+}
+
+/// Changes the audit log keeps (the oldest go first).
+pub const AUDIT_KEPT: usize = 10_000;
 
 /// The state as written before versions were chained (read, then saved in the new form).
 #[derive(Deserialize)]
@@ -55,12 +76,28 @@ struct AdminStateV1 {
 
 impl AdminState {
     fn from_bytes(bytes: &[u8]) -> postcard::Result<Self> {
-        postcard::from_bytes(bytes).or_else(|e| {
-            let AdminStateV1 { site, published } = postcard::from_bytes(bytes).map_err(|_| e)?;
-            let published_version = if published.is_empty() { 0 } else { site.version };
-            let (accounts, door_keys) = (BTreeMap::new(), BTreeMap::new());
-            Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts, door_keys })
-        })
+        match postcard::take_from_bytes::<AdminState>(bytes) {
+            Ok((mut state, tail)) => {
+                if !tail.is_empty() {
+                    state.audit = postcard::from_bytes(tail)?;
+                }
+                Ok(state)
+            }
+            Err(e) => {
+                let AdminStateV1 { site, published } = postcard::from_bytes(bytes).map_err(|_| e)?;
+                let published_version = if published.is_empty() { 0 } else { site.version };
+                let (accounts, door_keys, audit) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+                Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts, door_keys, audit })
+            }
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = postcard::to_allocvec(self).expect("the state serialises");
+        if !self.audit.is_empty() {
+            bytes.extend(postcard::to_allocvec(&self.audit).expect("the audit log serialises"));
+        }
+        bytes
     }
 
     fn door_keys(&self) -> Result<BTreeMap<String, DataKey>> {
@@ -131,17 +168,27 @@ impl SiteHome {
         Ok(())
     }
 
+    /// Who changed what, oldest first.
+    pub(crate) fn audit(&self) -> &[AuditEntry] {
+        &self.state.audit
+    }
+
     fn save(&self) -> Result<()> {
-        let bytes = postcard::to_allocvec(&self.state).expect("the state serialises");
+        let bytes = self.state.to_bytes();
         facegate_store::atomic::replace(&state_path(&self.path), &bytes, true)
             .with_context(|| format!("saving {}", state_path(&self.path).display()))
     }
 
     /// Validates, counts one more version (issued now, following the
-    /// manifest last published), saves, and publishes what changed.
-    fn commit(&mut self, g: &Global) -> Result<()> {
+    /// manifest last published), logs `what` with who did it, saves, and
+    /// publishes what changed.
+    fn commit(&mut self, g: &Global, what: String) -> Result<()> {
         self.state.site.rules.validate()?;
         self.state.site.version += 1;
+        let entry = AuditEntry { at: chrono_now(), who: g.actor(), what, version: self.state.site.version };
+        self.state.audit.push(entry);
+        let excess = self.state.audit.len().saturating_sub(AUDIT_KEPT);
+        self.state.audit.drain(..excess);
         self.state.issued_at = chrono_now();
         self.state.previous = self.state.published.get(&self.state.manifest_topic()).copied().unwrap_or_default();
         self.save()?;
@@ -363,6 +410,7 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         published_version: 0,
         accounts: BTreeMap::new(),
         door_keys: BTreeMap::new(),
+        audit: Vec::new(),
     };
     let home = SiteHome::create(site, config, state)?;
     println!("site {} created in {} (keep it private: it holds the site's keys)", home.config.name, site.display());
@@ -372,6 +420,12 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
 /// `door add|remove`.
 pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
+    let what = match &action {
+        DoorAction::Add { name, groups, schedule, .. } => {
+            format!("door add {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
+        }
+        DoorAction::Remove { name } => format!("door remove {name}"),
+    };
     match action {
         DoorAction::Add { name, groups, schedule, username, password, secrets_out } => {
             // The door's own key: it opens the records of the people it admits, no others.
@@ -422,7 +476,7 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
             // Added again, it gets a new key.
             home.state.door_keys.remove(&name);
             if let Some(user) = home.state.accounts.remove(&name) {
-                home.commit(g)?;
+                home.commit(g, what)?;
                 // The broker is not ours to change: say exactly what revokes the login.
                 println!(
                     "door {name} removed. Revoke its broker login {user:?} now: `mosquitto_passwd -D PASSWORD_FILE {user}`, \
@@ -433,7 +487,7 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
             }
         }
     }
-    home.commit(g)
+    home.commit(g, what)
 }
 
 /// `acl [--out FILE]`: the broker's ACL for this site (mosquitto's
@@ -499,6 +553,10 @@ fn join_over_serial(g: &Global, port: &str, config: &SiteConfig, secrets: &DoorS
 /// `group add|remove`.
 pub fn group(g: &Global, site: &Path, action: GroupAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
+    let what = match &action {
+        GroupAction::Add { name, schedule } => format!("group add {name} (schedule {})", schedule.as_deref().unwrap_or("always")),
+        GroupAction::Remove { name } => format!("group remove {name}"),
+    };
     let s = &mut home.state.site;
     match action {
         GroupAction::Add { name, schedule } => {
@@ -517,12 +575,16 @@ pub fn group(g: &Global, site: &Path, action: GroupAction) -> Result<()> {
             });
         }
     }
-    home.commit(g)
+    home.commit(g, what)
 }
 
 /// `schedule set|remove`.
 pub fn schedule(g: &Global, site: &Path, action: ScheduleAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
+    let what = match &action {
+        ScheduleAction::Set { name, windows } => format!("schedule set {name} ({})", windows.join(", ")),
+        ScheduleAction::Remove { name } => format!("schedule remove {name}"),
+    };
     match action {
         ScheduleAction::Set { name, windows } => {
             let windows = windows.iter().map(|w| w.parse()).collect::<Result<_, _>>()?;
@@ -534,7 +596,7 @@ pub fn schedule(g: &Global, site: &Path, action: ScheduleAction) -> Result<()> {
             }
         }
     }
-    home.commit(g)
+    home.commit(g, what)
 }
 
 /// `grant NAME GROUP`.
@@ -548,7 +610,7 @@ pub fn grant(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
     if !record.access.groups.insert(group.to_string()) && !g.json {
         println!("{name} is already in {group}");
     }
-    home.commit(g)
+    home.commit(g, format!("grant {name} {group}"))
 }
 
 /// `revoke NAME GROUP`: the person leaves the group (the doors that admit
@@ -560,7 +622,7 @@ pub fn revoke(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
     if !record.access.groups.remove(group) {
         bail!("{name} is not in group {group:?}; nothing was changed");
     }
-    home.commit(g)
+    home.commit(g, format!("revoke {name} {group}"))
 }
 
 /// When a person may pass, as given on the command line.
@@ -645,7 +707,9 @@ pub fn enrol_person(g: &Global, site: &Path, name: &str, photos: &[PathBuf], val
     };
     let record = PersonRecord::with_others(&home.config.name, &id, name, access, &templates, &others, &data)?;
     home.state.site.people.insert(id.clone(), record);
-    home.commit(g)?;
+    let groups: Vec<&str> = home.state.site.people[&id].access.groups.iter().map(String::as_str).collect();
+    let what = format!("enroll {name} ({} photos, {} templates; groups {})", photos.len(), templates.len(), groups.join(", "));
+    home.commit(g, what)?;
     let networks: Vec<Value> = std::iter::once((pipeline.embedder.network().to_string(), templates.len()))
         .chain(others.iter().map(|o| (network_name(g, o.model), o.templates.len())))
         .map(|(network, n)| json!({"network": network, "templates": n}))
@@ -762,7 +826,7 @@ pub fn networks(g: &Global, site: &Path, action: Option<NetworksAction>) -> Resu
         *record = PersonRecord::with_others(&name, &record.id, &record.name, record.access.clone(), templates, &rest, &data)?;
     }
     home.state.site.model = model;
-    home.commit(g)?;
+    home.commit(g, format!("networks use {network}"))?;
     if !g.json {
         println!("site {name} now runs the {network} network (version {})", home.state.site.version);
     }
@@ -774,7 +838,7 @@ pub fn remove(g: &Global, site: &Path, name: &str) -> Result<()> {
     let mut home = SiteHome::open(site)?;
     let id = home.person_id(name)?;
     home.state.site.people.remove(&id);
-    home.commit(g)
+    home.commit(g, format!("remove {name}"))
 }
 
 /// `rename FROM TO` in the site.
@@ -785,7 +849,7 @@ pub fn rename(g: &Global, site: &Path, from: &str, to: &str) -> Result<()> {
     }
     let id = home.person_id(from)?;
     home.state.site.people.get_mut(&id).expect("found").name = to.to_string();
-    home.commit(g)
+    home.commit(g, format!("rename {from} {to}"))
 }
 
 /// `sync [--wait]`: publishes what the broker lacks (read from its retained
@@ -794,7 +858,7 @@ pub fn rename(g: &Global, site: &Path, from: &str, to: &str) -> Result<()> {
 pub fn sync(g: &Global, site: &Path, wait: bool, wait_s: u64, reissue: bool) -> Result<()> {
     let mut home = SiteHome::open(site)?;
     if reissue {
-        home.commit(g)?;
+        home.commit(g, "sync --reissue".into())?;
     }
     home.republish(g)?;
     if !wait {
@@ -961,6 +1025,43 @@ fn print_event(g: &Global, e: &Value) {
     }
 }
 
+/// The audit log's place in the state file.
+#[cfg(test)]
+mod audit {
+    use super::*;
+
+    #[test]
+    fn the_audit_log_travels_in_a_tail_that_older_tools_skip() {
+        let model = facegate_core::ModelId::from_bytes([0x5; 32]);
+        let mut state = AdminState {
+            site: SiteState { name: "hq".into(), version: 3, model, rules: Rules::default(), people: BTreeMap::new() },
+            published: BTreeMap::new(),
+            issued_at: 1_700_000_000,
+            previous: [0; 32],
+            published_version: 2,
+            accounts: BTreeMap::new(),
+            door_keys: BTreeMap::new(),
+            audit: Vec::new(),
+        };
+        // No change logged yet: the bytes of before.
+        assert_eq!(state.to_bytes(), postcard::to_allocvec(&state).unwrap());
+        state.audit.push(AuditEntry {
+            at: 1_700_000_100,
+            who: "console from 127.0.0.1".into(),
+            what: "grant Ada staff".into(),
+            version: 3,
+        });
+        let bytes = state.to_bytes();
+        let back = AdminState::from_bytes(&bytes).unwrap();
+        assert_eq!((back.audit, back.site.version), (state.audit.clone(), 3));
+        let older: AdminState = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((older.published_version, older.audit.len()), (2, 0), "an older tool reads the rest");
+        let mut damaged = bytes.clone();
+        damaged.truncate(bytes.len() - 3);
+        assert!(AdminState::from_bytes(&damaged).is_err(), "a cut log is damage, not an empty log");
+    }
+}
+
 /// Power cuts through the administrator's files: the site file and its
 /// state (made, then saved at each version), the printed-event cursors.
 #[cfg(test)]
@@ -979,6 +1080,7 @@ mod power_loss {
             published_version: 0,
             accounts: BTreeMap::new(),
             door_keys: BTreeMap::new(),
+            audit: Vec::new(),
         }
     }
 
