@@ -255,6 +255,24 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     assert_eq!((added.status, added.header("location")), (303, Some("/access")));
     let access = http(addr, "GET", "/access", &cookie, None).body;
     assert!(access.contains("<td>visitors</td>") && access.contains("not published to the doors yet"), "{access}");
+    // A door added from the Doors page: its secrets come back as a download (and are kept nowhere else).
+    let csrf_doors = http(addr, "GET", "/doors", &cookie, None).csrf();
+    let add = "name=back&group=visitors&schedule=&username=door-back&password=pw-back";
+    assert_eq!(http(addr, "POST", "/doors/add", &cookie, Some(&format!("{add}&csrf=0"))).status, 403);
+    assert!(!http(addr, "GET", "/doors", &cookie, None).body.contains("<td>back</td>"), "a forged form added a door");
+    let secrets = http(addr, "POST", "/doors/add", &cookie, Some(&format!("{add}&csrf={csrf_doors}")));
+    assert_eq!(secrets.status, 200, "{}", secrets.body);
+    assert!(secrets.header("content-disposition").is_some_and(|d| d.contains("attachment; filename=\"back.fleet.toml\"")));
+    assert!(secrets.body.contains("door = \"back\"") && secrets.body.contains("site_public_key"), "{}", secrets.body);
+    let leftovers = std::fs::read_dir(std::env::temp_dir()).unwrap().flatten();
+    assert!(
+        !leftovers.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("facegate-console-door-")),
+        "secrets left behind"
+    );
+    assert!(http(addr, "GET", "/doors", &cookie, None).body.contains("<td>back</td>"));
+    let removed = http(addr, "POST", "/doors/remove", &cookie, Some(&format!("name=back&csrf={csrf_doors}")));
+    assert_eq!(removed.status, 303);
+    assert!(!http(addr, "GET", "/doors", &cookie, None).body.contains("<td>back</td>"));
     // The audit log: the console's change and the command line's, each with who made it.
     let events = http(addr, "GET", "/events", &cookie, None).body;
     assert!(events.contains("<td>console from 127.0.0.1</td><td>group add visitors (schedule always)</td>"), "{events}");

@@ -164,6 +164,7 @@ fn router(app: Arc<App>) -> Router {
             post(enrol).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTOS * MAX_PHOTO_BYTES + (64 << 10))),
         )
         .route("/access", get(access))
+        .route("/doors/add", post(door_add))
         .route("/{page}/{action}", post(form_change))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
@@ -346,8 +347,7 @@ async fn enrol(
 /// An uploaded file's name as shown back: its last part, letters, digits,
 /// `.`, `-` and `_` only, at most 64 characters.
 fn upload_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    last.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(64).collect()
+    pages::safe_name(name.rsplit(['/', '\\']).next().unwrap_or_default())
 }
 
 /// The fields of the console's forms (each form uses some).
@@ -365,12 +365,51 @@ struct ChangeForm {
     windows: String,
 }
 
+/// `POST /doors/add` (`csrf`, `name`, `group` repeated, `schedule`,
+/// `username`, `password`): the command line's `door add`; the answer is
+/// the door's secrets file to download (or the Doors page saying why not).
+async fn door_add(
+    State(app): State<Arc<App>>,
+    ConnectInfo(Peer(from)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let one = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    let groups: Vec<String> = fields.iter().filter(|(k, _)| k == "group").map(|(_, v)| v.clone()).collect();
+    let name = one("name");
+    let schedule = Some(one("schedule")).filter(|s| !s.is_empty());
+    // The secrets are written by the command line's own code, to a private file read back and removed.
+    let Ok(token) = auth::token() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let out = std::env::temp_dir().join(format!("facegate-console-door-{token}.toml"));
+    let action = crate::site::DoorAction::Add {
+        name: name.clone(),
+        groups,
+        schedule,
+        username: one("username"),
+        password: one("password"),
+        secrets_out: Some(out.clone()),
+    };
+    let response =
+        change(app, (&headers, from), &one("csrf"), "/doors", move |g, site| done(crate::site::door(g, site, action))).await;
+    match std::fs::read(&out) {
+        Ok(secrets) => {
+            let _ = std::fs::remove_file(&out);
+            let disposition = format!("attachment; filename=\"{}.fleet.toml\"", pages::safe_name(&name));
+            let disposition = HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment"));
+            let kind = HeaderValue::from_static("application/toml");
+            ([(header::CONTENT_TYPE, kind), (header::CONTENT_DISPOSITION, disposition)], secrets).into_response()
+        }
+        Err(_) => response,
+    }
+}
+
 /// A change of the site by one of the command line's functions.
 type SiteChange = Box<dyn FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send>;
 
-/// `POST /people/{grant,revoke,remove}` and `POST /access/{group-add,
-/// group-remove,schedule-set,schedule-remove}`: one change each, by the
-/// command line's own function.
+/// `POST /people/{grant,revoke,remove}`, `POST /access/{group-add,
+/// group-remove,schedule-set,schedule-remove}` and `POST /doors/remove`:
+/// one change each, by the command line's own function.
 async fn form_change(
     State(app): State<Arc<App>>,
     ConnectInfo(Peer(from)): ConnectInfo<Peer>,
@@ -378,7 +417,7 @@ async fn form_change(
     headers: HeaderMap,
     Form(f): Form<ChangeForm>,
 ) -> Response {
-    use crate::site::{GroupAction, ScheduleAction};
+    use crate::site::{DoorAction, GroupAction, ScheduleAction};
     let ChangeForm { csrf, name, group, schedule, windows } = f;
     let (back, apply): (&'static str, SiteChange) = match (page.as_str(), action.as_str()) {
         ("people", "grant") => ("/people", Box::new(move |g, site| crate::site::grant(g, site, &name, &group))),
@@ -395,6 +434,7 @@ async fn form_change(
             let windows = windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
             ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Set { name, windows })))
         }
+        ("doors", "remove") => ("/doors", Box::new(move |g, site| crate::site::door(g, site, DoorAction::Remove { name }))),
         ("access", "schedule-remove") => {
             ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Remove { name })))
         }
@@ -483,7 +523,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): For
 async fn doors(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let Some(session) = app.session(&headers) else { return to_login() };
     let rendered = app.home().and_then(|home| {
-        let content = app.live.doors(|live| pages::doors(home.site(), live, &|m| app.network_of(m)));
+        let content = app.live.doors(|live| pages::doors(home.site(), live, &|m| app.network_of(m), &session.1.csrf));
         page(&app, "Doors", &session, content)
     });
     rendered.unwrap_or_else(|response| response)

@@ -78,7 +78,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Every door of the site with what its status says.
-pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String) -> Markup {
+pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String, csrf: &str) -> Markup {
     html! {
         @if !live.broker_up {
             p.error { "The broker is not reachable: doors show offline. " (live.broker_error.as_deref().unwrap_or("")) }
@@ -86,7 +86,7 @@ pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String
         p { "Site version " (site.version) ", " (site.rules.doors.len()) " doors." }
         table {
             tr { th { "door" } th { "state" } th { "version" } th { "pending" } th { "network" } th { "people" }
-                 th { "templates" } th { "free space" } th { "events delivered / lost" } th { "last seen" } th { "error" } }
+                 th { "templates" } th { "free space" } th { "events delivered / lost" } th { "last seen" } th { "error" } th {} }
             @for name in site.rules.doors.keys() {
                 @let status = live.statuses.get(name);
                 @let online = status.is_some_and(|s| s["online"] == true);
@@ -110,10 +110,27 @@ pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String
                     } @else {
                         @for _ in 0..9 { td { "-" } }
                     }
+                    td { (button("/doors/remove", csrf, &[("name", name)], "Remove")) }
                 }
             }
         }
+        h2 { "Add a door" }
+        form #door-add method="post" action="/doors/add" {
+            input type="hidden" name="csrf" value=(csrf);
+            "Door " input name="name" required; " admits "
+            @for g in site.rules.groups.keys() { label { input type="checkbox" name="group" value=(g); (g) } " " }
+            " when " select name="schedule" { option value="" { "always" } @for s in site.rules.schedules.keys() { option value=(s) { (s) } } }
+            br; "Its broker login " input name="username" required; " password " input type="password" name="password" required;
+            " " button type="submit" { "Add and download its secrets" }
+            br; span.muted { "Copy the secrets file to the door's paths.fleet_secrets (mode 0600); add its login to the broker and write the ACL again (host-tool acl)." }
+        }
     }
+}
+
+/// `name` with letters, digits, `.`, `-` and `_` only, at most 64 characters
+/// (a file name shown back or offered for download).
+pub fn safe_name(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(64).collect()
 }
 
 /// A form posting `fields` (and the session's CSRF token) to `action`, as one button.
