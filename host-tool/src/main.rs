@@ -214,6 +214,20 @@ enum Command {
         #[arg(long)]
         set_password: bool,
     },
+    /// The site console's speed: each page and a door's event on the live
+    /// stream, for a site of synthetic people on a broker started here
+    /// (needs mosquitto).
+    BenchConsole {
+        /// People in the site.
+        #[arg(long, default_value_t = 1000)]
+        people: usize,
+        /// Doors in the site.
+        #[arg(long, default_value_t = 10)]
+        doors: usize,
+        /// Requests per page (the median and the slowest are reported).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// The site's embedding networks and how many people have templates of
     /// each; `networks use NAME` makes another one the site's.
     Networks {
@@ -332,6 +346,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Revoke { name, group } => site::revoke(&g, site_file(&site)?, &name, &group),
         Command::Doors => site::doors(&g, site_file(&site)?),
         Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
+        Command::BenchConsole { people, doors, runs } => console::bench::run(&g, people, doors, runs),
         Command::Console { listen, tls_cert, tls_key, set_password } => {
             let serve = console::Serve { listen, tls: tls_cert.zip(tls_key) };
             console::run(&g, site_file(&site)?, serve, set_password)

@@ -624,3 +624,25 @@ fn beyond_loopback_the_console_serves_https_only_with_secure_cookies() {
     // Plain HTTP to it gets no page.
     assert_eq!(http(&addr, "GET", "/login", "", None).status, 0, "a page served in clear");
 }
+
+#[test]
+fn bench_console_has_the_interface_and_times_every_page() {
+    let probe = tempfile::tempdir().unwrap();
+    if facegate_testkit::broker::start(probe.path(), &[("probe", "probe")], "the console benchmark test").is_none() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .arg("--models")
+        .arg(facegate_testkit::models())
+        .args(["--json", "bench-console", "--people", "50", "--doors", "2", "--runs", "2"])
+        .output()
+        .unwrap();
+    let figures: serde_json::Value = serde_json::from_slice(&ok(out).stdout).expect("one JSON object");
+    assert_eq!((figures["people"].as_u64(), figures["doors"].as_u64()), (Some(50), Some(2)));
+    for page in ["/doors", "/people", "/access", "/events", "/events.csv"] {
+        let ms = figures["pages"][page]["median_ms"].as_f64().unwrap_or_else(|| panic!("{page}: {figures}"));
+        assert!(ms > 0.0 && ms <= figures["pages"][page]["max_ms"].as_f64().unwrap(), "{figures}");
+    }
+    assert!(figures["event_to_page_ms"]["median"].as_f64().is_some_and(|ms| ms > 0.0), "{figures}");
+    assert!(figures["events_held"].as_u64().is_some_and(|n| n >= 2000), "the day's events reached the console: {figures}");
+}

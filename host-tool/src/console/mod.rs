@@ -8,6 +8,7 @@
 //! - `pages`: the HTML.
 
 mod auth;
+pub mod bench;
 mod chart;
 mod filter;
 mod live;

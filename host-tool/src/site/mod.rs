@@ -75,6 +75,20 @@ struct AdminStateV1 {
 }
 
 impl AdminState {
+    /// A site never published, issued now.
+    fn new(site: SiteState) -> Self {
+        AdminState {
+            site,
+            published: BTreeMap::new(),
+            issued_at: chrono_now(),
+            previous: [0; 32],
+            published_version: 0,
+            accounts: BTreeMap::new(),
+            door_keys: BTreeMap::new(),
+            audit: Vec::new(),
+        }
+    }
+
     fn from_bytes(bytes: &[u8]) -> postcard::Result<Self> {
         match postcard::take_from_bytes::<AdminState>(bytes) {
             Ok((mut state, tail)) => {
@@ -402,18 +416,56 @@ pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
         console_password: String::new(),
     };
     let model = facegate_face::Embedder::model_id_of(&g.models()?, g.network(), facegate_face::Precision::Int8)?;
-    let state = AdminState {
-        site: SiteState { name, version: 0, model, rules, people: BTreeMap::new() },
-        published: BTreeMap::new(),
-        issued_at: chrono_now(),
-        previous: [0; 32],
-        published_version: 0,
-        accounts: BTreeMap::new(),
-        door_keys: BTreeMap::new(),
-        audit: Vec::new(),
-    };
+    let state = AdminState::new(SiteState { name, version: 0, model, rules, people: BTreeMap::new() });
     let home = SiteHome::create(site, config, state)?;
     println!("site {} created in {} (keep it private: it holds the site's keys)", home.config.name, site.display());
+    Ok(())
+}
+
+/// A site named `bench` for the console's benchmark, on `broker` (its
+/// `admin` login, password `pw-admin`): `people` people with three
+/// synthetic templates each, all in group `staff`, which every door of
+/// `doors` admits. Nothing is published.
+pub fn create_bench_site(
+    g: &Global,
+    path: &Path,
+    broker: &facegate_localbroker::broker::Broker,
+    doors: &[String],
+    people: usize,
+) -> Result<()> {
+    let data = DataKey::generate()?;
+    let config = SiteConfig {
+        name: "bench".into(),
+        broker: broker.url(),
+        ca_file: broker.ca.display().to_string(),
+        username: "admin".into(),
+        password: "pw-admin".into(),
+        admin_key: facegate_core::hex(&AdminKey::generate()?.to_bytes()),
+        data_key: facegate_core::hex(&data.to_bytes()),
+        console_password: String::new(),
+    };
+    let mut rules = Rules { time_zone: "UTC".into(), ..Rules::default() };
+    rules.groups.insert("staff".into(), Group::default());
+    for d in doors {
+        rules.doors.insert(d.clone(), Door { groups: ["staff".to_string()].into(), schedule: None });
+    }
+    let access = Access { groups: ["staff".to_string()].into(), ..Access::default() };
+    let mut everyone = BTreeMap::new();
+    for p in 0..people {
+        // Unit vectors spread by a sine of the person and template: distinct, not faces.
+        let templates: Vec<facegate_core::Embedding> = (0..3)
+            .map(|k| {
+                let v: [f32; 128] = std::array::from_fn(|i| ((i * 31 + p * 7 + k * 3) as f32 * 0.37).sin());
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.map(|x| x / norm)
+            })
+            .collect();
+        let id = format!("p-{p:06}");
+        everyone.insert(id.clone(), PersonRecord::new("bench", &id, &format!("Person {p}"), access.clone(), &templates, &data)?);
+    }
+    let model = facegate_face::Embedder::model_id_of(&g.models()?, g.network(), Precision::Int8)?;
+    let state = AdminState::new(SiteState { name: "bench".into(), version: 1, model, rules, people: everyone });
+    SiteHome::create(path, config, state)?;
     Ok(())
 }
 
