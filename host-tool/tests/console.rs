@@ -435,6 +435,12 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>denied-group</td>"));
     // The door is no longer sent his record (a door learns nothing of whom it does not admit): a stranger there.
     front.wait_for("unknown", None, 60);
+    // Renamed on the People page: the site knows him by the new name.
+    let form = format!("name=Colin_Powell&to=Colin+L.+Powell&csrf={csrf}");
+    assert_eq!(http(&console.addr, "POST", "/people/rename", &cookie, Some(&form)).status, 303);
+    let people = http(&console.addr, "GET", "/people", &cookie, None).body;
+    assert!(people.contains("Colin L. Powell") && !people.contains("<td>Colin_Powell"), "{people}");
+    assert!(http(&console.addr, "GET", "/events", &cookie, None).body.contains("rename Colin_Powell Colin L. Powell"));
 }
 
 use facegate_testkit::browser::fantoccini;

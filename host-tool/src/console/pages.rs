@@ -178,7 +178,15 @@ pub fn people(site: &SiteState, query: &str, csrf: &str) -> Markup {
                             " " button type="submit" { "Give" }
                         }
                     }
-                    td { (button("/people/remove", csrf, &[("name", &p.name)], "Remove")) }
+                    td {
+                        form.inline method="post" action="/people/rename" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="name" value=(p.name);
+                            input name="to" placeholder="new name" size="12" required;
+                            " " button type="submit" { "Rename" }
+                        }
+                        " " (button("/people/remove", csrf, &[("name", &p.name)], "Remove"))
+                    }
                 }
             }
         }
