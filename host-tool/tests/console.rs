@@ -384,7 +384,7 @@ impl Fixture {
 
 #[test]
 fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
-    let Some(fixture) = Fixture::new("the console test") else { return };
+    let Some(mut fixture) = Fixture::new("the console test") else { return };
     let console = Console::start(&fixture.site);
     let (_, session) = login(&console.addr, PASSWORD);
     let cookie = format!("facegate_session={}", session.expect("logged in"));
@@ -423,6 +423,15 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     assert!(csv.body.starts_with("time,door,kind,person,seq,distance,frames,live\r\n"), "{}", csv.body);
     assert!(csv.body.contains(",front,granted,Colin_Powell,") && !csv.body.contains("site-synced"), "{}", csv.body);
     assert_eq!(http(&console.addr, "GET", "/events.csv", "", None).status, 303, "no export without a login");
+    // The broker stopped, then started again: the console says so, follows it
+    // again, and what the door sends afterwards reaches the Events page.
+    fixture.broker.stop();
+    let doors_page = || http(&console.addr, "GET", "/doors", &cookie, None).body;
+    facegate_testkit::fleet::wait_until("the console noticing the broker gone", 30, || doors_page().contains("not reachable"));
+    fixture.broker.restart();
+    facegate_testkit::fleet::wait_until("the console back on the broker", 60, || {
+        doors_page().contains("<td>front</td><td class=\"online\">online</td>")
+    });
     // Who may open the front door: Colin, until his group is taken away.
     let check = |addr: &str| http(addr, "GET", "/access?door=front&at=2026-12-07T10:00", &cookie, None).body;
     assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>passes</td>"), "{}", check(&console.addr));
@@ -433,8 +442,12 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     let people = http(&console.addr, "GET", "/people", &cookie, None).body;
     assert!(people.contains("Done: saved and published"), "{people}");
     assert!(check(&console.addr).contains("<td>Colin_Powell</td><td>denied-group</td>"));
-    // The door is no longer sent his record (a door learns nothing of whom it does not admit): a stranger there.
+    // The door is no longer sent his record (a door learns nothing of whom it does not admit): a stranger there,
+    // and the Events page shows it.
     front.wait_for("unknown", None, 60);
+    facegate_testkit::fleet::wait_until("the stranger on the Events page", 30, || {
+        http(&console.addr, "GET", "/events?kind=unknown", &cookie, None).body.contains("<td>unknown</td>")
+    });
     // Renamed on the People page: the site knows him by the new name.
     let form = format!("name=Colin_Powell&to=Colin+L.+Powell&csrf={csrf}");
     assert_eq!(http(&console.addr, "POST", "/people/rename", &cookie, Some(&form)).status, 303);
