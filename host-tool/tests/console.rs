@@ -665,3 +665,91 @@ fn bench_console_has_the_interface_and_times_every_page() {
     assert!(figures["event_to_page_ms"]["median"].as_f64().is_some_and(|ms| ms > 0.0), "{figures}");
     assert!(figures["events_held"].as_u64().is_some_and(|n| n >= 2000), "the day's events reached the console: {figures}");
 }
+
+/// The screenshot in `docs/`: a site of synthetic names (no dataset, no
+/// faces) with three doors and a day of events, its Events page in the
+/// browser. Saved with the others; also to `$FACEGATE_DOCS_SCREENSHOT` when set.
+#[test]
+fn the_events_page_of_a_synthetic_site_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let doors = ["front", "lab", "loading-bay"];
+    let mut users = vec![("admin".to_string(), "pw-admin".to_string())];
+    users.extend(doors.iter().map(|d| (format!("door-{d}"), format!("pw-{d}"))));
+    let logins: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
+    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &logins, "the docs screenshot") else {
+        return;
+    };
+    let Some(driver) = facegate_testkit::browser::chromedriver("the docs screenshot") else { return };
+    let site = dir.path().join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    let init = ["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"];
+    ok(host_tool(&site, &init, None));
+    ok(host_tool(&site, &["group", "add", "staff"], None));
+    for d in doors {
+        let secrets = dir.path().join(format!("{d}.toml")).display().to_string();
+        let (user, password) = (format!("door-{d}"), format!("pw-{d}"));
+        let add = ["door", "add", d, "--group", "staff", "--username", &user, "--password", &password, "--secrets-out", &secrets];
+        ok(host_tool(&site, &add, None));
+    }
+    ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
+    let console = Console::start(&site);
+    let (_, session) = login(&console.addr, PASSWORD);
+    let cookie = format!("facegate_session={}", session.unwrap());
+    // The doors say they are online; then a day of made-up traffic, as their logins would send it.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let names = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov", "Ken Thompson"];
+    for (k, d) in doors.iter().enumerate() {
+        let status = serde_json::json!({"door": d, "online": true, "version": 4, "people": 6, "templates": 18,
+            "model": "", "free_bytes": 9_000_000_000u64 + k as u64, "events_delivered": 40, "events_last": 40,
+            "time": facegate_store::access_log::iso_time(now_ms)});
+        broker.publish_retained(
+            &format!("door-{d}"),
+            &format!("pw-{d}"),
+            &[(format!("facegate/hq/doors/{d}/status"), status.to_string().into_bytes())],
+        );
+    }
+    facegate_testkit::fleet::wait_until("the doors online on the console", 30, || {
+        http(&console.addr, "GET", "/doors", &cookie, None).body.matches("class=\"online\"").count() == doors.len()
+    });
+    for (k, d) in doors.iter().enumerate() {
+        let events: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| {
+                let kind = match (i * 7 + k) % 11 { 0 => "spoof", 1 | 2 => "denied-schedule", 3 => "unknown", _ => "granted" };
+                let person = if kind == "unknown" || kind == "spoof" { serde_json::Value::Null } else { names[(i + k) % names.len()].into() };
+                let at = now_ms - ((40 - i) as i64) * 35 * 60_000 / 2 - k as i64 * 60_000;
+                let e = serde_json::json!({"kind": kind, "person": person, "seq": i + 1, "time": facegate_store::access_log::iso_time(at)});
+                (format!("facegate/hq/doors/{d}/events"), e.to_string().into_bytes())
+            })
+            .collect();
+        broker.publish(&format!("door-{d}"), &format!("pw-{d}"), &events, false);
+    }
+    facegate_testkit::fleet::wait_until("a day of events on the console", 30, || {
+        http(&console.addr, "GET", "/events.csv", &cookie, None).body.lines().count() > 120
+    });
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = facegate_testkit::browser::session(&driver).await;
+        browser.goto(&format!("http://{}/login", console.addr)).await.unwrap();
+        log_in_with(&browser, PASSWORD).await;
+        at_path(&browser, "/doors").await;
+        follow_link(&browser, "Events").await;
+        page_says(&browser, "Grace Hopper").await;
+        let rects = browser
+            .find(fantoccini::Locator::Css("#chart svg"))
+            .await
+            .unwrap()
+            .html(false)
+            .await
+            .unwrap()
+            .matches("<rect")
+            .count();
+        assert!(rects > 20, "the chart draws the day's events: {rects} rectangles");
+        screenshot(&browser, &shots, "docs-events").await;
+        browser.close().await.unwrap();
+    });
+    if let Some(out) = std::env::var_os("FACEGATE_DOCS_SCREENSHOT") {
+        std::fs::copy(shots.join("docs-events.png"), out).unwrap();
+    }
+}

@@ -83,7 +83,12 @@ pub fn svg(hours: &[Hour], first_hour: i64, title: &str) -> Result<String, Strin
             }
         }
         if labels {
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).draw().map_err(|e| e.to_string())?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .draw()
+                .map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
