@@ -188,6 +188,18 @@ enum Command {
         /// The group.
         group: String,
     },
+    /// When a person of the site may pass: from, until (UTC, or with an
+    /// offset); a time left out or given as `-` is no limit.
+    Valid {
+        /// The person's name.
+        name: String,
+        /// Not before.
+        #[arg(long)]
+        from: Option<String>,
+        /// Not from.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Take a person of the site out of an access group.
     Revoke {
         /// The person's name.
@@ -344,6 +356,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),
         Command::Grant { name, group } => site::grant(&g, site_file(&site)?, &name, &group),
         Command::Revoke { name, group } => site::revoke(&g, site_file(&site)?, &name, &group),
+        Command::Valid { name, from, until } => site::valid(&g, site_file(&site)?, &name, from, until),
         Command::Doors => site::doors(&g, site_file(&site)?),
         Command::Networks { action } => site::networks(&g, site_file(&site)?, action),
         Command::BenchConsole { people, doors, runs } => console::bench::run(&g, people, doors, runs),

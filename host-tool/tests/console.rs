@@ -448,6 +448,14 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     facegate_testkit::fleet::wait_until("the stranger on the Events page", 30, || {
         http(&console.addr, "GET", "/events?kind=unknown", &cookie, None).body.contains("<td>unknown</td>")
     });
+    // A validity window on the People page: outside it, "who may open" says he has expired.
+    let form = format!("name=Colin_Powell&from=2026-12-01T00%3A00&until=2026-12-02T00%3A00&csrf={csrf}");
+    assert_eq!(http(&console.addr, "POST", "/people/valid", &cookie, Some(&form)).status, 303);
+    let expired = http(&console.addr, "GET", "/access?door=front&at=2026-12-07T10:00", &cookie, None).body;
+    assert!(expired.contains("<td>Colin_Powell</td><td>denied-expired</td>"), "{expired}");
+    let bad = format!("name=Colin_Powell&from=2026-12-02T00%3A00&until=2026-12-01T00%3A00&csrf={csrf}");
+    assert_eq!(http(&console.addr, "POST", "/people/valid", &cookie, Some(&bad)).status, 303);
+    assert!(http(&console.addr, "GET", "/people", &cookie, None).body.contains("Not done: --from must come before --until"));
     // Renamed on the People page: the site knows him by the new name.
     let form = format!("name=Colin_Powell&to=Colin+L.+Powell&csrf={csrf}");
     assert_eq!(http(&console.addr, "POST", "/people/rename", &cookie, Some(&form)).status, 303);

@@ -367,6 +367,12 @@ struct ChangeForm {
     /// A new name (rename).
     #[serde(default)]
     to: String,
+    /// Valid from (UTC, `2026-12-07T08:00`; empty: no limit).
+    #[serde(default)]
+    from: String,
+    /// Valid until.
+    #[serde(default)]
+    until: String,
 }
 
 /// `POST /doors/add` (`csrf`, `name`, `group` repeated, `schedule`,
@@ -411,7 +417,7 @@ async fn door_add(
 /// A change of the site by one of the command line's functions.
 type SiteChange = Box<dyn FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send>;
 
-/// `POST /people/{grant,revoke,remove,rename}`, `POST /access/{group-add,
+/// `POST /people/{grant,revoke,remove,rename,valid}`, `POST /access/{group-add,
 /// group-remove,schedule-set,schedule-remove}` and `POST /doors/remove`:
 /// one change each, by the command line's own function.
 async fn form_change(
@@ -422,12 +428,15 @@ async fn form_change(
     Form(f): Form<ChangeForm>,
 ) -> Response {
     use crate::site::{DoorAction, GroupAction, ScheduleAction};
-    let ChangeForm { csrf, name, group, schedule, windows, to } = f;
+    let ChangeForm { csrf, name, group, schedule, windows, to, from: valid_from, until: valid_until } = f;
     let (back, apply): (&'static str, SiteChange) = match (page.as_str(), action.as_str()) {
         ("people", "grant") => ("/people", Box::new(move |g, site| crate::site::grant(g, site, &name, &group))),
         ("people", "revoke") => ("/people", Box::new(move |g, site| crate::site::revoke(g, site, &name, &group))),
         ("people", "remove") => ("/people", Box::new(move |g, site| crate::site::remove(g, site, &name))),
         ("people", "rename") => ("/people", Box::new(move |g, site| crate::site::rename(g, site, &name, to.trim()))),
+        ("people", "valid") => {
+            ("/people", Box::new(move |g, site| crate::site::valid(g, site, &name, Some(valid_from), Some(valid_until))))
+        }
         ("access", "group-add") => {
             let action = GroupAction::Add { name, schedule: Some(schedule).filter(|s| !s.is_empty()) };
             ("/access", Box::new(move |g, site| crate::site::group(g, site, action)))

@@ -163,13 +163,20 @@ pub fn people(site: &SiteState, query: &str, csrf: &str) -> Markup {
             br; span.muted { "Three or more photos, one face each, in different light; each photo's verdict is shown." }
         }
         table #people {
-            tr { th { "name" } th { "groups" } th { "valid from" } th { "valid until" } th { "give a group" } th {} }
+            tr { th { "name" } th { "groups" } th { "valid from" } th { "until (UTC)" } th { "give a group" } th {} }
             @for p in found {
                 tr data-person=(p.name) {
                     td { (p.name) br; span.muted { (p.id) } }
                     td { @for g in &p.access.groups { (g) " " (button("/people/revoke", csrf, &[("name", &p.name), ("group", g)], "×")) " " } }
-                    td { (p.access.valid_from.map_or("-".into(), iso_seconds)) }
-                    td { (p.access.valid_until.map_or("-".into(), iso_seconds)) }
+                    td colspan="2" {
+                        form.inline method="post" action="/people/valid" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="name" value=(p.name);
+                            input type="datetime-local" name="from" value=(p.access.valid_from.map_or(String::new(), local_input));
+                            " – " input type="datetime-local" name="until" value=(p.access.valid_until.map_or(String::new(), local_input));
+                            " " button type="submit" { "Set" }
+                        }
+                    }
                     td {
                         form.inline method="post" action="/people/grant" {
                             input type="hidden" name="csrf" value=(csrf);
@@ -191,6 +198,11 @@ pub fn people(site: &SiteState, query: &str, csrf: &str) -> Markup {
             }
         }
     }
+}
+
+/// Unix seconds as a `datetime-local` value in UTC (`2026-12-07T08:00`).
+fn local_input(s: i64) -> String {
+    iso_seconds(s).chars().take(16).collect()
 }
 
 fn iso_seconds(s: i64) -> String {

@@ -677,6 +677,24 @@ pub fn revoke(g: &Global, site: &Path, name: &str, group: &str) -> Result<()> {
     home.commit(g, format!("revoke {name} {group}"))
 }
 
+/// `valid NAME [--from T] [--until T]`: when the person may pass (a time
+/// left out, or given as `-`, is no limit).
+pub fn valid(g: &Global, site: &Path, name: &str, from: Option<String>, until: Option<String>) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    let id = home.person_id(name)?;
+    let limit = |what: &str, t: Option<String>| parse_time(what, &t.filter(|t| !t.trim().is_empty() && t.trim() != "-"));
+    let (valid_from, valid_until) = (limit("--from", from)?, limit("--until", until)?);
+    if let (Some(a), Some(b)) = (valid_from, valid_until) {
+        if a >= b {
+            bail!("--from must come before --until; nothing was changed");
+        }
+    }
+    let access = &mut home.state.site.people.get_mut(&id).expect("found").access;
+    (access.valid_from, access.valid_until) = (valid_from, valid_until);
+    let shown = |t: Option<i64>| t.map_or("-".to_string(), |s| facegate_store::access_log::iso_time(s * 1000));
+    home.commit(g, format!("valid {name} from {} until {}", shown(valid_from), shown(valid_until)))
+}
+
 /// When a person may pass, as given on the command line.
 pub struct Validity {
     /// Groups.
