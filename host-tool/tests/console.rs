@@ -270,6 +270,14 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
         "secrets left behind"
     );
     assert!(http(addr, "GET", "/doors", &cookie, None).body.contains("<td>back</td>"));
+    // Its groups changed in place on the Access page (its login and secrets stay).
+    let set = format!("name=back&group=visitors&group=night-shift&schedule=&csrf={csrf_doors}");
+    assert_eq!(http(addr, "POST", "/doors/set", &cookie, Some(&set)).status, 303);
+    let access = http(addr, "GET", "/access", &cookie, None).body;
+    assert!(access.contains("value=\"night-shift\" checked"), "the door's form shows its new group: {access}");
+    assert!(http(addr, "GET", "/events", &cookie, None)
+        .body
+        .contains("door set back (groups visitors, night-shift; schedule always)"));
     let removed = http(addr, "POST", "/doors/remove", &cookie, Some(&format!("name=back&csrf={csrf_doors}")));
     assert_eq!(removed.status, 303);
     assert!(!http(addr, "GET", "/doors", &cookie, None).body.contains("<td>back</td>"));

@@ -165,7 +165,7 @@ fn router(app: Arc<App>) -> Router {
             post(enrol).layer(axum::extract::DefaultBodyLimit::max(MAX_PHOTOS * MAX_PHOTO_BYTES + (64 << 10))),
         )
         .route("/access", get(access))
-        .route("/doors/add", post(door_add))
+        .route("/doors/{action}", post(door_change))
         .route("/{page}/{action}", post(form_change))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
@@ -375,33 +375,42 @@ struct ChangeForm {
     until: String,
 }
 
-/// `POST /doors/add` (`csrf`, `name`, `group` repeated, `schedule`,
-/// `username`, `password`): the command line's `door add`; the answer is
-/// the door's secrets file to download (or the Doors page saying why not).
-async fn door_add(
+/// A door's form (urlencoded, `group` repeated): its single fields by name, and its groups.
+fn door_form(body: &[u8]) -> (impl Fn(&str) -> String, Vec<String>) {
+    let fields: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let groups = fields.iter().filter(|(k, _)| k == "group").map(|(_, v)| v.clone()).collect();
+    let one = move |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    (one, groups)
+}
+
+/// `POST /doors/{add,set,remove}` (`csrf`, `name`, `group` repeated,
+/// `schedule`; to add, `username` and `password`): the command line's
+/// `door add|set|remove`. Adding answers with the door's secrets file to
+/// download (or the Doors page saying why not).
+async fn door_change(
     State(app): State<Arc<App>>,
     ConnectInfo(Peer(from)): ConnectInfo<Peer>,
+    axum::extract::Path(action): axum::extract::Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let one = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
-    let groups: Vec<String> = fields.iter().filter(|(k, _)| k == "group").map(|(_, v)| v.clone()).collect();
-    let name = one("name");
-    let schedule = Some(one("schedule")).filter(|s| !s.is_empty());
-    // The secrets are written by the command line's own code, to a private file read back and removed.
+    use crate::site::DoorAction;
+    let (one, groups) = door_form(&body);
+    let (name, schedule) = (one("name"), Some(one("schedule")).filter(|s| !s.is_empty()));
+    // Secrets are written by the command line's own code, to a private file read back and removed.
     let Ok(token) = auth::token() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let out = std::env::temp_dir().join(format!("facegate-console-door-{token}.toml"));
-    let action = crate::site::DoorAction::Add {
-        name: name.clone(),
-        groups,
-        schedule,
-        username: one("username"),
-        password: one("password"),
-        secrets_out: Some(out.clone()),
+    let (back, action) = match action.as_str() {
+        "add" => {
+            let (username, password, secrets_out) = (one("username"), one("password"), Some(out.clone()));
+            ("/doors", DoorAction::Add { name: name.clone(), groups, schedule, username, password, secrets_out })
+        }
+        "set" => ("/access", DoorAction::Set { name: name.clone(), groups, schedule }),
+        "remove" => ("/doors", DoorAction::Remove { name: name.clone() }),
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let response =
-        change(app, (&headers, from), &one("csrf"), "/doors", move |g, site| done(crate::site::door(g, site, action))).await;
+        change(app, (&headers, from), &one("csrf"), back, move |g, site| done(crate::site::door(g, site, action))).await;
     match std::fs::read(&out) {
         Ok(secrets) => {
             let _ = std::fs::remove_file(&out);
@@ -417,9 +426,9 @@ async fn door_add(
 /// A change of the site by one of the command line's functions.
 type SiteChange = Box<dyn FnOnce(&crate::cmd::Global, &Path) -> Result<()> + Send>;
 
-/// `POST /people/{grant,revoke,remove,rename,valid}`, `POST /access/{group-add,
-/// group-remove,schedule-set,schedule-remove}` and `POST /doors/remove`:
-/// one change each, by the command line's own function.
+/// `POST /people/{grant,revoke,remove,rename,valid}` and `POST
+/// /access/{group-add,group-remove,schedule-set,schedule-remove}`: one
+/// change each, by the command line's own function.
 async fn form_change(
     State(app): State<Arc<App>>,
     ConnectInfo(Peer(from)): ConnectInfo<Peer>,
@@ -427,7 +436,7 @@ async fn form_change(
     headers: HeaderMap,
     Form(f): Form<ChangeForm>,
 ) -> Response {
-    use crate::site::{DoorAction, GroupAction, ScheduleAction};
+    use crate::site::{GroupAction, ScheduleAction};
     let ChangeForm { csrf, name, group, schedule, windows, to, from: valid_from, until: valid_until } = f;
     let (back, apply): (&'static str, SiteChange) = match (page.as_str(), action.as_str()) {
         ("people", "grant") => ("/people", Box::new(move |g, site| crate::site::grant(g, site, &name, &group))),
@@ -448,7 +457,6 @@ async fn form_change(
             let windows = windows.split([',', '\n']).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
             ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Set { name, windows })))
         }
-        ("doors", "remove") => ("/doors", Box::new(move |g, site| crate::site::door(g, site, DoorAction::Remove { name }))),
         ("access", "schedule-remove") => {
             ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Remove { name })))
         }

@@ -243,10 +243,22 @@ pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
         }
         h2 { "Doors" }
         table {
-            tr { th { "door" } th { "admits groups" } th { "schedule" } }
+            tr { th { "door" } th { "admits groups, when" } }
             @for (name, door) in &rules.doors {
-                tr { td { (name) } td { (door.groups.iter().cloned().collect::<Vec<_>>().join(", ")) }
-                     td { (door.schedule.as_deref().unwrap_or("always")) } }
+                tr { td { (name) } td {
+                    form.inline.door-set method="post" action="/doors/set" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="name" value=(name);
+                        @for g in rules.groups.keys() {
+                            label { input type="checkbox" name="group" value=(g) checked[door.groups.contains(g)]; (g) } " "
+                        }
+                        select name="schedule" {
+                            option value="" selected[door.schedule.is_none()] { "always" }
+                            @for s in rules.schedules.keys() { option value=(s) selected[door.schedule.as_ref() == Some(s)] { (s) } }
+                        }
+                        " " button type="submit" { "Set" }
+                    }
+                } }
             }
         }
         h2 { "Groups" }

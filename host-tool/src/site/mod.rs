@@ -353,6 +353,17 @@ pub enum DoorAction {
         #[arg(long)]
         secrets_out: Option<PathBuf>,
     },
+    /// Change which groups a door lets in, and when (its login and secrets stay).
+    Set {
+        /// The door's name.
+        name: String,
+        /// Groups it lets in (repeat or comma-separate; none: nobody).
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// When it lets anybody in (a schedule's name; default: always).
+        #[arg(long)]
+        schedule: Option<String>,
+    },
     /// Remove a door from the site.
     Remove {
         /// The door's name.
@@ -469,12 +480,15 @@ pub fn create_bench_site(
     Ok(())
 }
 
-/// `door add|remove`.
+/// `door add|set|remove`.
 pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
     let what = match &action {
         DoorAction::Add { name, groups, schedule, .. } => {
             format!("door add {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
+        }
+        DoorAction::Set { name, groups, schedule } => {
+            format!("door set {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
         }
         DoorAction::Remove { name } => format!("door remove {name}"),
     };
@@ -520,6 +534,10 @@ pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
             if let Some(port) = &g.port {
                 join_over_serial(g, port, &home.config, &secrets)?;
             }
+        }
+        DoorAction::Set { name, groups, schedule } => {
+            let Some(door) = home.state.site.rules.doors.get_mut(&name) else { bail!("no door named {name:?}") };
+            *door = Door { groups: groups.into_iter().filter(|g| !g.is_empty()).collect(), schedule };
         }
         DoorAction::Remove { name } => {
             if home.state.site.rules.doors.remove(&name).is_none() {
