@@ -322,10 +322,14 @@ fn every_page_is_behind_a_login_with_csrf_and_failed_logins_are_paused() {
     let (paused, session) = login(addr, PASSWORD);
     assert_eq!((paused.status, session), (429, None));
     drop(console);
-    // A restarted console takes the password it was given (a new session).
+    // A restarted console takes the password it was given (a new session) and has lost no change.
     let console = Console::start(&site);
     let (reply, session) = login(&console.addr, PASSWORD);
     assert!(reply.status == 303 && session.is_some());
+    let cookie = format!("facegate_session={}", session.unwrap());
+    let access = http(&console.addr, "GET", "/access", &cookie, None).body;
+    assert!(access.contains("<td>visitors</td>") && access.contains("<td>night-shift</td>"), "{access}");
+    assert!(http(&console.addr, "GET", "/events", &cookie, None).body.contains("door remove back"), "the audit log kept");
 }
 
 /// A site on a real broker with its front door paired (its directory) and
