@@ -335,8 +335,9 @@ fn run(cli: Cli) -> Result<()> {
         );
     }
     let site = cli.site;
-    if site.is_some() && g.port.is_some() && !matches!(cli.command, Command::Door(site::DoorAction::Add { .. })) {
-        anyhow::bail!("with --site, --port is only for `door add` (handing a door its secrets)");
+    let hands_secrets = matches!(cli.command, Command::Door(site::DoorAction::Add { .. }) | Command::Console { .. });
+    if site.is_some() && g.port.is_some() && !hands_secrets {
+        anyhow::bail!("with --site, --port is only for `door add` and `console` (handing a door its secrets)");
     }
     match cli.command {
         Command::Enroll { name, photos, groups, from, until, .. } if site.is_some() => {

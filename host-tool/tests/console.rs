@@ -42,17 +42,18 @@ struct Console {
 
 impl Console {
     fn start(site: &Path) -> Console {
-        Self::start_with(site, &["--listen", "127.0.0.1:0"])
+        Self::start_with(site, &["console", "--listen", "127.0.0.1:0"], &[])
     }
 
-    fn start_with(site: &Path, args: &[&str]) -> Console {
+    /// `host-tool --site SITE ARGS…` (the console's command among them), with `env`.
+    fn start_with(site: &Path, args: &[&str], env: &[(&str, &Path)]) -> Console {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-tool"))
             .arg("--models")
             .arg(facegate_testkit::models())
             .arg("--site")
             .arg(site)
-            .arg("console")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -634,7 +635,7 @@ fn beyond_loopback_the_console_serves_https_only_with_secure_cookies() {
     std::fs::write(&cert_pem, cert.pem()).unwrap();
     std::fs::write(&key_pem, key.serialize_pem()).unwrap();
     let (c, k) = (cert_pem.display().to_string(), key_pem.display().to_string());
-    let console = Console::start_with(&site, &["--listen", "0.0.0.0:0", "--tls-cert", &c, "--tls-key", &k]);
+    let console = Console::start_with(&site, &["console", "--listen", "0.0.0.0:0", "--tls-cert", &c, "--tls-key", &k], &[]);
     let addr = format!("127.0.0.1:{}", console.addr.rsplit(':').next().unwrap());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
@@ -772,4 +773,64 @@ fn the_events_page_of_a_synthetic_site_in_a_browser() {
     if let Some(out) = std::env::var_os("FACEGATE_DOCS_SCREENSHOT") {
         std::fs::copy(shots.join("docs-events.png"), out).unwrap();
     }
+}
+
+/// A console started with `--port` hands a new door its secrets over the
+/// serial link (the door in setup mode, paired with this host), as `door
+/// add --port` does: no file to download.
+#[test]
+fn a_console_with_a_serial_port_pairs_the_door_it_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("admin", "pw-admin"), ("door-front", "pw-front")];
+    let Some(broker) = facegate_testkit::broker::start(&dir.path().join("broker"), &users, "the console's serial test") else {
+        return;
+    };
+    let site = dir.path().join("hq.toml");
+    let (ca, url) = (broker.ca.display().to_string(), broker.url());
+    let init = ["site", "init", "--name", "hq", "--broker", &url, "--ca", &ca, "--username", "admin", "--password", "pw-admin"];
+    ok(host_tool(&site, &init, None));
+    ok(host_tool(&site, &["group", "add", "staff"], None));
+    ok(host_tool(&site, &["console", "--set-password"], Some(PASSWORD)));
+    // The door: a config with a serial link, an empty corridor to look at, setup mode.
+    let d = dir.path().join("front");
+    let corridor = dir.path().join("corridor");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&corridor).unwrap();
+    image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90])).save(corridor.join("empty.png")).unwrap();
+    let config = d.join("facegate.toml");
+    let p = d.display();
+    let settings = format!(
+        "[camera]\nfps = 5\n[liveness]\nmode = \"off\"\n[serial]\nport = \"pty\"\n[paths]\nmodels = \"{}\"\n\
+         gallery = \"{p}/gallery.fg\"\nlog = \"{p}/access.log\"\npairing = \"{p}/pairing.fg\"\n\
+         fleet_secrets = \"{p}/fleet.toml\"\nsite = \"{p}/site.fgsite\"\n",
+        facegate_testkit::models().display()
+    );
+    std::fs::write(&config, settings).unwrap();
+    let device = facegate_testkit::binary("device");
+    let door = facegate_testkit::fleet::RunningDoor::start_with_config(&device, &config, &corridor, &["--setup"]);
+    let mut tty = None;
+    facegate_testkit::fleet::wait_until("the door's serial path", 60, || {
+        tty = door.stderr().lines().find_map(|l| l.split("serial: ").nth(1).map(|p| p.trim().to_string()));
+        tty.is_some()
+    });
+    let tty = tty.unwrap();
+    let home = dir.path().join("home");
+    let paired =
+        Command::new(env!("CARGO_BIN_EXE_host-tool")).args(["--port", &tty, "pair"]).env("FACEGATE_HOME", &home).output();
+    ok(paired.unwrap());
+    // The console on that link.
+    let console =
+        Console::start_with(&site, &["--port", &tty, "console", "--listen", "127.0.0.1:0"], &[("FACEGATE_HOME", &home)]);
+    let (_, session) = login(&console.addr, PASSWORD);
+    let cookie = format!("facegate_session={}", session.unwrap());
+    let csrf = http(&console.addr, "GET", "/doors", &cookie, None).csrf();
+    let add = format!("name=front&group=staff&schedule=&username=door-front&password=pw-front&csrf={csrf}");
+    let added = http(&console.addr, "POST", "/doors/add", &cookie, Some(&add));
+    assert_eq!((added.status, added.header("location")), (303, Some("/doors")), "no file: {}", added.body);
+    let doors = http(&console.addr, "GET", "/doors", &cookie, None).body;
+    assert!(doors.contains("Done: saved and published") && doors.contains("<td>front</td>"), "{doors}");
+    let settings = std::fs::read_to_string(&config).unwrap();
+    assert!(settings.contains("enabled = true") && settings.contains(&broker.url()), "the door's link is on: {settings}");
+    assert!(std::fs::read_to_string(d.join("fleet.toml")).unwrap().contains("door-front"), "its secrets went over the cable");
+    door.stop();
 }

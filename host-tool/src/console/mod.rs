@@ -386,7 +386,8 @@ fn door_form(body: &[u8]) -> (impl Fn(&str) -> String, Vec<String>) {
 /// `POST /doors/{add,set,remove}` (`csrf`, `name`, `group` repeated,
 /// `schedule`; to add, `username` and `password`): the command line's
 /// `door add|set|remove`. Adding answers with the door's secrets file to
-/// download (or the Doors page saying why not).
+/// download (or the Doors page saying why not); a console started with
+/// `--port` hands them over that serial link instead, as `door add --port`.
 async fn door_change(
     State(app): State<Arc<App>>,
     ConnectInfo(Peer(from)): ConnectInfo<Peer>,
@@ -402,7 +403,9 @@ async fn door_change(
     let out = std::env::temp_dir().join(format!("facegate-console-door-{token}.toml"));
     let (back, action) = match action.as_str() {
         "add" => {
-            let (username, password, secrets_out) = (one("username"), one("password"), Some(out.clone()));
+            // Started with --port: the door in setup mode on that link is given its secrets over it.
+            let secrets_out = app.global.port.is_none().then(|| out.clone());
+            let (username, password) = (one("username"), one("password"));
             ("/doors", DoorAction::Add { name: name.clone(), groups, schedule, username, password, secrets_out })
         }
         "set" => ("/access", DoorAction::Set { name: name.clone(), groups, schedule }),

@@ -121,8 +121,8 @@ pub fn doors(site: &SiteState, live: &Doors, network_of: &dyn Fn(&str) -> String
             @for g in site.rules.groups.keys() { label { input type="checkbox" name="group" value=(g); (g) } " " }
             " when " select name="schedule" { option value="" { "always" } @for s in site.rules.schedules.keys() { option value=(s) { (s) } } }
             br; "Its broker login " input name="username" required; " password " input type="password" name="password" required;
-            " " button type="submit" { "Add and download its secrets" }
-            br; span.muted { "Copy the secrets file to the door's paths.fleet_secrets (mode 0600); add its login to the broker and write the ACL again (host-tool acl)." }
+            " " button type="submit" { "Add the door" }
+            br; span.muted { "Its secrets come back as a file to copy to the door's paths.fleet_secrets (mode 0600), or go over the serial link the console was started with (--port, the door in setup mode). Add its login to the broker and write the ACL again (host-tool acl)." }
         }
     }
 }
