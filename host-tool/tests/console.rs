@@ -13,18 +13,15 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "a door is a door is a door";
 
+/// `host-tool --models MODELS --site SITE ARGS…`.
+fn site_command(site: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host-tool"));
+    command.arg("--models").arg(facegate_testkit::models()).arg("--site").arg(site).args(args);
+    command
+}
+
 fn host_tool(site: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host-tool"))
-        .arg("--models")
-        .arg(facegate_testkit::models())
-        .arg("--site")
-        .arg(site)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = site_command(site, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -47,17 +44,8 @@ impl Console {
 
     /// `host-tool --site SITE ARGS…` (the console's command among them), with `env`.
     fn start_with(site: &Path, args: &[&str], env: &[(&str, &Path)]) -> Console {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host-tool"))
-            .arg("--models")
-            .arg(facegate_testkit::models())
-            .arg("--site")
-            .arg(site)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            site_command(site, args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("{line:?}"));

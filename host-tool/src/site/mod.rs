@@ -746,13 +746,17 @@ pub fn enroll(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity:
             .skip(1)
             .map(|n| format!(", {} of {}", n["templates"], n["network"].as_str().unwrap_or("-")))
             .collect();
-        println!("enrolled {name} ({} templates{also}) in site {}", enrolled["templates"], SiteHome::open(site)?.config.name);
+        println!(
+            "enrolled {name} ({} templates{also}) in site {}",
+            enrolled["templates"],
+            enrolled["site"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
 
 /// Enrols `name` from `photos` into the site (every network it holds),
-/// saves and publishes: what was enrolled (`name`, `id`, `templates`,
+/// saves and publishes: what was enrolled (`name`, `id`, `site`, `templates`,
 /// `networks`, `version`, and each photo's verdict in `photos`). No usable
 /// photo: an error naming each photo's reason, and nothing changed.
 pub fn enrol_person(g: &Global, site: &Path, name: &str, photos: &[PathBuf], validity: Validity) -> Result<Value> {
@@ -802,7 +806,7 @@ pub fn enrol_person(g: &Global, site: &Path, name: &str, photos: &[PathBuf], val
         .chain(others.iter().map(|o| (network_name(g, o.model), o.templates.len())))
         .map(|(network, n)| json!({"network": network, "templates": n}))
         .collect();
-    Ok(json!({"name": name, "id": id, "templates": templates.len(), "networks": networks,
+    Ok(json!({"name": name, "id": id, "site": home.config.name, "templates": templates.len(), "networks": networks,
         "version": home.state.site.version, "photos": report}))
 }
 
