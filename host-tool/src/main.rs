@@ -169,7 +169,7 @@ enum Command {
     /// Benchmarks of the face pipeline.
     #[command(subcommand)]
     Bench(facegate_lab::BenchCommand),
-    /// A site of many doors (`site init`).
+    /// A site of many doors: `site init`, `site doors-know`.
     #[command(subcommand)]
     Site(site::SiteAction),
     /// The site's doors: add (with its secrets file), remove.
@@ -351,7 +351,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             site::log(&g, site_file(&site)?, follow, door.as_deref(), all)
         }
-        Command::Site(action) => site::init(&g, site_file(&site)?, action),
+        Command::Site(action) => site::site(&g, site_file(&site)?, action),
         Command::Door(action) => site::door(&g, site_file(&site)?, action),
         Command::Group(action) => site::group(&g, site_file(&site)?, action),
         Command::Schedule(action) => site::schedule(&g, site_file(&site)?, action),

@@ -449,6 +449,14 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     facegate_testkit::fleet::wait_until("the stranger on the Events page", 30, || {
         http(&console.addr, "GET", "/events?kind=unknown", &cookie, None).body.contains("<td>unknown</td>")
     });
+    // Given his group back while the door is off: the door has the change when it is back.
+    let _ = front.stop();
+    let form = format!("name=Colin_Powell&group=staff&csrf={csrf}");
+    assert_eq!(http(&console.addr, "POST", "/people/grant", &cookie, Some(&form)).status, 303);
+    assert!(http(&console.addr, "GET", "/people", &cookie, None).body.contains("Done: saved and published"));
+    let front = fixture.start_front_door();
+    front.wait_for("granted", Some("Colin_Powell"), 90);
+    drop(front);
     // A validity window on the People page: outside it, "who may open" says he has expired.
     let form = format!("name=Colin_Powell&from=2026-12-01T00%3A00&until=2026-12-02T00%3A00&csrf={csrf}");
     assert_eq!(http(&console.addr, "POST", "/people/valid", &cookie, Some(&form)).status, 303);
@@ -463,6 +471,16 @@ fn the_console_shows_a_doors_status_and_its_grant_arrives_live() {
     let people = http(&console.addr, "GET", "/people", &cookie, None).body;
     assert!(people.contains("Colin L. Powell") && !people.contains("<td>Colin_Powell"), "{people}");
     assert!(http(&console.addr, "GET", "/events", &cookie, None).body.contains("rename Colin_Powell Colin L. Powell"));
+    // Which doors know whom, from the command line: the console shows the setting and its change.
+    let know = |args: &[&str]| String::from_utf8(ok(host_tool(&fixture.site, args, None)).stdout).unwrap();
+    assert_eq!(know(&["site", "doors-know"]).trim(), "admitted");
+    know(&["site", "doors-know", "everyone"]);
+    let json: serde_json::Value = know(&["--json", "site", "doors-know"]).parse().unwrap();
+    assert_eq!(json["doors_know"], "everyone");
+    let access = http(&console.addr, "GET", "/access", &cookie, None).body;
+    assert!(access.contains(r#"<option value="everyone" selected>"#), "{access}");
+    assert!(http(&console.addr, "GET", "/events", &cookie, None).body.contains("site doors-know everyone"));
+    assert!(!host_tool(&fixture.site, &["site", "doors-know", "nobody"], None).status.success());
 }
 
 use facegate_testkit::browser::fantoccini;
@@ -486,6 +504,16 @@ async fn page_says(browser: &fantoccini::Client, text: &str) {
     }
     let body = text_of(browser, "body").await;
     assert!(body.contains(text), "no {text:?} on {:?}: {body}", browser.current_url().await);
+}
+
+/// Waits (up to a minute) until the Events page's table shows `text`.
+async fn events_show(browser: &fantoccini::Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text_of(browser, "#events tbody").await.contains(text) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = text_of(browser, "#events tbody").await;
+    assert!(rows.contains(text), "no {text:?} in the events: {rows}");
 }
 
 /// Clicks the navigation's `link` and waits for its page.
@@ -578,13 +606,20 @@ fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() 
         assert!(rows.contains("granted") && rows.contains("Colin_Powell") && rows.contains("front"), "{rows}");
         assert_eq!(browser.current_url().await.unwrap().path(), "/events", "no navigation happened");
         shot("events").await;
-        // His group taken on the People page: the door is sent his record no
-        // more and takes him for a stranger, and the Events page shows it.
+        // Every door to know everyone (set on the Access page), then his group taken on the
+        // People page: the door still knows him and refuses him by name, and the Events page shows it.
+        go("Access").await;
+        let know = browser.find(Locator::Css("form#doors-know")).await.unwrap();
+        know.find(Locator::Css("option[value=everyone]")).await.unwrap().click().await.unwrap();
+        know.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+        page_says(&browser, "Done: saved and published").await;
         go("People").await;
         browser.find(Locator::Css("form[action='/people/revoke'] button")).await.unwrap().click().await.unwrap();
         page_says(&browser, "Done: saved and published").await;
         go("Events").await;
-        page_says(&browser, "unknown").await;
+        events_show(&browser, "denied-group").await;
+        let rows = text_of(&browser, "#events tbody").await;
+        assert!(rows.lines().any(|r| r.contains("denied-group") && r.contains("Colin_Powell")), "{rows}");
         // Given back, but staff now pass only in a schedule that is never open now: the door says so.
         go("People").await;
         browser.find(Locator::Css("form[action='/people/grant'] button")).await.unwrap().click().await.unwrap();
@@ -602,7 +637,7 @@ fn in_a_real_browser_the_console_logs_in_and_a_grant_appears_without_a_reload() 
         page_says(&browser, "Done: saved and published").await;
         shot("access-edited").await;
         go("Events").await;
-        page_says(&browser, "denied-schedule").await;
+        events_show(&browser, "denied-schedule").await;
         browser.find(Locator::Css("nav form button")).await.unwrap().click().await.unwrap();
         at_path(&browser, "/login").await;
         browser.close().await.unwrap();

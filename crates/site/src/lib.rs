@@ -30,7 +30,7 @@ pub use door::{DoorCopy, DoorSecrets};
 pub use keys::{AdminKey, DataKey, SitePublicKey};
 pub use records::{Manifest, NetworkTemplates, PersonRecord, Topics};
 pub use replica::{Freshness, Received, Replica, SitePerson, SiteState, Snapshot};
-pub use rules::{Access, Denial, Door, Group, Rules, Schedule, WeeklyWindow};
+pub use rules::{Access, Denial, Door, DoorsKnow, Group, Rules, Schedule, WeeklyWindow};
 pub use status::DoorStatus;
 
 /// What can go wrong with site records.

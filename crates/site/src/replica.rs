@@ -10,7 +10,7 @@
 
 use crate::keys::{AdminKey, DataKey, SitePublicKey};
 use crate::records::{digest, Manifest, NetworkTemplates, PersonRecord, SealedPerson, Topics};
-use crate::rules::{Access, Rules};
+use crate::rules::{Access, DoorsKnow, Rules};
 use crate::SiteError;
 use facegate_core::{Embedding, ModelId};
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +46,19 @@ impl SiteState {
         issued_at: i64,
         previous: [u8; 32],
     ) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
+        self.messages_known_by(DoorsKnow::Admitted, admin, data, door_keys, issued_at, previous)
+    }
+
+    /// As [`SiteState::messages`], each record sealed for the doors `know` says.
+    pub fn messages_known_by(
+        &self,
+        know: DoorsKnow,
+        admin: &AdminKey,
+        data: &DataKey,
+        door_keys: &BTreeMap<String, DataKey>,
+        issued_at: i64,
+        previous: [u8; 32],
+    ) -> Result<Vec<(String, Vec<u8>)>, SiteError> {
         self.rules.validate()?;
         let topics = Topics::new(&self.name)?;
         let mut out = Vec::with_capacity(self.people.len() + 1);
@@ -53,7 +66,7 @@ impl SiteState {
         let others = self.networks(data)?.into_iter().skip(1).map(|(model, _)| model).collect();
         for (id, record) in &self.people {
             let topic = topics.person(id);
-            let doors = self.rules.doors_admitting(&record.access).map(|d| (d, door_keys.get(d).unwrap_or(data)));
+            let doors = self.rules.doors_knowing(&record.access, know).map(|d| (d, door_keys.get(d).unwrap_or(data)));
             let sealed = SealedPerson::seal(&self.name, record, data, doors)?;
             let message = admin.sign(&topic, &sealed.to_bytes());
             listed.insert(id.clone(), digest(&message));

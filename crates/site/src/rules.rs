@@ -146,6 +146,39 @@ impl Denial {
     }
 }
 
+/// Which doors are sent a person's record, and so recognise them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DoorsKnow {
+    /// Only the doors that admit one of the person's groups: elsewhere they
+    /// are a stranger (`unknown`), and a stolen door holds the fewest faces.
+    #[default]
+    Admitted,
+    /// Every door of the site: a door that does not admit a person still
+    /// knows them and logs their attempt by name (`denied-group`).
+    Everyone,
+}
+
+impl DoorsKnow {
+    /// The setting's word: `admitted` or `everyone`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DoorsKnow::Admitted => "admitted",
+            DoorsKnow::Everyone => "everyone",
+        }
+    }
+}
+
+impl FromStr for DoorsKnow {
+    type Err = SiteError;
+    fn from_str(s: &str) -> Result<Self, SiteError> {
+        match s {
+            "admitted" => Ok(DoorsKnow::Admitted),
+            "everyone" => Ok(DoorsKnow::Everyone),
+            _ => Err(SiteError::Invalid(format!("doors know {s:?}: expected admitted or everyone"))),
+        }
+    }
+}
+
 /// The site's access rules: everything a door needs to decide, but the faces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Rules {
@@ -204,10 +237,13 @@ impl Rules {
         }
     }
 
-    /// The doors that let in a member of any of `access`'s groups (at some
-    /// time): those that receive the person's record.
-    pub fn doors_admitting<'a>(&'a self, access: &'a Access) -> impl Iterator<Item = &'a str> + 'a {
-        self.doors.iter().filter(|(_, d)| !d.groups.is_disjoint(&access.groups)).map(|(name, _)| name.as_str())
+    /// The doors sent the record of a person with `access`: those admitting
+    /// them, or every door.
+    pub fn doors_knowing<'a>(&'a self, access: &'a Access, know: DoorsKnow) -> impl Iterator<Item = &'a str> + 'a {
+        self.doors
+            .iter()
+            .filter(move |(_, d)| know == DoorsKnow::Everyone || !d.groups.is_disjoint(&access.groups))
+            .map(|(name, _)| name.as_str())
     }
 
     /// Whether `access` lets its holder through `door` at `now` (Unix seconds).

@@ -3,7 +3,8 @@
 
 use facegate_core::Embedding;
 use facegate_site::{
-    Access, AdminKey, DataKey, Door, Freshness, Group, PersonRecord, Received, Replica, Rules, SiteError, SiteState, Snapshot,
+    Access, AdminKey, DataKey, Door, DoorsKnow, Freshness, Group, PersonRecord, Received, Replica, Rules, SiteError, SiteState,
+    Snapshot,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -281,6 +282,14 @@ fn a_door_opens_only_the_people_it_admits_and_learns_nothing_of_the_others() {
         thief.receive(topic, payload).unwrap();
     }
     assert!(matches!(thief.complete(), Err(SiteError::Unsealable)));
+    // Doors that know everyone of the site: each opens every record, Nemo (in no group) too.
+    let everyone = site.state.messages_known_by(DoorsKnow::Everyone, &site.admin, &site.data, &keys, 0, [0; 32]).unwrap();
+    let door = |name: &str| {
+        let mut r = Replica::new("hq", name, site.admin.public(), keys[name].clone(), 0).unwrap();
+        feed(&mut r, &everyone).map(|s| s.people.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    };
+    let all = ["Person p0", "Vera Visitor", "Nemo"].map(String::from).to_vec();
+    assert_eq!((door("front"), door("lab")), (Some(all.clone()), Some(all)));
     // A door that joined before doors had keys holds the site's data key, and still opens its people.
     let legacy = site.state.messages(&site.admin, &site.data, &BTreeMap::new(), 0, [0; 32]).unwrap();
     let mut old_door = Replica::new("hq", "front", site.admin.public(), site.data.clone(), 0).unwrap();

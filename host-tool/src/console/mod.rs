@@ -373,6 +373,9 @@ struct ChangeForm {
     /// Valid until.
     #[serde(default)]
     until: String,
+    /// Which doors know a person (`admitted`, `everyone`).
+    #[serde(default)]
+    know: String,
 }
 
 /// A door's form (urlencoded, `group` repeated): its single fields by name, and its groups.
@@ -440,7 +443,7 @@ async fn form_change(
     Form(f): Form<ChangeForm>,
 ) -> Response {
     use crate::site::{GroupAction, ScheduleAction};
-    let ChangeForm { csrf, name, group, schedule, windows, to, from: valid_from, until: valid_until } = f;
+    let ChangeForm { csrf, name, group, schedule, windows, to, from: valid_from, until: valid_until, know } = f;
     let (back, apply): (&'static str, SiteChange) = match (page.as_str(), action.as_str()) {
         ("people", "grant") => ("/people", Box::new(move |g, site| crate::site::grant(g, site, &name, &group))),
         ("people", "revoke") => ("/people", Box::new(move |g, site| crate::site::revoke(g, site, &name, &group))),
@@ -463,6 +466,7 @@ async fn form_change(
         ("access", "schedule-remove") => {
             ("/access", Box::new(move |g, site| crate::site::schedule(g, site, ScheduleAction::Remove { name })))
         }
+        ("access", "doors-know") => ("/access", Box::new(move |g, site| crate::site::doors_know(g, site, know.parse()?))),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     change(app, (&headers, from), &csrf, back, move |g, site| done(apply(g, site))).await
@@ -582,7 +586,7 @@ async fn access(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Q
             },
             _ => None,
         };
-        page(&app, "Access", &session, pages::access(site, &session.1.csrf, check.as_ref()))
+        page(&app, "Access", &session, pages::access(site, home.doors_know(), &session.1.csrf, check.as_ref()))
     });
     rendered.unwrap_or_else(|response| response)
 }

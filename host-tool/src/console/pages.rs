@@ -4,7 +4,7 @@
 use super::filter::EventFilter;
 use super::live::Doors;
 use crate::site::AuditEntry;
-use facegate_site::SiteState;
+use facegate_site::{DoorsKnow, SiteState};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
@@ -220,7 +220,7 @@ pub struct Check {
 }
 
 /// Groups, doors and schedules, their forms, and the "who may open" check.
-pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
+pub fn access(site: &SiteState, know: DoorsKnow, csrf: &str, check: Option<&Check>) -> Markup {
     let rules = &site.rules;
     let schedule_choice = html! {
         select name="schedule" { option value="" { "always" } @for s in rules.schedules.keys() { option value=(s) { (s) } } }
@@ -260,6 +260,15 @@ pub fn access(site: &SiteState, csrf: &str, check: Option<&Check>) -> Markup {
                     }
                 } }
             }
+        }
+        form #doors-know method="post" action="/access/doors-know" {
+            input type="hidden" name="csrf" value=(csrf);
+            "Each door knows "
+            select name="know" {
+                option value="admitted" selected[know == DoorsKnow::Admitted] { "only the people it admits (others are strangers there)" }
+                option value="everyone" selected[know == DoorsKnow::Everyone] { "everyone of the site (logs a refused person by name)" }
+            }
+            " " button type="submit" { "Set" }
         }
         h2 { "Groups" }
         table {

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use facegate_core::ModelId;
 use facegate_face::{Network, Precision};
-use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, Group, PersonRecord, Rules, Schedule, SiteState};
+use facegate_site::{Access, AdminKey, DataKey, Door, DoorSecrets, DoorsKnow, Group, PersonRecord, Rules, Schedule, SiteState};
 use facegate_site_admin::{broker, SiteConfig};
 use printed::Printed;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,17 @@ struct AdminState {
     /// as an empty log).
     #[serde(skip)]
     audit: Vec<AuditEntry>,
+    /// How the site is published: a postcard tail after the audit log (which
+    /// is then written even when empty), read as the defaults when absent.
+    #[serde(skip)]
+    settings: Settings,
+}
+
+/// Site settings that shape what is published but are no rule a door reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    /// Which doors are sent a person's record.
+    doors_know: DoorsKnow,
 }
 
 /// One change of the site, as the audit log keeps it.
@@ -86,6 +97,7 @@ impl AdminState {
             accounts: BTreeMap::new(),
             door_keys: BTreeMap::new(),
             audit: Vec::new(),
+            settings: Settings::default(),
         }
     }
 
@@ -93,7 +105,11 @@ impl AdminState {
         match postcard::take_from_bytes::<AdminState>(bytes) {
             Ok((mut state, tail)) => {
                 if !tail.is_empty() {
-                    state.audit = postcard::from_bytes(tail)?;
+                    let (audit, settings) = postcard::take_from_bytes(tail)?;
+                    state.audit = audit;
+                    if !settings.is_empty() {
+                        state.settings = postcard::from_bytes(settings)?;
+                    }
                 }
                 Ok(state)
             }
@@ -101,15 +117,29 @@ impl AdminState {
                 let AdminStateV1 { site, published } = postcard::from_bytes(bytes).map_err(|_| e)?;
                 let published_version = if published.is_empty() { 0 } else { site.version };
                 let (accounts, door_keys, audit) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
-                Ok(AdminState { site, published, issued_at: 0, previous: [0; 32], published_version, accounts, door_keys, audit })
+                Ok(AdminState {
+                    site,
+                    published,
+                    issued_at: 0,
+                    previous: [0; 32],
+                    published_version,
+                    accounts,
+                    door_keys,
+                    audit,
+                    settings: Settings::default(),
+                })
             }
         }
     }
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = postcard::to_allocvec(self).expect("the state serialises");
-        if !self.audit.is_empty() {
+        let settings = self.settings != Settings::default();
+        if !self.audit.is_empty() || settings {
             bytes.extend(postcard::to_allocvec(&self.audit).expect("the audit log serialises"));
+        }
+        if settings {
+            bytes.extend(postcard::to_allocvec(&self.settings).expect("the settings serialise"));
         }
         bytes
     }
@@ -182,6 +212,11 @@ impl SiteHome {
         Ok(())
     }
 
+    /// Which doors are sent a person's record.
+    pub(crate) fn doors_know(&self) -> DoorsKnow {
+        self.state.settings.doors_know
+    }
+
     /// Who changed what, oldest first.
     pub(crate) fn audit(&self) -> &[AuditEntry] {
         &self.state.audit
@@ -227,7 +262,8 @@ impl SiteHome {
     fn publish_against(&mut self, g: &Global, read_broker: bool) -> Result<()> {
         let admin = self.config.admin()?;
         let (data, door_keys) = (self.config.data()?, self.state.door_keys()?);
-        let messages = self.state.site.messages(&admin, &data, &door_keys, self.state.issued_at, self.state.previous)?;
+        let (know, issued_at, previous) = (self.state.settings.doors_know, self.state.issued_at, self.state.previous);
+        let messages = self.state.site.messages_known_by(know, &admin, &data, &door_keys, issued_at, previous)?;
         let mut link = broker::Link::connect(&self.config, "admin", true)?;
         self.check_newest(&mut link, &admin)?;
         let sent = if read_broker {
@@ -306,26 +342,39 @@ fn random_hex(n: usize) -> Result<String> {
 #[derive(Subcommand)]
 pub enum SiteAction {
     /// Create the site file (keys made here; mode 0600) and an empty site.
-    Init {
-        /// The site's name (letters, digits, '-', '_', '.').
-        #[arg(long)]
-        name: String,
-        /// The broker: mqtts://host:port.
-        #[arg(long)]
-        broker: String,
-        /// PEM of the broker's CA (default: the system's roots).
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// The administrator's broker login.
-        #[arg(long)]
-        username: String,
-        /// Its password.
-        #[arg(long, env = "FACEGATE_SITE_PASSWORD")]
-        password: String,
-        /// IANA time zone the schedules are read in.
-        #[arg(long, default_value = "UTC")]
-        time_zone: String,
+    Init(InitArgs),
+    /// Which doors are sent each person's record: `admitted` (the default:
+    /// only the doors that admit one of their groups; elsewhere they are
+    /// strangers, `unknown`) or `everyone` (every door knows every person and
+    /// logs a refused one by name, `denied-group`). Without a value, prints it.
+    DoorsKnow {
+        /// `admitted` or `everyone`.
+        #[arg(value_parser = ["admitted", "everyone"])]
+        who: Option<String>,
     },
+}
+
+/// `site init`.
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// The site's name (letters, digits, '-', '_', '.').
+    #[arg(long)]
+    name: String,
+    /// The broker: mqtts://host:port.
+    #[arg(long)]
+    broker: String,
+    /// PEM of the broker's CA (default: the system's roots).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The administrator's broker login.
+    #[arg(long)]
+    username: String,
+    /// Its password.
+    #[arg(long, env = "FACEGATE_SITE_PASSWORD")]
+    password: String,
+    /// IANA time zone the schedules are read in.
+    #[arg(long, default_value = "UTC")]
+    time_zone: String,
 }
 
 /// `door …`.
@@ -408,8 +457,39 @@ pub enum ScheduleAction {
 }
 
 /// `site init`.
-pub fn init(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
-    let SiteAction::Init { name, broker, ca, username, password, time_zone } = action;
+/// `site init`, `site doors-know`.
+pub fn site(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
+    match action {
+        SiteAction::Init(args) => init(g, site, args),
+        SiteAction::DoorsKnow { who: None } => {
+            let know = SiteHome::open(site)?.doors_know();
+            if g.json {
+                print_json(&json!({"doors_know": know.as_str()}));
+            } else {
+                println!("{}", know.as_str());
+            }
+            Ok(())
+        }
+        SiteAction::DoorsKnow { who: Some(who) } => doors_know(g, site, who.parse()?),
+    }
+}
+
+/// `site doors-know WHO`: a new version whose records are sealed for the
+/// doors `know` says (a door sent fewer records forgets the others).
+pub fn doors_know(g: &Global, site: &Path, know: DoorsKnow) -> Result<()> {
+    let mut home = SiteHome::open(site)?;
+    if home.state.settings.doors_know == know {
+        if !g.json {
+            println!("doors already know {}", know.as_str());
+        }
+        return Ok(());
+    }
+    home.state.settings.doors_know = know;
+    home.commit(g, format!("site doors-know {}", know.as_str()))
+}
+
+fn init(g: &Global, site: &Path, args: InitArgs) -> Result<()> {
+    let InitArgs { name, broker, ca, username, password, time_zone } = args;
     if site.exists() {
         bail!("{} exists: a site is made once (its keys are in it)", site.display());
     }
@@ -1134,6 +1214,7 @@ mod audit {
             accounts: BTreeMap::new(),
             door_keys: BTreeMap::new(),
             audit: Vec::new(),
+            settings: Settings::default(),
         };
         // No change logged yet: the bytes of before.
         assert_eq!(state.to_bytes(), postcard::to_allocvec(&state).unwrap());
@@ -1151,6 +1232,15 @@ mod audit {
         let mut damaged = bytes.clone();
         damaged.truncate(bytes.len() - 3);
         assert!(AdminState::from_bytes(&damaged).is_err(), "a cut log is damage, not an empty log");
+        // Settings follow the log, even an empty one; an older tool still reads the log.
+        for audit in [Vec::new(), state.audit.clone()] {
+            let with = AdminState { audit, settings: Settings { doors_know: DoorsKnow::Everyone }, ..state.clone() };
+            let back = AdminState::from_bytes(&with.to_bytes()).unwrap();
+            assert_eq!((back.settings, back.audit), (with.settings.clone(), with.audit.clone()));
+            let older_audit: Vec<AuditEntry> =
+                postcard::from_bytes(&with.to_bytes()[postcard::to_allocvec(&state).unwrap().len()..]).unwrap();
+            assert_eq!(older_audit, with.audit);
+        }
     }
 }
 
@@ -1173,6 +1263,7 @@ mod power_loss {
             accounts: BTreeMap::new(),
             door_keys: BTreeMap::new(),
             audit: Vec::new(),
+            settings: Settings::default(),
         }
     }
 
