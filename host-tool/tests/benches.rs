@@ -173,3 +173,58 @@ fn bench_liveness_json_has_the_liveness_interface() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("WIDTH,HEIGHT,SHIFT"));
 }
+
+#[test]
+fn bench_liveness_sequences_judges_each_clip_as_the_door_judges_an_approach() {
+    let Some(nuaa) = facegate_testkit::shared_dir("datasets/spoof-dev/nuaa-dev", "the bench liveness --sequences test") else {
+        return;
+    };
+    // Two live sessions and two print sessions of subject 1, their first eight frames
+    // each (NUAA's names: subject_subject_glasses_place_session_frame), copied into clips.
+    let set = tempfile::tempdir().unwrap();
+    let clips = [
+        ("real", "0001_0001_00_00_01"),
+        ("real", "0001_0001_00_00_02"),
+        ("attack-print", "0001_0001_00_01_03"),
+        ("attack-print", "0001_0001_00_02_03"),
+    ];
+    for (kind, session) in clips {
+        let from = nuaa.join(if kind == "real" { "real" } else { "attack" });
+        let clip = set.path().join(kind).join(session);
+        std::fs::create_dir_all(&clip).unwrap();
+        let mut frames: Vec<_> = std::fs::read_dir(&from)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{session}_")))
+            .collect();
+        frames.sort();
+        for p in frames.iter().take(8) {
+            std::fs::copy(p, clip.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let spec = format!("nuaa={}", set.path().display());
+    let j = bench_json(&["liveness", "--sequences", "--json", "--set", &spec]);
+    assert_eq!((j["threshold"].as_f64(), j["agree"].as_u64(), j["window"].as_u64()), (Some(0.5), Some(3), Some(5)), "{j}");
+    let s = &j["sets"]["nuaa"];
+    assert_eq!((s["clips_real"].as_u64(), s["clips_attack"].as_u64(), s["frames"].as_u64()), (Some(2), Some(2), Some(32)), "{j}");
+    // The shipped ensemble refuses NUAA's prints and lets its live sessions in at the third frame.
+    assert_eq!(s["per_frame"]["apcer_by_type"]["print"], 0.0, "{j}");
+    assert_eq!(s["per_frame"]["bpcer_approach"], 0.0, "{j}");
+    let clips = s["clips"].as_array().unwrap();
+    assert_eq!(clips.len(), 4);
+    for c in clips {
+        assert_eq!((c["frames"].as_u64(), c["faces"].as_u64()), (Some(8), Some(8)), "{c}");
+        let passed = c["passed_at"].as_u64();
+        assert_eq!(passed.is_some(), c["kind"] == "real", "{c}");
+        assert!(passed.is_none_or(|f| (3..=5).contains(&f)), "3 of 5 frames cannot pass before the third: {c}");
+    }
+    for key in ["bpcer_approach", "bpcer_clip", "apcer_by_type"] {
+        assert!(!s["fused"][key].is_null(), "{key}: {j}");
+    }
+    // Three live frames needed of a window of two: refused before anything is read.
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
+        .args(["bench", "liveness", "--sequences", "--set", &spec, "--agree", "3", "--window", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--agree 3 must be between 1 and --window 2"));
+}

@@ -5,6 +5,7 @@
 //! (alignment) → [`embed`] → [`matching`]. Each step is a plain function or a
 //! small type so the device and the host tool can use any part on its own.
 
+pub mod approach;
 pub mod arcface;
 mod bytes;
 pub mod chip;

@@ -9,6 +9,7 @@ pub mod lfw;
 pub mod lfw_args;
 pub mod link;
 pub mod liveness;
+pub mod liveness_clips;
 pub mod load;
 pub mod speed;
 pub mod trained;

@@ -46,7 +46,32 @@ pub struct LivenessArgs {
     /// score and each network's class probabilities (empty: no face found).
     #[arg(long, value_name = "FILE.csv")]
     scores_csv: Option<PathBuf>,
+    /// Each set holds clips: `real/CLIP/`, `attack/CLIP/` (or
+    /// `attack-TYPE/CLIP/`) folders of consecutive frames, judged per clip as
+    /// the door judges an approach (k of n frames), with and without the
+    /// face-motion depth cue.
+    #[arg(long)]
+    sequences: bool,
+    /// With --sequences: live frames needed in the window (the door's recognition.frames_agree).
+    #[arg(long, default_value_t = 3, requires = "sequences")]
+    agree: usize,
+    /// With --sequences: the window of frames (recognition.frames_window).
+    #[arg(long, default_value_t = 5, requires = "sequences")]
+    window: usize,
+    /// With --sequences: a pair of frames speaks of depth when the face
+    /// plane turned at least this much (eye distances).
+    #[arg(long, default_value_t = DEFAULT_MIN_TURN, requires = "sequences")]
+    min_turn: f64,
+    /// With --sequences: a clip that turned with less parallax per unit of
+    /// turn moved as one flat surface and is refused.
+    #[arg(long, default_value_t = DEFAULT_MIN_DEPTH, requires = "sequences")]
+    min_depth: f64,
 }
+
+/// `--min-turn`'s default.
+pub const DEFAULT_MIN_TURN: f64 = 0.03;
+/// `--min-depth`'s default.
+pub const DEFAULT_MIN_DEPTH: f64 = 0.5;
 
 fn parse_box_map(s: &str) -> Result<BoxMap, String> {
     let v: Vec<f32> =
@@ -71,13 +96,13 @@ struct Scored {
 /// The door's detector settings, also for small crops: HOG at the image's own
 /// size, then doubled when nothing is found, then (for face crops cut tight,
 /// where HOG needs some margin) on the image with a border of its edge pixels.
-struct Finder {
+pub(super) struct Finder {
     plain: Pipeline,
     doubled: Pipeline,
 }
 
 impl Finder {
-    fn load(models: &Path) -> Result<Self> {
+    pub(super) fn load(models: &Path) -> Result<Self> {
         let c = PipelineConfig { min_face: 40, ..PipelineConfig::door() };
         Ok(Finder {
             plain: Pipeline::load(models, Precision::Int8, c.clone())?,
@@ -85,7 +110,7 @@ impl Finder {
         })
     }
 
-    fn face(&self, img: &image::RgbImage) -> Option<facegate_face::Rect> {
+    pub(super) fn face(&self, img: &image::RgbImage) -> Option<facegate_face::Rect> {
         let largest =
             |p: &Pipeline, img: &image::RgbImage| p.detect(img).into_iter().max_by_key(|d| d.rect.area()).map(|d| d.rect);
         largest(&self.plain, img).or_else(|| largest(&self.doubled, img)).or_else(|| {
@@ -103,7 +128,7 @@ impl Finder {
     }
 }
 
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -252,11 +277,36 @@ fn det_points(scored: &[Scored]) -> Vec<(f64, f64)> {
 pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
     let threshold = args.live_threshold.unwrap_or(THRESHOLD);
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let finder = Finder::load(models)?;
     let mut live = Liveness::load(models).context("loading the liveness models")?;
     if let Some(map) = args.box_map {
         live.box_map = map;
     }
+    if args.sequences {
+        if args.window == 0 || args.agree == 0 || args.agree > args.window {
+            bail!("--agree {} must be between 1 and --window {}", args.agree, args.window);
+        }
+        let sets = args
+            .sets
+            .iter()
+            .map(|spec| {
+                let (name, dir) = spec.split_once('=').with_context(|| format!("--set {spec:?}: give NAME=DIR"))?;
+                Ok((name.to_string(), PathBuf::from(dir)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rules = super::liveness_clips::ClipRules {
+            threshold,
+            agree: args.agree,
+            window: args.window,
+            min_turn: args.min_turn,
+            min_depth: args.min_depth,
+        };
+        let out = super::liveness_clips::run(models, &live, &sets, rules, threads, args.json)?;
+        if args.json {
+            facegate_core::print::print_json(&out);
+        }
+        return Ok(());
+    }
+    let finder = Finder::load(models)?;
     let mut sets = serde_json::Map::new();
     let mut curves = Vec::new();
     let mut all_scored = Vec::new();
