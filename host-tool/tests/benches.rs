@@ -221,6 +221,11 @@ fn bench_liveness_sequences_judges_each_clip_as_the_door_judges_an_approach() {
     for key in ["bpcer_approach", "bpcer_clip", "apcer_by_type"] {
         assert!(!s["fused"][key].is_null(), "{key}: {j}");
     }
+    for cue in ["depth", "carry"] {
+        let with = s[cue]["real_with_verdict"].as_u64().unwrap() + s[cue]["attack_with_verdict"].as_u64().unwrap();
+        let said = clips.iter().filter(|c| !c[cue].is_null()).count() as u64;
+        assert_eq!(with, said, "{cue}: a verdict is a clip's value: {j}");
+    }
     // Three live frames needed of a window of two: refused before anything is read.
     let out = Command::new(env!("CARGO_BIN_EXE_host-tool"))
         .args(["bench", "liveness", "--sequences", "--set", &spec, "--agree", "3", "--window", "2"])

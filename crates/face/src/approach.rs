@@ -100,6 +100,97 @@ pub fn depth_per_turn(motions: &[PlaneMotion], min_turn: f64) -> Option<f64> {
     Some(turned.iter().map(|m| m.parallax).sum::<f64>() / turn)
 }
 
+/// How a face and its surroundings moved between two frames, in face
+/// widths: a real head moves before a still background, a hand-held print
+/// or screen carries what surrounds the face with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SurroundMotion {
+    /// The face's shift.
+    pub face: f64,
+    /// The median shift of the patches beside and above the face.
+    pub surround: f64,
+}
+
+/// Side of the square patches matched, in pixels after scaling the face to
+/// about this width.
+const PATCH: i64 = 24;
+
+/// The shifts of the face in `face` (a box in both frames' coordinates)
+/// and of the patches one face width beside and above it, from frame `a` to
+/// frame `b` (grey, the same size), each found by block matching within
+/// half a face width. `None` when the frames differ in size or the face is
+/// too small; patches outside the frame are left out, and with none left
+/// the surround is `None` too.
+pub fn surround_motion(a: &image::GrayImage, b: &image::GrayImage, face: crate::Rect) -> Option<SurroundMotion> {
+    if a.dimensions() != b.dimensions() || face.width() < 2 * PATCH {
+        return None;
+    }
+    // Work at a scale where the face is 2 patches wide.
+    let scale = (2 * PATCH) as f64 / face.width() as f64;
+    let (w, h) = ((a.width() as f64 * scale) as u32, (a.height() as f64 * scale) as u32);
+    let (a, b) = (
+        image::imageops::resize(a, w, h, image::imageops::FilterType::Triangle),
+        image::imageops::resize(b, w, h, image::imageops::FilterType::Triangle),
+    );
+    let cx = ((face.left + face.right) as f64 / 2.0 * scale) as i64;
+    let cy = ((face.top + face.bottom) as f64 / 2.0 * scale) as i64;
+    let span = 2 * PATCH;
+    let search = PATCH;
+    let at = |x: i64, y: i64| shift(&a, &b, x - PATCH / 2, y - PATCH / 2, search);
+    let face_shift = at(cx, cy)?;
+    let mut around: Vec<f64> =
+        [(cx - span, cy), (cx + span, cy), (cx, cy - span), (cx - span, cy - span), (cx + span, cy - span)]
+            .into_iter()
+            .filter_map(|(x, y)| at(x, y))
+            .map(|(dx, dy)| ((dx * dx + dy * dy) as f64).sqrt())
+            .collect();
+    if around.is_empty() {
+        return None;
+    }
+    around.sort_by(f64::total_cmp);
+    let unit = span as f64;
+    let (fx, fy) = face_shift;
+    Some(SurroundMotion { face: ((fx * fx + fy * fy) as f64).sqrt() / unit, surround: around[around.len() / 2] / unit })
+}
+
+/// The integer shift (dx, dy) within ±`search` that best carries the
+/// PATCH-square at (`x`, `y`) in `a` onto `b` (least absolute difference);
+/// `None` when the patch or its search area leaves the frame, or the patch
+/// is flat (nothing to match).
+fn shift(a: &image::GrayImage, b: &image::GrayImage, x: i64, y: i64, search: i64) -> Option<(i64, i64)> {
+    let (w, h) = (a.width() as i64, a.height() as i64);
+    if x - search < 0 || y - search < 0 || x + PATCH + search > w || y + PATCH + search > h {
+        return None;
+    }
+    let px = |img: &image::GrayImage, x: i64, y: i64| i64::from(img.get_pixel(x as u32, y as u32)[0]);
+    let (lo, hi) = (0..PATCH).flat_map(|j| (0..PATCH).map(move |i| (i, j))).fold((255, 0), |(lo, hi), (i, j)| {
+        let v = px(a, x + i, y + j);
+        (lo.min(v), hi.max(v))
+    });
+    if hi - lo < 16 {
+        return None;
+    }
+    let mut best = (i64::MAX, (0, 0));
+    for dy in -search..=search {
+        for dx in -search..=search {
+            let mut cost = 0;
+            for j in 0..PATCH {
+                for i in 0..PATCH {
+                    cost += (px(a, x + i, y + j) - px(b, x + i + dx, y + j + dy)).abs();
+                }
+                if cost >= best.0 {
+                    break;
+                }
+            }
+            // Ties go to the smaller shift: a still patch stays at (0, 0).
+            if cost < best.0 || (cost == best.0 && dx * dx + dy * dy < best.1 .0 * best.1 .0 + best.1 .1 * best.1 .1) {
+                best = (cost, (dx, dy));
+            }
+        }
+    }
+    Some(best.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +231,37 @@ mod tests {
         let b = a.map(|p| Point::new(c * p.x - s * p.y + 40.0, s * p.x + c * p.y - 25.0));
         let m = plane_motion(&a, &b).unwrap();
         assert!(m.turn < 1e-9 && m.parallax < 1e-9, "{m:?}");
+    }
+
+    /// A textured frame with a textured square "face" of side 48 at
+    /// (`fx`, `fy`), the rest shifted by (`sx`, `sy`).
+    fn scene(fx: i64, fy: i64, sx: i64, sy: i64) -> image::GrayImage {
+        // A hash of the position: no shift repeats it.
+        let texture = |x: i64, y: i64, seed: i64| {
+            let h = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ seed.wrapping_mul(83_492_791)) as u64;
+            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+        };
+        image::GrayImage::from_fn(320, 240, |x, y| {
+            let (x, y) = (x as i64, y as i64);
+            let inside = (fx..fx + 48).contains(&x) && (fy..fy + 48).contains(&y);
+            image::Luma([if inside { texture(x - fx, y - fy, 1) } else { texture(x - sx, y - sy, 2) }])
+        })
+    }
+
+    #[test]
+    fn a_face_moving_before_a_still_background_differs_from_one_carried_with_it() {
+        let face = crate::Rect::new(136, 96, 184, 144);
+        let moved = 10.0 / 48.0;
+        // A head: the face moves 10 px, the background stays.
+        let head = surround_motion(&scene(136, 96, 0, 0), &scene(146, 96, 0, 0), face).unwrap();
+        assert!((head.face - moved).abs() < 1e-9 && head.surround == 0.0, "{head:?}");
+        // A held picture: face and surroundings move 10 px together.
+        let held = surround_motion(&scene(136, 96, 0, 0), &scene(146, 96, 10, 0), face).unwrap();
+        assert!((held.face - moved).abs() < 1e-9 && (held.surround - moved).abs() < 1e-9, "{held:?}");
+        // Frames of two sizes, or a face too small to match: nothing said.
+        let small = image::GrayImage::new(160, 120);
+        assert_eq!(surround_motion(&scene(0, 0, 0, 0), &small, face), None);
+        assert_eq!(surround_motion(&small, &small, crate::Rect::new(0, 0, 20, 20)), None);
     }
 
     #[test]

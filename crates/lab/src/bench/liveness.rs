@@ -66,6 +66,14 @@ pub struct LivenessArgs {
     /// turn moved as one flat surface and is refused.
     #[arg(long, default_value_t = DEFAULT_MIN_DEPTH, requires = "sequences")]
     min_depth: f64,
+    /// With --sequences: a frame speaks of the face's surroundings when the
+    /// face moved at least this much since the frame before (face widths).
+    #[arg(long, default_value_t = 0.05, requires = "sequences")]
+    min_move: f64,
+    /// With --sequences: a clip whose surroundings shared at least this
+    /// share of the face's motion (a held print or screen) is refused.
+    #[arg(long, default_value_t = 0.6, requires = "sequences")]
+    max_carry: f64,
 }
 
 /// `--min-turn`'s default.
@@ -299,6 +307,8 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
             window: args.window,
             min_turn: args.min_turn,
             min_depth: args.min_depth,
+            min_move: args.min_move,
+            max_carry: args.max_carry,
         };
         let out = super::liveness_clips::run(models, &live, &sets, rules, threads, args.json)?;
         if args.json {

@@ -8,7 +8,7 @@
 
 use super::liveness::{images_in, Finder};
 use anyhow::{bail, Context, Result};
-use facegate_face::approach::{depth_per_turn, plane_motion, PlaneMotion};
+use facegate_face::approach::{depth_per_turn, plane_motion, surround_motion, PlaneMotion, SurroundMotion};
 use facegate_face::decode::{decode_image, DEFAULT_MAX_PIXELS};
 use facegate_face::geometry::Point;
 use facegate_face::liveness::{ensemble_score, is_live, Liveness};
@@ -33,6 +33,12 @@ pub struct ClipRules {
     /// A clip whose face turned and showed less parallax per unit of turn
     /// than this moved as one flat surface: refused.
     pub min_depth: f64,
+    /// A frame speaks of the surroundings when the face moved at least this
+    /// much since the frame before (face widths).
+    pub min_move: f64,
+    /// A clip whose surroundings shared at least this share of the face's
+    /// motion was carried with it (a held print or screen): refused.
+    pub max_carry: f64,
 }
 
 /// One clip of a set: its label, name and frames in order.
@@ -48,6 +54,8 @@ pub struct Clip {
 struct Frame {
     score: Option<f32>,
     points: Option<[Point; 5]>,
+    /// How the face and its surroundings moved since the frame before.
+    surround: Option<SurroundMotion>,
 }
 
 /// A clip's outcome.
@@ -64,11 +72,16 @@ struct Judged {
     depth: Option<f64>,
     /// Pairs of frames that turned enough to speak.
     turned_pairs: usize,
+    /// How much of the face's motion its surroundings shared (median over
+    /// consecutive frames where the face moved); `None`: it never moved enough.
+    carry: Option<f64>,
 }
 
 impl Judged {
+    /// Refused by the motion cues: turned as a flat surface, or moved with
+    /// its surroundings.
     fn flat(&self, rules: &ClipRules) -> bool {
-        self.depth.is_some_and(|d| d < rules.min_depth)
+        self.depth.is_some_and(|d| d < rules.min_depth) || self.carry.is_some_and(|c| c >= rules.max_carry)
     }
 
     /// Accepted by the shipped decision alone: granted at some frame.
@@ -184,6 +197,9 @@ fn judge(clip: &Clip, frames: &[Frame], rules: &ClipRules) -> Judged {
         first_decision: decisions.first().copied(),
         depth: depth_per_turn(&moved, rules.min_turn),
         turned_pairs: moved.iter().filter(|m| m.turn >= rules.min_turn).count(),
+        carry: median(
+            frames.iter().filter_map(|f| f.surround).filter(|m| m.face >= rules.min_move).map(|m| m.surround / m.face).collect(),
+        ),
     }
 }
 
@@ -207,6 +223,7 @@ fn figures(judged: &[Judged], rules: &ClipRules) -> Value {
         by_type.iter().map(|(k, v)| (*k, percent(v, accept))).collect()
     };
     let depths = |clips: &[&Judged]| -> Vec<f64> { clips.iter().filter_map(|j| j.depth).collect() };
+    let carries = |clips: &[&Judged]| -> Vec<f64> { clips.iter().filter_map(|j| j.carry).collect() };
     let attacks: Vec<&Judged> = by_type.values().flatten().copied().collect();
     json!({
         "clips_real": real.len(),
@@ -231,10 +248,20 @@ fn figures(judged: &[Judged], rules: &ClipRules) -> Value {
             "attack_median": median(depths(&attacks)),
             "auc": auc(&depths(&real), &depths(&attacks)),
         },
+        "carry": {
+            "real_with_verdict": carries(&real).len(),
+            "attack_with_verdict": carries(&attacks).len(),
+            "real_median": median(carries(&real)),
+            "attack_median": median(carries(&attacks)),
+            "real_carried": real.iter().filter(|j| j.carry.is_some_and(|c| c >= rules.max_carry)).count(),
+            "attack_carried": attacks.iter().filter(|j| j.carry.is_some_and(|c| c >= rules.max_carry)).count(),
+            // Live clips should carry less: the attacks' values rank above.
+            "auc": auc(&carries(&attacks), &carries(&real)),
+        },
         "clips": judged.iter().map(|j| json!({
             "clip": j.name, "kind": j.kind, "frames": j.frames, "faces": j.faces,
             "passed_at": j.passed_at, "first_decision": j.first_decision.map(|(frame, granted)| json!({"frame": frame, "granted": granted})),
-            "depth": j.depth, "turned_pairs": j.turned_pairs,
+            "depth": j.depth, "turned_pairs": j.turned_pairs, "carry": j.carry,
         })).collect::<Vec<_>>(),
     })
 }
@@ -262,17 +289,29 @@ fn score_frames(models: &Path, live: &Liveness, clips: &[Clip], threads: usize) 
     let config = PipelineConfig { detector: DetectorKind::Yunet, min_face: 40, ..PipelineConfig::door() };
     let yunet = Pipeline::load(models, Precision::Int8, config)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let frame = |path: &PathBuf| -> Result<Frame> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let Ok(img) = decode_image(&bytes, DEFAULT_MAX_PIXELS) else { return Ok(Frame { score: None, points: None }) };
-        let score = finder
-            .face(&img)
-            .and_then(|face| live.class_probabilities(&img, live.box_map.apply(face)).ok())
-            .map(|c| ensemble_score(&c));
-        let points = yunet.detect(&img).into_iter().max_by_key(|d| d.rect.area()).and_then(|d| d.points);
-        Ok(Frame { score, points })
+    // A clip's frames in order on one worker: each frame is matched against the one before.
+    let clip_frames = |clip: &Clip| -> Result<Vec<Frame>> {
+        let mut before: Option<(image::GrayImage, facegate_face::Rect)> = None;
+        let mut out = Vec::with_capacity(clip.frames.len());
+        for path in &clip.frames {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let Ok(img) = decode_image(&bytes, DEFAULT_MAX_PIXELS) else {
+                out.push(Frame { score: None, points: None, surround: None });
+                before = None;
+                continue;
+            };
+            let face = finder.face(&img);
+            let score =
+                face.and_then(|face| live.class_probabilities(&img, live.box_map.apply(face)).ok()).map(|c| ensemble_score(&c));
+            let points = yunet.detect(&img).into_iter().max_by_key(|d| d.rect.area()).and_then(|d| d.points);
+            let gray = image::DynamicImage::ImageRgb8(img).to_luma8();
+            let surround = before.as_ref().and_then(|(prev, rect)| surround_motion(prev, &gray, *rect));
+            before = face.map(|rect| (gray, rect));
+            out.push(Frame { score, points, surround });
+        }
+        Ok(out)
     };
-    pool.install(|| clips.par_iter().map(|c| c.frames.iter().map(frame).collect()).collect())
+    pool.install(|| clips.par_iter().map(clip_frames).collect())
 }
 
 /// Runs `--sequences` over `sets` (NAME, DIR); prints per set and returns the JSON.
@@ -342,7 +381,8 @@ mod tests {
 
     #[test]
     fn a_flat_clip_is_refused_only_with_a_depth_verdict() {
-        let rules = ClipRules { threshold: 0.5, agree: 3, window: 5, min_turn: 0.02, min_depth: 0.5 };
+        let rules =
+            ClipRules { threshold: 0.5, agree: 3, window: 5, min_turn: 0.02, min_depth: 0.5, min_move: 0.05, max_carry: 0.6 };
         let clip = |depth| Judged {
             kind: "attack".into(),
             name: "c".into(),
@@ -352,6 +392,7 @@ mod tests {
             first_decision: Some((3, true)),
             depth,
             turned_pairs: 1,
+            carry: None,
         };
         assert!(clip(None).accepted_fused(&rules), "no turn, no verdict: the per-frame decision stands");
         assert!(!clip(Some(0.1)).accepted_fused(&rules));
