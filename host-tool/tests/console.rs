@@ -514,23 +514,27 @@ fn closed_window() -> String {
 /// Waits (up to a minute) until the page shows `text`: a navigation ends
 /// after the click that starts it, a door's event comes when it comes.
 async fn page_says(browser: &fantoccini::Client, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !text_of(browser, "body").await.contains(text) && Instant::now() < deadline {
+    let body = text_until(browser, "body", 60, |body| body.contains(text)).await;
+    assert!(body.contains(text), "no {text:?} on {:?}: {body}", browser.current_url().await);
+}
+
+/// The text of the element at `css` once `done` holds of it, or after `secs`.
+async fn text_until(browser: &fantoccini::Client, css: &str, secs: u64, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = text_of(browser, css).await;
+        if done(&text) || Instant::now() >= deadline {
+            return text;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let body = text_of(browser, "body").await;
-    assert!(body.contains(text), "no {text:?} on {:?}: {body}", browser.current_url().await);
 }
 
 /// Waits (up to 90 s) until a row of the Events page's table holds every
 /// one of `cells` (door, kind, person…).
 async fn events_row(browser: &fantoccini::Client, cells: &[&str]) {
     let has = |rows: &str| rows.lines().any(|r| r.split_whitespace().filter(|c| cells.contains(c)).count() == cells.len());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !has(&text_of(browser, "#events tbody").await) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let rows = text_of(browser, "#events tbody").await;
+    let rows = text_until(browser, "#events tbody", 90, has).await;
     assert!(has(&rows), "no row with {cells:?} in the events: {rows}");
 }
 

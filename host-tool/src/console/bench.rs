@@ -36,11 +36,6 @@ pub fn run(g: &crate::cmd::Global, people: usize, doors: usize, runs: usize) -> 
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn measure(g: &crate::cmd::Global, dir: &std::path::Path, people: usize, doors: usize, runs: usize) -> Result<Value> {
     let names: Vec<String> = (0..doors).map(|d| format!("door-{d:02}")).collect();
     let mut users = vec![("admin".to_string(), "pw-admin".to_string())];
@@ -106,7 +101,7 @@ fn measure(g: &crate::cmd::Global, dir: &std::path::Path, people: usize, doors: 
     let _ = console.wait();
     let ((pages, latency), held) = result?;
     Ok(json!({"people": people, "doors": doors, "runs": runs, "pages": pages, "events_held": held,
-        "event_to_page_ms": {"median": median(latency.clone()), "max": latency.iter().copied().fold(0.0, f64::max)}}))
+        "event_to_page_ms": {"median": facegate_core::stats::median(latency.clone()), "max": latency.iter().copied().fold(0.0, f64::max)}}))
 }
 
 /// One request; the status and the body.
@@ -159,7 +154,7 @@ fn time_pages(
             }
         }
         let slowest = times.iter().copied().fold(0.0, f64::max);
-        pages.insert(path.to_string(), json!({"median_ms": median(times), "max_ms": slowest}));
+        pages.insert(path.to_string(), json!({"median_ms": facegate_core::stats::median(times), "max_ms": slowest}));
     }
     // A door's event: from its publication to its arrival on the live stream.
     let mut stream = TcpStream::connect(addr)?;

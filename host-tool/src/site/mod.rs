@@ -349,8 +349,7 @@ pub enum SiteAction {
     /// logs a refused one by name, `denied-group`). Without a value, prints it.
     DoorsKnow {
         /// `admitted` or `everyone`.
-        #[arg(value_parser = ["admitted", "everyone"])]
-        who: Option<String>,
+        who: Option<DoorsKnow>,
     },
 }
 
@@ -470,7 +469,7 @@ pub fn site(g: &Global, site: &Path, action: SiteAction) -> Result<()> {
             }
             Ok(())
         }
-        SiteAction::DoorsKnow { who: Some(who) } => doors_know(g, site, who.parse()?),
+        SiteAction::DoorsKnow { who: Some(who) } => doors_know(g, site, who),
     }
 }
 
@@ -564,11 +563,9 @@ pub fn create_bench_site(
 pub fn door(g: &Global, site: &Path, action: DoorAction) -> Result<()> {
     let mut home = SiteHome::open(site)?;
     let what = match &action {
-        DoorAction::Add { name, groups, schedule, .. } => {
-            format!("door add {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
-        }
-        DoorAction::Set { name, groups, schedule } => {
-            format!("door set {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
+        DoorAction::Add { name, groups, schedule, .. } | DoorAction::Set { name, groups, schedule } => {
+            let verb = if matches!(action, DoorAction::Add { .. }) { "add" } else { "set" };
+            format!("door {verb} {name} (groups {}; schedule {})", groups.join(", "), schedule.as_deref().unwrap_or("always"))
         }
         DoorAction::Remove { name } => format!("door remove {name}"),
     };

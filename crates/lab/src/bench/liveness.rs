@@ -289,18 +289,19 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
     if let Some(map) = args.box_map {
         live.box_map = map;
     }
+    let specs = args
+        .sets
+        .iter()
+        .map(|spec| {
+            let (name, dir) = spec.split_once('=').with_context(|| format!("--set {spec:?}: give NAME=DIR"))?;
+            Ok((name.to_string(), PathBuf::from(dir)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let finder = Finder::load(models)?;
     if args.sequences {
         if args.window == 0 || args.agree == 0 || args.agree > args.window {
             bail!("--agree {} must be between 1 and --window {}", args.agree, args.window);
         }
-        let sets = args
-            .sets
-            .iter()
-            .map(|spec| {
-                let (name, dir) = spec.split_once('=').with_context(|| format!("--set {spec:?}: give NAME=DIR"))?;
-                Ok((name.to_string(), PathBuf::from(dir)))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let rules = super::liveness_clips::ClipRules {
             threshold,
             agree: args.agree,
@@ -310,20 +311,18 @@ pub fn run(models: &Path, args: LivenessArgs) -> Result<()> {
             min_move: args.min_move,
             max_carry: args.max_carry,
         };
-        let out = super::liveness_clips::run(models, &live, &sets, rules, threads, args.json)?;
+        let out = super::liveness_clips::run(models, &finder, &live, &specs, rules, threads, args.json)?;
         if args.json {
             facegate_core::print::print_json(&out);
         }
         return Ok(());
     }
-    let finder = Finder::load(models)?;
     let mut sets = serde_json::Map::new();
     let mut curves = Vec::new();
     let mut all_scored = Vec::new();
     let (mut secs, mut faces) = (0f64, 0usize);
-    for spec in &args.sets {
-        let (name, dir) = spec.split_once('=').with_context(|| format!("--set {spec:?}: give NAME=DIR"))?;
-        let items: Vec<(String, String, Vec<u8>)> = labelled(Path::new(dir))?
+    for (name, dir) in &specs {
+        let items: Vec<(String, String, Vec<u8>)> = labelled(dir)?
             .into_iter()
             .map(|(k, p)| {
                 let b = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;

@@ -42,7 +42,7 @@ pub struct ClipRules {
 }
 
 /// One clip of a set: its label, name and frames in order.
-pub struct Clip {
+struct Clip {
     kind: String,
     name: String,
     frames: Vec<PathBuf>,
@@ -109,7 +109,7 @@ fn natural_key(path: &Path) -> Vec<(u64, String)> {
 }
 
 /// The clips of a set directory.
-pub fn clips_in(dir: &Path) -> Result<Vec<Clip>> {
+fn clips_in(dir: &Path) -> Result<Vec<Clip>> {
     let mut clips = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
@@ -277,18 +277,18 @@ fn auc(real: &[f64], attack: &[f64]) -> Option<f64> {
     Some(wins / (real.len() * attack.len()) as f64)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    (!v.is_empty()).then(|| v[v.len() / 2])
+/// The median, `None` for no values.
+fn median(values: Vec<f64>) -> Option<f64> {
+    (!values.is_empty()).then(|| facegate_core::stats::median(values))
 }
 
 /// Scores every frame of `clips` (the per-image bench's face finder and
 /// ensemble; YuNet's five points for the motion cue) on `threads` workers.
-fn score_frames(models: &Path, live: &Liveness, clips: &[Clip], threads: usize) -> Result<Vec<Vec<Frame>>> {
-    let finder = Finder::load(models)?;
-    let config = PipelineConfig { detector: DetectorKind::Yunet, min_face: 40, ..PipelineConfig::door() };
-    let yunet = Pipeline::load(models, Precision::Int8, config)?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+fn score_frames(
+    (finder, yunet, live): (&Finder, &Pipeline, &Liveness),
+    pool: &rayon::ThreadPool,
+    clips: &[Clip],
+) -> Result<Vec<Vec<Frame>>> {
     // A clip's frames in order on one worker: each frame is matched against the one before.
     let clip_frames = |clip: &Clip| -> Result<Vec<Frame>> {
         let mut before: Option<(image::GrayImage, facegate_face::Rect)> = None;
@@ -315,34 +315,38 @@ fn score_frames(models: &Path, live: &Liveness, clips: &[Clip], threads: usize) 
 }
 
 /// Runs `--sequences` over `sets` (NAME, DIR); prints per set and returns the JSON.
-pub fn run(
+pub(super) fn run(
     models: &Path,
+    finder: &Finder,
     live: &Liveness,
     sets: &[(String, PathBuf)],
     rules: ClipRules,
     threads: usize,
     quiet: bool,
 ) -> Result<Value> {
+    let config = PipelineConfig { detector: DetectorKind::Yunet, min_face: 40, ..PipelineConfig::door() };
+    let yunet = Pipeline::load(models, Precision::Int8, config)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let mut out = serde_json::Map::new();
     for (name, dir) in sets {
         let clips = clips_in(dir)?;
-        let frames = score_frames(models, live, &clips, threads)?;
+        let frames = score_frames((finder, &yunet, live), &pool, &clips)?;
         let judged: Vec<Judged> = clips.iter().zip(&frames).map(|(c, f)| judge(c, f, &rules)).collect();
         let f = figures(&judged, &rules);
         if !quiet {
             let pct = |v: &Value| v.as_f64().unwrap_or(0.0);
             println!(
-                "{name:<22} clips real {:>3} attack {:>3}  per frame: BPCER per approach {:>5.1} %  APCER {}  |  with depth: BPCER {:>5.1} %  APCER {}  (depth verdicts: real {} flat {}, attack {} flat {})",
+                "{name:<22} clips real {:>3} attack {:>3}  per frame: BPCER per approach {:>5.1} %  APCER {}  |  with the motion cues: BPCER {:>5.1} %  APCER {}  (depth AUC {}, carry AUC {})",
                 f["clips_real"], f["clips_attack"], pct(&f["per_frame"]["bpcer_approach"]), f["per_frame"]["apcer_by_type"],
-                pct(&f["fused"]["bpcer_approach"]), f["fused"]["apcer_by_type"], f["depth"]["real_with_verdict"],
-                f["depth"]["real_flat"], f["depth"]["attack_with_verdict"], f["depth"]["attack_flat"],
+                pct(&f["fused"]["bpcer_approach"]), f["fused"]["apcer_by_type"], f["depth"]["auc"], f["carry"]["auc"],
             );
         }
         out.insert(name.clone(), f);
     }
     Ok(json!({
         "threshold": rules.threshold, "agree": rules.agree, "window": rules.window,
-        "min_turn": rules.min_turn, "min_depth": rules.min_depth, "sets": out,
+        "min_turn": rules.min_turn, "min_depth": rules.min_depth, "min_move": rules.min_move, "max_carry": rules.max_carry,
+        "sets": out,
     }))
 }
 
